@@ -1,0 +1,32 @@
+# The two commands the README promises: `make run` and `make test`.
+.PHONY: setup build run test unit lint image clean
+
+CARGO ?= cargo
+
+setup:
+	./scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release
+
+# Berth on this machine: its own etcd (data in .berth/, client port 2379) plus a
+# controller and an agent for the local Docker engine.
+run: build
+	./target/release/berth up
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Unit tests and integration tests against a real etcd and the real Docker engine.
+test: lint
+	$(CARGO) test --all-targets -- --test-threads=2
+
+unit:
+	$(CARGO) test --lib
+
+image: setup
+
+clean:
+	$(CARGO) clean
+	rm -rf .berth

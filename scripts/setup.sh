@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what Berth needs to build, run and test on a Debian machine, idempotently:
+# etcd, busybox (for the test image), protoc (etcd-client's build), and a Docker engine
+# if none answers. Then builds the test image.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+
+need=()
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q "statically" || dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+[ -d /usr/include/google/protobuf ] || need+=(libprotobuf-dev)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+
+docker_ok() { docker info >/dev/null 2>&1; }
+if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; then
+  docker_ok || need+=(docker.io)
+fi
+
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! docker_ok; then
+  echo "setup: no Docker engine answers; starting dockerd"
+  $SUDO sh -c 'nohup dockerd >/var/log/berth-dockerd.log 2>&1 &'
+  for _ in $(seq 1 60); do docker_ok && break; sleep 1; done
+  docker_ok || { echo "setup: dockerd did not start; see /var/log/berth-dockerd.log" >&2; exit 1; }
+fi
+
+if ! docker image inspect berth-test/busybox:latest >/dev/null 2>&1; then
+  here="$(cd "$(dirname "$0")/.." && pwd)"
+  bb="$(dpkg -L busybox-static 2>/dev/null | grep -m1 '/bin/busybox$' || command -v busybox)"
+  cp "$bb" "$here/testimage/busybox"
+  docker build -q -t berth-test/busybox:latest "$here/testimage" >/dev/null
+  rm -f "$here/testimage/busybox"
+  echo "setup: built berth-test/busybox:latest"
+fi

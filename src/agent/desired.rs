@@ -1,0 +1,105 @@
+//! From the host's assignments to the containers that should exist here: names, full
+//! label sets and spec hashes. Pure.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::runtime::labels;
+use crate::assignment::{Assignment, ContainerSpec, Slot};
+use crate::spec::DesiredState;
+
+/// One container the host should have.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredContainer {
+    pub stack: String,
+    pub service: String,
+    pub replica: u32,
+    /// Docker name: `<stack>.<service>.<replica>` (stack ids and service names have no dots).
+    pub name: String,
+    pub spec: ContainerSpec,
+    pub spec_hash: String,
+    pub spec_revision: i64,
+    /// Should it be running (`desiredState: running`) or merely exist, stopped?
+    pub run: bool,
+    pub network: String,
+    pub order: u32,
+    pub slot: Slot,
+}
+
+impl DesiredContainer {
+    /// Berth's identity labels plus the user's own.
+    pub fn labels(&self, host: &str) -> BTreeMap<String, String> {
+        let mut l = self.spec.labels.clone();
+        l.insert(labels::MANAGED.into(), "true".into());
+        l.insert(labels::STACK.into(), self.stack.clone());
+        l.insert(labels::SERVICE.into(), self.service.clone());
+        l.insert(labels::REPLICA.into(), self.replica.to_string());
+        l.insert(labels::HOST.into(), host.into());
+        l.insert(labels::SPEC_HASH.into(), self.spec_hash.clone());
+        l
+    }
+
+    pub fn slot_key(&self) -> (String, String, u32) {
+        (self.stack.clone(), self.service.clone(), self.replica)
+    }
+}
+
+pub fn container_name(stack: &str, service: &str, replica: u32) -> String {
+    format!("{stack}.{service}.{replica}")
+}
+
+/// A short, stable digest of everything that shapes the container. `ContainerSpec` holds
+/// only ordered collections (BTreeMap, Vec), so its JSON is canonical.
+pub fn spec_hash(spec: &ContainerSpec, network: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(spec).unwrap_or_default());
+    h.update(b"\0network=");
+    h.update(network.as_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+pub fn desired_containers<'a>(
+    assignments: impl IntoIterator<Item = &'a Assignment>,
+) -> Vec<DesiredContainer> {
+    let mut out = Vec::new();
+    for a in assignments {
+        for slot in &a.slots {
+            out.push(DesiredContainer {
+                stack: a.stack.clone(),
+                service: slot.service.clone(),
+                replica: slot.replica,
+                name: container_name(&a.stack, &slot.service, slot.replica),
+                spec_hash: spec_hash(&slot.container, &a.network.name),
+                spec: slot.container.clone(),
+                spec_revision: a.spec_revision,
+                run: a.desired_state == DesiredState::Running,
+                network: a.network.name.clone(),
+                order: slot.order,
+                slot: slot.clone(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_hash_changes_with_the_spec_and_only_with_it() {
+        let a = ContainerSpec {
+            image: "img:1".into(),
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        assert_eq!(spec_hash(&a, "n"), spec_hash(&b, "n"));
+        b.env.insert("B".into(), "2".into());
+        assert_ne!(spec_hash(&a, "n"), spec_hash(&b, "n"));
+        assert_ne!(spec_hash(&a, "n"), spec_hash(&a, "other"));
+        assert_eq!(spec_hash(&a, "n").len(), 16);
+    }
+}

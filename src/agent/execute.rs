@@ -1,0 +1,211 @@
+//! Walks a plan's actions against Docker. Thin on purpose: every decision was made by
+//! [`plan`](super::plan); this only orders the calls and records what failed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use super::desired::DesiredContainer;
+use super::plan::{Action, RemoveReason};
+use super::report::SlotError;
+use super::runtime::{CreateRequest, Runtime, RuntimeError};
+use crate::assignment::Assignment;
+use crate::metrics;
+
+/// How long a container gets to exit on SIGTERM before Docker kills it.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub struct Outcome {
+    /// Failures by container name.
+    pub errors: BTreeMap<String, SlotError>,
+    /// Names of containers restarted after exiting.
+    pub restarted: Vec<String>,
+}
+
+pub async fn execute(
+    rt: &Runtime,
+    host: &str,
+    actions: Vec<Action>,
+    desired: &BTreeMap<String, &DesiredContainer>,
+    assignments: &[Assignment],
+) -> Outcome {
+    let mut out = Outcome::default();
+    if actions.is_empty() {
+        return out;
+    }
+
+    // Networks and volumes first: every create below needs them.
+    let creating: BTreeSet<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Create { name } | Action::Replace { name, .. } => {
+                desired.get(name).map(|d| d.stack.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let mut infra_failed: BTreeMap<&str, SlotError> = BTreeMap::new();
+    for a in assignments
+        .iter()
+        .filter(|a| creating.contains(a.stack.as_str()))
+    {
+        if let Err(e) = prepare_stack(rt, a).await {
+            infra_failed.insert(a.stack.as_str(), slot_error(&e));
+        }
+    }
+
+    // Removals run together; they free names and host ports the creates need.
+    let (removals, rest): (Vec<Action>, Vec<Action>) = actions
+        .into_iter()
+        .partition(|a| matches!(a, Action::Remove { .. }));
+    let results = join_all(removals.iter().map(|a| run(rt, host, a, desired))).await;
+    for (a, r) in removals.iter().zip(results) {
+        record(&mut out, a, r);
+    }
+
+    // Then one wave per start-order level, concurrent within the wave, so dependencies
+    // are created before their dependents.
+    let mut waves: BTreeMap<u32, Vec<Action>> = BTreeMap::new();
+    for a in rest {
+        let order = target_name(&a)
+            .and_then(|n| desired.get(n))
+            .map(|d| d.order)
+            .unwrap_or(0);
+        waves.entry(order).or_default().push(a);
+    }
+    for (_, wave) in waves {
+        let runnable: Vec<&Action> = wave
+            .iter()
+            .filter(|a| {
+                let stack = target_name(a)
+                    .and_then(|n| desired.get(n))
+                    .map(|d| d.stack.as_str());
+                !matches!(stack, Some(s) if infra_failed.contains_key(s))
+            })
+            .collect();
+        for a in wave.iter().filter(|a| !runnable.contains(a)) {
+            if let Some(name) = target_name(a) {
+                let stack = desired.get(name).map(|d| d.stack.as_str()).unwrap_or("");
+                if let Some(e) = infra_failed.get(stack) {
+                    out.errors.insert(name.to_owned(), e.clone());
+                }
+            }
+        }
+        let results = join_all(runnable.iter().map(|a| run(rt, host, a, desired))).await;
+        for (a, r) in runnable.into_iter().zip(results) {
+            record(&mut out, a, r);
+        }
+    }
+    out
+}
+
+fn record(out: &mut Outcome, a: &Action, r: Result<(), RuntimeError>) {
+    let name = target_name(a).unwrap_or("").to_owned();
+    match r {
+        Ok(()) => {
+            metrics::CONTAINER_ACTIONS
+                .with_label_values(&[a.metric_label()])
+                .inc();
+            if let Action::Remove {
+                reason: RemoveReason::Orphan,
+                name,
+                ..
+            } = a
+            {
+                metrics::ORPHANS_REMOVED.inc();
+                tracing::info!(container = %name, "removed orphan container");
+            }
+            if matches!(a, Action::Start { restart: true, .. }) {
+                out.restarted.push(name);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(container = %name, action = a.metric_label(), error = %crate::error_chain(&e), "container action failed");
+            metrics::RECONCILE_ERRORS
+                .with_label_values(&["agent", e.metric_label()])
+                .inc();
+            out.errors.insert(name, slot_error(&e));
+        }
+    }
+}
+
+/// The desired container an action is about (removals have none).
+fn target_name(a: &Action) -> Option<&str> {
+    match a {
+        Action::Create { name }
+        | Action::Start { name, .. }
+        | Action::Stop { name, .. }
+        | Action::Replace { name, .. } => Some(name),
+        Action::Rename { to, .. } => Some(to),
+        Action::Remove { name, .. } => Some(name),
+    }
+}
+
+async fn run(
+    rt: &Runtime,
+    host: &str,
+    action: &Action,
+    desired: &BTreeMap<String, &DesiredContainer>,
+) -> Result<(), RuntimeError> {
+    tracing::info!(action = ?action, "container action");
+    match action {
+        Action::Create { name } => match desired.get(name) {
+            Some(d) => create_and_start(rt, host, d).await,
+            None => Ok(()),
+        },
+        Action::Start { id, .. } => rt.start(id).await,
+        Action::Stop { id, .. } => rt.stop(id, STOP_GRACE).await,
+        Action::Replace { old_id, name } => {
+            // Stop first: the old and new container usually bind the same host ports.
+            rt.stop(old_id, STOP_GRACE).await?;
+            rt.remove(old_id).await?;
+            match desired.get(name) {
+                Some(d) => create_and_start(rt, host, d).await,
+                None => Ok(()),
+            }
+        }
+        Action::Rename { id, to } => rt.rename(id, to).await,
+        Action::Remove { id, .. } => {
+            rt.stop(id, STOP_GRACE).await?;
+            rt.remove(id).await
+        }
+    }
+}
+
+async fn create_and_start(
+    rt: &Runtime,
+    host: &str,
+    d: &DesiredContainer,
+) -> Result<(), RuntimeError> {
+    rt.ensure_image(&d.spec.image).await?;
+    let id = rt
+        .create(CreateRequest {
+            name: &d.name,
+            spec: &d.spec,
+            labels: d.labels(host),
+            network: &d.network,
+        })
+        .await?;
+    if d.run {
+        rt.start(&id).await?;
+    }
+    Ok(())
+}
+
+async fn prepare_stack(rt: &Runtime, a: &Assignment) -> Result<(), RuntimeError> {
+    rt.ensure_network(&a.network.name, &a.network.driver, &a.stack)
+        .await?;
+    for v in &a.volumes {
+        rt.ensure_volume(&v.name, &v.driver, &a.stack).await?;
+    }
+    Ok(())
+}
+
+fn slot_error(e: &RuntimeError) -> SlotError {
+    SlotError {
+        message: crate::error_chain(e),
+        permanent: !e.is_transient(),
+    }
+}

@@ -1,0 +1,527 @@
+//! The per-host agent: registers its host under a lease, watches the host's assignments,
+//! and converges the Docker engine to them, level-triggered: every pass re-reads the
+//! assignments and the containers, plans, acts, and reports each slot back to etcd.
+//! Docker events and probe results only make the next pass come sooner; a periodic resync
+//! makes it come anyway.
+
+mod desired;
+mod execute;
+pub mod plan;
+mod report;
+pub mod runtime;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use desired::{container_name, desired_containers, spec_hash, DesiredContainer};
+pub use report::SlotError;
+pub use runtime::{Runtime, RuntimeError};
+
+use self::plan::{Action, RunState};
+use crate::assignment::{slot_key, Assignment};
+use crate::health::{Probes, Target};
+use crate::report::SlotReport;
+use crate::serve::ReadyCheck;
+use crate::spec::{HealthCheckKind, HostRegistration};
+use crate::store::{keys, Expect, Kv, LeasedKey, Reflector, Store, Write};
+use crate::{metrics, retry};
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub host_id: String,
+    pub address: String,
+    pub docker_host: String,
+    pub datacenter: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub resync_interval: Duration,
+    pub lease_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("host id {0:?} is not valid: use letters, digits, '.', '_' or '-' (1-253 characters)")]
+    InvalidHostId(String),
+}
+
+/// A running agent: its readiness, and a handle to wait for it to stop.
+pub struct AgentHandle {
+    pub ready: ReadyCheck,
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+/// Start the agent; it runs until `cancel`. Containers are left running when it stops:
+/// they belong to the desired state, not to the process.
+pub fn spawn(
+    store: Store,
+    cfg: AgentConfig,
+    cancel: CancellationToken,
+) -> Result<AgentHandle, AgentError> {
+    if !valid_host_id(&cfg.host_id) {
+        return Err(AgentError::InvalidHostId(cfg.host_id));
+    }
+    let docker_ok = Arc::new(AtomicBool::new(false));
+    let assignments = Reflector::spawn(
+        store.clone(),
+        keys::assignments_of(&cfg.host_id),
+        cancel.clone(),
+    );
+    let ready: ReadyCheck = {
+        let docker_ok = docker_ok.clone();
+        let assignments = assignments.clone();
+        Arc::new(move || {
+            if !assignments.synced() {
+                return Err("assignments not yet read from etcd".into());
+            }
+            if !docker_ok.load(Ordering::Relaxed) {
+                return Err("docker not reachable".into());
+            }
+            Ok(())
+        })
+    };
+    let done = tokio::spawn(run(store, cfg, assignments, docker_ok, cancel));
+    Ok(AgentHandle { ready, done })
+}
+
+pub fn valid_host_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 253
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+async fn run(
+    store: Store,
+    cfg: AgentConfig,
+    assignments: Reflector,
+    docker_ok: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let host = cfg.host_id.clone();
+    let rt = tokio::select! {
+        _ = cancel.cancelled() => return,
+        rt = connect_docker(&cfg.docker_host) => rt,
+    };
+    docker_ok.store(true, Ordering::Relaxed);
+    let facts = rt.facts().await.ok();
+    let registration = HostRegistration {
+        id: host.clone(),
+        address: cfg.address.clone(),
+        datacenter: cfg.datacenter.clone(),
+        labels: cfg.labels.clone(),
+        cpus: facts.as_ref().map(|f| f.cpus).unwrap_or(0.0),
+        memory_mb: facts.as_ref().map(|f| f.memory_mb).unwrap_or(0),
+        agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        docker_version: facts.as_ref().map(|f| f.version.clone()),
+    };
+    let _lease = LeasedKey::spawn(
+        store.clone(),
+        keys::host(&host),
+        serde_json::to_vec(&registration).unwrap_or_default(),
+        cfg.lease_ttl,
+        cancel.clone(),
+    );
+    let reports = Reflector::spawn(store.clone(), keys::reports_of(&host), cancel.clone());
+
+    let wake = Arc::new(Notify::new());
+    spawn_event_pump(rt.clone(), host.clone(), wake.clone(), cancel.clone());
+    {
+        let mut changes = assignments.subscribe();
+        let wake = wake.clone();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                wake.notify_one();
+            }
+        });
+    }
+
+    tracing::info!(host = %host, docker = %rt.endpoint(), "agent started");
+    let mut agent = Pass {
+        store,
+        rt,
+        host,
+        probes: Probes::default(),
+        crash: HashMap::new(),
+        wake: wake.clone(),
+        policy: retry::Policy::new(),
+        errors: BTreeMap::new(),
+    };
+    assignments.wait_synced().await;
+    reports.wait_synced().await;
+    loop {
+        let next = match agent.reconcile(&assignments, &reports).await {
+            Ok(wait) => {
+                docker_ok.store(true, Ordering::Relaxed);
+                agent.policy.reset();
+                wait.unwrap_or(cfg.resync_interval).min(cfg.resync_interval)
+            }
+            Err(e) => {
+                docker_ok.store(false, Ordering::Relaxed);
+                let delay = agent.policy.next_delay();
+                tracing::warn!(error = %crate::error_chain(&e), retry_in = ?delay, "agent reconcile failed; nothing removed");
+                delay
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(next) => {}
+        }
+    }
+    tracing::info!("agent stopped; containers left running");
+}
+
+async fn connect_docker(endpoint: &str) -> Runtime {
+    let mut policy = retry::Policy::new();
+    loop {
+        match Runtime::connect(endpoint).await {
+            Ok(rt) => return rt,
+            Err(e) => {
+                let delay = policy.next_delay();
+                tracing::warn!(error = %crate::error_chain(&e), retry_in = ?delay, "docker not reachable");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Forward Docker events of this host's containers as wake-ups; resubscribe on failure.
+fn spawn_event_pump(rt: Runtime, host: String, wake: Arc<Notify>, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut policy = retry::Policy::new();
+        loop {
+            let mut events = Box::pin(rt.events(&host));
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    e = events.next() => e,
+                };
+                match next {
+                    Some(Ok(ev)) => {
+                        policy.reset();
+                        tracing::debug!(container = %ev.id, action = %ev.action, "docker event");
+                        wake.notify_one();
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %crate::error_chain(&e), "docker event stream failed");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            // Events may have been missed while the stream was down: look again.
+            wake.notify_one();
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(policy.next_delay()) => {}
+            }
+        }
+    });
+}
+
+/// Crash-loop backoff for one slot: the first restart is immediate, later ones wait
+/// longer and longer, and a container that stays up long enough is forgiven.
+struct CrashLoop {
+    policy: retry::Policy,
+    not_before: Instant,
+    last_restart: Instant,
+}
+
+const CRASH_FORGIVE_AFTER: Duration = Duration::from_secs(30);
+
+struct Pass {
+    store: Store,
+    rt: Runtime,
+    host: String,
+    probes: Probes,
+    crash: HashMap<String, CrashLoop>,
+    wake: Arc<Notify>,
+    policy: retry::Policy,
+    /// Per-container failures, kept until that container's next success.
+    errors: BTreeMap<String, SlotError>,
+}
+
+impl Pass {
+    /// One level-triggered pass. Returns how soon the next pass is needed, if sooner
+    /// than the resync (a restart waiting out its backoff).
+    #[tracing::instrument(skip_all, fields(host = %self.host))]
+    async fn reconcile(
+        &mut self,
+        assignments: &Reflector,
+        reports: &Reflector,
+    ) -> Result<Option<Duration>, RuntimeError> {
+        let started = Instant::now();
+        let result = self.reconcile_inner(assignments, reports).await;
+        metrics::RECONCILE_DURATION
+            .with_label_values(&["agent"])
+            .observe(started.elapsed().as_secs_f64());
+        let label = match &result {
+            Ok(Some(_)) => "requeue",
+            Ok(None) => "success",
+            Err(e) => {
+                metrics::RECONCILE_ERRORS
+                    .with_label_values(&["agent", e.metric_label()])
+                    .inc();
+                "error"
+            }
+        };
+        metrics::RECONCILE
+            .with_label_values(&["agent", label])
+            .inc();
+        result
+    }
+
+    async fn reconcile_inner(
+        &mut self,
+        assignments: &Reflector,
+        reports: &Reflector,
+    ) -> Result<Option<Duration>, RuntimeError> {
+        // Never act on a partial view: without a complete list of assignments, do nothing.
+        let Some((assigned, unreadable)) = assignments.read(decode_assignments).await else {
+            return Ok(Some(Duration::from_millis(200)));
+        };
+        let desired = desired_containers(assigned.iter());
+        let by_name: BTreeMap<String, &DesiredContainer> =
+            desired.iter().map(|d| (d.name.clone(), d)).collect();
+
+        // A failed list returns an error, never an empty list: nothing gets removed.
+        let mut actual = self.rt.list_managed(&self.host).await?;
+        let now = Instant::now();
+        self.forgive_stable(&actual, now);
+        let mut actions = plan::plan(&desired, &actual);
+        // A stack whose assignment we cannot read is not a deleted stack: keep its containers.
+        let protected: Vec<&str> = actual
+            .iter()
+            .filter(|a| unreadable.contains(&a.stack))
+            .map(|a| a.id.as_str())
+            .collect();
+        actions.retain(
+            |a| !matches!(a, Action::Remove { id, .. } if protected.contains(&id.as_str())),
+        );
+        let mut wait: Option<Duration> = None;
+        actions.retain(|a| match a {
+            Action::Start {
+                name,
+                restart: true,
+                ..
+            } => match self.crash.get(name) {
+                Some(c) if c.not_before > now => {
+                    let left = c.not_before - now;
+                    wait = Some(wait.map_or(left, |w: Duration| w.min(left)));
+                    false
+                }
+                _ => true,
+            },
+            _ => true,
+        });
+        // Slots with a permanent error wait for a new spec instead of failing again.
+        actions.retain(|a| match a {
+            Action::Create { name } | Action::Replace { name, .. } => {
+                !self.errors.get(name).is_some_and(|e| e.permanent)
+            }
+            _ => true,
+        });
+
+        let previous: BTreeMap<String, SlotReport> = reports
+            .read(|c| {
+                c.entries
+                    .values()
+                    .filter_map(|kv| serde_json::from_slice::<SlotReport>(&kv.value).ok())
+                    .map(|r| (container_name(&r.stack, &r.service, r.replica), r))
+                    .collect()
+            })
+            .await
+            .unwrap_or_default();
+        let mut restarts: BTreeMap<String, u32> = desired
+            .iter()
+            .map(|d| {
+                let prev = previous
+                    .get(&d.name)
+                    .filter(|r| r.spec_hash == d.spec_hash)
+                    .map(|r| r.restarts)
+                    .unwrap_or(0);
+                (d.name.clone(), prev)
+            })
+            .collect();
+
+        if !actions.is_empty() {
+            let touched: Vec<String> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Create { name }
+                    | Action::Replace { name, .. }
+                    | Action::Start { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect();
+            let outcome =
+                execute::execute(&self.rt, &self.host, actions, &by_name, &assigned).await;
+            for name in touched {
+                if !outcome.errors.contains_key(&name) {
+                    self.errors.remove(&name);
+                }
+            }
+            for name in &outcome.restarted {
+                *restarts.entry(name.clone()).or_default() += 1;
+                metrics::CONTAINER_RESTARTS.inc();
+                let c = self.crash.entry(name.clone()).or_insert_with(|| CrashLoop {
+                    policy: retry::Policy::with(Duration::from_secs(1), Duration::from_secs(60)),
+                    not_before: now,
+                    last_restart: now,
+                });
+                c.last_restart = now;
+                c.not_before = now + c.policy.next_delay();
+            }
+            self.errors.extend(outcome.errors);
+            actual = self.rt.list_managed(&self.host).await?;
+        }
+        // Forget errors of containers no longer wanted here.
+        self.errors.retain(|name, _| by_name.contains_key(name));
+        self.crash.retain(|name, _| by_name.contains_key(name));
+
+        self.sync_probes(&desired, &actual);
+        update_container_gauge(&actual);
+        let probes = &self.probes;
+        let probe_health = |id: &str| probes.health_of(id).map(|h| h.as_str());
+        let built = report::build(&report::Observed {
+            host: &self.host,
+            desired: &desired,
+            actual: &actual,
+            errors: &self.errors,
+            probe_health: &probe_health,
+            restarts: &restarts,
+        });
+        self.write_reports(built, reports).await;
+        Ok(wait)
+    }
+
+    fn forgive_stable(&mut self, actual: &[plan::ActualContainer], now: Instant) {
+        self.crash.retain(|name, c| {
+            let running = actual
+                .iter()
+                .any(|a| &a.name == name && a.state == RunState::Running);
+            !(running && now.duration_since(c.last_restart) > CRASH_FORGIVE_AFTER)
+        });
+    }
+
+    fn sync_probes(&mut self, desired: &[DesiredContainer], actual: &[plan::ActualContainer]) {
+        let mut targets = Vec::new();
+        for d in desired {
+            let Some(check) = &d.slot.health_check else {
+                continue;
+            };
+            if !matches!(
+                check.kind(),
+                Some(HealthCheckKind::Http | HealthCheckKind::Tcp)
+            ) {
+                continue;
+            }
+            let port = check
+                .port
+                .and_then(|p| u16::try_from(p).ok())
+                .or_else(|| d.spec.ports.first().map(|p| p.container_port));
+            for a in actual {
+                if a.name != d.name || a.spec_hash != d.spec_hash || a.state != RunState::Running {
+                    continue;
+                }
+                if let (Some(ip), Some(port)) = (&a.ip, port) {
+                    targets.push(Target {
+                        container_id: a.id.clone(),
+                        ip: ip.clone(),
+                        port,
+                        check: check.clone(),
+                    });
+                }
+            }
+        }
+        self.probes.sync(targets, &self.wake);
+    }
+
+    /// Write reports that changed (compare-and-swap on what we last saw) and delete those
+    /// of slots no longer here. A lost race is fixed by the next pass.
+    async fn write_reports(&self, built: Vec<SlotReport>, reports: &Reflector) {
+        let existing: BTreeMap<String, Kv> = reports
+            .read(|c| c.entries.clone())
+            .await
+            .unwrap_or_default();
+        let mut writes = Vec::new();
+        let mut wanted = std::collections::BTreeSet::new();
+        for r in built {
+            let key = keys::report(&self.host, &r.stack, &slot_key(&r.service, r.replica));
+            wanted.insert(key.clone());
+            let prev = existing.get(&key);
+            if prev.and_then(|kv| serde_json::from_slice::<SlotReport>(&kv.value).ok())
+                == Some(r.clone())
+            {
+                continue;
+            }
+            writes.push(Write::Put {
+                key,
+                value: serde_json::to_vec(&r).unwrap_or_default(),
+                expect: prev.map_or(Expect::Absent, |kv| Expect::Revision(kv.mod_revision)),
+            });
+        }
+        for (key, kv) in &existing {
+            if !wanted.contains(key) {
+                writes.push(Write::Delete {
+                    key: key.clone(),
+                    expect: Expect::Revision(kv.mod_revision),
+                });
+            }
+        }
+        let results = futures::stream::iter(writes)
+            .map(|w| async move { self.store.write(std::slice::from_ref(&w)).await })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        for r in results {
+            match r {
+                Ok(true) => {}
+                Ok(false) => self.wake.notify_one(),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), "writing slot report failed");
+                }
+            }
+        }
+    }
+}
+
+/// The readable assignments, and the stack ids of those that could not be read.
+fn decode_assignments(c: &crate::store::Cache) -> (Vec<Assignment>, Vec<String>) {
+    let mut ok = Vec::new();
+    let mut unreadable = Vec::new();
+    for kv in c.entries.values() {
+        match serde_json::from_slice::<Assignment>(&kv.value) {
+            Ok(a) => ok.push(a),
+            Err(e) => {
+                tracing::error!(key = %kv.key, error = %e, "unreadable assignment; its containers are left alone");
+                unreadable.push(kv.key.rsplit('/').next().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    (ok, unreadable)
+}
+
+fn update_container_gauge(actual: &[plan::ActualContainer]) {
+    let states = [
+        RunState::Created,
+        RunState::Running,
+        RunState::Paused,
+        RunState::Restarting,
+        RunState::Removing,
+        RunState::Exited,
+        RunState::Dead,
+    ];
+    for s in states {
+        let n = actual.iter().filter(|a| a.state == s).count();
+        metrics::CONTAINERS
+            .with_label_values(&[s.as_str()])
+            .set(n as i64);
+    }
+}

@@ -1,0 +1,567 @@
+//! The only module that talks to Docker (through bollard). It turns the agent's domain
+//! types into Docker calls and Docker's answers back into domain types, and counts every
+//! call in the metrics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings,
+    EventMessage, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountType,
+    NetworkCreateRequest, NetworkingConfig, PortBinding as DockerPortBinding, RestartPolicy,
+    RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::{Stream, StreamExt, TryStreamExt};
+
+use super::plan::{ActualContainer, RunState};
+use crate::assignment::{ContainerSpec, MountSpec};
+use crate::metrics;
+
+/// Labels every managed container (and network/volume Berth creates) carries.
+pub mod labels {
+    pub const MANAGED: &str = "berth.managed";
+    pub const STACK: &str = "berth.stack";
+    pub const SERVICE: &str = "berth.service";
+    pub const REPLICA: &str = "berth.replica";
+    pub const HOST: &str = "berth.host";
+    pub const SPEC_HASH: &str = "berth.spec-hash";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("connecting to Docker at {endpoint}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("docker {op} {target}")]
+    Request {
+        op: &'static str,
+        target: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("image {image} not found locally and pull failed")]
+    ImageUnavailable {
+        image: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+impl RuntimeError {
+    /// Permanent errors wait for a spec change; the rest are retried with backoff.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RuntimeError::ImageUnavailable { .. } => false,
+            RuntimeError::Request { source, .. } => !matches!(
+                source,
+                bollard::errors::Error::DockerResponseServerError { status_code, .. }
+                    if (400..500).contains(status_code) && *status_code != 404 && *status_code != 409
+            ),
+            RuntimeError::Connect { .. } => true,
+        }
+    }
+
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            RuntimeError::Connect { .. } => "docker_connect",
+            RuntimeError::Request { .. } => "docker_request",
+            RuntimeError::ImageUnavailable { .. } => "image_unavailable",
+        }
+    }
+
+    /// Docker answered 404 (the container or object is gone).
+    pub fn is_not_found(&self) -> bool {
+        self.status_code() == Some(404)
+    }
+
+    /// Docker answered 409 (a name is taken, or the container is in the wrong state).
+    pub fn is_conflict(&self) -> bool {
+        self.status_code() == Some(409)
+    }
+
+    fn status_code(&self) -> Option<u16> {
+        match self {
+            RuntimeError::Request {
+                source: bollard::errors::Error::DockerResponseServerError { status_code, .. },
+                ..
+            } => Some(*status_code),
+            _ => None,
+        }
+    }
+}
+
+/// Facts about the engine a host registration publishes.
+#[derive(Debug, Clone)]
+pub struct EngineFacts {
+    pub cpus: f64,
+    pub memory_mb: u64,
+    pub version: String,
+}
+
+/// A managed container changed in a way that matters to the agent.
+#[derive(Debug, Clone)]
+pub struct ContainerEvent {
+    pub id: String,
+    pub action: String,
+}
+
+/// What to create: the slot's spec plus the identity Berth stamps on it.
+pub struct CreateRequest<'a> {
+    pub name: &'a str,
+    pub spec: &'a ContainerSpec,
+    pub labels: BTreeMap<String, String>,
+    pub network: &'a str,
+}
+
+/// A Docker engine, reached over a unix socket or TCP.
+#[derive(Clone)]
+pub struct Runtime {
+    docker: Docker,
+    endpoint: String,
+}
+
+const TIMEOUT_SECS: u64 = 120;
+
+impl Runtime {
+    /// Connect and agree on an API version (the engines here speak 1.41, older than
+    /// bollard's default).
+    pub async fn connect(endpoint: &str) -> Result<Runtime, RuntimeError> {
+        let connect_err = |source| RuntimeError::Connect {
+            endpoint: endpoint.to_owned(),
+            source,
+        };
+        let docker = if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+            Docker::connect_with_http(endpoint, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+        } else {
+            let path = endpoint.trim_start_matches("unix://");
+            Docker::connect_with_unix(path, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+        }
+        .map_err(connect_err)?;
+        let docker = docker.negotiate_version().await.map_err(connect_err)?;
+        Ok(Runtime {
+            docker,
+            endpoint: endpoint.to_owned(),
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub async fn facts(&self) -> Result<EngineFacts, RuntimeError> {
+        let info = call("info", "engine", self.docker.info()).await?;
+        Ok(EngineFacts {
+            cpus: info.ncpu.unwrap_or(0) as f64,
+            memory_mb: (info.mem_total.unwrap_or(0).max(0) as u64) / (1024 * 1024),
+            version: info.server_version.unwrap_or_default(),
+        })
+    }
+
+    /// Every container this host's agent manages (label `berth.host` = `host`), inspected.
+    pub async fn list_managed(&self, host: &str) -> Result<Vec<ActualContainer>, RuntimeError> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([(
+            "label".to_owned(),
+            vec![
+                format!("{}=true", labels::MANAGED),
+                labels::STACK.to_owned(),
+                format!("{}={host}", labels::HOST),
+            ],
+        )]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = call(
+            "list",
+            "containers",
+            self.docker.list_containers(Some(opts)),
+        )
+        .await?;
+        let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
+        let inspected: Vec<Option<ContainerInspectResponse>> = futures::stream::iter(ids)
+            .map(|id| async move {
+                match call("inspect", &id, self.docker.inspect_container(&id, None)).await {
+                    Ok(c) => Ok(Some(c)),
+                    // Removed between list and inspect: it is simply not there.
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let mut out: Vec<ActualContainer> = inspected
+            .into_iter()
+            .flatten()
+            .filter_map(to_actual)
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Make sure `image` is present: use the local copy, else pull it.
+    pub async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+        if call("inspect_image", image, self.docker.inspect_image(image))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        let (from, tag) = split_image(image);
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(from)
+            .tag(tag)
+            .build();
+        let pull = self
+            .docker
+            .create_image(Some(opts), None, None)
+            .try_collect::<Vec<_>>();
+        call("pull", image, pull)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                RuntimeError::Request { source, .. } => RuntimeError::ImageUnavailable {
+                    image: image.to_owned(),
+                    source,
+                },
+                other => other,
+            })
+    }
+
+    /// Create the network unless it exists. Berth labels the ones it creates.
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        driver: &str,
+        stack: &str,
+    ) -> Result<(), RuntimeError> {
+        if call(
+            "inspect_network",
+            name,
+            self.docker.inspect_network(name, None),
+        )
+        .await
+        .is_ok()
+        {
+            return Ok(());
+        }
+        let req = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some(driver.to_owned()),
+            labels: Some(HashMap::from([
+                (labels::MANAGED.to_owned(), "true".to_owned()),
+                (labels::STACK.to_owned(), stack.to_owned()),
+            ])),
+            ..Default::default()
+        };
+        match call("create_network", name, self.docker.create_network(req)).await {
+            Ok(_) => Ok(()),
+            // Created concurrently by another pass: fine.
+            Err(e) if e.is_conflict() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Create the named volume unless it exists.
+    pub async fn ensure_volume(
+        &self,
+        name: &str,
+        driver: &str,
+        stack: &str,
+    ) -> Result<(), RuntimeError> {
+        if call("inspect_volume", name, self.docker.inspect_volume(name))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        let req = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            driver: Some(driver.to_owned()),
+            labels: Some(HashMap::from([
+                (labels::MANAGED.to_owned(), "true".to_owned()),
+                (labels::STACK.to_owned(), stack.to_owned()),
+            ])),
+            ..Default::default()
+        };
+        call("create_volume", name, self.docker.create_volume(req))
+            .await
+            .map(|_| ())
+    }
+
+    /// Create (not start) a container; returns its id.
+    pub async fn create(&self, req: CreateRequest<'_>) -> Result<String, RuntimeError> {
+        let body = create_body(&req);
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(req.name)
+            .build();
+        let resp = call(
+            "create",
+            req.name,
+            self.docker.create_container(Some(opts), body),
+        )
+        .await?;
+        Ok(resp.id)
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        call("start", id, self.docker.start_container(id, None)).await
+    }
+
+    /// Stop with a grace period; already stopped is success.
+    pub async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let opts = StopContainerOptionsBuilder::default()
+            .t(grace.as_secs() as i32)
+            .build();
+        match call("stop", id, self.docker.stop_container(id, Some(opts))).await {
+            Err(RuntimeError::Request {
+                source:
+                    bollard::errors::Error::DockerResponseServerError {
+                        status_code: 304, ..
+                    },
+                ..
+            }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Remove a (stopped) container; already gone is success.
+    pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+        match call("remove", id, self.docker.remove_container(id, Some(opts))).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    pub async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
+        let opts = RenameContainerOptionsBuilder::default().name(name).build();
+        call("rename", id, self.docker.rename_container(id, opts)).await
+    }
+
+    /// Events of managed containers on this host. The stream subscribes when first
+    /// polled, so callers start polling it before they act.
+    pub fn events(&self, host: &str) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("label".to_owned(), vec![format!("{}={host}", labels::HOST)]),
+        ]);
+        let opts = EventsOptionsBuilder::default().filters(&filters).build();
+        self.docker.events(Some(opts)).map(|r| {
+            r.map(to_event).map_err(|source| RuntimeError::Request {
+                op: "events",
+                target: "stream".to_owned(),
+                source,
+            })
+        })
+    }
+}
+
+fn to_event(e: EventMessage) -> ContainerEvent {
+    ContainerEvent {
+        id: e.actor.and_then(|a| a.id).unwrap_or_default(),
+        action: e.action.unwrap_or_default(),
+    }
+}
+
+/// Time and count one Docker call, and name it in the error.
+async fn call<T>(
+    op: &'static str,
+    target: &str,
+    fut: impl Future<Output = Result<T, bollard::errors::Error>>,
+) -> Result<T, RuntimeError> {
+    let start = Instant::now();
+    let r = fut.await;
+    metrics::DOCKER_REQUEST_DURATION
+        .with_label_values(&[op])
+        .observe(start.elapsed().as_secs_f64());
+    let result = if r.is_ok() { "success" } else { "error" };
+    metrics::DOCKER_REQUESTS
+        .with_label_values(&[op, result])
+        .inc();
+    r.map_err(|source| RuntimeError::Request {
+        op,
+        target: target.to_owned(),
+        source,
+    })
+}
+
+/// `repo[:tag]` with a registry port not mistaken for a tag; digests pass through whole.
+fn split_image(image: &str) -> (&str, &str) {
+    if image.contains('@') {
+        return (image, "");
+    }
+    match image.rfind(':') {
+        Some(i) if !image[i..].contains('/') => (&image[..i], &image[i + 1..]),
+        _ => (image, "latest"),
+    }
+}
+
+fn secs_to_nanos(s: f64) -> i64 {
+    (s.max(0.0) * 1e9) as i64
+}
+
+fn create_body(req: &CreateRequest<'_>) -> ContainerCreateBody {
+    let spec = req.spec;
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<DockerPortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        let key = format!("{}/{}", p.container_port, p.protocol);
+        exposed.push(key.clone());
+        if let Some(host_port) = p.host_port {
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(DockerPortBinding {
+                    host_ip: None,
+                    host_port: Some(host_port.to_string()),
+                });
+        }
+    }
+    let mounts: Vec<Mount> = spec.mounts.iter().map(to_mount).collect();
+    let healthcheck = spec.healthcheck.as_ref().map(|h| {
+        let mut test = vec!["CMD".to_owned()];
+        test.extend(h.command.iter().cloned());
+        HealthConfig {
+            test: Some(test),
+            interval: Some(secs_to_nanos(h.interval_secs)),
+            timeout: Some(secs_to_nanos(h.timeout_secs)),
+            retries: Some(h.retries as i64),
+            start_period: Some(secs_to_nanos(h.start_period_secs)),
+            start_interval: None,
+        }
+    });
+    let endpoint = EndpointSettings {
+        aliases: Some(spec.aliases.clone()),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(req.labels.clone().into_iter().collect()),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        healthcheck,
+        host_config: Some(HostConfig {
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            mounts: (!mounts.is_empty()).then_some(mounts),
+            network_mode: Some(req.network.to_owned()),
+            // The agent owns restarts (with backoff and status); Docker restarting on its
+            // own would race it.
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+            memory: spec.memory_mb.map(|m| (m * 1024 * 1024) as i64),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(req.network.to_owned(), endpoint)])),
+        }),
+        ..Default::default()
+    }
+}
+
+fn to_mount(m: &MountSpec) -> Mount {
+    let typ = match m.kind.as_str() {
+        "bind" => MountType::BIND,
+        "tmpfs" => MountType::TMPFS,
+        _ => MountType::VOLUME,
+    };
+    Mount {
+        target: Some(m.target.clone()),
+        source: (typ != MountType::TMPFS).then(|| m.source.clone()),
+        typ: Some(typ),
+        read_only: Some(m.read_only),
+        ..Default::default()
+    }
+}
+
+fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> {
+    let labels = c.config.as_ref()?.labels.clone().unwrap_or_default();
+    let state = c.state.as_ref();
+    let run_state = match state.and_then(|s| s.status) {
+        Some(ContainerStateStatusEnum::RUNNING) => RunState::Running,
+        Some(ContainerStateStatusEnum::CREATED) => RunState::Created,
+        Some(ContainerStateStatusEnum::PAUSED) => RunState::Paused,
+        Some(ContainerStateStatusEnum::RESTARTING) => RunState::Restarting,
+        Some(ContainerStateStatusEnum::REMOVING) => RunState::Removing,
+        Some(ContainerStateStatusEnum::DEAD) => RunState::Dead,
+        _ => RunState::Exited,
+    };
+    let docker_health = state
+        .and_then(|s| s.health.as_ref())
+        .and_then(|h| h.status)
+        .and_then(|s| match s {
+            HealthStatusEnum::HEALTHY => Some("healthy"),
+            HealthStatusEnum::UNHEALTHY => Some("unhealthy"),
+            HealthStatusEnum::STARTING => Some("starting"),
+            _ => None,
+        })
+        .map(str::to_owned);
+    let stack = labels.get(labels::STACK)?.clone();
+    let ip = c
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .and_then(|nets| {
+            nets.values()
+                .filter_map(|e| e.ip_address.clone())
+                .find(|ip| !ip.is_empty())
+        });
+    Some(ActualContainer {
+        id: c.id.clone()?,
+        name: c
+            .name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        stack,
+        service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
+        replica: labels
+            .get(labels::REPLICA)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
+        spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
+        state: run_state,
+        exit_code: state.and_then(|s| s.exit_code),
+        docker_health,
+        ip,
+        started_at: state.and_then(|s| s.started_at.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_split_into_repo_and_tag() {
+        let cases = [
+            ("busybox", ("busybox", "latest")),
+            (
+                "berth-test/busybox:latest",
+                ("berth-test/busybox", "latest"),
+            ),
+            ("postgres:17", ("postgres", "17")),
+            ("reg:5000/app", ("reg:5000/app", "latest")),
+            ("reg:5000/app:v2", ("reg:5000/app", "v2")),
+        ];
+        for (image, want) in cases {
+            assert_eq!(split_image(image), want, "{image}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! What the scheduler hands a host: for one stack, the slots placed there, each with its
+//! container fully resolved (image, env with injected dependency addresses, ports, ...).
+//! Stored at `assignments/<host>/<stack>`; the agent needs nothing else to converge.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{DesiredState, HealthCheck};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignment {
+    pub stack: String,
+    /// `mod_revision` of the stack spec this assignment was derived from.
+    pub spec_revision: i64,
+    pub desired_state: DesiredState,
+    pub network: NetworkSpec,
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+    pub slots: Vec<Slot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    pub name: String,
+    pub driver: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    pub name: String,
+    pub driver: String,
+}
+
+/// One container's worth of a service: `(stack, service, replica)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Slot {
+    pub service: String,
+    /// 1-based.
+    pub replica: u32,
+    /// Position in the stack's start order (dependencies first).
+    pub order: u32,
+    pub container: ContainerSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+impl Slot {
+    /// `<service>.<replica>`: unique within a stack (service names cannot contain dots).
+    pub fn key(&self) -> String {
+        slot_key(&self.service, self.replica)
+    }
+}
+
+pub fn slot_key(service: &str, replica: u32) -> String {
+    format!("{service}.{replica}")
+}
+
+/// Everything Docker needs to create the container. Its hash is the container's
+/// `berth.spec-hash` label, so any change here means the container is replaced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSpec {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ports: Vec<PortBinding>,
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    /// The user's own labels; Berth adds its `berth.*` labels on top.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Names other containers on the stack network reach this one by.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// A `command` health check, run by Docker itself so `docker ps` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<DockerHealthcheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortBinding {
+    pub container_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountSpec {
+    /// `volume`, `bind` or `tmpfs`.
+    pub kind: String,
+    #[serde(default)]
+    pub source: String,
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerHealthcheck {
+    pub command: Vec<String>,
+    pub interval_secs: f64,
+    pub timeout_secs: f64,
+    pub retries: u32,
+    pub start_period_secs: f64,
+}

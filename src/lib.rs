@@ -1,0 +1,46 @@
+//! Berth keeps container stacks running across many Docker hosts, with etcd as the only
+//! source of truth. Users put stack specs under `stacks/`; each host's agent registers
+//! under `hosts/`; the controller schedules every slot of every stack onto a host and
+//! writes per-host `assignments/`; agents converge their Docker engine to them and write
+//! `reports/`; the controller folds those into `status/stacks/`.
+//!
+//! # Layout
+//! - [`spec`]: what users write and read (stack, host registration, status) and validation.
+//! - [`store`]: the only etcd client: keys, compare-and-swap writes, leases, watch caches.
+//! - [`scheduler`]: pure placement of slots on hosts and the assignments that result.
+//! - [`controller`]: the loop that schedules and aggregates status.
+//! - [`agent`]: the per-host reconciler; `agent::runtime` is the only Docker client.
+//! - [`health`]: http/tcp probes and the health state machine.
+//! - [`assignment`], [`report`]: the internal contract between controller and agents.
+//! - [`embedded`]: the local etcd `berth up` starts when given none.
+//! - [`metrics`], [`serve`], [`telemetry`]: observability.
+//! - [`retry`]: backoff delays (the one user of the `backoff` crate).
+
+pub mod agent;
+pub mod assignment;
+pub mod controller;
+pub mod embedded;
+pub mod health;
+pub mod metrics;
+pub mod report;
+pub mod retry;
+pub mod scheduler;
+pub mod serve;
+pub mod spec;
+pub mod store;
+pub mod telemetry;
+
+/// An error and its sources on one line: `creating container web: docker create ...: no such image`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        let msg = src.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = src.source();
+    }
+    s
+}

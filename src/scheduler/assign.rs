@@ -1,0 +1,248 @@
+//! From a placed stack to the per-host [`Assignment`]s agents converge to: resolves each
+//! slot's container (env with injected dependency addresses, ports, mounts, health). Pure.
+
+use std::collections::BTreeMap;
+
+use super::plan::SlotId;
+use crate::assignment::{
+    Assignment, ContainerSpec, DockerHealthcheck, MountSpec, NetworkSpec, PortBinding, Slot,
+    VolumeSpec,
+};
+use crate::spec::{HealthCheckKind, HostRegistration, Service, Stack};
+
+/// The Docker network a stack's containers join on every host.
+pub fn network_name(stack_id: &str, stack: &Stack) -> String {
+    stack
+        .network
+        .as_ref()
+        .and_then(|n| n.name.clone())
+        .unwrap_or_else(|| format!("berth-{stack_id}"))
+}
+
+/// Per host, the assignment for stack `id` at spec `revision`.
+pub fn assignments_for(
+    id: &str,
+    stack: &Stack,
+    revision: i64,
+    placed: &BTreeMap<SlotId, String>,
+    hosts: &BTreeMap<String, HostRegistration>,
+) -> BTreeMap<String, Assignment> {
+    let levels = start_levels(stack);
+    let network = NetworkSpec {
+        name: network_name(id, stack),
+        driver: stack
+            .network
+            .as_ref()
+            .and_then(|n| n.driver.clone())
+            .unwrap_or_else(|| "bridge".to_owned()),
+    };
+    let volumes: Vec<VolumeSpec> = stack
+        .volumes
+        .iter()
+        .filter(|v| v.create_if_not_exists.unwrap_or(true))
+        .map(|v| VolumeSpec {
+            name: v.name.clone(),
+            driver: v.driver.clone().unwrap_or_else(|| "local".to_owned()),
+        })
+        .collect();
+    let mut out: BTreeMap<String, Assignment> = BTreeMap::new();
+    for (slot, host) in placed.iter().filter(|(s, _)| s.stack == id) {
+        let Some(svc) = stack
+            .item_list_element
+            .iter()
+            .find(|s| s.name == slot.service)
+        else {
+            continue;
+        };
+        let env = injected_env(id, svc, stack, placed, hosts);
+        let a = out.entry(host.clone()).or_insert_with(|| Assignment {
+            stack: id.to_owned(),
+            spec_revision: revision,
+            desired_state: stack.desired_state(),
+            network: network.clone(),
+            volumes: volumes.clone(),
+            slots: Vec::new(),
+        });
+        a.slots.push(Slot {
+            service: svc.name.clone(),
+            replica: slot.replica,
+            order: levels.get(svc.name.as_str()).copied().unwrap_or(0),
+            container: container_spec(svc, env),
+            health_check: svc.health_check.clone(),
+        });
+    }
+    out
+}
+
+fn container_spec(svc: &Service, injected: BTreeMap<String, String>) -> ContainerSpec {
+    let mut env = injected;
+    // The user's own values win over injected ones of the same name.
+    env.extend(svc.environment.clone());
+    ContainerSpec {
+        image: svc.image.clone(),
+        command: svc.command.as_ref().map(|c| c.argv()),
+        env,
+        ports: svc
+            .ports
+            .iter()
+            .filter_map(|p| {
+                Some(PortBinding {
+                    container_port: u16::try_from(p.container_port).ok()?,
+                    host_port: p.host_port.and_then(|h| u16::try_from(h).ok()),
+                    protocol: p.protocol().to_owned(),
+                })
+            })
+            .collect(),
+        mounts: svc
+            .volume_mounts
+            .iter()
+            .map(|m| MountSpec {
+                kind: m.type_.clone().unwrap_or_else(|| "volume".to_owned()),
+                source: m.source.clone(),
+                target: m.target.clone(),
+                read_only: m.read_only.unwrap_or(false),
+            })
+            .collect(),
+        labels: svc.labels.clone(),
+        aliases: vec![svc.name.clone()],
+        healthcheck: svc.health_check.as_ref().and_then(|h| {
+            (h.kind() == Some(HealthCheckKind::Command)).then(|| DockerHealthcheck {
+                command: h.command.as_ref().map(|c| c.argv()).unwrap_or_default(),
+                interval_secs: h.interval.unwrap_or(10.0),
+                timeout_secs: h.timeout.unwrap_or(5.0),
+                retries: h.retries.unwrap_or(3),
+                start_period_secs: h.start_period.unwrap_or(0.0),
+            })
+        }),
+        cpus: svc.resources.as_ref().and_then(|r| r.cpus),
+        memory_mb: svc.resources.as_ref().and_then(|r| r.memory_mb),
+    }
+}
+
+/// `<DEP>_HOST`, `<DEP>_PORT` and `<DEP>_URL` for every dependency that publishes a port,
+/// from where its first replica is placed.
+fn injected_env(
+    id: &str,
+    svc: &Service,
+    stack: &Stack,
+    placed: &BTreeMap<SlotId, String>,
+    hosts: &BTreeMap<String, HostRegistration>,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for dep_name in svc.dependencies() {
+        let Some(dep) = stack.item_list_element.iter().find(|s| s.name == dep_name) else {
+            continue;
+        };
+        let endpoint = dep.service_endpoint.as_ref();
+        let port = endpoint
+            .and_then(|e| e.exposed_port)
+            .or_else(|| dep.ports.iter().find_map(|p| p.host_port));
+        let Some(port) = port else { continue };
+        let slot = SlotId {
+            stack: id.to_owned(),
+            service: dep_name.to_owned(),
+            replica: 1,
+        };
+        let Some(address) = placed
+            .get(&slot)
+            .and_then(|h| hosts.get(h))
+            .map(|h| h.address.clone())
+        else {
+            continue;
+        };
+        let prefix = dep_name.to_ascii_uppercase().replace('-', "_");
+        let template = svc
+            .software_requirements
+            .iter()
+            .find(|r| r.name == dep_name)
+            .and_then(|r| r.connection_string.clone())
+            .or_else(|| endpoint.and_then(|e| e.connection_template.clone()));
+        if let Some(t) = template {
+            let url = t
+                .replace("{{HOST}}", &address)
+                .replace("{{PORT}}", &port.to_string());
+            env.insert(format!("{prefix}_URL"), url);
+        }
+        env.insert(format!("{prefix}_HOST"), address);
+        env.insert(format!("{prefix}_PORT"), port.to_string());
+    }
+    env
+}
+
+/// Dependency depth of each service: 0 without dependencies, else one more than its
+/// deepest dependency. Services of one level can start together.
+fn start_levels(stack: &Stack) -> BTreeMap<&str, u32> {
+    let mut levels: BTreeMap<&str, u32> = BTreeMap::new();
+    for i in crate::spec::start_order(stack) {
+        let Some(s) = stack.item_list_element.get(i) else {
+            continue;
+        };
+        let level = s
+            .dependencies()
+            .iter()
+            .filter_map(|d| levels.get(d))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        levels.insert(s.name.as_str(), level);
+    }
+    levels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse_stack;
+
+    #[test]
+    fn dependencies_get_host_port_and_url_of_where_they_run() {
+        let json = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/three-tier.json"
+        ))
+        .unwrap();
+        let stack = parse_stack(&json).unwrap();
+        let mut placed = BTreeMap::new();
+        for (svc, host) in [("db", "host-1"), ("cache", "host-2"), ("app", "host-3")] {
+            placed.insert(
+                SlotId {
+                    stack: "shop".into(),
+                    service: svc.into(),
+                    replica: 1,
+                },
+                host.to_owned(),
+            );
+        }
+        let hosts: BTreeMap<String, HostRegistration> = (1..=3)
+            .map(|i| {
+                (
+                    format!("host-{i}"),
+                    HostRegistration {
+                        id: format!("host-{i}"),
+                        address: format!("10.77.0.{i}"),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        let a = assignments_for("shop", &stack, 42, &placed, &hosts);
+        assert_eq!(a.len(), 3);
+        let app = &a["host-3"].slots[0];
+        assert_eq!(app.service, "app");
+        assert_eq!(app.order, 1, "app starts after its dependencies");
+        assert_eq!(a["host-1"].slots[0].order, 0);
+        let env = &app.container.env;
+        assert_eq!(env["DB_HOST"], "10.77.0.1");
+        assert_eq!(env["DB_PORT"], "15432");
+        assert_eq!(env["DB_URL"], "postgres://10.77.0.1:15432/shop");
+        assert_eq!(env["CACHE_URL"], "redis://10.77.0.2:16379");
+        assert_eq!(env["LOG_LEVEL"], "info");
+        assert_eq!(a["host-3"].network.name, "shop-net");
+        assert_eq!(a["host-1"].spec_revision, 42);
+        let cache = &a["host-2"].slots[0].container;
+        assert!(
+            cache.healthcheck.is_some(),
+            "command checks become Docker healthchecks"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! What users write and read: the stack document, host registrations and stack status.
+//! Pure serde types plus validation; no IO.
+
+mod host;
+mod stack;
+mod status;
+mod validate;
+
+pub use host::HostRegistration;
+pub use stack::*;
+pub use status::{Condition, Endpoint, Phase, ServiceStatus, StackStatus};
+pub use validate::*;

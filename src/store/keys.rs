@@ -1,0 +1,72 @@
+//! The etcd key layout, in one place. Every key is relative to the configured prefix
+//! (default `/berth`); [`Store`](super::Store) adds the prefix.
+
+/// `stacks/<id>`: desired stack JSON, written by users.
+pub fn stack(id: &str) -> String {
+    format!("{STACKS}{id}")
+}
+pub const STACKS: &str = "stacks/";
+
+/// `hosts/<id>`: host registration under the writer's lease.
+pub fn host(id: &str) -> String {
+    format!("{HOSTS}{id}")
+}
+pub const HOSTS: &str = "hosts/";
+
+/// `assignments/<host>/<stack>`: the slots of one stack the scheduler gave one host.
+/// Grouped by host first so an agent watches only its own keys.
+pub fn assignment(host: &str, stack: &str) -> String {
+    format!("{ASSIGNMENTS}{host}/{stack}")
+}
+pub fn assignments_of(host: &str) -> String {
+    format!("{ASSIGNMENTS}{host}/")
+}
+pub const ASSIGNMENTS: &str = "assignments/";
+
+/// `reports/<host>/<stack>/<slot>`: what a host's agent observed about one slot.
+pub fn report(host: &str, stack: &str, slot: &str) -> String {
+    format!("{REPORTS}{host}/{stack}/{slot}")
+}
+pub fn reports_of(host: &str) -> String {
+    format!("{REPORTS}{host}/")
+}
+pub const REPORTS: &str = "reports/";
+
+/// `status/stacks/<id>`: stack status, written by the controller for users.
+pub fn status(stack: &str) -> String {
+    format!("{STATUS}{stack}")
+}
+pub const STATUS: &str = "status/stacks/";
+
+/// Split `<a>/<b>/...` below `prefix` into its parts; `None` when the key is not below it.
+pub fn parts<'k>(key: &'k str, prefix: &str) -> Option<Vec<&'k str>> {
+    let rest = key.strip_prefix(prefix)?;
+    if rest.is_empty() {
+        return None;
+    }
+    Some(rest.split('/').collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_through_parts() {
+        let cases = [
+            (assignment("h1", "shop"), ASSIGNMENTS, vec!["h1", "shop"]),
+            (
+                report("h1", "shop", "db.0"),
+                REPORTS,
+                vec!["h1", "shop", "db.0"],
+            ),
+            (stack("hello"), STACKS, vec!["hello"]),
+            (status("hello"), STATUS, vec!["hello"]),
+        ];
+        for (key, prefix, want) in cases {
+            assert_eq!(parts(&key, prefix), Some(want), "{key}");
+        }
+        assert_eq!(parts("stacks/", STACKS), None);
+        assert_eq!(parts("hosts/x", STACKS), None);
+    }
+}

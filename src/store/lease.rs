@@ -1,0 +1,141 @@
+//! A key kept alive under an etcd lease, re-created whenever the lease is lost, so its
+//! presence means "the writer is alive" (host registrations).
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{Store, StoreError};
+use crate::retry;
+
+/// Handle on a leased key; the key lives while the background task can keep its lease.
+pub struct LeasedKey {
+    value: watch::Sender<Vec<u8>>,
+    held: watch::Receiver<bool>,
+}
+
+impl LeasedKey {
+    /// Keep `key` = `value` under a lease of `ttl` until `cancel`, then revoke the lease so
+    /// the key disappears at once instead of after the TTL.
+    pub fn spawn(
+        store: Store,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+        cancel: CancellationToken,
+    ) -> LeasedKey {
+        let (value_tx, value_rx) = watch::channel(value);
+        let (held_tx, held) = watch::channel(false);
+        tokio::spawn(async move {
+            let mut policy = retry::Policy::new();
+            loop {
+                let mut value_rx = value_rx.clone();
+                let result = hold(&store, &key, &mut value_rx, ttl, &cancel, &held_tx).await;
+                held_tx.send_replace(false);
+                match result {
+                    Ok(()) => return,
+                    Err(e) => {
+                        let delay = policy.next_delay();
+                        tracing::warn!(key = %key, error = %crate::error_chain(&e), retry_in = ?delay, "lost lease; re-registering");
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                }
+            }
+        });
+        LeasedKey {
+            value: value_tx,
+            held,
+        }
+    }
+
+    /// Replace the value (written under the same lease).
+    pub fn update(&self, value: Vec<u8>) {
+        self.value.send_if_modified(|v| {
+            if *v == value {
+                return false;
+            }
+            *v = value;
+            true
+        });
+    }
+
+    /// Is the key currently written under a live lease?
+    pub fn is_held(&self) -> bool {
+        *self.held.borrow()
+    }
+}
+
+async fn hold(
+    store: &Store,
+    key: &str,
+    value: &mut watch::Receiver<Vec<u8>>,
+    ttl: Duration,
+    cancel: &CancellationToken,
+    held: &watch::Sender<bool>,
+) -> Result<(), StoreError> {
+    let full = format!("{}{}", store.prefix(), key);
+    let req = |op: &'static str| {
+        let full = full.clone();
+        move |source| StoreError::Request {
+            op,
+            key: full,
+            source,
+        }
+    };
+    let mut client = store.client();
+    let ttl_secs = ttl.as_secs().max(2) as i64;
+    let lease = client
+        .lease_grant(ttl_secs, None)
+        .await
+        .map_err(req("lease grant"))?
+        .id();
+    let current = value.borrow_and_update().clone();
+    client
+        .put(
+            full.clone(),
+            current,
+            Some(Store::put_options_with_lease(lease)),
+        )
+        .await
+        .map_err(req("put"))?;
+    let (mut keeper, mut responses) = client
+        .lease_keep_alive(lease)
+        .await
+        .map_err(req("lease keep-alive"))?;
+    held.send_replace(true);
+    let mut tick = tokio::time::interval(Duration::from_secs((ttl_secs as u64 / 3).max(1)));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                // Best effort: a failed revoke only means the key lives out its TTL.
+                let _ = client.lease_revoke(lease).await;
+                return Ok(());
+            }
+            _ = tick.tick() => {
+                keeper.keep_alive().await.map_err(req("lease keep-alive"))?;
+            }
+            msg = responses.message() => {
+                match msg.map_err(req("lease keep-alive"))? {
+                    Some(r) if r.ttl() > 0 => {}
+                    _ => return Err(StoreError::LeaseLost { key: full }),
+                }
+            }
+            changed = value.changed() => {
+                if changed.is_err() {
+                    // The handle was dropped: stop holding the key.
+                    let _ = client.lease_revoke(lease).await;
+                    return Ok(());
+                }
+                let current = value.borrow_and_update().clone();
+                client
+                    .put(full.clone(), current, Some(Store::put_options_with_lease(lease)))
+                    .await
+                    .map_err(req("put"))?;
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The only module that talks to etcd: typed reads, compare-and-swap writes, leases and
+//! list-then-watch caches. Keys are relative to a prefix (default `/berth`), see [`keys`].
+
+pub mod keys;
+mod lease;
+mod reflector;
+
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
+};
+
+pub use lease::LeasedKey;
+pub use reflector::{Cache, Reflector};
+
+use crate::metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("connecting to etcd at {endpoints}")]
+    Connect {
+        endpoints: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("etcd {op} of {key}")]
+    Request {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("etcd watch of {key} was cancelled: {reason}")]
+    WatchCancelled { key: String, reason: String },
+    #[error("etcd watch of {key} ended")]
+    WatchEnded { key: String },
+    #[error("etcd lease keep-alive for {key} lost")]
+    LeaseLost { key: String },
+}
+
+impl StoreError {
+    /// Every etcd failure is worth retrying: the cluster may come back.
+    pub fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+/// One key-value pair, with its key relative to the store's prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+    pub lease: i64,
+}
+
+/// What a compare-and-swap write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The key must not exist.
+    Absent,
+    /// The key must exist with this `mod_revision`.
+    Revision(i64),
+    /// Whatever is there (a user command that overwrites on purpose).
+    Any,
+}
+
+/// A write of a batch; each op carries its own expectation and they all apply or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    Put {
+        key: String,
+        value: Vec<u8>,
+        expect: Expect,
+    },
+    Delete {
+        key: String,
+        expect: Expect,
+    },
+}
+
+/// A handle on etcd under one prefix. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    prefix: String,
+}
+
+impl Store {
+    /// Connect and prove the connection with a real request: `Client::connect` alone
+    /// succeeds even when nothing listens.
+    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Store, StoreError> {
+        let joined = endpoints.join(",");
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+        let mut client = Client::connect(endpoints, Some(opts))
+            .await
+            .map_err(|source| StoreError::Connect {
+                endpoints: joined.clone(),
+                source,
+            })?;
+        client
+            .status()
+            .await
+            .map_err(|source| StoreError::Connect {
+                endpoints: joined,
+                source,
+            })?;
+        let mut prefix = prefix.trim_end_matches('/').to_owned();
+        prefix.push('/');
+        Ok(Store { client, prefix })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+
+    fn relative(&self, kv: &etcd_client::KeyValue) -> Option<Kv> {
+        let key = std::str::from_utf8(kv.key()).ok()?;
+        Some(Kv {
+            key: key.strip_prefix(&self.prefix)?.to_owned(),
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+            lease: kv.lease(),
+        })
+    }
+
+    /// Is etcd answering right now?
+    pub async fn ping(&self) -> bool {
+        self.client.clone().status().await.is_ok()
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Kv>, StoreError> {
+        let full = self.full(key);
+        let resp = self.client.clone().get(full.clone(), None).await;
+        let resp = observe("get", resp).map_err(|source| StoreError::Request {
+            op: "get",
+            key: full,
+            source,
+        })?;
+        Ok(resp.kvs().first().and_then(|kv| self.relative(kv)))
+    }
+
+    /// Every pair under `prefix` and the store revision they were read at.
+    pub async fn list(&self, prefix: &str) -> Result<(Vec<Kv>, i64), StoreError> {
+        let full = self.full(prefix);
+        let resp = self
+            .client
+            .clone()
+            .get(full.clone(), Some(GetOptions::new().with_prefix()))
+            .await;
+        let resp = observe("list", resp).map_err(|source| StoreError::Request {
+            op: "list",
+            key: full,
+            source,
+        })?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let kvs = resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| self.relative(kv))
+            .collect();
+        Ok((kvs, revision))
+    }
+
+    /// Apply `writes` atomically. `Ok(false)`: some expectation did not hold and nothing
+    /// was written; the caller re-reads and decides again.
+    pub async fn write(&self, writes: &[Write]) -> Result<bool, StoreError> {
+        if writes.is_empty() {
+            return Ok(true);
+        }
+        let mut compares = Vec::new();
+        let mut ops = Vec::new();
+        for w in writes {
+            let (key, expect) = match w {
+                Write::Put { key, value, expect } => {
+                    ops.push(TxnOp::put(self.full(key), value.clone(), None));
+                    (key, expect)
+                }
+                Write::Delete { key, expect } => {
+                    ops.push(TxnOp::delete(self.full(key), None));
+                    (key, expect)
+                }
+            };
+            match expect {
+                Expect::Absent => {
+                    compares.push(Compare::version(self.full(key), CompareOp::Equal, 0))
+                }
+                Expect::Revision(rev) => compares.push(Compare::mod_revision(
+                    self.full(key),
+                    CompareOp::Equal,
+                    *rev,
+                )),
+                Expect::Any => {}
+            }
+        }
+        let first = match &writes[0] {
+            Write::Put { key, .. } | Write::Delete { key, .. } => self.full(key),
+        };
+        let resp = self
+            .client
+            .clone()
+            .txn(Txn::new().when(compares).and_then(ops))
+            .await;
+        let resp = observe("txn", resp).map_err(|source| StoreError::Request {
+            op: "txn",
+            key: first,
+            source,
+        })?;
+        Ok(resp.succeeded())
+    }
+
+    /// Unconditional put, for users' own commands (`berth apply`).
+    pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<i64, StoreError> {
+        let full = self.full(key);
+        let resp = self.client.clone().put(full.clone(), value, None).await;
+        let resp = observe("put", resp).map_err(|source| StoreError::Request {
+            op: "put",
+            key: full,
+            source,
+        })?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Unconditional delete; returns how many keys went.
+    pub async fn delete(&self, key: &str) -> Result<i64, StoreError> {
+        let full = self.full(key);
+        let resp = self
+            .client
+            .clone()
+            .delete(full.clone(), None::<DeleteOptions>)
+            .await;
+        let resp = observe("delete", resp).map_err(|source| StoreError::Request {
+            op: "delete",
+            key: full,
+            source,
+        })?;
+        Ok(resp.deleted())
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub(crate) fn put_options_with_lease(lease: i64) -> PutOptions {
+        PutOptions::new().with_lease(lease)
+    }
+}
+
+/// Count every etcd request by op and result, in one place.
+fn observe<T>(op: &'static str, r: Result<T, etcd_client::Error>) -> Result<T, etcd_client::Error> {
+    let result = if r.is_ok() { "success" } else { "error" };
+    metrics::ETCD_REQUESTS
+        .with_label_values(&[op, result])
+        .inc();
+    r
+}

@@ -1,0 +1,193 @@
+//! A list-then-watch cache of every key under one prefix (kube-rs' reflector, for etcd).
+//!
+//! The cache is only ever replaced whole by a list, then patched by watch events from the
+//! list's revision on, so readers always see a complete view at some revision: stale
+//! while etcd is away, never partial. A cancelled (compacted) or broken watch relists.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use etcd_client::{EventType, WatchOptions};
+use tokio::sync::{watch, RwLock};
+use tokio_util::sync::CancellationToken;
+
+use super::{Kv, Store, StoreError};
+use crate::{metrics, retry};
+
+/// A complete view of a prefix at `revision`.
+#[derive(Debug, Default, Clone)]
+pub struct Cache {
+    pub entries: BTreeMap<String, Kv>,
+    pub revision: i64,
+}
+
+/// Keeps a [`Cache`] of one prefix current; readers wait on [`Reflector::changed`].
+#[derive(Clone)]
+pub struct Reflector {
+    cache: Arc<RwLock<Cache>>,
+    /// Bumped on every change; `None` until the first list completed.
+    version: watch::Receiver<Option<u64>>,
+    connected: watch::Receiver<bool>,
+}
+
+impl Reflector {
+    /// Start reflecting `prefix` until `cancel` fires.
+    pub fn spawn(store: Store, prefix: String, cancel: CancellationToken) -> Reflector {
+        let cache = Arc::new(RwLock::new(Cache::default()));
+        let (version_tx, version) = watch::channel(None);
+        let (connected_tx, connected) = watch::channel(false);
+        let task_cache = cache.clone();
+        tokio::spawn(async move {
+            let mut bumps = 0u64;
+            let mut policy = retry::Policy::new();
+            loop {
+                let run = reflect_once(
+                    &store,
+                    &prefix,
+                    &task_cache,
+                    &version_tx,
+                    &connected_tx,
+                    &mut bumps,
+                    &mut policy,
+                );
+                let outcome = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = run => r,
+                };
+                connected_tx.send_replace(false);
+                let err = match outcome {
+                    Ok(()) => return,
+                    Err(e) => e,
+                };
+                metrics::ETCD_WATCH_RESTARTS.inc();
+                let delay = policy.next_delay();
+                tracing::warn!(prefix = %prefix, error = %crate::error_chain(&err), retry_in = ?delay, "etcd watch failed; will relist");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        });
+        Reflector {
+            cache,
+            version,
+            connected,
+        }
+    }
+
+    /// A copy of the current view; `None` until the first list completed.
+    pub async fn snapshot(&self) -> Option<Cache> {
+        (*self.version.borrow())?;
+        Some(self.cache.read().await.clone())
+    }
+
+    /// Read the view in place without copying it.
+    pub async fn read<R>(&self, f: impl FnOnce(&Cache) -> R) -> Option<R> {
+        (*self.version.borrow())?;
+        Some(f(&*self.cache.read().await))
+    }
+
+    /// Has the first list completed?
+    pub fn synced(&self) -> bool {
+        self.version.borrow().is_some()
+    }
+
+    /// Is the watch currently established?
+    pub fn connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// A receiver that fires on every change of the view.
+    pub fn subscribe(&self) -> watch::Receiver<Option<u64>> {
+        self.version.clone()
+    }
+
+    /// Wait until the first list completed.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.version.clone();
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+}
+
+async fn reflect_once(
+    store: &Store,
+    prefix: &str,
+    cache: &RwLock<Cache>,
+    version: &watch::Sender<Option<u64>>,
+    connected: &watch::Sender<bool>,
+    bumps: &mut u64,
+    policy: &mut retry::Policy,
+) -> Result<(), StoreError> {
+    let (kvs, revision) = store.list(prefix).await?;
+    {
+        let mut c = cache.write().await;
+        c.entries = kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
+        c.revision = revision;
+    }
+    *bumps += 1;
+    version.send_replace(Some(*bumps));
+
+    let full = format!("{}{}", store.prefix(), prefix);
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision + 1)
+        .with_progress_notify();
+    let mut stream = store
+        .client()
+        .watch(full.clone(), Some(opts))
+        .await
+        .map_err(|source| StoreError::Request {
+            op: "watch",
+            key: full.clone(),
+            source,
+        })?;
+    loop {
+        let msg = stream
+            .message()
+            .await
+            .map_err(|source| StoreError::Request {
+                op: "watch",
+                key: full.clone(),
+                source,
+            })?;
+        let Some(resp) = msg else {
+            return Err(StoreError::WatchEnded { key: full });
+        };
+        if resp.canceled() {
+            return Err(StoreError::WatchCancelled {
+                key: full,
+                reason: format!(
+                    "{} (compact revision {})",
+                    resp.cancel_reason(),
+                    resp.compact_revision()
+                ),
+            });
+        }
+        if resp.created() {
+            connected.send_replace(true);
+            policy.reset();
+        }
+        if resp.events().is_empty() {
+            continue;
+        }
+        let mut c = cache.write().await;
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            let Some(rel) = store.relative(kv) else {
+                continue;
+            };
+            c.revision = c.revision.max(rel.mod_revision);
+            match event.event_type() {
+                EventType::Put => {
+                    c.entries.insert(rel.key.clone(), rel);
+                }
+                EventType::Delete => {
+                    c.entries.remove(&rel.key);
+                }
+            }
+        }
+        drop(c);
+        *bumps += 1;
+        version.send_replace(Some(*bumps));
+    }
+}

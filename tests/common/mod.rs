@@ -1,0 +1,239 @@
+//! Test harness: a real etcd (a child process on free loopback ports, temp data dir) and
+//! the machine's real Docker engine, with Berth's controller and agent in-process.
+//! Assertions read Docker through the `docker` CLI, independently of Berth's own client.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth::agent::{self, AgentConfig};
+use berth::controller::{self, ControllerConfig};
+use berth::embedded::EmbeddedEtcd;
+use berth::spec::StackStatus;
+use berth::store::{keys, Store};
+use tokio_util::sync::CancellationToken;
+
+pub struct Cluster {
+    pub etcd: Option<EmbeddedEtcd>,
+    _dir: tempfile::TempDir,
+    pub store: Store,
+    pub host_id: String,
+    pub controller: CancellationToken,
+    pub agent: CancellationToken,
+    agent_done: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// etcd + controller + one agent for the local Docker engine, as host `it-<name>`.
+    pub async fn start(name: &str) -> Cluster {
+        berth::telemetry::init(berth::telemetry::LogFormat::Human);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let etcd = EmbeddedEtcd::start(dir.path(), None)
+            .await
+            .expect("start etcd (is etcd-server installed?)");
+        let store = Store::connect(std::slice::from_ref(&etcd.client_url), "/berth")
+            .await
+            .expect("connect to etcd");
+        let host_id = format!("it-{name}");
+        remove_containers_of(&host_id);
+        let controller = CancellationToken::new();
+        controller::spawn(
+            store.clone(),
+            ControllerConfig {
+                host_down_grace: Duration::from_secs(30),
+                resync_interval: Duration::from_secs(5),
+            },
+            controller.clone(),
+        );
+        let mut c = Cluster {
+            etcd: Some(etcd),
+            _dir: dir,
+            store,
+            host_id,
+            controller,
+            agent: CancellationToken::new(),
+            agent_done: None,
+        };
+        c.start_agent();
+        c
+    }
+
+    pub fn start_agent(&mut self) {
+        self.agent = CancellationToken::new();
+        let h = agent::spawn(
+            self.store.clone(),
+            AgentConfig {
+                host_id: self.host_id.clone(),
+                address: "127.0.0.1".into(),
+                docker_host: "unix:///var/run/docker.sock".into(),
+                datacenter: None,
+                labels: Default::default(),
+                resync_interval: Duration::from_secs(5),
+                lease_ttl: Duration::from_secs(10),
+            },
+            self.agent.clone(),
+        )
+        .expect("agent config");
+        self.agent_done = Some(h.done);
+    }
+
+    pub async fn stop_agent(&mut self) {
+        self.agent.cancel();
+        if let Some(done) = self.agent_done.take() {
+            let _ = done.await;
+        }
+    }
+
+    /// Put a stack; returns the key's mod_revision.
+    pub async fn put_stack(&self, id: &str, json: &str) -> i64 {
+        self.store
+            .put(&keys::stack(id), json.as_bytes().to_vec())
+            .await
+            .expect("put stack");
+        self.store
+            .get(&keys::stack(id))
+            .await
+            .expect("get stack")
+            .expect("stack just written")
+            .mod_revision
+    }
+
+    pub async fn delete_stack(&self, id: &str) {
+        self.store.delete(&keys::stack(id)).await.expect("delete");
+    }
+
+    pub async fn status(&self, id: &str) -> Option<StackStatus> {
+        let kv = self.store.get(&keys::status(id)).await.ok()??;
+        serde_json::from_slice(&kv.value).ok()
+    }
+
+    /// Wait for a status satisfying `pred`, failing with the last status seen.
+    pub async fn wait_status(
+        &self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&StackStatus) -> bool,
+    ) -> StackStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status(id).await;
+            if let Some(s) = &s {
+                if pred(s) {
+                    return s.clone();
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for status of {id}; last: {s:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.agent.cancel();
+        self.controller.cancel();
+        remove_containers_of(&self.host_id);
+    }
+}
+
+/// Poll `f` until it returns `Some`, or panic with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Ids of containers Berth manages for `host` and `stack`.
+pub fn containers_of(host: &str, stack: &str) -> Vec<String> {
+    let out = docker(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label=berth.host={host}"),
+        "--filter",
+        &format!("label=berth.stack={stack}"),
+    ]);
+    out.lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+pub fn inspect(id: &str, format: &str) -> String {
+    docker(&["inspect", "-f", format, id])
+}
+
+pub fn remove_containers_of(host: &str) {
+    let ids = docker(&["ps", "-aq", "--filter", &format!("label=berth.host={host}")]);
+    for id in ids.lines().filter(|l| !l.is_empty()) {
+        docker(&["rm", "-f", id]);
+    }
+}
+
+/// GET `path` from 127.0.0.1:`port`; the body, if the server answered.
+pub async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    if !text.starts_with("HTTP/1.") || !text.contains(" 200 ") {
+        return None;
+    }
+    text.split("\r\n\r\n").nth(1).map(str::to_owned)
+}
+
+/// A one-service stack serving `body` over HTTP on host port `port`.
+pub fn web_stack(port: u16, body: &str) -> String {
+    serde_json::json!({
+        "@context": "https://schema.org",
+        "@type": "ItemList",
+        "name": "Web",
+        "itemListElement": [{
+            "@type": "SoftwareApplication",
+            "position": 1,
+            "name": "web",
+            "image": "berth-test/busybox:latest",
+            "command": ["sh", "-c", format!("trap 'exit 0' TERM; echo {body} > /index.html; httpd -f -p 8080 -h / & wait")],
+            "ports": [{"containerPort": 8080, "hostPort": port, "protocol": "tcp"}],
+            "healthCheck": {"type": "http", "path": "/index.html", "port": 8080, "interval": 1, "timeout": 1, "retries": 3}
+        }]
+    })
+    .to_string()
+}

@@ -1,0 +1,237 @@
+//! End to end on one host, against a real etcd and the real Docker engine: the path a
+//! new user takes with `make run` and `etcdctl put`.
+
+mod common;
+
+use std::time::Duration;
+
+use berth::spec::Phase;
+use common::*;
+
+const T: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_stack_runs_with_labels_and_port_and_reports_running_at_its_revision() {
+    let c = Cluster::start("hello").await;
+    let hello =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hello.json"))
+            .unwrap();
+    // Each test owns its host ports; the example's own port is used only here.
+    let rev = c.put_stack("hello-it", &hello).await;
+    let st = c
+        .wait_status("hello-it", T, |s| {
+            s.phase == Phase::Running && s.observed_revision == rev
+        })
+        .await;
+    assert_eq!(st.services["web"].health, "healthy");
+    assert_eq!(st.services["web"].host.as_deref(), Some(c.host_id.as_str()));
+
+    let ids = containers_of(&c.host_id, "hello-it");
+    assert_eq!(ids.len(), 1, "exactly one container");
+    let labels = inspect(&ids[0], "{{json .Config.Labels}}");
+    let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+    assert_eq!(labels["berth.stack"], "hello-it");
+    assert_eq!(labels["berth.service"], "web");
+    assert_eq!(labels["berth.host"], c.host_id.as_str());
+    assert_eq!(labels["berth.managed"], "true");
+    assert!(labels["berth.spec-hash"]
+        .as_str()
+        .is_some_and(|h| h.len() == 16));
+    assert_eq!(
+        st.services["web"].container_id.as_deref(),
+        Some(ids[0].as_str())
+    );
+    assert_eq!(inspect(&ids[0], "{{.Name}}"), "/hello-it.web.1");
+
+    let body = eventually("port 18080 answers", T, || http_get(18080, "/index.html")).await;
+    assert_eq!(body.trim(), "hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_command_replaces_the_container() {
+    let c = Cluster::start("replace").await;
+    let rev1 = c.put_stack("replace-it", &web_stack(18181, "one")).await;
+    c.wait_status("replace-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev1
+    })
+    .await;
+    let before = containers_of(&c.host_id, "replace-it");
+    assert_eq!(before.len(), 1);
+    assert_eq!(
+        eventually("v1 answers", T, || http_get(18181, "/index.html"))
+            .await
+            .trim(),
+        "one"
+    );
+
+    let rev2 = c.put_stack("replace-it", &web_stack(18181, "two")).await;
+    let st = c
+        .wait_status("replace-it", T, |s| {
+            s.phase == Phase::Running && s.observed_revision == rev2
+        })
+        .await;
+    let after = containers_of(&c.host_id, "replace-it");
+    assert_eq!(after.len(), 1, "the old container is gone: {after:?}");
+    assert_ne!(after, before, "a new container replaced the old one");
+    assert_eq!(
+        st.services["web"].container_id.as_deref(),
+        Some(after[0].as_str())
+    );
+    assert_eq!(
+        eventually("v2 answers", T, || http_get(18181, "/index.html"))
+            .await
+            .trim(),
+        "two"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_stack_reports_every_problem_while_other_stacks_keep_running() {
+    let c = Cluster::start("invalid").await;
+    let rev = c.put_stack("good-it", &web_stack(18182, "good")).await;
+    c.wait_status("good-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let good = containers_of(&c.host_id, "good-it");
+
+    let many = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/invalid/many-errors.json"
+    ))
+    .unwrap();
+    let bad_rev = c.put_stack("bad-it", &many).await;
+    let junk_rev = c.put_stack("junk-it", "{\"itemListElement\": [").await;
+    let bad = c
+        .wait_status("bad-it", T, |s| {
+            s.phase == Phase::Invalid && s.observed_revision == bad_rev
+        })
+        .await;
+    assert!(
+        bad.problems.len() >= 5,
+        "every problem listed: {:#?}",
+        bad.problems
+    );
+    assert!(bad.message.contains("sideways"), "{}", bad.message);
+    let valid = bad.conditions.iter().find(|c| c.type_ == "Valid").unwrap();
+    assert_eq!(valid.status, "False");
+    let junk = c
+        .wait_status("junk-it", T, |s| {
+            s.phase == Phase::Invalid && s.observed_revision == junk_rev
+        })
+        .await;
+    assert!(junk.message.contains("JSON"), "{}", junk.message);
+
+    // An invalid update of a running stack keeps the last valid version running.
+    let broken_rev = c.put_stack("good-it", "{\"itemListElement\": []}").await;
+    c.wait_status("good-it", T, |s| {
+        s.phase == Phase::Invalid && s.observed_revision == broken_rev
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        containers_of(&c.host_id, "good-it"),
+        good,
+        "the good stack was not disturbed"
+    );
+    assert_eq!(inspect(&good[0], "{{.State.Running}}"), "true");
+    assert!(containers_of(&c.host_id, "bad-it").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_stack_removes_its_containers_and_status_but_not_unmanaged_ones() {
+    let c = Cluster::start("delete").await;
+    let rev = c.put_stack("delete-it", &web_stack(18183, "bye")).await;
+    c.wait_status("delete-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    // A container Berth does not manage, with a name like a managed one.
+    let bystander = format!("delete-it.bystander.{}", std::process::id());
+    docker(&["rm", "-f", &bystander]);
+    let out = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &bystander,
+        "--label",
+        "berth.host=it-delete",
+        "berth-test/busybox:latest",
+        "sleep",
+        "600",
+    ]);
+    assert!(!out.is_empty(), "bystander container started");
+
+    c.delete_stack("delete-it").await;
+    eventually("containers removed", T, || async {
+        containers_of(&c.host_id, "delete-it")
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    eventually("status removed", T, || async {
+        c.status("delete-it").await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        inspect(&bystander, "{{.State.Running}}"),
+        "true",
+        "unmanaged container untouched"
+    );
+    docker(&["rm", "-f", &bystander]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_adopts_running_containers_without_restarting_them() {
+    let mut c = Cluster::start("adopt").await;
+    let rev = c.put_stack("adopt-it", &web_stack(18184, "adopt")).await;
+    c.wait_status("adopt-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let ids = containers_of(&c.host_id, "adopt-it");
+    let started = inspect(&ids[0], "{{.State.StartedAt}}");
+
+    c.stop_agent().await;
+    c.start_agent();
+    // Give the new agent several passes (events, probes, a resync).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let st = c
+        .wait_status("adopt-it", T, |s| s.phase == Phase::Running)
+        .await;
+    assert_eq!(
+        containers_of(&c.host_id, "adopt-it"),
+        ids,
+        "no duplicate, same container"
+    );
+    assert_eq!(
+        inspect(&ids[0], "{{.State.StartedAt}}"),
+        started,
+        "not restarted"
+    );
+    assert_eq!(st.services["web"].restarts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_container_is_restarted_and_counted() {
+    let c = Cluster::start("restart").await;
+    let rev = c.put_stack("restart-it", &web_stack(18185, "again")).await;
+    c.wait_status("restart-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let ids = containers_of(&c.host_id, "restart-it");
+    docker(&["kill", &ids[0]]);
+    let st = c
+        .wait_status("restart-it", T, |s| {
+            s.phase == Phase::Running && s.services["web"].restarts == 1
+        })
+        .await;
+    assert_eq!(
+        containers_of(&c.host_id, "restart-it"),
+        ids,
+        "restarted in place"
+    );
+    assert_eq!(inspect(&ids[0], "{{.State.Running}}"), "true");
+    assert_eq!(st.services["web"].state, "running");
+}
