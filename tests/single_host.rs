@@ -235,3 +235,119 @@ async fn a_killed_container_is_restarted_and_counted() {
     assert_eq!(inspect(&ids[0], "{{.State.Running}}"), "true");
     assert_eq!(st.services["web"].state, "running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_had_fails_the_stack_with_a_clear_message() {
+    let c = Cluster::start("noimage").await;
+    let json = web_stack(18186, "x").replace("berth-test/busybox:latest", "berth-test/nope:1");
+    let rev = c.put_stack("noimage-it", &json).await;
+    let st = c
+        .wait_status("noimage-it", T, |s| {
+            s.phase == Phase::Failed && s.observed_revision == rev
+        })
+        .await;
+    let msg = st.services["web"].message.clone().unwrap_or_default();
+    assert!(
+        msg.contains("berth-test/nope:1") && msg.contains("pull failed"),
+        "{msg}"
+    );
+    assert_eq!(st.services["web"].state, "failed");
+    assert!(containers_of(&c.host_id, "noimage-it").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_reach_each_other_by_name_and_named_volumes_are_created_and_kept() {
+    let c = Cluster::start("network").await;
+    let volume = format!("berth-it-data-{}", std::process::id());
+    let json = serde_json::json!({
+        "@type": "ItemList",
+        "name": "Two services on one network",
+        "network": {"name": "berth-it-net", "driver": "bridge", "createIfNotExists": true},
+        "volumes": [{"name": volume, "driver": "local", "createIfNotExists": true}],
+        "itemListElement": [
+            {"name": "web", "position": 1, "image": "berth-test/busybox:latest",
+             "command": ["sh", "-c", "trap 'exit 0' TERM; echo shared > /data/index.html; httpd -f -p 8080 -h /data & wait"],
+             "environment": {"GREETING": "hi there"},
+             "volumeMounts": [{"source": volume, "target": "/data", "type": "volume"}]},
+            {"name": "client", "position": 2, "image": "berth-test/busybox:latest",
+             "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"],
+             "softwareRequirements": [{"name": "web", "waitForHealthy": false}],
+             "healthCheck": {"type": "command", "command": ["wget", "-q", "-O", "/dev/null", "http://web:8080/index.html"],
+                             "interval": 1, "timeout": 2, "retries": 3}}
+        ]
+    })
+    .to_string();
+    let rev = c.put_stack("network-it", &json).await;
+    let st = c
+        .wait_status("network-it", T, |s| {
+            s.phase == Phase::Running && s.observed_revision == rev
+        })
+        .await;
+    assert_eq!(
+        st.services["client"].health, "healthy",
+        "client reached web by its service name"
+    );
+    let web = containers_of(&c.host_id, "network-it")
+        .into_iter()
+        .find(|id| inspect(id, "{{.Name}}") == "/network-it.web.1")
+        .expect("web container");
+    assert!(inspect(&web, "{{json .Config.Env}}").contains("GREETING=hi there"));
+    assert_eq!(inspect(&web, "{{range .Mounts}}{{.Name}}{{end}}"), volume);
+    assert!(inspect(&web, "{{json .NetworkSettings.Networks}}").contains("berth-it-net"));
+
+    c.delete_stack("network-it").await;
+    eventually("containers removed", T, || async {
+        containers_of(&c.host_id, "network-it")
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        docker(&["volume", "inspect", "-f", "{{.Name}}", &volume]),
+        volume,
+        "data is never deleted by surprise"
+    );
+    docker(&["volume", "rm", &volume]);
+    eventually("the stack's network is removed", T, || async {
+        docker(&["network", "ls", "-q", "--filter", "name=^berth-it-net$"])
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desired_state_stopped_stops_containers_and_running_starts_them_again() {
+    let c = Cluster::start("stopped").await;
+    let json = web_stack(18187, "zzz");
+    let rev = c.put_stack("stopped-it", &json).await;
+    c.wait_status("stopped-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let ids = containers_of(&c.host_id, "stopped-it");
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["desiredState"] = "stopped".into();
+    let rev = c.put_stack("stopped-it", &v.to_string()).await;
+    c.wait_status("stopped-it", T, |s| {
+        s.phase == Phase::Stopped && s.observed_revision == rev
+    })
+    .await;
+    assert_eq!(
+        containers_of(&c.host_id, "stopped-it"),
+        ids,
+        "stopped, not removed"
+    );
+    assert_eq!(inspect(&ids[0], "{{.State.Running}}"), "false");
+    v["desiredState"] = "running".into();
+    let rev = c.put_stack("stopped-it", &v.to_string()).await;
+    c.wait_status("stopped-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    assert_eq!(
+        containers_of(&c.host_id, "stopped-it"),
+        ids,
+        "the same container started again"
+    );
+}

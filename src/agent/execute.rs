@@ -64,6 +64,21 @@ pub async fn execute(
     for (a, r) in removals.iter().zip(results) {
         record(&mut out, a, r);
     }
+    // A stack gone from this host takes its network with it (volumes stay: data is never
+    // deleted by surprise).
+    let gone: BTreeSet<&str> = removals
+        .iter()
+        .filter_map(|a| match a {
+            Action::Remove { stack, .. } => Some(stack.as_str()),
+            _ => None,
+        })
+        .filter(|s| !desired.values().any(|d| d.stack == *s))
+        .collect();
+    for stack in gone {
+        if let Err(e) = rt.remove_stack_networks(stack).await {
+            tracing::warn!(stack, error = %crate::error_chain(&e), "removing stack network failed");
+        }
+    }
 
     // Then one wave per start-order level, concurrent within the wave, so dependencies
     // are created before their dependents.

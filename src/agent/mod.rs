@@ -62,7 +62,7 @@ pub fn spawn(
     cfg: AgentConfig,
     cancel: CancellationToken,
 ) -> Result<AgentHandle, AgentError> {
-    if !valid_host_id(&cfg.host_id) {
+    if !crate::spec::is_host_id(&cfg.host_id) {
         return Err(AgentError::InvalidHostId(cfg.host_id));
     }
     let docker_ok = Arc::new(AtomicBool::new(false));
@@ -86,14 +86,6 @@ pub fn spawn(
     };
     let done = tokio::spawn(run(store, cfg, assignments, docker_ok, cancel));
     Ok(AgentHandle { ready, done })
-}
-
-pub fn valid_host_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 253
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 async fn run(

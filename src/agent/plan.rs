@@ -91,6 +91,7 @@ pub enum Action {
     Remove {
         id: String,
         name: String,
+        stack: String,
         reason: RemoveReason,
     },
 }
@@ -139,6 +140,7 @@ pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Act
             removals.push(Action::Remove {
                 id: dup.id.clone(),
                 name: dup.name.clone(),
+                stack: dup.stack.clone(),
                 reason: RemoveReason::Duplicate,
             });
         }
@@ -190,6 +192,7 @@ pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Act
             removals.push(Action::Remove {
                 id: o.id.clone(),
                 name: o.name.clone(),
+                stack: o.stack.clone(),
                 reason: RemoveReason::Orphan,
             });
         }
@@ -349,6 +352,7 @@ mod tests {
                 want: vec![Action::Remove {
                     id: "c1".into(),
                     name: "s.web.1".into(),
+                    stack: "s".into(),
                     reason: RemoveReason::Orphan,
                 }],
             },
@@ -362,6 +366,7 @@ mod tests {
                 want: vec![Action::Remove {
                     id: "c2".into(),
                     name: "s.web.1".into(),
+                    stack: "s".into(),
                     reason: RemoveReason::Duplicate,
                 }],
             },
@@ -405,6 +410,7 @@ mod tests {
                     Action::Remove {
                         id: "old".into(),
                         name: "s.gone.1".into(),
+                        stack: "s".into(),
                         reason: RemoveReason::Orphan,
                     },
                     Action::Create {

@@ -14,8 +14,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+    RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -89,7 +89,7 @@ impl RuntimeError {
         self.status_code() == Some(409)
     }
 
-    fn status_code(&self) -> Option<u16> {
+    pub fn status_code(&self) -> Option<u16> {
         match self {
             RuntimeError::Request {
                 source: bollard::errors::Error::DockerResponseServerError { status_code, .. },
@@ -297,6 +297,35 @@ impl Runtime {
         call("create_volume", name, self.docker.create_volume(req))
             .await
             .map(|_| ())
+    }
+
+    /// Remove the networks Berth created for `stack` on this engine. A network still in
+    /// use (another stack shares it) is left alone.
+    pub async fn remove_stack_networks(&self, stack: &str) -> Result<(), RuntimeError> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([(
+            "label".to_owned(),
+            vec![
+                format!("{}=true", labels::MANAGED),
+                format!("{}={stack}", labels::STACK),
+            ],
+        )]);
+        let opts = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let nets = call(
+            "list_networks",
+            stack,
+            self.docker.list_networks(Some(opts)),
+        )
+        .await?;
+        for name in nets.into_iter().filter_map(|n| n.name) {
+            match call("remove_network", &name, self.docker.remove_network(&name)).await {
+                Ok(()) => tracing::info!(network = %name, stack, "removed stack network"),
+                Err(e) if e.is_not_found() || e.is_conflict() || e.status_code() == Some(403) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Create (not start) a container; returns its id.

@@ -774,7 +774,7 @@ pub fn is_dns_label(s: &str) -> bool {
 
 /// Host ids are chosen by operators (often FQDNs or cloud instance names), so they get a
 /// looser rule than service names: `[A-Za-z0-9._-]`, 1-253 characters.
-fn is_host_id(s: &str) -> bool {
+pub fn is_host_id(s: &str) -> bool {
     (1..=253).contains(&s.len())
         && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))

@@ -23,6 +23,8 @@ pub struct Cluster {
     pub controller: CancellationToken,
     pub agent: CancellationToken,
     agent_done: Option<tokio::task::JoinHandle<()>>,
+    /// Stacks this test put, whose networks are removed at the end.
+    stacks: std::sync::Mutex<Vec<String>>,
 }
 
 impl Cluster {
@@ -55,6 +57,7 @@ impl Cluster {
             controller,
             agent: CancellationToken::new(),
             agent_done: None,
+            stacks: Default::default(),
         };
         c.start_agent();
         c
@@ -88,6 +91,7 @@ impl Cluster {
 
     /// Put a stack; returns the key's mod_revision.
     pub async fn put_stack(&self, id: &str, json: &str) -> i64 {
+        self.stacks.lock().unwrap().push(id.to_owned());
         self.store
             .put(&keys::stack(id), json.as_bytes().to_vec())
             .await
@@ -137,6 +141,18 @@ impl Drop for Cluster {
         self.agent.cancel();
         self.controller.cancel();
         remove_containers_of(&self.host_id);
+        for stack in self.stacks.lock().unwrap().iter() {
+            let nets = docker(&[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=berth.stack={stack}"),
+            ]);
+            for net in nets.lines().filter(|l| !l.is_empty()) {
+                docker(&["network", "rm", net]);
+            }
+        }
     }
 }
 
