@@ -143,6 +143,7 @@ async fn run(
         wake: wake.clone(),
         policy: retry::Policy::new(),
         errors: BTreeMap::new(),
+        action_retry: retry::Policy::with(Duration::from_millis(500), Duration::from_secs(30)),
     };
     assignments.wait_synced().await;
     reports.wait_synced().await;
@@ -237,6 +238,9 @@ struct Pass {
     policy: retry::Policy,
     /// Per-container failures, kept until that container's next success.
     errors: BTreeMap<String, SlotError>,
+    /// Paces retries of actions that failed for a passing reason (a port still held, a
+    /// Docker hiccup) so they come back sooner than the resync but not in a hot loop.
+    action_retry: retry::Policy,
 }
 
 impl Pass {
@@ -369,6 +373,12 @@ impl Pass {
                 });
                 c.last_restart = now;
                 c.not_before = now + c.policy.next_delay();
+            }
+            if outcome.errors.values().any(|e| !e.permanent) {
+                let d = self.action_retry.next_delay();
+                wait = Some(wait.map_or(d, |w| w.min(d)));
+            } else {
+                self.action_retry.reset();
             }
             self.errors.extend(outcome.errors);
             actual = self.rt.list_managed(&self.host).await?;
