@@ -47,6 +47,10 @@ pub struct Slot {
     pub container: ContainerSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// This copy stays only until its replacement on another host is available (a drain
+    /// or rebalance moves a slot without leaving it empty); the agent runs it as usual.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handoff: bool,
 }
 
 impl Slot {

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`spec`]: what users write and read (stack, host registration, status) and validation.
+//! - [`schema`]: the JSON Schemas and CRDs in `crds/`, generated from the `spec` types.
 //! - [`store`]: the only etcd client: keys, compare-and-swap writes, leases, watch caches.
 //! - [`scheduler`]: pure placement of slots on hosts and the assignments that result.
 //! - [`controller`]: the loop that schedules and aggregates status.
@@ -15,6 +16,7 @@
 //! - [`embedded`]: the local etcd `berth up` starts when given none.
 //! - [`metrics`], [`serve`], [`telemetry`]: observability.
 //! - [`retry`]: backoff delays (the one user of the `backoff` crate).
+//! - [`view`]: what `berth status` and `berth hosts` print, rendered purely from a snapshot.
 
 pub mod agent;
 pub mod assignment;
@@ -25,10 +27,12 @@ pub mod metrics;
 pub mod report;
 pub mod retry;
 pub mod scheduler;
+pub mod schema;
 pub mod serve;
 pub mod spec;
 pub mod store;
 pub mod telemetry;
+pub mod view;
 
 /// An error and its sources on one line: `creating container web: docker create ...: no such image`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -11,12 +11,15 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use berth::agent::{self, AgentConfig};
+use berth::controller::decide::preview_rebalance;
+use berth::controller::world::{Maintenance, World};
 use berth::controller::{self, ControllerConfig};
 use berth::embedded::EmbeddedEtcd;
 use berth::serve::{self, ReadyCheck};
 use berth::spec;
-use berth::store::{keys, Store};
+use berth::store::{keys, Cache, Reflector, Store};
 use berth::telemetry::{self, LogFormat};
+use berth::view::Snapshot;
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +64,15 @@ struct ControllerArgs {
     /// Full recompute at least this often, even without events.
     #[arg(long, env = "BERTH_CONTROLLER_RESYNC", value_parser = humantime::parse_duration, default_value = "30s")]
     controller_resync: Duration,
+    /// With more than this fraction of hosts not ready at once, nothing is rescheduled.
+    #[arg(long, env = "BERTH_MAX_UNAVAILABLE_FRACTION", default_value_t = 0.5)]
+    max_unavailable_fraction: f64,
+    /// This controller's name in the leader election (default: hostname and pid).
+    #[arg(long, env = "BERTH_CONTROLLER_ID")]
+    controller_id: Option<String>,
+    /// Leadership lease TTL: how long a dead leader blocks failover.
+    #[arg(long, env = "BERTH_LEADER_TTL", value_parser = humantime::parse_duration, default_value = "10s")]
+    leader_ttl: Duration,
 }
 
 #[derive(Args, Clone)]
@@ -89,6 +101,17 @@ struct AgentArgs {
     /// TTL of the host registration's lease.
     #[arg(long, env = "BERTH_LEASE_TTL", value_parser = humantime::parse_duration, default_value = "10s")]
     lease_ttl: Duration,
+}
+
+#[derive(Subcommand)]
+enum HostAction {
+    /// No new slots go to HOST; what runs there stays.
+    Cordon { host: String },
+    /// Undo cordon and drain.
+    Uncordon { host: String },
+    /// Cordon HOST and move its slots elsewhere, each replacement started before the old
+    /// copy is removed. Slots pinned by targetHost stay.
+    Drain { host: String },
 }
 
 #[derive(Subcommand)]
@@ -147,6 +170,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Write schemas generated from Berth's types.
+    Schema {
+        #[command(subcommand)]
+        what: SchemaCommand,
+    },
     /// Validate a stack file and write it to stacks/<id> (id defaults to the file name).
     Apply {
         #[command(flatten)]
@@ -162,11 +190,70 @@ enum Command {
         etcd: EtcdArgs,
         id: String,
     },
-    /// Print stack status JSON (all stacks, or one).
+    /// Cordon, uncordon or drain a host (kept in etcd at maintenance/<host>).
+    Host {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        #[command(subcommand)]
+        action: HostAction,
+    },
+    /// Show how a stack would be placed afresh (dry run); `--apply` asks the controller
+    /// to do it. Nothing moves otherwise: placement is sticky.
+    Rebalance {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        stack: String,
+        #[arg(long)]
+        apply: bool,
+    },
+    /// The deployment map: each stack's phase and progress, then per host its services
+    /// with state, health, restarts, ports and what each connects to. `-o json` prints the
+    /// status objects. Exit 0 shown, 1 no such stack (or, with `-o json`, no status yet),
+    /// 2 error.
     Status {
         #[command(flatten)]
         etcd: EtcdArgs,
+        /// Only this stack.
         id: Option<String>,
+        #[command(flatten)]
+        view: ViewArgs,
+        /// Redraw on every change until Ctrl-C (JSON: one line per change).
+        #[arg(short, long, env = "BERTH_WATCH")]
+        watch: bool,
+    },
+    /// Hosts: readiness, address, datacenter, slots, reserved/total capacity, labels.
+    /// Exit 0 shown, 2 error.
+    Hosts {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ViewArgs {
+    /// Output format.
+    #[arg(short, long, env = "BERTH_OUTPUT", value_enum, default_value = "table")]
+    output: Output,
+    /// Terminal width tables fit into; longer cells end in `…`.
+    #[arg(long, env = "COLUMNS", default_value_t = berth::view::DEFAULT_WIDTH)]
+    width: usize,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// CustomResourceDefinitions and JSON Schemas for stacks, hosts and stack statuses.
+    Crds {
+        /// Directory to write the files into; created if missing.
+        #[arg(long, default_value = "crds")]
+        out: PathBuf,
     },
 }
 
@@ -176,6 +263,18 @@ fn main() -> ExitCode {
     berth::metrics::init();
     if let Command::Validate { files } = &cli.command {
         return validate(files);
+    }
+    if let Command::Schema {
+        what: SchemaCommand::Crds { out },
+    } = &cli.command
+    {
+        return match write_crds(out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
     }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -191,6 +290,17 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn write_crds(out: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for file in berth::schema::files().context("rendering the CRDs as YAML")? {
+        let path = out.join(&file.name);
+        std::fs::write(&path, &file.contents)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn validate(files: &[PathBuf]) -> ExitCode {
@@ -247,8 +357,15 @@ fn agent_config(a: &AgentArgs) -> Result<AgentConfig> {
 }
 
 fn controller_config(c: &ControllerArgs) -> ControllerConfig {
+    let id = c.controller_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
     ControllerConfig {
+        id,
         host_down_grace: c.host_down_grace,
+        max_unavailable_fraction: c.max_unavailable_fraction,
+        leader_ttl: c.leader_ttl,
         resync_interval: c.controller_resync,
     }
 }
@@ -272,7 +389,9 @@ fn shutdown_token() -> CancellationToken {
 
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Validate { .. } => unreachable!("handled before the runtime starts"),
+        Command::Validate { .. } | Command::Schema { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
         Command::Controller {
             etcd,
             ctl,
@@ -376,6 +495,77 @@ async fn run(command: Command) -> Result<ExitCode> {
             let rev = store.put(&keys::stack(&id), bytes).await?;
             println!("stack {id} applied at revision {rev}");
         }
+        Command::Host { etcd, action } => {
+            let store = connect(&etcd).await?;
+            let (host, state) = match &action {
+                HostAction::Cordon { host } => (
+                    host,
+                    Some(Maintenance {
+                        cordoned: true,
+                        draining: false,
+                    }),
+                ),
+                HostAction::Drain { host } => (
+                    host,
+                    Some(Maintenance {
+                        cordoned: true,
+                        draining: true,
+                    }),
+                ),
+                HostAction::Uncordon { host } => (host, None),
+            };
+            match state {
+                Some(m) => {
+                    store
+                        .put(&keys::maintenance(host), serde_json::to_vec(&m)?)
+                        .await?;
+                    let verb = if m.draining { "draining" } else { "cordoned" };
+                    println!("host {host} {verb}");
+                }
+                None => {
+                    store.delete(&keys::maintenance(host)).await?;
+                    println!("host {host} uncordoned");
+                }
+            }
+        }
+        Command::Rebalance { etcd, stack, apply } => {
+            let store = connect(&etcd).await?;
+            let (kvs, revision) = store.list("").await?;
+            let cache = Cache {
+                entries: kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
+                revision,
+            };
+            let world = World::decode(&cache);
+            if !world.stacks.contains_key(&stack) {
+                eprintln!("no stack {stack}");
+                return Ok(ExitCode::from(1));
+            }
+            let preview = preview_rebalance(&world, &stack, 0.5);
+            if preview.moves.is_empty() {
+                println!(
+                    "stack {stack} is already placed as it would be afresh; nothing would move"
+                );
+            }
+            for m in &preview.moves {
+                println!(
+                    "{}.{}: {} -> {}",
+                    m.slot.service, m.slot.replica, m.from, m.to
+                );
+            }
+            for ((_, svc), why) in preview
+                .unschedulable
+                .iter()
+                .filter(|((s, _), _)| *s == stack)
+            {
+                println!("{svc}: unschedulable: {why}");
+            }
+            if apply && !preview.moves.is_empty() {
+                store.put(&keys::rebalance(&stack), b"{}".to_vec()).await?;
+                println!("rebalance of {stack} requested; each replacement starts before its old copy is removed");
+            } else if !apply {
+                println!("(dry run: add --apply to move)");
+            }
+        }
         Command::Delete { etcd, id } => {
             let store = connect(&etcd).await?;
             if store.delete(&keys::stack(&id)).await? == 0 {
@@ -384,28 +574,127 @@ async fn run(command: Command) -> Result<ExitCode> {
             }
             println!("stack {id} deleted; its containers are being removed");
         }
-        Command::Status { etcd, id } => {
+        Command::Status {
+            etcd,
+            id,
+            view,
+            watch,
+        } => {
             let store = connect(&etcd).await?;
-            let prefix = match &id {
-                Some(i) => keys::status(i),
-                None => keys::STATUS.to_owned(),
+            return if watch {
+                watch_status(store, id, view).await
+            } else {
+                status(store, id, view).await
             };
-            let (kvs, _) = store.list(&prefix).await?;
-            let kvs: Vec<_> = kvs
-                .into_iter()
-                .filter(|kv| id.as_ref().is_none_or(|i| kv.key == keys::status(i)))
-                .collect();
-            if kvs.is_empty() {
-                eprintln!("no status yet");
-                return Ok(ExitCode::from(1));
-            }
-            for kv in kvs {
-                let v: serde_json::Value = serde_json::from_slice(&kv.value)?;
-                println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Command::Hosts { etcd, view } => {
+            let store = connect(&etcd).await?;
+            let (mut kvs, _) = store.list(keys::HOSTS).await?;
+            kvs.extend(store.list(keys::ASSIGNMENTS).await?.0);
+            let hosts = berth::view::hosts(&Snapshot::from_kvs(&kvs));
+            match view.output {
+                Output::Table => print!("{}", berth::view::render_hosts(&hosts, view.width)),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&hosts)?),
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `berth status` once: the map, or the status objects as JSON.
+async fn status(store: Store, id: Option<String>, view: ViewArgs) -> Result<ExitCode> {
+    let (kvs, _) = store.list("").await?;
+    let snapshot = Snapshot::from_kvs(&kvs);
+    if let Some(i) = &id {
+        if !snapshot.has_stack(i) {
+            eprintln!("no stack {i}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    match status_text(&snapshot, id.as_deref(), &view, true)? {
+        Some(text) => print!("{text}"),
+        None => {
+            eprintln!("stack {} has no status yet", id.unwrap_or_default());
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth status --watch`: list-then-watch every key and redraw whenever what would be
+/// printed changes (most report writes change nothing visible).
+async fn watch_status(store: Store, id: Option<String>, view: ViewArgs) -> Result<ExitCode> {
+    use std::io::{IsTerminal, Write};
+    let cancel = shutdown_token();
+    let reflector = Reflector::spawn(store, String::new(), cancel.clone());
+    let mut changes = reflector.subscribe();
+    let redraw = view.output == Output::Table && std::io::stdout().is_terminal();
+    let mut last = None;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = changes.changed() => if changed.is_err() { break },
+        }
+        let Some((snapshot, revision)) = reflector
+            .read(|c| (Snapshot::from_kvs(c.entries.values()), c.revision))
+            .await
+        else {
+            continue;
+        };
+        // A stack that does not exist yet may be created while we watch: show `null`.
+        let text = status_text(&snapshot, id.as_deref(), &view, false)?
+            .unwrap_or_else(|| "null\n".to_owned());
+        if last.as_ref() == Some(&text) {
+            continue;
+        }
+        let mut out = std::io::stdout().lock();
+        if redraw {
+            // Clear the screen and home the cursor, like watch(1).
+            write!(out, "\x1b[H\x1b[2J")?;
+            writeln!(
+                out,
+                "revision {revision}; redraws on every change; Ctrl-C stops\n"
+            )?;
+        } else if last.is_some() && view.output == Output::Table {
+            writeln!(out)?;
+        }
+        write!(out, "{text}")?;
+        out.flush()?;
+        last = Some(text);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `berth status` prints for `snapshot`; `None` when JSON for stack `id` is asked
+/// and it has no status. `pretty` JSON for one-shot output, one line per change otherwise.
+fn status_text(
+    snapshot: &Snapshot,
+    id: Option<&str>,
+    view: &ViewArgs,
+    pretty: bool,
+) -> Result<Option<String>> {
+    fn json<T: serde::Serialize>(v: &T, pretty: bool) -> Result<String> {
+        let text = if pretty {
+            serde_json::to_string_pretty(v)?
+        } else {
+            serde_json::to_string(v)?
+        };
+        Ok(text + "\n")
+    }
+    Ok(match (view.output, id) {
+        (Output::Table, _) => Some(berth::view::render_deployment(
+            &berth::view::deployment_map(snapshot, id),
+            view.width,
+        )),
+        (Output::Json, Some(i)) => match snapshot.statuses.get(i) {
+            Some(st) => Some(json(st, pretty)?),
+            None => None,
+        },
+        (Output::Json, None) => {
+            let all: Vec<_> = snapshot.statuses.values().collect();
+            Some(json(&all, pretty)?)
+        }
+    })
 }
 
 async fn serve_metrics(

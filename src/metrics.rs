@@ -1,14 +1,20 @@
 //! Every Prometheus metric Berth exports, defined in one registry. Labels are bounded
 //! sets (components, ops, results, reasons), never ids or error strings.
 
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{LazyLock, Mutex};
 
+use prometheus::proto::MetricType;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+/// Every registered family and its type, including families with no series yet, which
+/// `render()` leaves out: what dashboards and alerts may name (see [`exported_names`]).
+static FAMILIES: LazyLock<Mutex<BTreeMap<String, MetricType>>> = LazyLock::new(Default::default);
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
     // Registration fails only on a duplicate name, which is a programming error caught by
@@ -16,6 +22,10 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
     REGISTRY
         .register(Box::new(c.clone()))
         .expect("metric registered twice");
+    let mut families = FAMILIES.lock().unwrap_or_else(|e| e.into_inner());
+    for mf in c.collect() {
+        families.insert(mf.name().to_owned(), mf.get_field_type());
+    }
     c
 }
 
@@ -95,6 +105,53 @@ pub static CONTAINER_RESTARTS: LazyLock<IntCounter> = LazyLock::new(|| {
         .expect("valid metric"),
     )
 });
+pub static FENCED_WRITES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "berth_fenced_writes_total",
+            "Writes refused because this controller was no longer the leader",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static PLACEMENTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "berth_placements_total",
+            "Slots given a host (new slots and moves)",
+        )
+        .expect("valid metric"),
+    )
+});
+/// `reason` = host_down|drain|constraints|rebalance.
+pub static RESCHEDULES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "berth_reschedules_total",
+        "Slots moved to another host, by reason",
+        &["reason"],
+    )
+});
+pub static SCHEDULING_DURATION: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    register(
+        prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "berth_scheduling_duration_seconds",
+                "Time one placement plan took",
+            )
+            .buckets(SECONDS.to_vec()),
+        )
+        .expect("valid metric"),
+    )
+});
+pub static STORM_GUARD: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "berth_storm_guard",
+            "1 while too many hosts are not ready and rescheduling is held back",
+        )
+        .expect("valid metric"),
+    )
+});
 pub static HOSTS: LazyLock<IntGaugeVec> =
     LazyLock::new(|| gauge_vec("berth_hosts", "Registered hosts by state", &["state"]));
 pub static STACKS: LazyLock<IntGaugeVec> =
@@ -143,8 +200,34 @@ pub static DOCKER_REQUEST_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
 });
 
+/// `result` = healthy|unhealthy: each http/tcp probe the agent ran.
+pub static HEALTH_CHECKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "berth_health_checks_total",
+        "Health probes the agent ran, by result",
+        &["result"],
+    )
+});
+pub static CONVERGENCE: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "berth_convergence_seconds",
+                "Seconds from a stack spec revision being written to all its slots running",
+            )
+            // Pulls and health checks make convergence take seconds to minutes.
+            .buckets(vec![
+                0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            ]),
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Touch every metric so each series family exists from start-up, not from first use.
 pub fn init() {
+    LazyLock::force(&HEALTH_CHECKS);
+    LazyLock::force(&CONVERGENCE);
     LazyLock::force(&RECONCILE);
     LazyLock::force(&RECONCILE_DURATION);
     LazyLock::force(&RECONCILE_ERRORS);
@@ -153,6 +236,11 @@ pub fn init() {
     LazyLock::force(&ORPHANS_REMOVED);
     LazyLock::force(&CONTAINER_RESTARTS);
     LazyLock::force(&HOSTS);
+    LazyLock::force(&FENCED_WRITES);
+    LazyLock::force(&PLACEMENTS);
+    LazyLock::force(&RESCHEDULES);
+    LazyLock::force(&SCHEDULING_DURATION);
+    LazyLock::force(&STORM_GUARD);
     LazyLock::force(&STACKS);
     LazyLock::force(&SLOTS);
     LazyLock::force(&LEADER);
@@ -170,6 +258,32 @@ pub fn render() -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
+/// Every series name the registered metrics can export: counters and gauges by their
+/// name, histograms as `_bucket`, `_sum` and `_count`. Unlike `render()`, this includes
+/// labelled families that have no series yet.
+pub fn exported_names() -> BTreeSet<String> {
+    let families = FAMILIES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut names = BTreeSet::new();
+    for (name, kind) in families.iter() {
+        match kind {
+            MetricType::HISTOGRAM => {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    names.insert(format!("{name}{suffix}"));
+                }
+            }
+            MetricType::SUMMARY => {
+                for suffix in ["", "_sum", "_count"] {
+                    names.insert(format!("{name}{suffix}"));
+                }
+            }
+            _ => {
+                names.insert(name.clone());
+            }
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -178,5 +292,20 @@ mod tests {
         super::LEADER.set(1);
         let text = super::render();
         assert!(text.contains("berth_leader 1"), "{text}");
+    }
+
+    #[test]
+    fn exported_names_include_families_without_series_and_histogram_suffixes() {
+        super::init();
+        let names = super::exported_names();
+        for want in [
+            "berth_health_checks_total",
+            "berth_convergence_seconds_bucket",
+            "berth_convergence_seconds_count",
+            "berth_reconcile_duration_seconds_sum",
+        ] {
+            assert!(names.contains(want), "{want} missing from {names:?}");
+        }
+        assert!(!names.contains("berth_convergence_seconds"));
     }
 }

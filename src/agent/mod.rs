@@ -111,8 +111,9 @@ async fn run(
         memory_mb: facts.as_ref().map(|f| f.memory_mb).unwrap_or(0),
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         docker_version: facts.as_ref().map(|f| f.version.clone()),
+        used_ports: rt.unmanaged_host_ports().await.unwrap_or_default(),
     };
-    let _lease = LeasedKey::spawn(
+    let lease = LeasedKey::spawn(
         store.clone(),
         keys::host(&host),
         serde_json::to_vec(&registration).unwrap_or_default(),
@@ -144,6 +145,8 @@ async fn run(
         policy: retry::Policy::new(),
         errors: BTreeMap::new(),
         action_retry: retry::Policy::with(Duration::from_millis(500), Duration::from_secs(30)),
+        registration,
+        lease,
     };
     assignments.wait_synced().await;
     reports.wait_synced().await;
@@ -241,6 +244,9 @@ struct Pass {
     /// Paces retries of actions that failed for a passing reason (a port still held, a
     /// Docker hiccup) so they come back sooner than the resync but not in a hot loop.
     action_retry: retry::Policy,
+    /// What this host publishes about itself; re-written when it changes.
+    registration: HostRegistration,
+    lease: LeasedKey,
 }
 
 impl Pass {
@@ -387,6 +393,14 @@ impl Pass {
         self.errors.retain(|name, _| by_name.contains_key(name));
         self.crash.retain(|name, _| by_name.contains_key(name));
 
+        // Ports taken by containers Berth does not manage change behind our back.
+        if let Ok(ports) = self.rt.unmanaged_host_ports().await {
+            if ports != self.registration.used_ports {
+                self.registration.used_ports = ports;
+                self.lease
+                    .update(serde_json::to_vec(&self.registration).unwrap_or_default());
+            }
+        }
         self.sync_probes(&desired, &actual);
         update_container_gauge(&actual);
         let probes = &self.probes;

@@ -246,6 +246,7 @@ mod tests {
                 order,
                 container: spec.clone(),
                 health_check: None,
+                handoff: false,
             },
             spec,
             spec_revision: 7,

@@ -111,6 +111,7 @@ mod tests {
                     type_: t.into(),
                     ..Default::default()
                 }),
+                handoff: false,
             },
             spec,
             spec_revision: 3,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings,
     EventMessage, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountType,
-    NetworkCreateRequest, NetworkingConfig, PortBinding as DockerPortBinding, RestartPolicy,
-    RestartPolicyNameEnum, VolumeCreateRequest,
+    NetworkCreateRequest, NetworkingConfig, PortBinding as DockerPortBinding, PortSummaryTypeEnum,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
@@ -23,6 +23,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use super::plan::{ActualContainer, RunState};
 use crate::assignment::{ContainerSpec, MountSpec};
 use crate::metrics;
+use crate::spec::UsedPort;
 
 /// Labels every managed container (and network/volume Berth creates) carries.
 pub mod labels {
@@ -207,6 +208,35 @@ impl Runtime {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// Host ports published by running containers Berth does not manage, so the
+    /// scheduler can keep clear of them.
+    pub async fn unmanaged_host_ports(&self) -> Result<Vec<UsedPort>, RuntimeError> {
+        let all = call("list", "containers", self.docker.list_containers(None)).await?;
+        let mut ports: Vec<UsedPort> = all
+            .into_iter()
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .is_none_or(|l| l.get(labels::MANAGED).map(String::as_str) != Some("true"))
+            })
+            .flat_map(|c| c.ports.unwrap_or_default())
+            .filter_map(|p| {
+                let protocol = match p.typ {
+                    Some(PortSummaryTypeEnum::UDP) => "udp",
+                    Some(PortSummaryTypeEnum::SCTP) => "sctp",
+                    _ => "tcp",
+                };
+                Some(UsedPort {
+                    port: p.public_port?,
+                    protocol: protocol.to_owned(),
+                })
+            })
+            .collect();
+        ports.sort();
+        ports.dedup();
+        Ok(ports)
     }
 
     /// Make sure `image` is present: use the local copy, else pull it.

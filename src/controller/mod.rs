@@ -1,9 +1,12 @@
 //! The controller: reads every stack, host, assignment and report through one
-//! list-then-watch cache, schedules, writes the per-host assignments and folds the agents'
-//! reports into stack statuses. Each pass recomputes everything from the cache
-//! (level-triggered) and writes only what differs, each write a compare-and-swap.
+//! list-then-watch cache, and, while it is the elected leader, schedules, writes the
+//! per-host assignments and folds the agents' reports into stack statuses. Each pass
+//! recomputes everything from the cache (level-triggered) and writes only what differs,
+//! each write a compare-and-swap fenced by the leadership.
 
+pub mod decide;
 pub mod status;
+pub mod world;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -12,18 +15,25 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::assignment::Assignment;
+use self::decide::{decide, Parsed};
+use self::world::World;
 use crate::report::SlotReport;
-use crate::scheduler::{self, HostView, SlotId};
+use crate::scheduler::plan::{Liveness, Options};
 use crate::serve::ReadyCheck;
-use crate::spec::{self, HostRegistration, Phase, Problem, Stack, StackStatus};
-use crate::store::{keys, Cache, Expect, Reflector, Store, Write};
+use crate::spec::{HostRegistration, Phase};
+use crate::store::{keys, Cache, Expect, Fence, Leadership, Reflector, Store, StoreError, Write};
 use crate::{metrics, retry};
 
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
+    /// Name in the leader election and in logs.
+    pub id: String,
     /// How long a host may be gone before its slots move elsewhere.
     pub host_down_grace: Duration,
+    /// More than this fraction of hosts not ready at once holds rescheduling back.
+    pub max_unavailable_fraction: f64,
+    /// Leadership lease: how long a dead leader blocks the others.
+    pub leader_ttl: Duration,
     pub resync_interval: Duration,
 }
 
@@ -61,39 +71,61 @@ async fn run(store: Store, cfg: ControllerConfig, cache: Reflector, cancel: Canc
             }
         });
     }
-    let mut c = Controller {
-        store,
-        cfg: cfg.clone(),
-        parsed: HashMap::new(),
-        gone_since: HashMap::new(),
-        last_seen: HashMap::new(),
-    };
-    let mut policy = retry::Policy::new();
     cache.wait_synced().await;
-    tracing::info!("controller started");
-    loop {
-        let next = match cache.snapshot().await {
-            Some(snap) => match c.reconcile(&snap).await {
-                Ok(wait) => {
-                    policy.reset();
-                    wait.unwrap_or(cfg.resync_interval)
+    let mut policy = retry::Policy::new();
+    metrics::LEADER.set(0);
+    while !cancel.is_cancelled() {
+        let leadership = match Leadership::campaign(&store, &cfg.id, cfg.leader_ttl, &cancel).await
+        {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => {
+                let d = policy.next_delay();
+                tracing::warn!(error = %crate::error_chain(&e), retry_in = ?d, "leader campaign failed");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(d) => continue,
                 }
-                Err(e) => {
-                    let d = policy.next_delay();
-                    tracing::warn!(error = %crate::error_chain(&e), retry_in = ?d, "controller pass failed");
-                    d
-                }
-            },
-            None => Duration::from_millis(200),
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = wake.notified() => {
-                // Let a burst of watch events land before the next pass.
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            _ = tokio::time::sleep(next) => {}
+        };
+        policy.reset();
+        metrics::LEADER.set(1);
+        tracing::info!(id = %cfg.id, "became leader; scheduling");
+        let lost = leadership.lost();
+        let mut c = Controller::new(store.clone(), cfg.clone(), leadership.fence().clone());
+        let mut pass_policy = retry::Policy::new();
+        let resign = loop {
+            let next = match cache.snapshot().await {
+                Some(snap) => match c.reconcile(&snap).await {
+                    Ok(wait) => {
+                        pass_policy.reset();
+                        wait.unwrap_or(cfg.resync_interval).min(cfg.resync_interval)
+                    }
+                    Err(StoreError::Deposed) => break false,
+                    Err(e) => {
+                        let d = pass_policy.next_delay();
+                        tracing::warn!(error = %crate::error_chain(&e), retry_in = ?d, "controller pass failed");
+                        d
+                    }
+                },
+                None => Duration::from_millis(200),
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break true,
+                _ = lost.cancelled() => break false,
+                _ = wake.notified() => {
+                    // Let a burst of watch events land before the next pass.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ = tokio::time::sleep(next) => {}
+            }
+        };
+        metrics::LEADER.set(0);
+        if resign {
+            leadership.resign().await;
+            break;
         }
+        tracing::warn!(id = %cfg.id, "lost leadership; campaigning again");
     }
     tracing::info!("controller stopped");
 }
@@ -101,31 +133,33 @@ async fn run(store: Store, cfg: ControllerConfig, cache: Reflector, cancel: Canc
 struct Controller {
     store: Store,
     cfg: ControllerConfig,
+    fence: Fence,
     /// Parsed specs by stack id, reused while the key's revision is unchanged.
-    parsed: HashMap<String, (i64, Result<Stack, Vec<Problem>>)>,
-    /// Hosts that have assignments but no registration, and since when.
+    parsed: Parsed,
+    /// Hosts with assignments but no registration, and since when (this leader's clock:
+    /// a new leader starts the grace afresh, which errs on the side of waiting).
     gone_since: HashMap<String, Instant>,
     /// The last registration seen of each host, for hosts in their grace period.
     last_seen: HashMap<String, HostRegistration>,
-}
-
-/// Everything under the prefix, decoded.
-#[derive(Default)]
-struct World {
-    stacks: BTreeMap<String, i64>,
-    hosts: BTreeMap<String, HostRegistration>,
-    assignments: BTreeMap<(String, String), (Assignment, i64)>,
-    reports: Vec<SlotReport>,
-    statuses: BTreeMap<String, (StackStatus, i64)>,
-    status_revisions: BTreeMap<String, i64>,
+    /// Stack id -> (revision, when this controller first saw it), for convergence time.
+    seen: HashMap<String, (i64, Instant, bool)>,
 }
 
 impl Controller {
+    fn new(store: Store, cfg: ControllerConfig, fence: Fence) -> Controller {
+        Controller {
+            store,
+            cfg,
+            fence,
+            parsed: BTreeMap::new(),
+            gone_since: HashMap::new(),
+            last_seen: HashMap::new(),
+            seen: HashMap::new(),
+        }
+    }
+
     #[tracing::instrument(skip_all)]
-    async fn reconcile(
-        &mut self,
-        snap: &Cache,
-    ) -> Result<Option<Duration>, crate::store::StoreError> {
+    async fn reconcile(&mut self, snap: &Cache) -> Result<Option<Duration>, StoreError> {
         let started = Instant::now();
         let r = self.reconcile_inner(snap).await;
         metrics::RECONCILE_DURATION
@@ -143,137 +177,137 @@ impl Controller {
         r
     }
 
-    async fn reconcile_inner(
-        &mut self,
-        snap: &Cache,
-    ) -> Result<Option<Duration>, crate::store::StoreError> {
-        let world = self.decode(snap);
-        let now = Instant::now();
-
-        // Parse and validate each stack once per revision.
+    fn parse(&mut self, world: &World) {
         self.parsed.retain(|id, _| world.stacks.contains_key(id));
-        for (id, rev) in &world.stacks {
+        for (id, (rev, raw)) in &world.stacks {
             if self.parsed.get(id).is_some_and(|(r, _)| r == rev) {
                 continue;
             }
-            let raw = snap
-                .entries
-                .get(&keys::stack(id))
-                .map(|kv| kv.value.as_slice())
-                .unwrap_or_default();
-            let mut parsed = spec::parse_stack(raw);
-            if !spec::is_dns_label(id) {
-                let p = Problem {
-                    path: String::new(),
-                    message: format!("stack id {id:?} in the key is not a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters)"),
-                };
-                parsed = match parsed {
-                    Ok(_) => Err(vec![p]),
-                    Err(mut v) => {
-                        v.insert(0, p);
-                        Err(v)
-                    }
-                };
-            }
+            let parsed = decide::parse_one(id, raw);
             if let Err(problems) = &parsed {
                 tracing::warn!(stack = %id, problems = problems.len(), "stack spec is invalid");
             }
             self.parsed.insert(id.clone(), (*rev, parsed));
         }
+    }
 
-        // Host readiness: registered = ready; assigned but unregistered = gone, kept
-        // in place until the grace period runs out.
+    /// Absent hosts and how the grace judges them; also when the next one expires.
+    fn liveness(
+        &mut self,
+        world: &World,
+        now: Instant,
+    ) -> (
+        BTreeMap<String, (Liveness, HostRegistration)>,
+        Option<Duration>,
+    ) {
         for (id, reg) in &world.hosts {
             self.last_seen.insert(id.clone(), reg.clone());
         }
-        let assigned_hosts: BTreeSet<&str> =
-            world.assignments.keys().map(|(h, _)| h.as_str()).collect();
+        let unregistered = world.unregistered_hosts();
         self.gone_since
-            .retain(|h, _| !world.hosts.contains_key(h) && assigned_hosts.contains(h.as_str()));
-        for h in &assigned_hosts {
-            if !world.hosts.contains_key(*h) {
-                self.gone_since.entry((*h).to_owned()).or_insert(now);
-            }
-        }
-        let mut next_wake: Option<Duration> = None;
-        let mut in_grace: Vec<HostRegistration> = Vec::new();
-        for (h, since) in &self.gone_since {
-            let gone_for = now.duration_since(*since);
-            if gone_for < self.cfg.host_down_grace {
+            .retain(|h, _| unregistered.contains(h.as_str()));
+        let mut absent = BTreeMap::new();
+        let mut next: Option<Duration> = None;
+        for h in unregistered {
+            let since = *self.gone_since.entry(h.to_owned()).or_insert(now);
+            let gone_for = now.duration_since(since);
+            let liveness = if gone_for < self.cfg.host_down_grace {
                 let left = self.cfg.host_down_grace - gone_for;
-                next_wake = Some(next_wake.map_or(left, |w| w.min(left)));
-                in_grace.push(
-                    self.last_seen
-                        .get(h)
-                        .cloned()
-                        .unwrap_or_else(|| HostRegistration {
-                            id: h.clone(),
-                            ..Default::default()
-                        }),
-                );
-            }
+                next = Some(next.map_or(left, |n| n.min(left)));
+                Liveness::NotReady
+            } else {
+                Liveness::Down
+            };
+            let reg = self
+                .last_seen
+                .get(h)
+                .cloned()
+                .unwrap_or_else(|| HostRegistration {
+                    id: h.to_owned(),
+                    ..Default::default()
+                });
+            absent.insert(h.to_owned(), (liveness, reg));
         }
-        let mut views: Vec<HostView> = world
+        (absent, next)
+    }
+
+    async fn reconcile_inner(&mut self, snap: &Cache) -> Result<Option<Duration>, StoreError> {
+        let world = World::decode(snap);
+        let now = Instant::now();
+        self.parse(&world);
+        let (absent, next_wake) = self.liveness(&world, now);
+
+        let opts = Options {
+            max_unavailable_fraction: self.cfg.max_unavailable_fraction,
+            rebalance: world.rebalance.keys().cloned().collect(),
+        };
+        let started = Instant::now();
+        let decision = decide(&world, &self.parsed, &absent, &opts);
+        metrics::SCHEDULING_DURATION.observe(started.elapsed().as_secs_f64());
+        let placement = &decision.placement;
+        metrics::STORM_GUARD.set(placement.storm.is_some() as i64);
+        if let Some(why) = &placement.storm {
+            tracing::warn!("{why}");
+        }
+        for m in &placement.moves {
+            tracing::info!(stack = %m.slot.stack, service = %m.slot.service, replica = m.slot.replica, from = %m.from, to = %m.to, reason = m.reason.as_str(), "rescheduling slot");
+        }
+        self.write_assignments(&world, &decision.assignments)
+            .await?;
+        // Count only once the moves are written: a lost race would count them twice.
+        let new_slots = placement
             .hosts
-            .values()
-            .map(|reg| HostView { reg, ready: true })
+            .keys()
+            .filter(|sid| {
+                !world.assignments.values().any(|(a, _)| {
+                    a.stack == sid.stack
+                        && a.slots
+                            .iter()
+                            .any(|s| s.service == sid.service && s.replica == sid.replica)
+                })
+            })
+            .count();
+        metrics::PLACEMENTS.inc_by((new_slots + placement.moves.len()) as u64);
+        for m in &placement.moves {
+            metrics::RESCHEDULES
+                .with_label_values(&[m.reason.as_str()])
+                .inc();
+        }
+        // A rebalance request is served once its stack has been placed afresh.
+        let served: Vec<Write> = world
+            .rebalance
+            .iter()
+            .map(|(id, rev)| Write::Delete {
+                key: keys::rebalance(id),
+                expect: Expect::Revision(*rev),
+            })
             .collect();
-        views.extend(in_grace.iter().map(|reg| HostView { reg, ready: false }));
-        views.sort_by(|a, b| a.reg.id.cmp(&b.reg.id));
+        self.apply(served).await?;
+
+        self.write_statuses(&world, &decision, &absent).await?;
         metrics::HOSTS
             .with_label_values(&["ready"])
             .set(world.hosts.len() as i64);
         metrics::HOSTS
             .with_label_values(&["notready"])
-            .set(self.gone_since.len() as i64);
+            .set(absent.len() as i64);
+        metrics::HOSTS.with_label_values(&["cordoned"]).set(
+            world
+                .maintenance
+                .values()
+                .filter(|m| m.cordoned || m.draining)
+                .count() as i64,
+        );
+        Ok(next_wake)
+    }
 
-        // Schedule the valid stacks.
-        let mut current: BTreeMap<SlotId, String> = BTreeMap::new();
-        for ((host, stack), (a, _)) in &world.assignments {
-            for slot in &a.slots {
-                current.insert(
-                    SlotId {
-                        stack: stack.clone(),
-                        service: slot.service.clone(),
-                        replica: slot.replica,
-                    },
-                    host.clone(),
-                );
-            }
-        }
-        let valid: Vec<(&str, &Stack)> = self
-            .parsed
-            .iter()
-            .filter_map(|(id, (_, p))| p.as_ref().ok().map(|s| (id.as_str(), s)))
-            .collect::<BTreeMap<_, _>>()
-            .into_iter()
-            .collect();
-        let placement = scheduler::plan::plan(&valid, &views, &current);
-        let mut addresses: BTreeMap<String, HostRegistration> = world.hosts.clone();
-        for reg in &in_grace {
-            addresses
-                .entry(reg.id.clone())
-                .or_insert_with(|| reg.clone());
-        }
-
-        // Desired assignments: valid stacks from the plan; invalid ones keep whatever
-        // they had (the last valid version keeps running); deleted ones get none.
-        let mut desired: BTreeMap<(String, String), Assignment> = BTreeMap::new();
-        for (id, stack) in &valid {
-            let rev = world.stacks.get(*id).copied().unwrap_or(0);
-            for (host, a) in
-                scheduler::assign::assignments_for(id, stack, rev, &placement.hosts, &addresses)
-            {
-                desired.insert((host, (*id).to_owned()), a);
-            }
-        }
-        for ((host, stack), (a, _)) in &world.assignments {
-            if matches!(self.parsed.get(stack), Some((_, Err(_)))) {
-                desired.insert((host.clone(), stack.clone()), a.clone());
-            }
-        }
+    async fn write_assignments(
+        &self,
+        world: &World,
+        desired: &BTreeMap<(String, String), crate::assignment::Assignment>,
+    ) -> Result<(), StoreError> {
         let mut writes = Vec::new();
-        for ((host, stack), a) in &desired {
+        for ((host, stack), a) in desired {
             let existing = world.assignments.get(&(host.clone(), stack.clone()));
             if existing.is_some_and(|(e, _)| e == a) {
                 continue;
@@ -292,32 +326,41 @@ impl Controller {
                 });
             }
         }
-        // Undecodable assignment keys are not in `world`; leave them for an operator.
-        self.apply(writes).await?;
+        self.apply(writes).await
+    }
 
-        // Statuses.
+    async fn write_statuses(
+        &mut self,
+        world: &World,
+        decision: &decide::Decision,
+        absent: &BTreeMap<String, (Liveness, HostRegistration)>,
+    ) -> Result<(), StoreError> {
         let now_text = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        let listed: BTreeSet<&str> = views.iter().map(|v| v.reg.id.as_str()).collect();
+        // Reports of hosts gone past their grace no longer speak for anything.
+        let listed = |h: &str| {
+            world.hosts.contains_key(h)
+                || absent.get(h).is_some_and(|(l, _)| *l == Liveness::NotReady)
+        };
         let mut ids: BTreeSet<String> = world.stacks.keys().cloned().collect();
-        ids.extend(desired.keys().map(|(_, s)| s.clone()));
+        ids.extend(decision.assignments.keys().map(|(_, s)| s.clone()));
         ids.extend(
             world
                 .reports
                 .iter()
-                .filter(|r| listed.contains(r.host.as_str()))
+                .filter(|r| listed(&r.host))
                 .map(|r| r.stack.clone()),
         );
         ids.extend(world.statuses.keys().cloned());
-        ids.extend(world.status_revisions.keys().cloned());
         let mut phases: BTreeMap<Phase, i64> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
-        let mut status_writes = Vec::new();
         let (mut placed, mut pending) = (0i64, 0i64);
+        let mut writes = Vec::new();
         for id in &ids {
             let spec = self
                 .parsed
                 .get(id)
                 .map(|(_, p)| p.as_ref().map_err(|v| v.as_slice()));
-            let assignments: BTreeMap<&str, &Assignment> = desired
+            let assignments: BTreeMap<&str, &crate::assignment::Assignment> = decision
+                .assignments
                 .iter()
                 .filter(|((_, s), _)| s == id)
                 .map(|((h, _), a)| (h.as_str(), a))
@@ -325,50 +368,69 @@ impl Controller {
             let reports: Vec<&SlotReport> = world
                 .reports
                 .iter()
-                .filter(|r| &r.stack == id && listed.contains(r.host.as_str()))
+                .filter(|r| &r.stack == id && listed(&r.host))
                 .collect();
             let key = keys::status(id);
-            let existing_rev = world.status_revisions.get(id).copied();
+            let existing = world.statuses.get(id);
             if spec.is_none() && assignments.is_empty() && reports.is_empty() {
-                if let Some(rev) = existing_rev {
-                    status_writes.push(Write::Delete {
+                if let Some((_, rev)) = existing {
+                    writes.push(Write::Delete {
                         key,
-                        expect: Expect::Revision(rev),
+                        expect: Expect::Revision(*rev),
                     });
                 }
+                self.seen.remove(id);
                 continue;
             }
-            let unschedulable: BTreeMap<&str, &str> = placement
+            let mut unschedulable: BTreeMap<&str, String> = decision
+                .placement
                 .unschedulable
                 .iter()
                 .filter(|((s, _), _)| s == id)
-                .map(|((_, svc), why)| (svc.as_str(), why.as_str()))
+                .map(|((_, svc), why)| (svc.as_str(), why.clone()))
                 .collect();
+            if let Some(storm) = &decision.placement.storm {
+                for (h, a) in &assignments {
+                    if absent.contains_key(*h) {
+                        for s in &a.slots {
+                            unschedulable
+                                .entry(s.service.as_str())
+                                .or_insert_with(|| format!("host {h} is not ready; {storm}"));
+                        }
+                    }
+                }
+            }
             placed += assignments
                 .values()
                 .map(|a| a.slots.len() as i64)
                 .sum::<i64>();
             pending += unschedulable.len() as i64;
-            let previous = world.statuses.get(id).map(|(s, _)| s);
+            let unschedulable_refs: BTreeMap<&str, &str> = unschedulable
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect();
+            let previous = existing.and_then(|(s, _)| s.as_ref());
+            let revision = world.stacks.get(id).map(|(r, _)| *r).unwrap_or(0);
             let st = status::aggregate(&status::Inputs {
                 id,
-                revision: world.stacks.get(id).copied().unwrap_or(0),
+                revision,
                 spec,
                 assignments,
                 reports: &reports,
-                unschedulable,
-                hosts: &addresses,
+                unschedulable: unschedulable_refs,
+                hosts: &decision.addresses,
                 previous,
                 now: &now_text,
             });
             *phases.entry(st.phase).or_default() += 1;
+            self.observe_convergence(id, revision, st.phase);
             if previous == Some(&st) {
                 continue;
             }
-            status_writes.push(Write::Put {
+            writes.push(Write::Put {
                 key,
                 value: serde_json::to_vec(&st).unwrap_or_default(),
-                expect: existing_rev.map_or(Expect::Absent, Expect::Revision),
+                expect: existing.map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev)),
             });
         }
         for (p, n) in phases {
@@ -376,68 +438,40 @@ impl Controller {
         }
         metrics::SLOTS.with_label_values(&["placed"]).set(placed);
         metrics::SLOTS.with_label_values(&["pending"]).set(pending);
-        self.apply(status_writes).await?;
-        Ok(next_wake)
+        self.apply(writes).await
     }
 
-    /// Each write on its own compare-and-swap: a lost race is just a stale read, and the
-    /// watch event that caused it brings the next pass.
-    async fn apply(&self, writes: Vec<Write>) -> Result<(), crate::store::StoreError> {
+    /// Seconds from this controller first seeing a spec revision to that revision running.
+    fn observe_convergence(&mut self, id: &str, revision: i64, phase: Phase) {
+        let now = Instant::now();
+        let entry = self
+            .seen
+            .entry(id.to_owned())
+            .or_insert((revision, now, false));
+        if entry.0 != revision {
+            *entry = (revision, now, false);
+        }
+        if phase == Phase::Running && !entry.2 {
+            entry.2 = true;
+            metrics::CONVERGENCE.observe(now.duration_since(entry.1).as_secs_f64());
+        }
+    }
+
+    /// Each write on its own fenced compare-and-swap: a lost race is only a stale read,
+    /// and the watch event behind it brings the next pass.
+    async fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         for w in writes {
-            if !self.store.write(std::slice::from_ref(&w)).await? {
-                tracing::debug!(write = ?w_key(&w), "compare-and-swap lost; will retry on next pass");
+            if !self
+                .store
+                .write_fenced(std::slice::from_ref(&w), Some(&self.fence))
+                .await?
+            {
+                let key = match &w {
+                    Write::Put { key, .. } | Write::Delete { key, .. } => key,
+                };
+                tracing::debug!(key = %key, "compare-and-swap lost; retrying on the next pass");
             }
         }
         Ok(())
-    }
-
-    fn decode(&self, snap: &Cache) -> World {
-        let mut w = World::default();
-        for kv in snap.entries.values() {
-            if let Some(p) = keys::parts(&kv.key, keys::STACKS) {
-                if let [id] = p.as_slice() {
-                    w.stacks.insert((*id).to_owned(), kv.mod_revision);
-                }
-            } else if let Some(p) = keys::parts(&kv.key, keys::HOSTS) {
-                if let [id] = p.as_slice() {
-                    match serde_json::from_slice::<HostRegistration>(&kv.value) {
-                        Ok(mut reg) => {
-                            reg.id = (*id).to_owned();
-                            w.hosts.insert(reg.id.clone(), reg);
-                        }
-                        Err(e) => {
-                            tracing::warn!(host = %id, error = %e, "unreadable host registration ignored")
-                        }
-                    }
-                }
-            } else if let Some(p) = keys::parts(&kv.key, keys::ASSIGNMENTS) {
-                if let [host, stack] = p.as_slice() {
-                    if let Ok(a) = serde_json::from_slice::<Assignment>(&kv.value) {
-                        w.assignments.insert(
-                            ((*host).to_owned(), (*stack).to_owned()),
-                            (a, kv.mod_revision),
-                        );
-                    }
-                }
-            } else if keys::parts(&kv.key, keys::REPORTS).is_some() {
-                if let Ok(r) = serde_json::from_slice::<SlotReport>(&kv.value) {
-                    w.reports.push(r);
-                }
-            } else if let Some(p) = keys::parts(&kv.key, keys::STATUS) {
-                if let [id] = p.as_slice() {
-                    w.status_revisions.insert((*id).to_owned(), kv.mod_revision);
-                    if let Ok(s) = serde_json::from_slice::<StackStatus>(&kv.value) {
-                        w.statuses.insert((*id).to_owned(), (s, kv.mod_revision));
-                    }
-                }
-            }
-        }
-        w
-    }
-}
-
-fn w_key(w: &Write) -> &str {
-    match w {
-        Write::Put { key, .. } | Write::Delete { key, .. } => key,
     }
 }

@@ -41,7 +41,8 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
 
     for (host, a) in &i.assignments {
         desired_stopped |= a.desired_state == DesiredState::Stopped;
-        for slot in &a.slots {
+        // A hand-off copy is on its way out; its replacement speaks for the slot.
+        for slot in a.slots.iter().filter(|s| !s.handoff) {
             total += 1;
             let report = i.reports.iter().find(|r| {
                 r.host == *host && r.service == slot.service && r.replica == slot.replica
@@ -261,6 +262,7 @@ mod tests {
                 order: 0,
                 container: ContainerSpec::default(),
                 health_check: None,
+                handoff: false,
             }],
         }
     }

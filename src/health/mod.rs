@@ -155,6 +155,9 @@ impl Probes {
                     tokio::time::sleep(wait).await;
                     wait = interval;
                     let ok = probe(&t.check, &t.ip, t.port).await;
+                    crate::metrics::HEALTH_CHECKS
+                        .with_label_values(&[if ok { "healthy" } else { "unhealthy" }])
+                        .inc();
                     let h = tracker.observe(ok, started.elapsed());
                     if tx.send_if_modified(|cur| std::mem::replace(cur, h) != h) {
                         changed.notify_one();

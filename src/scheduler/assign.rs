@@ -69,6 +69,7 @@ pub fn assignments_for(
             order: levels.get(svc.name.as_str()).copied().unwrap_or(0),
             container: container_spec(svc, env),
             health_check: svc.health_check.clone(),
+            handoff: false,
         });
     }
     out

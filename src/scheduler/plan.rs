@@ -1,10 +1,18 @@
 //! Placement: which host runs each slot `(stack, service, replica)`. Pure and
 //! deterministic: the same stacks, hosts and current placements give the same answer,
-//! ties broken by host id.
+//! ties broken by host id. No IO and no clock: host readiness arrives already judged.
+//!
+//! Two passes. First every slot that already has a host keeps it while that host is
+//! usable and still satisfies the slot's constraints (stickiness: adding a host never
+//! moves anything). Then the remaining slots are placed stack by stack, in start order,
+//! by the stack's strategy, through one filter (readiness, cordon, labels, capacity,
+//! ports) and a strategy-specific choice among the hosts that pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::spec::{DeploymentMode, HostConstraints, HostRegistration, Service, Stack};
+use crate::spec::{
+    DeploymentMode, HostConstraints, HostRegistration, PlacementStrategy, Service, Stack,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SlotId {
@@ -13,56 +21,491 @@ pub struct SlotId {
     pub replica: u32,
 }
 
+/// How the controller judges a host's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Its lease lives.
+    Ready,
+    /// Its lease is gone, but for less than the grace period: keep its slots, add none.
+    NotReady,
+    /// Gone for longer than the grace period: its slots may move.
+    Down,
+}
+
 /// A host as the scheduler sees it.
 #[derive(Debug, Clone)]
 pub struct HostView<'a> {
     pub reg: &'a HostRegistration,
-    /// Its lease is alive.
-    pub ready: bool,
+    pub liveness: Liveness,
+    /// Gets no new slots (`berth host cordon`).
+    pub cordoned: bool,
+    /// Its slots move elsewhere (`berth host drain`); implies cordoned.
+    pub draining: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// When more than this fraction of hosts is not ready, nothing is rescheduled: a
+    /// network or etcd problem is likelier than that many dead hosts.
+    pub max_unavailable_fraction: f64,
+    /// Stacks placed from scratch this time, ignoring stickiness (`berth rebalance`).
+    pub rebalance: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MoveReason {
+    HostDown,
+    Drain,
+    Constraints,
+    Rebalance,
+}
+
+impl MoveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoveReason::HostDown => "host_down",
+            MoveReason::Drain => "drain",
+            MoveReason::Constraints => "constraints",
+            MoveReason::Rebalance => "rebalance",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub slot: SlotId,
+    pub from: String,
+    pub to: String,
+    pub reason: MoveReason,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Placement {
     pub hosts: BTreeMap<SlotId, String>,
-    /// `(stack, service)` -> why it has no host.
+    /// `(stack, service)` -> why (some of) its slots have no suitable host.
     pub unschedulable: BTreeMap<(String, String), String>,
+    /// Slots whose host changed, and why.
+    pub moves: Vec<Move>,
+    /// The storm guard held back rescheduling this time.
+    pub storm: Option<String>,
 }
 
-/// Place every slot of `stacks` (already validated) on `hosts`.
-///
-/// A slot keeps its current host while that host is listed (ready, or not ready but still
-/// within its grace period: the caller leaves expired hosts out). New slots go only to
-/// ready hosts. A slot that cannot be placed anywhere keeps its old host if it had one.
+/// What is already booked on one host.
+#[derive(Debug, Clone, Default)]
+struct Book {
+    slots: usize,
+    cpus: f64,
+    memory_mb: u64,
+    ports: BTreeSet<(u16, String)>,
+}
+
+/// One slot's needs, resolved from its service and stack.
+struct Need<'s> {
+    svc: &'s Service,
+    constraints: Vec<&'s HostConstraints>,
+    ports: Vec<(u16, String)>,
+    cpus: f64,
+    memory_mb: u64,
+    preferred_dc: Option<&'s str>,
+}
+
+impl<'s> Need<'s> {
+    fn of(stack: &'s Stack, svc: &'s Service) -> Need<'s> {
+        let mut constraints: Vec<&HostConstraints> = stack
+            .deployment
+            .iter()
+            .flat_map(|d| d.host_constraints.iter())
+            .collect();
+        constraints.extend(svc.host_constraints.as_ref());
+        let preferred_dc = constraints
+            .iter()
+            .rev()
+            .find_map(|c| c.preferred_datacenter.as_deref());
+        Need {
+            svc,
+            constraints,
+            ports: host_ports(svc),
+            cpus: svc.resources.as_ref().and_then(|r| r.cpus).unwrap_or(0.0),
+            memory_mb: svc
+                .resources
+                .as_ref()
+                .and_then(|r| r.memory_mb)
+                .unwrap_or(0),
+            preferred_dc,
+        }
+    }
+}
+
+fn host_ports(svc: &Service) -> Vec<(u16, String)> {
+    svc.ports
+        .iter()
+        .filter_map(|p| {
+            let hp = u16::try_from(p.host_port?).ok()?;
+            Some((hp, p.protocol().to_owned()))
+        })
+        .collect()
+}
+
+/// Why a host was filtered out; the first failing check wins.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Reject {
+    NotReady,
+    Cordoned,
+    Label(String),
+    Cpu,
+    Memory,
+    Port(String),
+}
+
+impl Reject {
+    fn describe(&self, n: usize) -> String {
+        let one = n == 1;
+        let text = match self {
+            Reject::NotReady => if one { "is not ready" } else { "are not ready" }.to_owned(),
+            Reject::Cordoned => if one { "is cordoned" } else { "are cordoned" }.to_owned(),
+            Reject::Label(l) => format!("{} label {l}", if one { "lacks" } else { "lack" }),
+            Reject::Cpu => format!("{} too little free CPU", if one { "has" } else { "have" }),
+            Reject::Memory => format!(
+                "{} too little free memory",
+                if one { "has" } else { "have" }
+            ),
+            Reject::Port(p) => format!("{} port {p} taken", if one { "has" } else { "have" }),
+        };
+        format!("{n} {text}")
+    }
+}
+
+/// The spread of the candidates' free capacity and load, which scores are relative to.
+#[derive(Default)]
+struct Range {
+    max_cpu: f64,
+    max_mem: f64,
+    min_slots: usize,
+    max_slots: usize,
+}
+
+struct Scheduler<'a> {
+    hosts: Vec<&'a HostView<'a>>,
+    by_id: BTreeMap<&'a str, usize>,
+    books: Vec<Book>,
+}
+
+impl<'a> Scheduler<'a> {
+    fn new(hosts: &'a [HostView<'a>]) -> Scheduler<'a> {
+        let mut sorted: Vec<&HostView> = hosts.iter().collect();
+        sorted.sort_by(|a, b| a.reg.id.cmp(&b.reg.id));
+        let by_id = sorted
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.reg.id.as_str(), i))
+            .collect();
+        let books = sorted
+            .iter()
+            .map(|h| Book {
+                ports: h
+                    .reg
+                    .used_ports
+                    .iter()
+                    .map(|p| (p.port, p.protocol.clone()))
+                    .collect(),
+                ..Book::default()
+            })
+            .collect();
+        Scheduler {
+            hosts: sorted,
+            by_id,
+            books,
+        }
+    }
+
+    fn book(&mut self, h: usize, need: &Need<'_>) {
+        let b = &mut self.books[h];
+        b.slots += 1;
+        b.cpus += need.cpus;
+        b.memory_mb += need.memory_mb;
+        b.ports.extend(need.ports.iter().cloned());
+    }
+
+    fn labels_fit(&self, h: usize, need: &Need<'_>) -> Result<(), Reject> {
+        let reg = self.hosts[h].reg;
+        for c in &need.constraints {
+            for (k, v) in &c.required_labels {
+                if reg.labels.get(k) != Some(v) {
+                    return Err(Reject::Label(format!("{k}={v}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ports_fit(&self, h: usize, need: &Need<'_>) -> Result<(), Reject> {
+        match need.ports.iter().find(|p| self.books[h].ports.contains(*p)) {
+            Some((port, proto)) => Err(Reject::Port(format!("{port}/{proto}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Every check a new placement must pass, `extra` being what else lands on the host
+    /// in the same decision (the rest of a single-host stack).
+    fn filter(&self, h: usize, need: &Need<'_>, extra: &Book) -> Result<(), Reject> {
+        let view = self.hosts[h];
+        if view.liveness != Liveness::Ready {
+            return Err(Reject::NotReady);
+        }
+        if view.cordoned || view.draining {
+            return Err(Reject::Cordoned);
+        }
+        self.labels_fit(h, need)?;
+        let reg = view.reg;
+        let b = &self.books[h];
+        let free_cpu = reg.cpus - b.cpus - extra.cpus;
+        let min_cpu = need
+            .constraints
+            .iter()
+            .filter_map(|c| c.min_cpu)
+            .fold(0.0, f64::max);
+        if (min_cpu > 0.0 && free_cpu < min_cpu)
+            || (need.cpus > 0.0 && reg.cpus > 0.0 && free_cpu < need.cpus)
+        {
+            return Err(Reject::Cpu);
+        }
+        let free_mem = reg.memory_mb as i64 - b.memory_mb as i64 - extra.memory_mb as i64;
+        let min_mem = need
+            .constraints
+            .iter()
+            .filter_map(|c| c.min_memory)
+            .max()
+            .unwrap_or(0) as i64;
+        if (min_mem > 0 && free_mem < min_mem)
+            || (need.memory_mb > 0 && reg.memory_mb > 0 && free_mem < need.memory_mb as i64)
+        {
+            return Err(Reject::Memory);
+        }
+        self.ports_fit(h, need)?;
+        if let Some((port, proto)) = need.ports.iter().find(|p| extra.ports.contains(*p)) {
+            return Err(Reject::Port(format!("{port}/{proto}")));
+        }
+        Ok(())
+    }
+
+    /// "0/3 hosts fit: 2 lack label disk=ssd, 1 has port 8080/tcp taken".
+    fn explain(&self, need: &Need<'_>, extra: &Book, within: Option<&[usize]>) -> String {
+        let all: Vec<usize> = match within {
+            Some(w) => w.to_vec(),
+            None => (0..self.hosts.len()).collect(),
+        };
+        if all.is_empty() {
+            return "no hosts: start a berth agent or register a host".to_owned();
+        }
+        let mut counts: BTreeMap<Reject, usize> = BTreeMap::new();
+        let mut fit = 0;
+        for h in &all {
+            match self.filter(*h, need, extra) {
+                Ok(()) => fit += 1,
+                Err(r) => *counts.entry(r).or_default() += 1,
+            }
+        }
+        let reasons: Vec<String> = counts.iter().map(|(r, n)| r.describe(*n)).collect();
+        let mut msg = format!("{fit}/{} hosts fit", all.len());
+        if !reasons.is_empty() {
+            msg.push_str(": ");
+            msg.push_str(&reasons.join(", "));
+        }
+        if fit > 0 {
+            // Hosts fit one by one, but not together with the stack's other slots.
+            msg.push_str(", none with room for the whole stack");
+        }
+        msg
+    }
+
+    /// Free CPU and memory on host `h` once `need` and `extra` are added.
+    fn free_after(&self, h: usize, need: &Need<'_>, extra: &Book) -> (f64, f64) {
+        let reg = self.hosts[h].reg;
+        let b = &self.books[h];
+        let cpu = (reg.cpus - b.cpus - extra.cpus - need.cpus).max(0.0);
+        let mem =
+            reg.memory_mb
+                .saturating_sub(b.memory_mb + extra.memory_mb + need.memory_mb) as f64;
+        (cpu, mem)
+    }
+
+    /// The auto strategy's score, in thousandths: base 100; free CPU 0-30 and free
+    /// memory 0-30, each relative to the candidate with the most; fewer slots +10 down to
+    /// more slots -10; the preferred datacenter +20, another one -20.
+    fn score(&self, h: usize, need: &Need<'_>, extra: &Book, range: &Range) -> i64 {
+        let (cpu, mem) = self.free_after(h, need, extra);
+        let mut s: i64 = 100_000;
+        if range.max_cpu > 0.0 {
+            s += (30_000.0 * cpu / range.max_cpu) as i64;
+        }
+        if range.max_mem > 0.0 {
+            s += (30_000.0 * mem / range.max_mem) as i64;
+        }
+        let slots = self.books[h].slots;
+        s += if range.max_slots > range.min_slots {
+            10_000
+                - (20_000 * (slots - range.min_slots) / (range.max_slots - range.min_slots)) as i64
+        } else {
+            10_000
+        };
+        if let Some(dc) = need.preferred_dc {
+            s += if self.hosts[h].reg.datacenter.as_deref() == Some(dc) {
+                20_000
+            } else {
+                -20_000
+            };
+        }
+        s
+    }
+
+    /// Among `candidates` (already filtered), the host the strategy picks.
+    fn choose(
+        &self,
+        strategy: PlacementStrategy,
+        candidates: &[usize],
+        need: &Need<'_>,
+        extra: &Book,
+    ) -> Option<usize> {
+        match strategy {
+            PlacementStrategy::Auto | PlacementStrategy::Manual => {
+                let mut range = Range {
+                    min_slots: usize::MAX,
+                    ..Range::default()
+                };
+                for h in candidates {
+                    let (cpu, mem) = self.free_after(*h, need, extra);
+                    range.max_cpu = range.max_cpu.max(cpu);
+                    range.max_mem = range.max_mem.max(mem);
+                    range.min_slots = range.min_slots.min(self.books[*h].slots);
+                    range.max_slots = range.max_slots.max(self.books[*h].slots);
+                }
+                // Highest score; the lowest index (host id) among equals.
+                candidates
+                    .iter()
+                    .copied()
+                    .max_by_key(|h| (self.score(*h, need, extra, &range), std::cmp::Reverse(*h)))
+            }
+            PlacementStrategy::Spread | PlacementStrategy::Datacenter => candidates
+                .iter()
+                .copied()
+                .min_by_key(|h| (self.books[*h].slots, *h)),
+        }
+    }
+}
+
+/// Place every slot of `stacks` (all already validated) on `hosts`.
 pub fn plan(
     stacks: &[(&str, &Stack)],
     hosts: &[HostView<'_>],
     current: &BTreeMap<SlotId, String>,
+    opts: &Options,
 ) -> Placement {
     let mut out = Placement::default();
-    let listed: BTreeMap<&str, &HostView> = hosts.iter().map(|h| (h.reg.id.as_str(), h)).collect();
-    let mut load: BTreeMap<&str, usize> = listed.keys().map(|h| (*h, 0)).collect();
-    let mut ports: BTreeMap<&str, BTreeSet<(u16, String)>> = BTreeMap::new();
 
-    // Pass 1: sticky slots, so adding a host never moves anything.
-    let mut pending: Vec<(&str, &Stack, Vec<SlotId>)> = Vec::new();
-    for (id, stack) in stacks {
+    // Storm guard: with too many hosts away at once, treat the Down ones as merely not
+    // ready, so their slots stay where they are.
+    let unavailable = hosts
+        .iter()
+        .filter(|h| h.liveness != Liveness::Ready)
+        .count();
+    let down = hosts
+        .iter()
+        .filter(|h| h.liveness == Liveness::Down)
+        .count();
+    let storm = !hosts.is_empty()
+        && down > 0
+        && unavailable as f64 / hosts.len() as f64 > opts.max_unavailable_fraction;
+    let guarded: Vec<HostView> = hosts
+        .iter()
+        .map(|h| {
+            let mut h = h.clone();
+            if storm && h.liveness == Liveness::Down {
+                h.liveness = Liveness::NotReady;
+            }
+            h
+        })
+        .collect();
+    if storm {
+        out.storm = Some(format!(
+            "{unavailable}/{} hosts are not ready (more than {:.0}%): not rescheduling, as this looks like a network or etcd problem",
+            hosts.len(),
+            opts.max_unavailable_fraction * 100.0
+        ));
+    }
+    let mut s = Scheduler::new(&guarded);
+
+    let mut sorted: Vec<(&str, &Stack)> = stacks.to_vec();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+
+    // Pass 1: sticky slots.
+    struct Pending<'s> {
+        slot: SlotId,
+        need: Need<'s>,
+        from: Option<(String, MoveReason)>,
+    }
+    let mut pending: Vec<(&str, &Stack, Vec<Pending>)> = Vec::new();
+    for (id, stack) in &sorted {
+        let single = stack.mode() == DeploymentMode::SingleHost;
+        let rebalance = opts.rebalance.contains(*id);
+        let mut stack_host: Option<usize> = None;
         let mut left = Vec::new();
-        for slot in slots_of(id, stack) {
-            let svc = service(stack, &slot.service);
-            let keep = current.get(&slot).filter(|h| {
-                listed.contains_key(h.as_str())
-                    && svc
-                        .and_then(|s| s.target_host.as_ref())
-                        .is_none_or(|t| t == *h)
-            });
-            match keep {
-                Some(h) => {
-                    let h = listed[h.as_str()].reg.id.as_str();
-                    *load.entry(h).or_default() += 1;
-                    ports.entry(h).or_default().extend(host_ports(svc));
-                    out.hosts.insert(slot, h.to_owned());
+        for (slot, svc) in slots_of(id, stack) {
+            let need = Need::of(stack, svc);
+            let Some(cur) = current.get(&slot) else {
+                left.push(Pending {
+                    slot,
+                    need,
+                    from: None,
+                });
+                continue;
+            };
+            let Some(&h) = s.by_id.get(cur.as_str()) else {
+                // A host nobody knows any more: as good as down.
+                left.push(Pending {
+                    from: Some((cur.clone(), MoveReason::HostDown)),
+                    slot,
+                    need,
+                });
+                continue;
+            };
+            let view = s.hosts[h];
+            let pinned = svc.target_host.as_deref();
+            let reason = if rebalance && pinned.is_none() {
+                Some(MoveReason::Rebalance)
+            } else if pinned.is_some_and(|t| t != cur) {
+                Some(MoveReason::Constraints)
+            } else if pinned.is_some() {
+                // A pinned slot stays on its host whatever happens to it.
+                None
+            } else if view.liveness == Liveness::Down {
+                Some(MoveReason::HostDown)
+            } else if view.draining {
+                Some(MoveReason::Drain)
+            } else if s.labels_fit(h, &need).is_err()
+                || s.ports_fit(h, &need).is_err()
+                || (single && stack_host.is_some_and(|sh| sh != h))
+            {
+                Some(MoveReason::Constraints)
+            } else {
+                None
+            };
+            match reason {
+                None => {
+                    s.book(h, &need);
+                    if pinned.is_some() && view.liveness != Liveness::Ready {
+                        out.unschedulable.insert(
+                            (slot.stack.clone(), slot.service.clone()),
+                            format!("target host {cur} is not ready"),
+                        );
+                    }
+                    stack_host.get_or_insert(h);
+                    out.hosts.insert(slot, cur.clone());
                 }
-                None => left.push(slot),
+                Some(r) => left.push(Pending {
+                    from: Some((cur.clone(), r)),
+                    slot,
+                    need,
+                }),
             }
         }
         if !left.is_empty() {
@@ -70,347 +513,200 @@ pub fn plan(
         }
     }
 
-    // Pass 2: everything else.
+    // Pass 2: everything else, stack by stack.
     for (id, stack, slots) in pending {
-        if stack.mode() == DeploymentMode::SingleHost {
-            let already = out
-                .hosts
-                .iter()
-                .find(|(s, _)| s.stack == id)
-                .map(|(_, h)| h.clone());
+        let strategy = stack.strategy();
+        let single = stack.mode() == DeploymentMode::SingleHost;
+        let placed_here: Vec<usize> = out
+            .hosts
+            .iter()
+            .filter(|(sl, _)| sl.stack == id)
+            .filter_map(|(_, h)| s.by_id.get(h.as_str()).copied())
+            .collect();
+
+        // Single-host stacks choose one host for all their remaining slots at once.
+        let mut stack_choice: Option<Result<usize, String>> = None;
+        if single {
+            let mut together = Book::default();
+            for p in &slots {
+                together.cpus += p.need.cpus;
+                together.memory_mb += p.need.memory_mb;
+                together.ports.extend(p.need.ports.iter().cloned());
+            }
             let target = stack
                 .item_list_element
                 .iter()
-                .find_map(|s| s.target_host.clone());
-            let chosen = match (already, target) {
-                (Some(h), _) => Ok(h),
-                (None, Some(t)) => match listed.get(t.as_str()) {
-                    Some(h) if h.ready => Ok(t),
-                    _ => Err(format!("target host {t} is not registered or not ready")),
-                },
-                (None, None) => {
-                    let needed: Vec<(u16, String)> = slots
-                        .iter()
-                        .flat_map(|s| host_ports(service(stack, &s.service)))
-                        .collect();
-                    let all: Vec<&HostConstraints> = stack
-                        .item_list_element
-                        .iter()
-                        .flat_map(|s| constraints_of(stack, Some(s)))
-                        .collect();
-                    best_host(hosts, &load, |h| {
-                        fits(h, &all) && needed.iter().all(|p| !port_taken(&ports, &h.id, p))
+                .find_map(|x| x.target_host.as_deref());
+            stack_choice = Some(if let Some(&h) = placed_here.first() {
+                Ok(h)
+            } else if let Some(t) = target {
+                match s.by_id.get(t) {
+                    Some(&h) if s.hosts[h].liveness == Liveness::Ready => Ok(h),
+                    Some(_) => Err(format!("target host {t} is not ready")),
+                    None => Err(format!("target host {t} is not registered")),
+                }
+            } else {
+                // Every slot's checks against each host, with the other slots' load.
+                let candidates: Vec<usize> = (0..s.hosts.len())
+                    .filter(|h| {
+                        slots.iter().all(|p| {
+                            let mut others = together.clone();
+                            others.cpus -= p.need.cpus;
+                            others.memory_mb -= p.need.memory_mb;
+                            for port in &p.need.ports {
+                                others.ports.remove(port);
+                            }
+                            s.filter(*h, &p.need, &others).is_ok()
+                        })
                     })
-                    .ok_or_else(|| no_host_message(hosts))
-                }
-            };
-            for slot in slots {
-                place(
-                    &mut out, &mut load, &mut ports, stack, slot, &chosen, current,
-                );
-            }
-            continue;
+                    .collect();
+                let first = &slots[0].need;
+                s.choose(strategy, &candidates, first, &together)
+                    .ok_or_else(|| s.explain(first, &Book::default(), None))
+            });
         }
-        for slot in slots {
-            let svc = service(stack, &slot.service);
-            let wanted = host_ports(svc);
-            let chosen = match svc.and_then(|s| s.target_host.clone()) {
-                Some(t) => match listed.get(t.as_str()) {
-                    Some(h) if h.ready => match wanted.iter().find(|p| port_taken(&ports, &t, p)) {
-                        Some(p) => Err(format!("port {}/{} is taken on {t}", p.0, p.1)),
-                        None => Ok(t),
-                    },
-                    _ => Err(format!("target host {t} is not registered or not ready")),
-                },
-                None => {
-                    let siblings: BTreeSet<&str> = out
-                        .hosts
-                        .iter()
-                        .filter(|(s, _)| s.stack == slot.stack && s.service == slot.service)
-                        .map(|(_, h)| h.as_str())
-                        .collect();
-                    let constraints = constraints_of(stack, svc);
-                    let ok = |h: &HostRegistration| {
-                        fits(h, &constraints)
-                            && wanted.iter().all(|p| !port_taken(&ports, &h.id, p))
-                    };
-                    // Replicas on distinct hosts when possible.
-                    best_host(hosts, &load, |h| ok(h) && !siblings.contains(h.id.as_str()))
-                        .or_else(|| best_host(hosts, &load, ok))
-                        .ok_or_else(|| no_host_message(hosts))
-                }
+
+        // Datacenter stacks keep to one datacenter: the one they are in, else the
+        // preferred one if anything fits there, else the first that fits.
+        let mut dc_hosts: Option<Vec<usize>> = None;
+        if !single && strategy == PlacementStrategy::Datacenter {
+            let dc_of = |h: usize| s.hosts[h].reg.datacenter.clone().unwrap_or_default();
+            let existing = placed_here.first().map(|h| dc_of(*h));
+            let mut dcs: Vec<String> = (0..s.hosts.len())
+                .map(dc_of)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let preferred = slots
+                .iter()
+                .find_map(|p| p.need.preferred_dc.map(str::to_owned));
+            if let Some(p) = &preferred {
+                dcs.sort_by_key(|d| d != p);
+            }
+            let fits_in = |dc: &String| {
+                slots.iter().all(|p| {
+                    (0..s.hosts.len())
+                        .any(|h| &dc_of(h) == dc && s.filter(h, &p.need, &Book::default()).is_ok())
+                })
             };
-            place(
-                &mut out, &mut load, &mut ports, stack, slot, &chosen, current,
-            );
+            let dc = existing.or_else(|| dcs.iter().find(|d| fits_in(d)).cloned());
+            dc_hosts = Some(match dc {
+                Some(dc) => (0..s.hosts.len()).filter(|h| dc_of(*h) == dc).collect(),
+                None => Vec::new(),
+            });
+        }
+
+        for p in slots {
+            let svc = p.need.svc;
+            let chosen: Result<usize, String> = if let Some(t) = svc.target_host.as_deref() {
+                match s.by_id.get(t) {
+                    None => Err(format!("target host {t} is not registered")),
+                    Some(&h) => s
+                        .filter(h, &p.need, &Book::default())
+                        .map(|()| h)
+                        .map_err(|r| {
+                            format!("target host {t} {}", r.describe(1).trim_start_matches("1 "))
+                        }),
+                }
+            } else if let Some(choice) = &stack_choice {
+                match choice {
+                    Ok(h) => s
+                        .filter(*h, &p.need, &Book::default())
+                        .map(|()| *h)
+                        .map_err(|r| {
+                            format!(
+                                "host {} of this single-host stack {}",
+                                s.hosts[*h].reg.id,
+                                r.describe(1).trim_start_matches("1 ")
+                            )
+                        }),
+                    Err(e) => Err(e.clone()),
+                }
+            } else {
+                let pool: Vec<usize> = match &dc_hosts {
+                    Some(hs) => hs.clone(),
+                    None => (0..s.hosts.len()).collect(),
+                };
+                let candidates: Vec<usize> = pool
+                    .iter()
+                    .copied()
+                    .filter(|h| s.filter(*h, &p.need, &Book::default()).is_ok())
+                    .collect();
+                // Replicas of one service on distinct hosts when possible.
+                let siblings: BTreeSet<usize> = out
+                    .hosts
+                    .iter()
+                    .filter(|(sl, _)| sl.stack == p.slot.stack && sl.service == p.slot.service)
+                    .filter_map(|(_, h)| s.by_id.get(h.as_str()).copied())
+                    .collect();
+                let apart: Vec<usize> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|h| !siblings.contains(h))
+                    .collect();
+                let strategy = if strategy == PlacementStrategy::Manual {
+                    PlacementStrategy::Auto
+                } else {
+                    strategy
+                };
+                s.choose(strategy, &apart, &p.need, &Book::default())
+                    .or_else(|| s.choose(strategy, &candidates, &p.need, &Book::default()))
+                    .ok_or_else(|| s.explain(&p.need, &Book::default(), dc_hosts.as_deref()))
+            };
+            match chosen {
+                Ok(h) => {
+                    s.book(h, &p.need);
+                    let to = s.hosts[h].reg.id.clone();
+                    if let Some((from, reason)) = p.from {
+                        if from != to {
+                            out.moves.push(Move {
+                                slot: p.slot.clone(),
+                                from,
+                                to: to.clone(),
+                                reason,
+                            });
+                        }
+                    }
+                    out.hosts.insert(p.slot, to);
+                }
+                Err(why) => {
+                    out.unschedulable
+                        .entry((p.slot.stack.clone(), p.slot.service.clone()))
+                        .or_insert(why);
+                    // Nowhere better to go: stay where it was rather than vanish.
+                    if let Some((from, _)) = p.from {
+                        if let Some(&h) = s.by_id.get(from.as_str()) {
+                            s.book(h, &p.need);
+                        }
+                        out.hosts.insert(p.slot, from);
+                    }
+                }
+            }
         }
     }
     out
 }
 
-fn place<'h>(
-    out: &mut Placement,
-    load: &mut BTreeMap<&'h str, usize>,
-    ports: &mut BTreeMap<&'h str, BTreeSet<(u16, String)>>,
-    stack: &Stack,
-    slot: SlotId,
-    chosen: &Result<String, String>,
-    current: &BTreeMap<SlotId, String>,
-) {
-    match chosen {
-        Ok(h) => {
-            if let Some((k, _)) = load.iter().find(|(k, _)| **k == h.as_str()) {
-                let k: &'h str = k;
-                *load.entry(k).or_default() += 1;
-                ports
-                    .entry(k)
-                    .or_default()
-                    .extend(host_ports(service(stack, &slot.service)));
-            }
-            out.hosts.insert(slot, h.clone());
-        }
-        Err(why) => {
-            out.unschedulable
-                .insert((slot.stack.clone(), slot.service.clone()), why.clone());
-            // Nowhere better to go: stay where it was rather than vanish.
-            if let Some(old) = current.get(&slot) {
-                out.hosts.insert(slot, old.clone());
-            }
-        }
-    }
-}
-
-fn slots_of(id: &str, stack: &Stack) -> Vec<SlotId> {
+/// Every slot of a stack, in start order.
+fn slots_of<'s>(id: &str, stack: &'s Stack) -> Vec<(SlotId, &'s Service)> {
     let mut v = Vec::new();
     for i in crate::spec::start_order(stack) {
-        let Some(s) = stack.item_list_element.get(i) else {
+        let Some(svc) = stack.item_list_element.get(i) else {
             continue;
         };
-        for r in 1..=s.replica_count() {
-            v.push(SlotId {
-                stack: id.to_owned(),
-                service: s.name.clone(),
-                replica: r,
-            });
+        for r in 1..=svc.replica_count() {
+            v.push((
+                SlotId {
+                    stack: id.to_owned(),
+                    service: svc.name.clone(),
+                    replica: r,
+                },
+                svc,
+            ));
         }
     }
     v
-}
-
-fn service<'s>(stack: &'s Stack, name: &str) -> Option<&'s Service> {
-    stack.item_list_element.iter().find(|s| s.name == name)
-}
-
-fn host_ports(svc: Option<&Service>) -> Vec<(u16, String)> {
-    svc.map(|s| {
-        s.ports
-            .iter()
-            .filter_map(|p| {
-                let hp = u16::try_from(p.host_port?).ok()?;
-                Some((hp, p.protocol().to_owned()))
-            })
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn port_taken(
-    ports: &BTreeMap<&str, BTreeSet<(u16, String)>>,
-    host: &str,
-    p: &(u16, String),
-) -> bool {
-    ports.get(host).is_some_and(|set| set.contains(p))
-}
-
-/// Does `host` satisfy every constraint (stack-level and the service's own)?
-fn fits(host: &HostRegistration, constraints: &[&HostConstraints]) -> bool {
-    constraints.iter().all(|c| {
-        c.required_labels
-            .iter()
-            .all(|(k, v)| host.labels.get(k) == Some(v))
-            && c.min_cpu.is_none_or(|m| host.cpus >= m)
-            && c.min_memory.is_none_or(|m| host.memory_mb >= m)
-    })
-}
-
-fn constraints_of<'s>(stack: &'s Stack, svc: Option<&'s Service>) -> Vec<&'s HostConstraints> {
-    let mut v: Vec<&HostConstraints> = stack
-        .deployment
-        .iter()
-        .flat_map(|d| d.host_constraints.iter())
-        .collect();
-    v.extend(svc.and_then(|s| s.host_constraints.as_ref()));
-    v
-}
-
-/// The ready host with the fewest slots that passes `ok`; ties go to the lowest id.
-fn best_host(
-    hosts: &[HostView<'_>],
-    load: &BTreeMap<&str, usize>,
-    ok: impl Fn(&HostRegistration) -> bool,
-) -> Option<String> {
-    hosts
-        .iter()
-        .filter(|h| h.ready && ok(h.reg))
-        .min_by_key(|h| {
-            (
-                load.get(h.reg.id.as_str()).copied().unwrap_or(0),
-                h.reg.id.clone(),
-            )
-        })
-        .map(|h| h.reg.id.clone())
-}
-
-fn no_host_message(hosts: &[HostView<'_>]) -> String {
-    let ready = hosts.iter().filter(|h| h.ready).count();
-    if ready == 0 {
-        "no ready host: start a berth agent or register a host".to_owned()
-    } else {
-        format!("0/{ready} hosts fit (constraints or host ports)")
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::parse_stack;
-
-    fn host(id: &str) -> HostRegistration {
-        HostRegistration {
-            id: id.into(),
-            address: format!("10.0.0.{}", id.len()),
-            cpus: 2.0,
-            memory_mb: 1024,
-            ..Default::default()
-        }
-    }
-
-    fn stack(json: &str) -> Stack {
-        parse_stack(json.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"))
-    }
-
-    fn slot(stack: &str, service: &str, replica: u32) -> SlotId {
-        SlotId {
-            stack: stack.into(),
-            service: service.into(),
-            replica,
-        }
-    }
-
-    const TWO: &str = r#"{"itemListElement":[{"name":"a","image":"i"},{"name":"b","image":"i"}]}"#;
-    const MULTI: &str = r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"a","image":"i","replicas":2,"ports":[{"containerPort":80,"hostPort":8080}]},{"name":"b","image":"i"}]}"#;
-    const MANUAL: &str = r#"{"deployment":{"mode":"multi-host","placementStrategy":"manual"},"itemListElement":[{"name":"a","image":"i","targetHost":"h2"}]}"#;
-
-    #[test]
-    fn placement_table() {
-        let (h1, h2, h3) = (host("h1"), host("h2"), host("h3"));
-        let ready = |r: &[&HostRegistration]| -> Vec<HostView<'static>> {
-            r.iter()
-                .map(|h| HostView {
-                    reg: Box::leak(Box::new((*h).clone())),
-                    ready: true,
-                })
-                .collect()
-        };
-        let two = stack(TWO);
-        let multi = stack(MULTI);
-        let manual = stack(MANUAL);
-        struct Case {
-            name: &'static str,
-            stacks: Vec<(&'static str, Stack)>,
-            hosts: Vec<HostView<'static>>,
-            current: BTreeMap<SlotId, String>,
-            want: Vec<(SlotId, &'static str)>,
-            unschedulable: usize,
-        }
-        let cases = vec![
-            Case {
-                name: "single-host: all slots on the least-loaded host",
-                stacks: vec![("s", two.clone())],
-                hosts: ready(&[&h1, &h2]),
-                current: BTreeMap::new(),
-                want: vec![(slot("s", "a", 1), "h1"), (slot("s", "b", 1), "h1")],
-                unschedulable: 0,
-            },
-            Case {
-                name: "sticky: a new host does not move running slots",
-                stacks: vec![("s", two.clone())],
-                hosts: ready(&[&h1, &h2]),
-                current: BTreeMap::from([
-                    (slot("s", "a", 1), "h2".into()),
-                    (slot("s", "b", 1), "h2".into()),
-                ]),
-                want: vec![(slot("s", "a", 1), "h2"), (slot("s", "b", 1), "h2")],
-                unschedulable: 0,
-            },
-            Case {
-                name: "multi-host: replicas on distinct hosts, ports kept apart",
-                stacks: vec![("m", multi.clone())],
-                hosts: ready(&[&h1, &h2, &h3]),
-                current: BTreeMap::new(),
-                want: vec![
-                    (slot("m", "a", 1), "h1"),
-                    (slot("m", "a", 2), "h2"),
-                    (slot("m", "b", 1), "h3"),
-                ],
-                unschedulable: 0,
-            },
-            Case {
-                name: "multi-host: second replica cannot share the only host's port",
-                stacks: vec![("m", multi.clone())],
-                hosts: ready(&[&h1]),
-                current: BTreeMap::new(),
-                want: vec![(slot("m", "a", 1), "h1"), (slot("m", "b", 1), "h1")],
-                unschedulable: 1,
-            },
-            Case {
-                name: "manual: target host used",
-                stacks: vec![("x", manual.clone())],
-                hosts: ready(&[&h1, &h2]),
-                current: BTreeMap::new(),
-                want: vec![(slot("x", "a", 1), "h2")],
-                unschedulable: 0,
-            },
-            Case {
-                name: "manual: unknown target is unschedulable, never a fallback",
-                stacks: vec![("x", manual.clone())],
-                hosts: ready(&[&h1]),
-                current: BTreeMap::new(),
-                want: vec![],
-                unschedulable: 1,
-            },
-            Case {
-                name: "no hosts: unschedulable, old placement kept",
-                stacks: vec![("s", two.clone())],
-                hosts: vec![],
-                current: BTreeMap::from([(slot("s", "a", 1), "gone".into())]),
-                want: vec![(slot("s", "a", 1), "gone")],
-                unschedulable: 2,
-            },
-        ];
-        for c in cases {
-            let stacks: Vec<(&str, &Stack)> = c.stacks.iter().map(|(i, s)| (*i, s)).collect();
-            let p = plan(&stacks, &c.hosts, &c.current);
-            let got: Vec<(SlotId, &str)> = p
-                .hosts
-                .iter()
-                .map(|(s, h)| (s.clone(), h.as_str()))
-                .collect();
-            assert_eq!(got, c.want, "case: {}", c.name);
-            assert_eq!(
-                p.unschedulable.len(),
-                c.unschedulable,
-                "case: {} {:?}",
-                c.name,
-                p.unschedulable
-            );
-            // Deterministic and idempotent.
-            assert_eq!(
-                plan(&stacks, &c.hosts, &p.hosts).hosts,
-                p.hosts,
-                "case: {} (idempotent)",
-                c.name
-            );
-        }
-    }
-}
+mod tests;

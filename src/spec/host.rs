@@ -3,24 +3,49 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+use super::validate::HOST_ID_PATTERN;
+
+/// A host Berth may place containers on: the value of `/berth/hosts/<id>`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostRegistration {
+    /// The host id; the same as the key's last segment.
+    #[schemars(pattern(HOST_ID_PATTERN))]
     pub id: String,
     /// The address other hosts use to reach ports this host publishes.
     pub address: String,
+    /// Datacenter, for `datacenter` placement and `preferredDatacenter`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datacenter: Option<String>,
+    /// Labels matched by `hostConstraints.requiredLabels`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// CPUs the host has.
     #[serde(default)]
     pub cpus: f64,
+    /// Memory the host has, in megabytes.
     #[serde(default)]
     pub memory_mb: u64,
+    /// Version of the agent that wrote this registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
+    /// Version of the host's Docker engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_version: Option<String>,
+    /// Host ports already published by containers Berth does not manage; the scheduler
+    /// places nothing that needs them here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub used_ports: Vec<UsedPort>,
+}
+
+/// A host port in use, as `port` and `protocol` (`tcp` or `udp`).
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub struct UsedPort {
+    pub port: u16,
+    pub protocol: String,
 }

@@ -6,114 +6,187 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::validate::{
+    DeploymentMode, DesiredState, HealthCheckKind, PlacementStrategy, DNS_LABEL_PATTERN,
+    ENDPOINT_TYPES, HOST_ID_PATTERN, MAX_REPLICAS, MOUNT_TYPES, PROTOCOLS,
+};
+
+// The `schemars` attributes below only shape the published JSON Schema (`berth schema
+// crds`); they restate what `validate` checks, so editors catch mistakes before etcd does.
+// Fields that `validate` requires but serde defaults (so that a missing one is reported
+// with the rest) are listed in a struct-level `extend("required" = ...)`: schemars leaves
+// every `#[serde(default)]` field optional, and that list replaces its own.
+
 /// A whole stack: the value of `/berth/stacks/<id>`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// The one cross-field rule JSON Schema can express: `manual` placement needs a host on
+// every service.
+#[schemars(extend(
+    "required" = ["itemListElement"],
+    "if" = {
+        "required": ["deployment"],
+        "properties": {"deployment": {
+            "type": "object",
+            "required": ["placementStrategy"],
+            "properties": {"placementStrategy": {"const": "manual"}}
+        }}
+    },
+    "then" = {"properties": {"itemListElement": {"items": {
+        "required": ["targetHost"],
+        "properties": {"targetHost": {"type": "string"}}
+    }}}}
+))]
 pub struct Stack {
+    /// JSON-LD context, usually `https://schema.org`; any JSON value.
     #[serde(rename = "@context", default, skip_serializing_if = "Option::is_none")]
     pub context: Option<serde_json::Value>,
+    /// JSON-LD type, usually `ItemList`.
     #[serde(rename = "@type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
     /// Display name; any string. The stack's identity is its etcd key, not this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Free text for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The services (`SoftwareApplication`s); at least one.
     #[serde(default)]
+    #[schemars(length(min = 1))]
     pub item_list_element: Vec<Service>,
+    /// The network every service joins (default: a bridge network `berth-<id>` per host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// Named volumes; created if missing and never removed by Berth.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    /// How the services are spread over hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<Deployment>,
     /// `running` (default) or `stopped`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = DesiredState::ALL))]
     pub desired_state: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The Docker network of a stack.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Network {
+    /// Network name (default `berth-<id>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Docker network driver (default `bridge`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
+    /// Create the network when it is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_if_not_exists: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A named Docker volume.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
+    /// Docker volume name.
     pub name: String,
+    /// Docker volume driver (default `local`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
+    /// Create the volume when it is missing (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_if_not_exists: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// How a stack is placed on hosts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     /// `single-host` (default) or `multi-host`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = DeploymentMode::ALL))]
     pub mode: Option<String>,
     /// `manual`, `auto` (default), `spread` or `datacenter`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = PlacementStrategy::ALL))]
     pub placement_strategy: Option<String>,
+    /// Constraints every service must meet, on top of its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_constraints: Vec<HostConstraints>,
 }
 
 /// One `SoftwareApplication` of the stack.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("required" = ["name", "image"]))]
 pub struct Service {
+    /// JSON-LD type, usually `SoftwareApplication`.
     #[serde(rename = "@type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
+    /// Start order among services with no dependency between them (lowest first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
+    /// Service name: a DNS label, unique in the stack. Other services reach it by this name.
     #[serde(default)]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL_PATTERN))]
     pub name: String,
+    /// Free text, e.g. `Database`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_category: Option<String>,
+    /// Free text, e.g. the image's version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software_version: Option<String>,
+    /// Docker image; used from the local engine, otherwise pulled.
     #[serde(default)]
+    #[schemars(pattern(r"\S"))]
     pub image: String,
     /// Argv, or one string run as given (Docker's CMD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Command>,
+    /// Environment variables, `NAME: value`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": r"^[^=\x00]+$"}))]
     pub environment: BTreeMap<String, String>,
+    /// Ports the container listens on, and the host ports that publish them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<Port>,
+    /// Volumes, bind mounts and tmpfs mounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_mounts: Vec<VolumeMount>,
     /// Names of services this one depends on (no health wait).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requirements: Vec<String>,
+    /// Services this one depends on, with options; started first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub software_requirements: Vec<SoftwareRequirement>,
+    /// How to tell that the service works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// Named commands that can be run in the stack's containers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub potential_action: Vec<PotentialAction>,
+    /// Host id to run on; required by `manual` placement, honoured by every strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(HOST_ID_PATTERN))]
     pub target_host: Option<String>,
+    /// What a host needs to run this service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_constraints: Option<HostConstraints>,
+    /// How dependents reach this service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_endpoint: Option<ServiceEndpoint>,
     /// Number of containers for this service (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_REPLICAS))]
     pub replicas: Option<u32>,
-    /// Extra container labels.
+    /// Extra container labels; keys starting with `berth.` are reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"not": {"pattern": r"^berth\."}}))]
     pub labels: BTreeMap<String, String>,
+    /// Resources reserved on the host and applied as Docker limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
 }
@@ -142,10 +215,12 @@ impl Service {
 }
 
 /// `command` as EVE writes it: an argv array, or a single shell-free string.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Command {
+    /// Program and arguments.
     Argv(Vec<String>),
+    /// Split on whitespace into program and arguments.
     Line(String),
 }
 
@@ -160,14 +235,20 @@ impl Command {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A port the container listens on, optionally published on the host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Port {
+    /// Port inside the container.
+    #[schemars(range(min = 1, max = 65535))]
     pub container_port: i64,
+    /// Port published on the host's address; unique per host and protocol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
     pub host_port: Option<i64>,
     /// `tcp` (default) or `udp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = PROTOCOLS))]
     pub protocol: Option<String>,
 }
 
@@ -177,99 +258,151 @@ impl Port {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A mount into the container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// Only a tmpfs mount may go without a source.
+#[schemars(extend(
+    "if" = {"required": ["type"], "properties": {"type": {"const": "tmpfs"}}},
+    "else" = {"required": ["source"], "properties": {"source": {"type": "string", "pattern": r"\S"}}}
+))]
 pub struct VolumeMount {
+    /// Volume name, or host path for a `bind` mount; unused for `tmpfs`.
     #[serde(default)]
     pub source: String,
+    /// Absolute path in the container.
+    #[schemars(pattern("^/"))]
     pub target: String,
+    /// Mount read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
     /// `volume` (default), `bind` or `tmpfs`.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = MOUNT_TYPES))]
     pub type_: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A dependency on another service of the stack.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SoftwareRequirement {
+    /// JSON-LD type, usually `SoftwareApplication`.
     #[serde(rename = "@type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
+    /// Name of the service depended on.
     pub name: String,
+    /// Start this service only once the dependency is healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for_healthy: Option<bool>,
+    /// Template for `<NAME>_URL`, with `{{HOST}}` and `{{PORT}}` filled in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_string: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// How a service's health is checked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// An http check needs a path, a command check a command.
+#[schemars(extend("required" = ["type"], "allOf" = [
+    {
+        "if": {"required": ["type"], "properties": {"type": {"const": "http"}}},
+        "then": {"required": ["path"], "properties": {"path": {"type": "string", "pattern": "^/"}}}
+    },
+    {
+        "if": {"required": ["type"], "properties": {"type": {"const": "command"}}},
+        "then": {"required": ["command"]}
+    }
+]))]
 pub struct HealthCheck {
     /// `http`, `tcp` or `command`.
     #[serde(rename = "type", default)]
+    #[schemars(extend("enum" = HealthCheckKind::ALL))]
     pub type_: String,
+    /// For `command` checks: run in the container; exit 0 means healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Command>,
+    /// For `http` checks: the path to GET; 2xx and 3xx mean healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// For `http` and `tcp` checks: the container port (default: the first one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i64>,
     /// Seconds between checks (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub interval: Option<f64>,
     /// Seconds one check may take (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub timeout: Option<f64>,
     /// Consecutive failures before unhealthy (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
     /// Seconds after start during which failures do not count (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub start_period: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A named command that can be run in the stack's containers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("required" = ["command"]))]
 pub struct PotentialAction {
+    /// JSON-LD type, usually `Action`.
     #[serde(rename = "@type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
+    /// Action name.
     #[serde(default)]
     pub name: String,
+    /// Free text, e.g. `migration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action_type: Option<String>,
     /// Service to run in (default: the service itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// What to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Command>,
     /// Seconds (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub timeout: Option<f64>,
+    /// Working directory in the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_directory: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What a host needs to run a service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostConstraints {
+    /// Minimum CPUs the host has.
     #[serde(rename = "minCPU", default, skip_serializing_if = "Option::is_none")]
     pub min_cpu: Option<f64>,
-    /// Megabytes.
+    /// Minimum memory the host has, in megabytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_memory: Option<u64>,
+    /// Labels the host must carry, with these values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub required_labels: BTreeMap<String, String>,
+    /// Datacenter to prefer when several hosts fit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_datacenter: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// How dependents reach a service; injected into them as `<NAME>_HOST`, `_PORT`, `_URL`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceEndpoint {
     /// `host-port` (default).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ENDPOINT_TYPES))]
     pub type_: Option<String>,
+    /// Host port dependents connect to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
     pub exposed_port: Option<i64>,
     /// E.g. `postgres://{{HOST}}:{{PORT}}/shop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -277,11 +410,13 @@ pub struct ServiceEndpoint {
 }
 
 /// What a service reserves on its host; applied as Docker limits too.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resources {
+    /// CPUs, e.g. `0.5`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
+    /// Memory in megabytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
 }

@@ -3,9 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// Where a stack stands, in one word.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Phase {
     Pending,
     Progressing,
@@ -40,50 +44,68 @@ impl Phase {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the controller last saw of a stack: the value of `/berth/status/stacks/<id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StackStatus {
+    /// The stack id (its key under `stacks/`).
     pub stack: String,
     /// `mod_revision` of the spec key this status reflects.
     pub observed_revision: i64,
+    /// Where the stack stands, in one word.
     pub phase: Phase,
+    /// One line for people, e.g. `1/1 containers running`.
     pub message: String,
     /// Every validation problem when `phase` is `Invalid`, as `path: message`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// `Valid`, `Scheduled` and `Available`, Kubernetes style.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Per service name, where and how its containers run.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One aspect of a stack's state, Kubernetes style.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// `Valid`, `Scheduled` or `Available`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True` or `False`.
+    #[schemars(extend("enum" = ["True", "False"]))]
     pub status: String,
+    /// Why, in one CamelCase word.
     pub reason: String,
+    /// Why, for people.
     pub message: String,
     /// RFC 3339; changes only when `status` flips.
     pub last_transition_time: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Where and how one service's containers run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceStatus {
+    /// The host the container is placed on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Docker's container id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
     /// Docker's container state (`running`, `exited`, ...) or `pending`/`missing`.
     pub state: String,
     /// `healthy`, `unhealthy`, `starting` or `none`.
+    #[schemars(extend("enum" = ["healthy", "unhealthy", "starting", "none"]))]
     pub health: String,
+    /// Restarts Berth made since the container was created.
     pub restarts: u32,
+    /// Where dependents reach the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<Endpoint>,
+    /// Why the service is not running, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Per-replica detail when `replicas` > 1.
@@ -91,8 +113,11 @@ pub struct ServiceStatus {
     pub replicas: Vec<ServiceStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A published port, as other hosts reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Endpoint {
+    /// The host's address.
     pub host: String,
+    /// The published host port.
     pub port: u16,
 }

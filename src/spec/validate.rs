@@ -25,9 +25,13 @@ pub const MAX_REPLICAS: u32 = 100;
 const MAX_CYCLES_REPORTED: usize = 16;
 
 const DNS_LABEL_RULE: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters";
-const PROTOCOLS: &[&str] = &["tcp", "udp"];
-const MOUNT_TYPES: &[&str] = &["volume", "bind", "tmpfs"];
-const ENDPOINT_TYPES: &[&str] = &["host-port"];
+/// [`is_dns_label`] as a regular expression, for the JSON Schema (with a 63 length limit).
+pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// [`is_host_id`] as a regular expression, for the JSON Schema.
+pub const HOST_ID_PATTERN: &str = "^[A-Za-z0-9._-]{1,253}$";
+pub const PROTOCOLS: &[&str] = &["tcp", "udp"];
+pub const MOUNT_TYPES: &[&str] = &["volume", "bind", "tmpfs"];
+pub const ENDPOINT_TYPES: &[&str] = &["host-port"];
 
 /// One validation problem, e.g. path `itemListElement[2].ports[0].containerPort`, message
 /// `70000 is not a port (1-65535)`.

@@ -38,6 +38,21 @@ pub fn status(stack: &str) -> String {
 }
 pub const STATUS: &str = "status/stacks/";
 
+/// `maintenance/<host>`: an operator's cordon or drain of a host (`berth host ...`).
+pub fn maintenance(host: &str) -> String {
+    format!("{MAINTENANCE}{host}")
+}
+pub const MAINTENANCE: &str = "maintenance/";
+
+/// `rebalance/<stack>`: a request to place a stack afresh once (`berth rebalance --apply`).
+pub fn rebalance(stack: &str) -> String {
+    format!("{REBALANCE}{stack}")
+}
+pub const REBALANCE: &str = "rebalance/";
+
+/// `leader`: the election the controllers campaign in; the leader's key lives below it.
+pub const LEADER: &str = "leader";
+
 /// Split `<a>/<b>/...` below `prefix` into its parts; `None` when the key is not below it.
 pub fn parts<'k>(key: &'k str, prefix: &str) -> Option<Vec<&'k str>> {
     let rest = key.strip_prefix(prefix)?;

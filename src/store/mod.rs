@@ -1,6 +1,7 @@
 //! The only module that talks to etcd: typed reads, compare-and-swap writes, leases and
 //! list-then-watch caches. Keys are relative to a prefix (default `/berth`), see [`keys`].
 
+mod election;
 pub mod keys;
 mod lease;
 mod reflector;
@@ -11,6 +12,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
 };
 
+pub use election::{Fence, Leadership};
 pub use lease::LeasedKey;
 pub use reflector::{Cache, Reflector};
 
@@ -37,6 +39,8 @@ pub enum StoreError {
     WatchEnded { key: String },
     #[error("etcd lease keep-alive for {key} lost")]
     LeaseLost { key: String },
+    #[error("no longer the leader: a write was fenced off")]
+    Deposed,
 }
 
 impl StoreError {
@@ -173,10 +177,27 @@ impl Store {
     /// Apply `writes` atomically. `Ok(false)`: some expectation did not hold and nothing
     /// was written; the caller re-reads and decides again.
     pub async fn write(&self, writes: &[Write]) -> Result<bool, StoreError> {
+        self.write_fenced(writes, None).await
+    }
+
+    /// Like [`write`](Store::write), and only while `fence` (a leadership) still holds:
+    /// a deposed leader's late writes fail with [`StoreError::Deposed`] instead of landing.
+    pub async fn write_fenced(
+        &self,
+        writes: &[Write],
+        fence: Option<&Fence>,
+    ) -> Result<bool, StoreError> {
         if writes.is_empty() {
             return Ok(true);
         }
         let mut compares = Vec::new();
+        if let Some(f) = fence {
+            compares.push(Compare::create_revision(
+                f.key.clone(),
+                CompareOp::Equal,
+                f.revision,
+            ));
+        }
         let mut ops = Vec::new();
         for w in writes {
             let (key, expect) = match w {
@@ -211,10 +232,33 @@ impl Store {
             .await;
         let resp = observe("txn", resp).map_err(|source| StoreError::Request {
             op: "txn",
-            key: first,
+            key: first.clone(),
             source,
         })?;
-        Ok(resp.succeeded())
+        if resp.succeeded() {
+            return Ok(true);
+        }
+        if let Some(f) = fence {
+            if !self.holds(f).await? {
+                metrics::FENCED_WRITES.inc();
+                return Err(StoreError::Deposed);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Does the leader key behind `fence` still exist as created?
+    pub async fn holds(&self, fence: &Fence) -> Result<bool, StoreError> {
+        let resp = self.client.clone().get(fence.key.clone(), None).await;
+        let resp = observe("get", resp).map_err(|source| StoreError::Request {
+            op: "get",
+            key: String::from_utf8_lossy(&fence.key).into_owned(),
+            source,
+        })?;
+        Ok(resp
+            .kvs()
+            .first()
+            .is_some_and(|kv| kv.create_revision() == fence.revision))
     }
 
     /// Unconditional put, for users' own commands (`berth apply`).

@@ -44,7 +44,10 @@ impl Cluster {
         controller::spawn(
             store.clone(),
             ControllerConfig {
+                id: format!("it-controller-{name}"),
                 host_down_grace: Duration::from_secs(30),
+                max_unavailable_fraction: 0.5,
+                leader_ttl: Duration::from_secs(5),
                 resync_interval: Duration::from_secs(5),
             },
             controller.clone(),

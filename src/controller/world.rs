@@ -1,0 +1,105 @@
+//! Everything under the prefix, decoded from one consistent cache snapshot: the
+//! controller's (and `berth rebalance`'s) view of the cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::assignment::Assignment;
+use crate::report::SlotReport;
+use crate::spec::{HostRegistration, StackStatus};
+use crate::store::{keys, Cache};
+
+/// An operator's hold on a host, at `maintenance/<host>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Maintenance {
+    /// No new slots go here.
+    #[serde(default)]
+    pub cordoned: bool,
+    /// Slots move elsewhere (implies cordoned).
+    #[serde(default)]
+    pub draining: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct World {
+    /// Stack id -> (spec key's mod_revision, raw spec).
+    pub stacks: BTreeMap<String, (i64, Vec<u8>)>,
+    pub hosts: BTreeMap<String, HostRegistration>,
+    pub maintenance: BTreeMap<String, Maintenance>,
+    /// Stack id -> mod_revision of its rebalance request.
+    pub rebalance: BTreeMap<String, i64>,
+    /// (host, stack) -> (assignment, mod_revision).
+    pub assignments: BTreeMap<(String, String), (Assignment, i64)>,
+    pub reports: Vec<SlotReport>,
+    /// Stack id -> (decoded status if readable, mod_revision).
+    pub statuses: BTreeMap<String, (Option<StackStatus>, i64)>,
+}
+
+impl World {
+    pub fn decode(snap: &Cache) -> World {
+        let mut w = World::default();
+        for kv in snap.entries.values() {
+            let one = |prefix: &str| -> Option<String> {
+                match keys::parts(&kv.key, prefix)?.as_slice() {
+                    [id] => Some((*id).to_owned()),
+                    _ => None,
+                }
+            };
+            if let Some(id) = one(keys::STACKS) {
+                w.stacks.insert(id, (kv.mod_revision, kv.value.clone()));
+            } else if let Some(id) = one(keys::HOSTS) {
+                match serde_json::from_slice::<HostRegistration>(&kv.value) {
+                    Ok(mut reg) => {
+                        // The key names the host, whatever the value says.
+                        reg.id = id.clone();
+                        w.hosts.insert(id, reg);
+                    }
+                    Err(e) => {
+                        tracing::warn!(host = %id, error = %e, "unreadable host registration ignored")
+                    }
+                }
+            } else if let Some(id) = one(keys::MAINTENANCE) {
+                let m = serde_json::from_slice::<Maintenance>(&kv.value).unwrap_or(Maintenance {
+                    cordoned: true,
+                    draining: false,
+                });
+                w.maintenance.insert(id, m);
+            } else if let Some(id) = one(keys::REBALANCE) {
+                w.rebalance.insert(id, kv.mod_revision);
+            } else if let Some(p) = keys::parts(&kv.key, keys::ASSIGNMENTS) {
+                if let [host, stack] = p.as_slice() {
+                    match serde_json::from_slice::<Assignment>(&kv.value) {
+                        Ok(a) => {
+                            w.assignments.insert(
+                                ((*host).to_owned(), (*stack).to_owned()),
+                                (a, kv.mod_revision),
+                            );
+                        }
+                        Err(e) => {
+                            tracing::warn!(key = %kv.key, error = %e, "unreadable assignment ignored")
+                        }
+                    }
+                }
+            } else if keys::parts(&kv.key, keys::REPORTS).is_some() {
+                if let Ok(r) = serde_json::from_slice::<SlotReport>(&kv.value) {
+                    w.reports.push(r);
+                }
+            } else if let Some(id) = one(keys::STATUS) {
+                let s = serde_json::from_slice::<StackStatus>(&kv.value).ok();
+                w.statuses.insert(id, (s, kv.mod_revision));
+            }
+        }
+        w
+    }
+
+    /// Hosts that have assignments but no registration.
+    pub fn unregistered_hosts(&self) -> BTreeSet<&str> {
+        self.assignments
+            .keys()
+            .map(|(h, _)| h.as_str())
+            .filter(|h| !self.hosts.contains_key(*h))
+            .collect()
+    }
+}

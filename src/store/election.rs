@@ -1,0 +1,140 @@
+//! Leader election among controllers (etcd's election API over a lease), and the fence
+//! every leader write carries so a paused or partitioned ex-leader cannot overwrite its
+//! successor.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{keys, Store, StoreError};
+
+/// Proof of leadership to attach to writes: the leader key and its create revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub(crate) key: Vec<u8>,
+    pub(crate) revision: i64,
+}
+
+/// Held leadership. `lost` fires when the lease cannot be kept; the holder must stop
+/// writing at once (its fence would make the writes fail anyway).
+pub struct Leadership {
+    fence: Fence,
+    lease: i64,
+    lost: CancellationToken,
+    store: Store,
+}
+
+impl Leadership {
+    /// Campaign as `id` until elected or `cancel`; `ttl` bounds how long a dead leader
+    /// blocks the others.
+    pub async fn campaign(
+        store: &Store,
+        id: &str,
+        ttl: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Leadership>, StoreError> {
+        let name = format!("{}{}", store.prefix(), keys::LEADER);
+        let req = |op: &'static str| {
+            let name = name.clone();
+            move |source| StoreError::Request {
+                op,
+                key: name,
+                source,
+            }
+        };
+        let mut client = store.client();
+        let ttl_secs = ttl.as_secs().max(2) as i64;
+        let lease = client
+            .lease_grant(ttl_secs, None)
+            .await
+            .map_err(req("lease grant"))?
+            .id();
+        let (mut keeper, mut responses) = client
+            .lease_keep_alive(lease)
+            .await
+            .map_err(req("lease keep-alive"))?;
+        let lost = CancellationToken::new();
+        // Keep the lease alive while campaigning and while leading.
+        {
+            let lost = lost.clone();
+            let period = Duration::from_secs((ttl_secs as u64 / 3).max(1));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                loop {
+                    tokio::select! {
+                        _ = lost.cancelled() => return,
+                        _ = tick.tick() => {
+                            if keeper.keep_alive().await.is_err() {
+                                break;
+                            }
+                        }
+                        msg = responses.message() => match msg {
+                            Ok(Some(r)) if r.ttl() > 0 => {}
+                            _ => break,
+                        },
+                    }
+                }
+                lost.cancel();
+            });
+        }
+        let campaign = client.campaign(name.clone(), id.to_owned(), lease);
+        let resp = tokio::select! {
+            _ = cancel.cancelled() => {
+                lost.cancel();
+                let _ = client.lease_revoke(lease).await;
+                return Ok(None);
+            }
+            _ = lost.cancelled() => {
+                return Err(StoreError::LeaseLost { key: name });
+            }
+            r = campaign => r.map_err(req("campaign"))?,
+        };
+        let Some(leader) = resp.leader() else {
+            lost.cancel();
+            return Err(StoreError::LeaseLost { key: name });
+        };
+        Ok(Some(Leadership {
+            fence: Fence {
+                key: leader.key().to_vec(),
+                revision: leader.rev(),
+            },
+            lease,
+            lost,
+            store: store.clone(),
+        }))
+    }
+
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    /// Fires when leadership is lost.
+    pub fn lost(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    /// Step down now (on shutdown), so another controller takes over without waiting
+    /// for the lease to expire.
+    pub async fn resign(self) {
+        self.lost.cancel();
+        let _ = self.store.client().lease_revoke(self.lease).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fence_compares_key_and_revision() {
+        let a = super::Fence {
+            key: b"/berth/leader/1".to_vec(),
+            revision: 5,
+        };
+        assert_ne!(
+            a,
+            super::Fence {
+                key: b"/berth/leader/1".to_vec(),
+                revision: 6
+            }
+        );
+    }
+}

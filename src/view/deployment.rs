@@ -1,0 +1,620 @@
+//! The deployment map behind `berth status`: each stack's phase and progress, then per
+//! host the services it runs with state, health, restarts, published ports and what each
+//! connects to.
+
+use std::collections::BTreeMap;
+
+use super::table::{truncate, Table};
+use crate::assignment::{PortBinding, Slot};
+use crate::controller::world::World;
+use crate::spec::Stack;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentMap {
+    pub stacks: Vec<StackLine>,
+    pub hosts: Vec<HostLine>,
+    /// Services the scheduler could not place, with the reason.
+    pub unscheduled: Vec<Unscheduled>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackLine {
+    pub id: String,
+    /// The status phase, or `Unknown` before the controller wrote a status.
+    pub phase: String,
+    /// Services running and healthy (or without a check), over all services.
+    pub running: usize,
+    pub services: usize,
+    /// The spec revision the status reflects.
+    pub revision: Option<i64>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostLine {
+    pub id: String,
+    pub address: Option<String>,
+    /// As `berth hosts` says: `Ready`, `NotReady`, `Cordoned` or `Draining`.
+    pub state: &'static str,
+    pub slots: Vec<SlotLine>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotLine {
+    pub stack: String,
+    /// `service`, or `service.<replica>` when the service has several replicas.
+    pub name: String,
+    pub state: String,
+    pub health: String,
+    pub restarts: u32,
+    /// Published ports, `host->container` (`/udp` when not tcp).
+    pub ports: Vec<String>,
+    /// Each dependency as `name=address` where an address was injected, else `name`
+    /// (reached by service name on the stack network).
+    pub connects: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unscheduled {
+    pub stack: String,
+    pub service: String,
+    pub reason: String,
+}
+
+/// The map of every stack, or only of stack `only` (and the hosts running it).
+pub fn deployment_map(w: &World, only: Option<&str>) -> DeploymentMap {
+    let wanted = |id: &str| only.is_none_or(|o| o == id);
+    // Leniently: an invalid spec still tells which services depend on which.
+    let specs: BTreeMap<&str, Stack> = w
+        .stacks
+        .iter()
+        .filter(|(id, _)| wanted(id))
+        .map(|(id, (_, raw))| (id.as_str(), serde_json::from_slice(raw).unwrap_or_default()))
+        .collect();
+    let mut ids: Vec<&String> = w.stacks.keys().chain(w.statuses.keys()).collect();
+    ids.sort();
+    ids.dedup();
+    let stacks = ids
+        .into_iter()
+        .filter(|id| wanted(id))
+        .map(|id| stack_line(w, specs.get(id.as_str()), id))
+        .collect();
+
+    let mut hosts: BTreeMap<&str, HostLine> = BTreeMap::new();
+    if only.is_none() {
+        // Every registered host shows, idle or not: an empty host is news too.
+        for (id, h) in &w.hosts {
+            hosts.insert(id, host_line(w, id, Some(h.address.clone())));
+        }
+    }
+    let mut ordered: Vec<(&str, u32, &str, u32, SlotLine)> = Vec::new();
+    for ((host, stack), (a, _)) in &w.assignments {
+        if !wanted(stack) {
+            continue;
+        }
+        hosts
+            .entry(host)
+            .or_insert_with(|| host_line(w, host, w.hosts.get(host).map(|h| h.address.clone())));
+        for slot in &a.slots {
+            ordered.push((
+                host,
+                slot.order,
+                &slot.service,
+                slot.replica,
+                slot_line(w, specs.get(stack.as_str()), host, stack, slot),
+            ));
+        }
+    }
+    // Dependencies first within a stack, as they start.
+    ordered.sort_by(|a, b| (a.0, &a.4.stack, a.1, a.2, a.3).cmp(&(b.0, &b.4.stack, b.1, b.2, b.3)));
+    for (host, _, _, _, line) in ordered {
+        if let Some(h) = hosts.get_mut(host) {
+            h.slots.push(line);
+        }
+    }
+
+    let unscheduled = w
+        .statuses
+        .iter()
+        .filter(|(id, _)| wanted(id))
+        .filter_map(|(id, (st, _))| Some((id, st.as_ref()?)))
+        .flat_map(|(id, st)| {
+            st.services
+                .iter()
+                .filter(|(_, svc)| svc.host.is_none())
+                .map(|(name, svc)| Unscheduled {
+                    stack: id.clone(),
+                    service: name.clone(),
+                    reason: svc.message.clone().unwrap_or_default(),
+                })
+        })
+        .collect();
+
+    DeploymentMap {
+        stacks,
+        hosts: hosts.into_values().collect(),
+        unscheduled,
+    }
+}
+
+fn host_line(w: &World, id: &str, address: Option<String>) -> HostLine {
+    HostLine {
+        id: id.to_owned(),
+        address,
+        state: super::hosts::state(w, id),
+        slots: Vec::new(),
+    }
+}
+
+fn stack_line(w: &World, spec: Option<&Stack>, id: &str) -> StackLine {
+    match w.statuses.get(id).and_then(|(st, _)| st.as_ref()) {
+        Some(st) => StackLine {
+            id: id.to_owned(),
+            phase: st.phase.as_str().to_owned(),
+            running: st
+                .services
+                .values()
+                .filter(|svc| {
+                    svc.state == "running" && matches!(svc.health.as_str(), "healthy" | "none")
+                })
+                .count(),
+            services: st.services.len(),
+            revision: Some(st.observed_revision),
+            message: st.message.clone(),
+        },
+        None => StackLine {
+            id: id.to_owned(),
+            phase: "Unknown".to_owned(),
+            running: 0,
+            services: spec.map_or(0, |st| st.item_list_element.len()),
+            revision: None,
+            message: "no status yet: is a controller running?".to_owned(),
+        },
+    }
+}
+
+fn slot_line(w: &World, spec: Option<&Stack>, host: &str, stack: &str, slot: &Slot) -> SlotLine {
+    let report = w.reports.iter().find(|r| {
+        r.host == host && r.stack == stack && r.service == slot.service && r.replica == slot.replica
+    });
+    let spec = spec.and_then(|st| {
+        st.item_list_element
+            .iter()
+            .find(|svc| svc.name == slot.service)
+    });
+    let replicated = slot.replica > 1 || spec.is_some_and(|svc| svc.replica_count() > 1);
+    let connects = spec
+        .map(|svc| {
+            svc.dependencies()
+                .into_iter()
+                .map(|dep| connection(dep, &slot.container.env))
+                .collect()
+        })
+        .unwrap_or_default();
+    SlotLine {
+        stack: stack.to_owned(),
+        name: if replicated {
+            slot.key()
+        } else {
+            slot.service.clone()
+        },
+        state: report.map_or_else(|| "pending".to_owned(), |r| r.state.clone()),
+        health: report.map_or_else(|| "-".to_owned(), |r| r.health.clone()),
+        restarts: report.map_or(0, |r| r.restarts),
+        ports: slot.container.ports.iter().filter_map(published).collect(),
+        connects,
+    }
+}
+
+fn published(p: &PortBinding) -> Option<String> {
+    let host = p.host_port?;
+    let proto = if p.protocol == "tcp" {
+        String::new()
+    } else {
+        format!("/{}", p.protocol)
+    };
+    Some(format!("{host}->{}{proto}", p.container_port))
+}
+
+/// How a service reaches dependency `dep`: the injected `<DEP>_URL`, else
+/// `<DEP>_HOST:<DEP>_PORT`, else only its name on the stack network.
+fn connection(dep: &str, env: &BTreeMap<String, String>) -> String {
+    let prefix = dep.to_ascii_uppercase().replace('-', "_");
+    if let Some(url) = env.get(&format!("{prefix}_URL")) {
+        return format!("{dep}={}", redact(url));
+    }
+    match (
+        env.get(&format!("{prefix}_HOST")),
+        env.get(&format!("{prefix}_PORT")),
+    ) {
+        (Some(h), Some(p)) => format!("{dep}={h}:{p}"),
+        _ => dep.to_owned(),
+    }
+}
+
+/// A connection string with its secrets replaced by `***`: the password of a URL's
+/// `user:password@`, and the value of any `password=`/`secret=`/`token=`-like pair. A
+/// terminal is often shared or recorded; the address is what an operator needs.
+pub fn redact(s: &str) -> String {
+    let mut out = s.to_owned();
+    if let Some(scheme) = out.find("://") {
+        let start = scheme + 3;
+        let end = out[start..].find('/').map_or(out.len(), |i| start + i);
+        if let Some(at) = out[start..end].rfind('@') {
+            if let Some(colon) = out[start..start + at].find(':') {
+                out.replace_range(start + colon + 1..start + at, "***");
+            }
+        }
+    }
+    let separators = [';', '&', '?'];
+    let mut redacted = String::with_capacity(out.len());
+    for piece in out.split_inclusive(separators) {
+        let pair = piece.trim_end_matches(separators);
+        match pair.split_once('=') {
+            Some((k, _)) if is_secret_name(k) => {
+                redacted.push_str(k);
+                redacted.push_str("=***");
+            }
+            _ => redacted.push_str(pair),
+        }
+        redacted.push_str(&piece[pair.len()..]);
+    }
+    redacted
+}
+
+fn is_secret_name(key: &str) -> bool {
+    let k = key.trim().to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "key"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// The map as text for a `width`-column terminal.
+pub fn render(map: &DeploymentMap, width: usize) -> String {
+    let mut out = String::new();
+    if map.stacks.is_empty() && map.hosts.is_empty() {
+        return "no stacks and no hosts yet\n".to_owned();
+    }
+    if map.stacks.is_empty() {
+        out.push_str("no stacks\n");
+    } else {
+        let mut t = Table::new(&["STACK", "PHASE", "SERVICES", "REV", "MESSAGE"]);
+        for s in &map.stacks {
+            t.row(vec![
+                s.id.clone(),
+                s.phase.clone(),
+                format!("{}/{} services running", s.running, s.services),
+                s.revision.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+                s.message.clone(),
+            ]);
+        }
+        out.push_str(&t.render(width));
+    }
+    for h in &map.hosts {
+        out.push('\n');
+        let heading = format!(
+            "HOST {}  {}  {}",
+            h.id,
+            h.address.as_deref().unwrap_or("-"),
+            h.state
+        );
+        out.push_str(&truncate(&heading, width));
+        out.push('\n');
+        if h.slots.is_empty() {
+            out.push_str("  (no services)\n");
+            continue;
+        }
+        let mut t = Table::new(&[
+            "SERVICE",
+            "STATE",
+            "HEALTH",
+            "RESTARTS",
+            "PORTS",
+            "CONNECTS TO",
+        ])
+        .indented(2);
+        for s in &h.slots {
+            t.row(vec![
+                format!("{}/{}", s.stack, s.name),
+                s.state.clone(),
+                s.health.clone(),
+                s.restarts.to_string(),
+                dash_if_empty(s.ports.join(",")),
+                dash_if_empty(s.connects.join(", ")),
+            ]);
+        }
+        out.push_str(&t.render(width));
+    }
+    if !map.unscheduled.is_empty() {
+        out.push_str("\nUNSCHEDULED\n");
+        let mut t = Table::new(&["SERVICE", "REASON"]).indented(2);
+        for u in &map.unscheduled {
+            t.row(vec![format!("{}/{}", u.stack, u.service), u.reason.clone()]);
+        }
+        out.push_str(&t.render(width));
+    }
+    out
+}
+
+fn dash_if_empty(s: String) -> String {
+    if s.is_empty() {
+        "-".to_owned()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{kv, world};
+    use super::*;
+    use crate::store::keys;
+    use serde_json::{json, Value};
+
+    fn host(id: &str, address: &str) -> crate::store::Kv {
+        kv(keys::host(id), json!({"id": id, "address": address}))
+    }
+
+    /// A stack whose `app` depends on `db` (published 15432, with a URL template) and on
+    /// `cache` (unpublished, reached by name); `web` has two replicas.
+    fn shop() -> crate::store::Kv {
+        kv(
+            keys::stack("shop"),
+            json!({"itemListElement": [
+                {"name": "db", "image": "pg"},
+                {"name": "cache", "image": "redis"},
+                {"name": "app", "image": "app", "requirements": ["cache"],
+                 "softwareRequirements": [{"name": "db"}]},
+                {"name": "web", "image": "web", "replicas": 2}
+            ]}),
+        )
+    }
+
+    fn slot(service: &str, replica: u32, order: u32, env: Value, ports: Value) -> Value {
+        json!({"service": service, "replica": replica, "order": order,
+               "container": {"image": "x", "env": env, "ports": ports}})
+    }
+
+    fn assignment(host: &str, slots: Vec<Value>) -> crate::store::Kv {
+        kv(
+            keys::assignment(host, "shop"),
+            json!({"stack": "shop", "specRevision": 7, "desiredState": "running",
+                   "network": {"name": "berth-shop", "driver": "bridge"}, "slots": slots}),
+        )
+    }
+
+    fn report(
+        host: &str,
+        slot: &str,
+        state: &str,
+        health: &str,
+        restarts: u32,
+    ) -> crate::store::Kv {
+        let (service, replica) = slot.split_once('.').unwrap();
+        kv(
+            keys::report(host, "shop", slot),
+            json!({"stack": "shop", "service": service, "replica": replica.parse::<u32>().unwrap(),
+                   "host": host, "specRevision": 7, "specHash": "h", "state": state,
+                   "health": health, "restarts": restarts}),
+        )
+    }
+
+    fn status(services: Value) -> crate::store::Kv {
+        kv(
+            keys::status("shop"),
+            json!({"stack": "shop", "observedRevision": 7, "phase": "Progressing",
+                   "message": "3/5 containers running", "services": services}),
+        )
+    }
+
+    fn converging_shop() -> Vec<crate::store::Kv> {
+        vec![
+            shop(),
+            host("h1", "10.0.0.1"),
+            host("idle", "10.0.0.9"),
+            assignment(
+                "h1",
+                vec![
+                    slot(
+                        "db",
+                        1,
+                        0,
+                        json!({}),
+                        json!([{"containerPort": 5432, "hostPort": 15432, "protocol": "tcp"}]),
+                    ),
+                    slot(
+                        "cache",
+                        1,
+                        0,
+                        json!({}),
+                        json!([{"containerPort": 6379, "protocol": "tcp"}]),
+                    ),
+                    slot(
+                        "app",
+                        1,
+                        1,
+                        json!({"DB_HOST": "10.0.0.1", "DB_PORT": "15432",
+                               "DB_URL": "postgres://shop:hunter2@10.0.0.1:15432/shop"}),
+                        json!([{"containerPort": 53, "hostPort": 18053, "protocol": "udp"}]),
+                    ),
+                ],
+            ),
+            // h2 holds slots but its registration lease is gone.
+            assignment(
+                "h2",
+                vec![
+                    slot("web", 1, 0, json!({}), json!([])),
+                    slot("web", 2, 0, json!({}), json!([])),
+                ],
+            ),
+            report("h1", "db.1", "running", "healthy", 0),
+            report("h1", "cache.1", "running", "none", 0),
+            report("h1", "app.1", "running", "starting", 2),
+            report("h2", "web.1", "running", "none", 0),
+            status(json!({
+                "db": {"host": "h1", "state": "running", "health": "healthy", "restarts": 0},
+                "cache": {"host": "h1", "state": "running", "health": "none", "restarts": 0},
+                "app": {"host": "h1", "state": "running", "health": "starting", "restarts": 2},
+                "web": {"host": "h2", "state": "pending", "health": "none", "restarts": 0},
+                "extra": {"state": "pending", "health": "none", "restarts": 0,
+                          "message": "no ready host has 2 cpus free"}
+            })),
+        ]
+    }
+
+    #[test]
+    fn deployment_map_cases() {
+        let map = deployment_map(&world(&converging_shop()), None);
+        let h1 = map.hosts.iter().find(|h| h.id == "h1").unwrap();
+        let h2 = map.hosts.iter().find(|h| h.id == "h2").unwrap();
+        let app = h1.slots.iter().find(|s| s.name == "app").unwrap();
+        let db = h1.slots.iter().find(|s| s.name == "db").unwrap();
+        let cases: Vec<(&str, bool)> = vec![
+            (
+                "a converging stack counts services running and healthy",
+                map.stacks[0].running == 2 && map.stacks[0].services == 5,
+            ),
+            ("the status phase and revision show", map.stacks[0].phase == "Progressing" && map.stacks[0].revision == Some(7)),
+            ("a registered host is ready with its address", h1.state == "Ready" && h1.address.as_deref() == Some("10.0.0.1")),
+            ("a host with slots but no registration is not ready", h2.state == "NotReady" && h2.address.is_none()),
+            ("an idle registered host still shows", map.hosts.iter().any(|h| h.id == "idle" && h.slots.is_empty())),
+            (
+                "dependencies start first on a host",
+                h1.slots.iter().map(|s| s.name.as_str()).collect::<Vec<_>>() == ["cache", "db", "app"],
+            ),
+            (
+                "a dependency with an injected URL shows it, password hidden; one without shows its name",
+                app.connects == ["cache", "db=postgres://shop:***@10.0.0.1:15432/shop"],
+            ),
+            ("published ports show as host->container", db.ports == ["15432->5432"]),
+            ("udp ports say so", app.ports == ["18053->53/udp"]),
+            ("unpublished ports do not show", h1.slots.iter().find(|s| s.name == "cache").unwrap().ports.is_empty()),
+            ("restarts and health come from the agent's report", app.restarts == 2 && app.health == "starting"),
+            (
+                "replicas are named service.n",
+                h2.slots.iter().map(|s| s.name.as_str()).collect::<Vec<_>>() == ["web.1", "web.2"],
+            ),
+            (
+                "a slot without a report is pending",
+                h2.slots[1].state == "pending" && h2.slots[1].health == "-",
+            ),
+            (
+                "an unplaced service lists with its reason",
+                map.unscheduled
+                    == [Unscheduled {
+                        stack: "shop".into(),
+                        service: "extra".into(),
+                        reason: "no ready host has 2 cpus free".into(),
+                    }],
+            ),
+        ];
+        for (name, ok) in cases {
+            assert!(ok, "{name}: {map:#?}");
+        }
+    }
+
+    #[test]
+    fn filtering_by_stack_shows_only_its_stack_and_hosts() {
+        let mut kvs = converging_shop();
+        kvs.push(kv(
+            keys::stack("other"),
+            json!({"itemListElement": [{"name": "x", "image": "x"}]}),
+        ));
+        let all = deployment_map(&world(&kvs), None);
+        assert_eq!(all.stacks.len(), 2);
+        let other = deployment_map(&world(&kvs), Some("other"));
+        assert_eq!(other.stacks.len(), 1);
+        assert_eq!(other.stacks[0].phase, "Unknown", "no status written yet");
+        assert_eq!(other.stacks[0].services, 1);
+        assert!(
+            other.hosts.is_empty(),
+            "idle hosts only show in the full map"
+        );
+        assert!(other.unscheduled.is_empty());
+        let shop = deployment_map(&world(&kvs), Some("shop"));
+        assert_eq!(
+            shop.hosts.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+            ["h1", "h2"]
+        );
+    }
+
+    #[test]
+    fn redact_hides_passwords_and_secret_parameters_but_keeps_addresses() {
+        let cases = [
+            (
+                "no secret",
+                "redis://10.0.0.2:16379",
+                "redis://10.0.0.2:16379",
+            ),
+            (
+                "user without password",
+                "postgres://shop@db:5432/x",
+                "postgres://shop@db:5432/x",
+            ),
+            (
+                "url password",
+                "postgres://u:p@ss@db:5432/x",
+                "postgres://u:***@db:5432/x",
+            ),
+            (
+                "query secret",
+                "http://h:1/x?user=a&password=b",
+                "http://h:1/x?user=a&password=***",
+            ),
+            (
+                "semicolon pairs",
+                "Server=db;Uid=sa;Pwd=secret;",
+                "Server=db;Uid=sa;Pwd=***;",
+            ),
+            ("api key", "http://h/?api_key=abc", "http://h/?api_key=***"),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(redact(input), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn rendered_map_fits_eighty_columns_and_shows_the_counter() {
+        let mut kvs = converging_shop();
+        kvs.push(assignment(
+            "h3",
+            vec![slot(
+                "app",
+                1,
+                1,
+                json!({"DB_URL": format!("postgres://10.0.0.1:15432/{}", "x".repeat(120)), "CACHE_HOST": "10.0.0.3", "CACHE_PORT": "16379"}),
+                json!([]),
+            )],
+        ));
+        let text = render(&deployment_map(&world(&kvs), None), 80);
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 80,
+                "{} chars: {line}",
+                line.chars().count()
+            );
+        }
+        let expected = [
+            "2/5 services running",
+            "HOST h1  10.0.0.1  Ready",
+            "HOST h2  -  NotReady",
+            "HOST idle  10.0.0.9  Ready\n  (no services)",
+            "shop/web.2",
+            "cache=10.0.0.3:16379",
+            "…",
+            "UNSCHEDULED",
+            "shop/extra  no ready host has 2 cpus free",
+        ];
+        for want in expected {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn rendering_nothing_says_so() {
+        let empty = deployment_map(&World::default(), None);
+        assert_eq!(render(&empty, 80), "no stacks and no hosts yet\n");
+        let idle = deployment_map(&world(&[host("h1", "10.0.0.1")]), None);
+        assert!(render(&idle, 80).starts_with("no stacks\n"));
+    }
+}

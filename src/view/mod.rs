@@ -1,0 +1,52 @@
+//! What operators read in a terminal (`berth status`, `berth hosts`): pure rendering of
+//! the decoded cluster ([`World`]) into tables that fit 80 columns and into stable JSON.
+
+mod deployment;
+mod hosts;
+mod table;
+
+pub use deployment::{
+    deployment_map, redact, render as render_deployment, DeploymentMap, HostLine, SlotLine,
+    StackLine, Unscheduled,
+};
+pub use hosts::{hosts, render as render_hosts, HostView};
+pub use table::{truncate, Table};
+
+use crate::controller::world::World;
+use crate::store::{Cache, Kv};
+
+/// The terminal width views fit by default.
+pub const DEFAULT_WIDTH: usize = 80;
+
+/// Decode listed pairs (keys relative to the prefix) as one consistent view.
+pub fn world_of(kvs: Vec<Kv>, revision: i64) -> World {
+    World::decode(&Cache {
+        entries: kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
+        revision,
+    })
+}
+
+/// Does stack `id` exist, as a spec or as a status still being cleaned up?
+pub fn has_stack(w: &World, id: &str) -> bool {
+    w.stacks.contains_key(id) || w.statuses.contains_key(id)
+}
+
+#[cfg(test)]
+mod fixtures {
+    //! Worlds for tests, built from values the way etcd holds them.
+
+    use super::*;
+
+    pub fn kv(key: String, value: serde_json::Value) -> Kv {
+        Kv {
+            key,
+            value: value.to_string().into_bytes(),
+            mod_revision: 1,
+            lease: 0,
+        }
+    }
+
+    pub fn world(kvs: &[Kv]) -> World {
+        world_of(kvs.to_vec(), 1)
+    }
+}
