@@ -1,5 +1,5 @@
 # The two commands the README promises: `make run` and `make test`.
-.PHONY: setup build run test unit lint image clean
+.PHONY: setup build run test unit lint image clean crds
 
 CARGO ?= cargo
 
@@ -24,6 +24,10 @@ test: lint
 
 unit:
 	$(CARGO) test --lib
+
+# Regenerate crds/ from the types in src/spec; tests/crds.rs fails until this is re-run.
+crds:
+	$(CARGO) run --quiet -- schema crds --out crds
 
 image: setup
 

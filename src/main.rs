@@ -19,7 +19,6 @@ use berth::serve::{self, ReadyCheck};
 use berth::spec;
 use berth::store::{keys, Cache, Reflector, Store};
 use berth::telemetry::{self, LogFormat};
-use berth::view::Snapshot;
 
 #[derive(Parser)]
 #[command(
@@ -589,13 +588,12 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Hosts { etcd, view } => {
             let store = connect(&etcd).await?;
-            let (mut kvs, _) = store.list(keys::HOSTS).await?;
-            kvs.extend(store.list(keys::ASSIGNMENTS).await?.0);
-            let hosts = berth::view::hosts(&Snapshot::from_kvs(&kvs));
-            match view.output {
-                Output::Table => print!("{}", berth::view::render_hosts(&hosts, view.width)),
-                Output::Json => println!("{}", serde_json::to_string_pretty(&hosts)?),
-            }
+            let (kvs, revision) = store.list("").await?;
+            let hosts = berth::view::hosts(&berth::view::world_of(kvs, revision));
+            emit(&match view.output {
+                Output::Table => berth::view::render_hosts(&hosts, view.width),
+                Output::Json => serde_json::to_string_pretty(&hosts)? + "\n",
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -603,16 +601,18 @@ async fn run(command: Command) -> Result<ExitCode> {
 
 /// `berth status` once: the map, or the status objects as JSON.
 async fn status(store: Store, id: Option<String>, view: ViewArgs) -> Result<ExitCode> {
-    let (kvs, _) = store.list("").await?;
-    let snapshot = Snapshot::from_kvs(&kvs);
+    let (kvs, revision) = store.list("").await?;
+    let world = berth::view::world_of(kvs, revision);
     if let Some(i) = &id {
-        if !snapshot.has_stack(i) {
+        if !berth::view::has_stack(&world, i) {
             eprintln!("no stack {i}");
             return Ok(ExitCode::from(1));
         }
     }
-    match status_text(&snapshot, id.as_deref(), &view, true)? {
-        Some(text) => print!("{text}"),
+    match status_text(&world, id.as_deref(), &view, true)? {
+        Some(text) => {
+            emit(&text)?;
+        }
         None => {
             eprintln!("stack {} has no status yet", id.unwrap_or_default());
             return Ok(ExitCode::from(1));
@@ -624,51 +624,63 @@ async fn status(store: Store, id: Option<String>, view: ViewArgs) -> Result<Exit
 /// `berth status --watch`: list-then-watch every key and redraw whenever what would be
 /// printed changes (most report writes change nothing visible).
 async fn watch_status(store: Store, id: Option<String>, view: ViewArgs) -> Result<ExitCode> {
-    use std::io::{IsTerminal, Write};
-    let cancel = shutdown_token();
+    use std::io::IsTerminal;
+    let cancel = CancellationToken::new();
+    // Dropped on return, so the watch stops with the command.
+    let _stop = cancel.clone().drop_guard();
     let reflector = Reflector::spawn(store, String::new(), cancel.clone());
     let mut changes = reflector.subscribe();
     let redraw = view.output == Output::Table && std::io::stdout().is_terminal();
     let mut last = None;
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => break,
+            _ = tokio::signal::ctrl_c() => break,
             changed = changes.changed() => if changed.is_err() { break },
         }
-        let Some((snapshot, revision)) = reflector
-            .read(|c| (Snapshot::from_kvs(c.entries.values()), c.revision))
-            .await
+        let Some((world, revision)) = reflector.read(|c| (World::decode(c), c.revision)).await
         else {
             continue;
         };
         // A stack that does not exist yet may be created while we watch: show `null`.
-        let text = status_text(&snapshot, id.as_deref(), &view, false)?
+        let text = status_text(&world, id.as_deref(), &view, false)?
             .unwrap_or_else(|| "null\n".to_owned());
         if last.as_ref() == Some(&text) {
             continue;
         }
-        let mut out = std::io::stdout().lock();
-        if redraw {
+        let frame = if redraw {
             // Clear the screen and home the cursor, like watch(1).
-            write!(out, "\x1b[H\x1b[2J")?;
-            writeln!(
-                out,
-                "revision {revision}; redraws on every change; Ctrl-C stops\n"
-            )?;
+            format!(
+                "\x1b[H\x1b[2Jrevision {revision}; redraws on every change; Ctrl-C stops\n\n{text}"
+            )
         } else if last.is_some() && view.output == Output::Table {
-            writeln!(out)?;
+            format!("\n{text}")
+        } else {
+            text.clone()
+        };
+        if !emit(&frame)? {
+            break;
         }
-        write!(out, "{text}")?;
-        out.flush()?;
         last = Some(text);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `berth status` prints for `snapshot`; `None` when JSON for stack `id` is asked
+/// Print `text`; `Ok(false)` once the reader went away (`berth status | head`), which
+/// ends the output instead of panicking like `print!` does.
+fn emit(text: &str) -> Result<bool> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What `berth status` prints for `world`; `None` when JSON for stack `id` is asked
 /// and it has no status. `pretty` JSON for one-shot output, one line per change otherwise.
 fn status_text(
-    snapshot: &Snapshot,
+    world: &World,
     id: Option<&str>,
     view: &ViewArgs,
     pretty: bool,
@@ -683,15 +695,19 @@ fn status_text(
     }
     Ok(match (view.output, id) {
         (Output::Table, _) => Some(berth::view::render_deployment(
-            &berth::view::deployment_map(snapshot, id),
+            &berth::view::deployment_map(world, id),
             view.width,
         )),
-        (Output::Json, Some(i)) => match snapshot.statuses.get(i) {
-            Some(st) => Some(json(st, pretty)?),
-            None => None,
+        (Output::Json, Some(i)) => match world.statuses.get(i) {
+            Some((Some(st), _)) => Some(json(st, pretty)?),
+            _ => None,
         },
         (Output::Json, None) => {
-            let all: Vec<_> = snapshot.statuses.values().collect();
+            let all: Vec<_> = world
+                .statuses
+                .values()
+                .filter_map(|(st, _)| st.as_ref())
+                .collect();
             Some(json(&all, pretty)?)
         }
     })

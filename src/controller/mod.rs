@@ -245,10 +245,13 @@ impl Controller {
         let decision = decide(&world, &self.parsed, &absent, &opts);
         metrics::SCHEDULING_DURATION.observe(started.elapsed().as_secs_f64());
         let placement = &decision.placement;
-        metrics::STORM_GUARD.set(placement.storm.is_some() as i64);
-        if let Some(why) = &placement.storm {
-            tracing::warn!("{why}");
+        if metrics::STORM_GUARD.get() != placement.storm.is_some() as i64 {
+            match &placement.storm {
+                Some(why) => tracing::warn!("storm guard on: {why}"),
+                None => tracing::info!("storm guard off: rescheduling resumes"),
+            }
         }
+        metrics::STORM_GUARD.set(placement.storm.is_some() as i64);
         for m in &placement.moves {
             tracing::info!(stack = %m.slot.stack, service = %m.slot.service, replica = m.slot.replica, from = %m.from, to = %m.to, reason = m.reason.as_str(), "rescheduling slot");
         }

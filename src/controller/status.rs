@@ -103,6 +103,11 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
     for (svc, why) in &i.unschedulable {
         services
             .entry((*svc).to_owned())
+            .and_modify(|s| {
+                if s.message.is_none() {
+                    s.message = Some((*why).to_owned());
+                }
+            })
             .or_insert_with(|| ServiceStatus {
                 state: "pending".to_owned(),
                 health: "none".to_owned(),

@@ -8,7 +8,7 @@
 //! by the stack's strategy, through one filter (readiness, cordon, labels, capacity,
 //! ports) and a strategy-specific choice among the hosts that pass.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::spec::{
     DeploymentMode, HostConstraints, HostRegistration, PlacementStrategy, Service, Stack,
@@ -184,10 +184,20 @@ struct Range {
     max_slots: usize,
 }
 
+/// On clusters larger than this, `auto` scores only this many of the least-loaded hosts
+/// that fit (and as many in the preferred datacenter), like the kube scheduler's
+/// percentageOfNodesToScore: placement stays fast and still deterministic.
+const SCORE_LIMIT: usize = 100;
+
 struct Scheduler<'a> {
     hosts: Vec<&'a HostView<'a>>,
     by_id: BTreeMap<&'a str, usize>,
     books: Vec<Book>,
+    /// `(slots, host index)`, so the least-loaded hosts come first.
+    load: BTreeSet<(usize, usize)>,
+    /// Hosts holding each stack's slots, and each service's.
+    by_stack: HashMap<String, Vec<usize>>,
+    by_service: HashMap<(String, String), Vec<usize>>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -211,15 +221,26 @@ impl<'a> Scheduler<'a> {
                 ..Book::default()
             })
             .collect();
+        let load = (0..sorted.len()).map(|h| (0, h)).collect();
         Scheduler {
             hosts: sorted,
             by_id,
             books,
+            load,
+            by_stack: HashMap::new(),
+            by_service: HashMap::new(),
         }
     }
 
-    fn book(&mut self, h: usize, need: &Need<'_>) {
+    fn book(&mut self, h: usize, need: &Need<'_>, slot: &SlotId) {
         let b = &mut self.books[h];
+        self.load.remove(&(b.slots, h));
+        self.load.insert((b.slots + 1, h));
+        self.by_stack.entry(slot.stack.clone()).or_default().push(h);
+        self.by_service
+            .entry((slot.stack.clone(), slot.service.clone()))
+            .or_default()
+            .push(h);
         b.slots += 1;
         b.cpus += need.cpus;
         b.memory_mb += need.memory_mb;
@@ -358,6 +379,54 @@ impl<'a> Scheduler<'a> {
         s
     }
 
+    /// Hosts passing `ok`, least loaded first, at most `limit` of them (all on small
+    /// clusters), skipping `exclude`.
+    fn feasible(&self, limit: usize, exclude: &[usize], ok: impl Fn(usize) -> bool) -> Vec<usize> {
+        let limit = if self.hosts.len() <= 2 * SCORE_LIMIT {
+            usize::MAX
+        } else {
+            limit
+        };
+        self.load
+            .iter()
+            .map(|(_, h)| *h)
+            .filter(|h| !exclude.contains(h) && ok(*h))
+            .take(limit)
+            .collect()
+    }
+
+    /// Candidates for one slot: the least-loaded fitting hosts, plus for `auto` the
+    /// least-loaded ones in the preferred datacenter so the preference can win.
+    fn candidates(
+        &self,
+        strategy: PlacementStrategy,
+        pool: Option<&[bool]>,
+        need: &Need<'_>,
+        extra: &Book,
+        exclude: &[usize],
+    ) -> Vec<usize> {
+        let in_pool = |h: usize| pool.is_none_or(|p| p[h]);
+        let fits = |h: usize| in_pool(h) && self.filter(h, need, extra).is_ok();
+        let limit = match strategy {
+            PlacementStrategy::Spread | PlacementStrategy::Datacenter => 1,
+            _ => SCORE_LIMIT,
+        };
+        let mut c = self.feasible(limit, exclude, fits);
+        if limit > 1 {
+            if let Some(dc) = need.preferred_dc {
+                let in_dc = self.feasible(limit, exclude, |h| {
+                    self.hosts[h].reg.datacenter.as_deref() == Some(dc) && fits(h)
+                });
+                for h in in_dc {
+                    if !c.contains(&h) {
+                        c.push(h);
+                    }
+                }
+            }
+        }
+        c
+    }
+
     /// Among `candidates` (already filtered), the host the strategy picks.
     fn choose(
         &self,
@@ -491,7 +560,7 @@ pub fn plan(
             };
             match reason {
                 None => {
-                    s.book(h, &need);
+                    s.book(h, &need, &slot);
                     if pinned.is_some() && view.liveness != Liveness::Ready {
                         out.unschedulable.insert(
                             (slot.stack.clone(), slot.service.clone()),
@@ -517,12 +586,7 @@ pub fn plan(
     for (id, stack, slots) in pending {
         let strategy = stack.strategy();
         let single = stack.mode() == DeploymentMode::SingleHost;
-        let placed_here: Vec<usize> = out
-            .hosts
-            .iter()
-            .filter(|(sl, _)| sl.stack == id)
-            .filter_map(|(_, h)| s.by_id.get(h.as_str()).copied())
-            .collect();
+        let placed_here: Vec<usize> = s.by_stack.get(id).cloned().unwrap_or_default();
 
         // Single-host stacks choose one host for all their remaining slots at once.
         let mut stack_choice: Option<Result<usize, String>> = None;
@@ -547,19 +611,17 @@ pub fn plan(
                 }
             } else {
                 // Every slot's checks against each host, with the other slots' load.
-                let candidates: Vec<usize> = (0..s.hosts.len())
-                    .filter(|h| {
-                        slots.iter().all(|p| {
-                            let mut others = together.clone();
-                            others.cpus -= p.need.cpus;
-                            others.memory_mb -= p.need.memory_mb;
-                            for port in &p.need.ports {
-                                others.ports.remove(port);
-                            }
-                            s.filter(*h, &p.need, &others).is_ok()
-                        })
+                let candidates = s.feasible(SCORE_LIMIT, &[], |h| {
+                    slots.iter().all(|p| {
+                        let mut others = together.clone();
+                        others.cpus -= p.need.cpus;
+                        others.memory_mb -= p.need.memory_mb;
+                        for port in &p.need.ports {
+                            others.ports.remove(port);
+                        }
+                        s.filter(h, &p.need, &others).is_ok()
                     })
-                    .collect();
+                });
                 let first = &slots[0].need;
                 s.choose(strategy, &candidates, first, &together)
                     .ok_or_else(|| s.explain(first, &Book::default(), None))
@@ -568,32 +630,32 @@ pub fn plan(
 
         // Datacenter stacks keep to one datacenter: the one they are in, else the
         // preferred one if anything fits there, else the first that fits.
-        let mut dc_hosts: Option<Vec<usize>> = None;
+        let mut dc_pool: Option<Vec<bool>> = None;
         if !single && strategy == PlacementStrategy::Datacenter {
-            let dc_of = |h: usize| s.hosts[h].reg.datacenter.clone().unwrap_or_default();
-            let existing = placed_here.first().map(|h| dc_of(*h));
-            let mut dcs: Vec<String> = (0..s.hosts.len())
+            let dc_of = |h: usize| s.hosts[h].reg.datacenter.as_deref().unwrap_or("");
+            let existing = placed_here.first().map(|h| dc_of(*h).to_owned());
+            let mut dcs: Vec<&str> = (0..s.hosts.len())
                 .map(dc_of)
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let preferred = slots
-                .iter()
-                .find_map(|p| p.need.preferred_dc.map(str::to_owned));
-            if let Some(p) = &preferred {
-                dcs.sort_by_key(|d| d != p);
+            if let Some(p) = slots.iter().find_map(|p| p.need.preferred_dc) {
+                dcs.sort_by_key(|d| *d != p);
             }
-            let fits_in = |dc: &String| {
+            let fits_in = |dc: &str| {
                 slots.iter().all(|p| {
-                    (0..s.hosts.len())
-                        .any(|h| &dc_of(h) == dc && s.filter(h, &p.need, &Book::default()).is_ok())
+                    !s.feasible(1, &[], |h| {
+                        dc_of(h) == dc && s.filter(h, &p.need, &Book::default()).is_ok()
+                    })
+                    .is_empty()
                 })
             };
-            let dc = existing.or_else(|| dcs.iter().find(|d| fits_in(d)).cloned());
-            dc_hosts = Some(match dc {
-                Some(dc) => (0..s.hosts.len()).filter(|h| dc_of(*h) == dc).collect(),
-                None => Vec::new(),
-            });
+            let dc = existing.or_else(|| dcs.iter().find(|d| fits_in(d)).map(|d| (*d).to_owned()));
+            dc_pool = Some(
+                (0..s.hosts.len())
+                    .map(|h| dc.as_deref() == Some(dc_of(h)))
+                    .collect(),
+            );
         }
 
         for p in slots {
@@ -623,39 +685,34 @@ pub fn plan(
                     Err(e) => Err(e.clone()),
                 }
             } else {
-                let pool: Vec<usize> = match &dc_hosts {
-                    Some(hs) => hs.clone(),
-                    None => (0..s.hosts.len()).collect(),
-                };
-                let candidates: Vec<usize> = pool
-                    .iter()
-                    .copied()
-                    .filter(|h| s.filter(*h, &p.need, &Book::default()).is_ok())
-                    .collect();
-                // Replicas of one service on distinct hosts when possible.
-                let siblings: BTreeSet<usize> = out
-                    .hosts
-                    .iter()
-                    .filter(|(sl, _)| sl.stack == p.slot.stack && sl.service == p.slot.service)
-                    .filter_map(|(_, h)| s.by_id.get(h.as_str()).copied())
-                    .collect();
-                let apart: Vec<usize> = candidates
-                    .iter()
-                    .copied()
-                    .filter(|h| !siblings.contains(h))
-                    .collect();
                 let strategy = if strategy == PlacementStrategy::Manual {
                     PlacementStrategy::Auto
                 } else {
                     strategy
                 };
-                s.choose(strategy, &apart, &p.need, &Book::default())
-                    .or_else(|| s.choose(strategy, &candidates, &p.need, &Book::default()))
-                    .ok_or_else(|| s.explain(&p.need, &Book::default(), dc_hosts.as_deref()))
+                let none = Book::default();
+                // Replicas of one service on distinct hosts when possible.
+                let siblings = s
+                    .by_service
+                    .get(&(p.slot.stack.clone(), p.slot.service.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                let pool = dc_pool.as_deref();
+                let apart = s.candidates(strategy, pool, &p.need, &none, &siblings);
+                s.choose(strategy, &apart, &p.need, &none)
+                    .or_else(|| {
+                        let any = s.candidates(strategy, pool, &p.need, &none, &[]);
+                        s.choose(strategy, &any, &p.need, &none)
+                    })
+                    .ok_or_else(|| {
+                        let within: Option<Vec<usize>> =
+                            pool.map(|p| (0..p.len()).filter(|h| p[*h]).collect());
+                        s.explain(&p.need, &none, within.as_deref())
+                    })
             };
             match chosen {
                 Ok(h) => {
-                    s.book(h, &p.need);
+                    s.book(h, &p.need, &p.slot);
                     let to = s.hosts[h].reg.id.clone();
                     if let Some((from, reason)) = p.from {
                         if from != to {
@@ -676,7 +733,7 @@ pub fn plan(
                     // Nowhere better to go: stay where it was rather than vanish.
                     if let Some((from, _)) = p.from {
                         if let Some(&h) = s.by_id.get(from.as_str()) {
-                            s.book(h, &p.need);
+                            s.book(h, &p.need, &p.slot);
                         }
                         out.hosts.insert(p.slot, from);
                     }

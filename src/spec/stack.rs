@@ -23,8 +23,8 @@ use super::validate::{
 /// A whole stack: the value of `/berth/stacks/<id>`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-// The one cross-field rule JSON Schema can express: `manual` placement needs a host on
-// every service.
+// The one rule spanning stack and services that JSON Schema can express: `manual`
+// placement needs a host on every service.
 #[schemars(extend(
     "required" = ["itemListElement"],
     "if" = {

@@ -100,7 +100,7 @@ pub struct ServiceStatus {
     /// `healthy`, `unhealthy`, `starting` or `none`.
     #[schemars(extend("enum" = ["healthy", "unhealthy", "starting", "none"]))]
     pub health: String,
-    /// Restarts Berth made since the container was created.
+    /// Times the agent restarted an exited container since the service's spec last changed.
     pub restarts: u32,
     /// Where dependents reach the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]

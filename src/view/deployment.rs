@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::table::{truncate, Table};
 use crate::assignment::{PortBinding, Slot};
 use crate::controller::world::World;
+use crate::report::SlotReport;
 use crate::spec::Stack;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +23,8 @@ pub struct StackLine {
     pub id: String,
     /// The status phase, or `Unknown` before the controller wrote a status.
     pub phase: String,
-    /// Services running and healthy (or without a check), over all services.
+    /// Services whose every slot runs the current revision and is healthy (or has no
+    /// check), over all services.
     pub running: usize,
     pub services: usize,
     /// The spec revision the status reflects.
@@ -147,36 +149,55 @@ fn host_line(w: &World, id: &str, address: Option<String>) -> HostLine {
 }
 
 fn stack_line(w: &World, spec: Option<&Stack>, id: &str) -> StackLine {
-    match w.statuses.get(id).and_then(|(st, _)| st.as_ref()) {
-        Some(st) => StackLine {
-            id: id.to_owned(),
-            phase: st.phase.as_str().to_owned(),
-            running: st
-                .services
-                .values()
-                .filter(|svc| {
-                    svc.state == "running" && matches!(svc.health.as_str(), "healthy" | "none")
-                })
-                .count(),
-            services: st.services.len(),
-            revision: Some(st.observed_revision),
-            message: st.message.clone(),
-        },
-        None => StackLine {
-            id: id.to_owned(),
-            phase: "Unknown".to_owned(),
-            running: 0,
-            services: spec.map_or(0, |st| st.item_list_element.len()),
-            revision: None,
-            message: "no status yet: is a controller running?".to_owned(),
-        },
+    let status = w.statuses.get(id).and_then(|(st, _)| st.as_ref());
+    // Per service: (slots, slots available at their assignment's revision). A container
+    // still running the previous revision does not count: the counter shows convergence.
+    let mut slots: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for name in spec
+        .iter()
+        .flat_map(|st| st.item_list_element.iter().map(|svc| svc.name.as_str()))
+        .chain(
+            status
+                .iter()
+                .flat_map(|st| st.services.keys().map(String::as_str)),
+        )
+    {
+        slots.entry(name).or_default();
+    }
+    for ((host, stack), (a, _)) in w.assignments.iter().filter(|((_, s), _)| s == id) {
+        for slot in &a.slots {
+            let counts = slots.entry(slot.service.as_str()).or_default();
+            counts.0 += 1;
+            let available = report_of(w, host, stack, slot)
+                .is_some_and(|r| r.spec_revision == a.spec_revision && r.is_available());
+            counts.1 += usize::from(available);
+        }
+    }
+    let running = slots
+        .values()
+        .filter(|(all, ok)| *all > 0 && all == ok)
+        .count();
+    StackLine {
+        id: id.to_owned(),
+        phase: status.map_or("Unknown", |st| st.phase.as_str()).to_owned(),
+        running,
+        services: slots.len(),
+        revision: status.map(|st| st.observed_revision),
+        message: status.map_or_else(
+            || "no status yet: is a controller running?".to_owned(),
+            |st| st.message.clone(),
+        ),
     }
 }
 
-fn slot_line(w: &World, spec: Option<&Stack>, host: &str, stack: &str, slot: &Slot) -> SlotLine {
-    let report = w.reports.iter().find(|r| {
+fn report_of<'w>(w: &'w World, host: &str, stack: &str, slot: &Slot) -> Option<&'w SlotReport> {
+    w.reports.iter().find(|r| {
         r.host == host && r.stack == stack && r.service == slot.service && r.replica == slot.replica
-    });
+    })
+}
+
+fn slot_line(w: &World, spec: Option<&Stack>, host: &str, stack: &str, slot: &Slot) -> SlotLine {
+    let report = report_of(w, host, stack, slot);
     let spec = spec.and_then(|st| {
         st.item_list_element
             .iter()
@@ -511,6 +532,21 @@ mod tests {
         for (name, ok) in cases {
             assert!(ok, "{name}: {map:#?}");
         }
+    }
+
+    #[test]
+    fn a_service_still_running_the_previous_revision_does_not_count_as_running() {
+        let mut kvs = converging_shop();
+        for kv in kvs
+            .iter_mut()
+            .filter(|kv| kv.key.starts_with(keys::REPORTS))
+        {
+            let mut r: Value = serde_json::from_slice(&kv.value).unwrap();
+            r["specRevision"] = json!(6);
+            kv.value = r.to_string().into_bytes();
+        }
+        let map = deployment_map(&world(&kvs), None);
+        assert_eq!((map.stacks[0].running, map.stacks[0].services), (0, 5));
     }
 
     #[test]

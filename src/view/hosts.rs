@@ -186,8 +186,10 @@ mod tests {
         let cases: Vec<(&str, bool)> = vec![
             (
                 "sorted by id",
-                hosts.iter().map(|h| h.id.as_str()).collect::<Vec<_>>() == ["h1", "h2", "h3"],
+                hosts.iter().map(|h| h.id.as_str()).collect::<Vec<_>>() == ["h1", "h2", "h3", "h4"],
             ),
+            ("a cordoned host says so", by("h3").state == "Cordoned"),
+            ("a draining host says so", by("h4").state == "Draining"),
             ("a registered host is Ready", by("h1").state == "Ready"),
             (
                 "a host with assignments but no registration is NotReady",

@@ -1,0 +1,386 @@
+//! The scheduler against a real etcd: hosts registered by hand under leases (no Docker
+//! needed), leader election and fencing, host loss, the storm guard, drain hand-off.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use berth::assignment::Assignment;
+use berth::controller::{self, ControllerConfig};
+use berth::embedded::EmbeddedEtcd;
+use berth::report::SlotReport;
+use berth::spec::{HostRegistration, Phase, StackStatus};
+use berth::store::{keys, Expect, Leadership, LeasedKey, Store, StoreError, Write};
+use common::eventually;
+use tokio_util::sync::CancellationToken;
+
+const T: Duration = Duration::from_secs(30);
+
+struct Etcd {
+    _etcd: EmbeddedEtcd,
+    _dir: tempfile::TempDir,
+    store: Store,
+}
+
+async fn etcd() -> Etcd {
+    berth::telemetry::init(berth::telemetry::LogFormat::Human);
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EmbeddedEtcd::start(dir.path(), None).await.unwrap();
+    let store = Store::connect(std::slice::from_ref(&etcd.client_url), "/berth")
+        .await
+        .unwrap();
+    Etcd {
+        _etcd: etcd,
+        _dir: dir,
+        store,
+    }
+}
+
+fn controller(store: &Store, id: &str, grace: Duration) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    controller::spawn(
+        store.clone(),
+        ControllerConfig {
+            id: id.to_owned(),
+            host_down_grace: grace,
+            max_unavailable_fraction: 0.5,
+            leader_ttl: Duration::from_secs(3),
+            resync_interval: Duration::from_secs(1),
+        },
+        cancel.clone(),
+    );
+    cancel
+}
+
+/// Register `id` by hand, the way an operator would with `etcdctl put --lease`.
+fn register(store: &Store, id: &str, labels: &[(&str, &str)]) -> (LeasedKey, CancellationToken) {
+    let reg = HostRegistration {
+        id: id.to_owned(),
+        address: format!("10.99.0.{}", id.len()),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        cpus: 4.0,
+        memory_mb: 4096,
+        ..Default::default()
+    };
+    let cancel = CancellationToken::new();
+    let key = LeasedKey::spawn(
+        store.clone(),
+        keys::host(id),
+        serde_json::to_vec(&reg).unwrap(),
+        Duration::from_secs(2),
+        cancel.clone(),
+    );
+    (key, cancel)
+}
+
+async fn placements(store: &Store, stack: &str) -> BTreeMap<String, String> {
+    let (kvs, _) = store.list(keys::ASSIGNMENTS).await.unwrap();
+    let mut out = BTreeMap::new();
+    for kv in kvs {
+        let a: Assignment = serde_json::from_slice(&kv.value).unwrap();
+        let host = kv.key.split('/').nth(1).unwrap().to_owned();
+        if a.stack == stack {
+            for s in a.slots.iter().filter(|s| !s.handoff) {
+                out.insert(s.service.clone(), host.clone());
+            }
+        }
+    }
+    out
+}
+
+async fn status(store: &Store, id: &str) -> Option<StackStatus> {
+    let kv = store.get(&keys::status(id)).await.ok()??;
+    serde_json::from_slice(&kv.value).ok()
+}
+
+const SPREAD2: &str = r#"{"deployment":{"mode":"multi-host","placementStrategy":"spread"},"itemListElement":[
+  {"name":"a","image":"berth-test/busybox:latest"},{"name":"b","image":"berth-test/busybox:latest"}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leaders_writes_are_fenced_off() {
+    let e = etcd().await;
+    let never = CancellationToken::new();
+    let a = Leadership::campaign(&e.store, "a", Duration::from_secs(5), &never)
+        .await
+        .unwrap()
+        .unwrap();
+    // B waits in the election while A leads.
+    let store_b = e.store.clone();
+    let b = tokio::spawn(async move {
+        let never = CancellationToken::new();
+        Leadership::campaign(&store_b, "b", Duration::from_secs(5), &never).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b.is_finished(), "B must not lead while A does");
+
+    let put = |v: &str| Write::Put {
+        key: "fenced-test".into(),
+        value: v.as_bytes().to_vec(),
+        expect: Expect::Any,
+    };
+    assert!(e
+        .store
+        .write_fenced(&[put("by-a")], Some(a.fence()))
+        .await
+        .unwrap());
+
+    // A is partitioned away: its leader key disappears (as when its lease expires), but A
+    // has not noticed yet and still tries to write.
+    let (leaders, _) = e.store.list(keys::LEADER).await.unwrap();
+    assert_eq!(leaders.len(), 2, "two campaigners: {leaders:?}");
+    let a_key = leaders
+        .iter()
+        .min_by_key(|kv| kv.mod_revision)
+        .unwrap()
+        .key
+        .clone();
+    e.store.delete(&a_key).await.unwrap();
+    let b = tokio::time::timeout(T, b)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    let stale = e
+        .store
+        .write_fenced(&[put("late-by-a")], Some(a.fence()))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Deposed)), "{stale:?}");
+    assert!(e
+        .store
+        .write_fenced(&[put("by-b")], Some(b.fence()))
+        .await
+        .unwrap());
+    let v = e.store.get("fenced-test").await.unwrap().unwrap();
+    assert_eq!(v.value, b"by-b", "the stale write never landed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_of_a_lost_host_move_only_after_the_grace_period() {
+    let e = etcd().await;
+    let (_h1, h1_cancel) = register(&e.store, "h1", &[]);
+    let (_h2, _h2_cancel) = register(&e.store, "h2", &[]);
+    let _c = controller(&e.store, "c1", Duration::from_secs(3));
+    e.store
+        .put(&keys::stack("sp"), SPREAD2.as_bytes().to_vec())
+        .await
+        .unwrap();
+    let first = eventually("both slots placed", T, || async {
+        let p = placements(&e.store, "sp").await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    assert_eq!(
+        first
+            .values()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        2,
+        "spread over both hosts: {first:?}"
+    );
+    let lost_service = first
+        .iter()
+        .find(|(_, h)| *h == "h1")
+        .map(|(s, _)| s.clone())
+        .unwrap();
+
+    // Host h1 dies: its registration goes with its lease.
+    h1_cancel.cancel();
+    let died = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        placements(&e.store, "sp").await[&lost_service],
+        "h1",
+        "within the grace nothing moves"
+    );
+
+    let moved = eventually("slot rescheduled", T, || async {
+        let p = placements(&e.store, "sp").await;
+        (p.get(&lost_service).map(String::as_str) == Some("h2")).then_some(p)
+    })
+    .await;
+    let took = died.elapsed();
+    println!(
+        "figure: host loss -> slot rescheduled in {:.1}s (grace 3s)",
+        took.as_secs_f64()
+    );
+    assert!(
+        took >= Duration::from_secs(3),
+        "moved before the grace ran out: {took:?}"
+    );
+    assert!(moved.values().all(|h| h == "h2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storm_guard_holds_slots_when_most_hosts_vanish_at_once() {
+    let e = etcd().await;
+    let (_h1, h1_cancel) = register(&e.store, "h1", &[]);
+    let (_h2, h2_cancel) = register(&e.store, "h2", &[]);
+    let (_h3, _h3_cancel) = register(&e.store, "h3", &[]);
+    let _c = controller(&e.store, "c1", Duration::from_secs(1));
+    let three = r#"{"deployment":{"mode":"multi-host","placementStrategy":"spread"},"itemListElement":[
+      {"name":"a","image":"i"},{"name":"b","image":"i"},{"name":"c","image":"i"}]}"#;
+    e.store
+        .put(&keys::stack("storm"), three.as_bytes().to_vec())
+        .await
+        .unwrap();
+    let before = eventually("placed", T, || async {
+        let p = placements(&e.store, "storm").await;
+        (p.len() == 3).then_some(p)
+    })
+    .await;
+    h1_cancel.cancel();
+    h2_cancel.cancel();
+    let st = eventually("status explains the storm guard", T, || async {
+        let s = status(&e.store, "storm").await?;
+        s.services
+            .values()
+            .any(|x| {
+                x.message
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("not rescheduling")
+            })
+            .then_some(s)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        placements(&e.store, "storm").await,
+        before,
+        "nothing rescheduled: {st:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_placement_on_an_unknown_host_is_unschedulable_and_named() {
+    let e = etcd().await;
+    let (_h1, _c1) = register(&e.store, "host-1", &[]);
+    let _c = controller(&e.store, "c1", Duration::from_secs(30));
+    let manual = r#"{"deployment":{"mode":"multi-host","placementStrategy":"manual"},"itemListElement":[
+      {"name":"a","image":"i","targetHost":"host-1"},{"name":"b","image":"i","targetHost":"host-9"}]}"#;
+    e.store
+        .put(&keys::stack("man"), manual.as_bytes().to_vec())
+        .await
+        .unwrap();
+    let st = eventually("pending with the reason", T, || async {
+        let s = status(&e.store, "man").await?;
+        (s.phase == Phase::Pending).then_some(s)
+    })
+    .await;
+    let sched = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Scheduled")
+        .unwrap();
+    assert_eq!(sched.status, "False");
+    assert_eq!(sched.reason, "Unschedulable");
+    assert!(
+        st.services["b"]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("host-9"),
+        "{st:#?}"
+    );
+    assert_eq!(
+        placements(&e.store, "man")
+            .await
+            .get("a")
+            .map(String::as_str),
+        Some("host-1")
+    );
+    assert!(
+        !placements(&e.store, "man").await.contains_key("b"),
+        "no silent fallback"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_a_host_starts_each_replacement_before_removing_the_old_copy() {
+    let e = etcd().await;
+    let (_h1, _c1) = register(&e.store, "h1", &[]);
+    let (_h2, _c2) = register(&e.store, "h2", &[]);
+    let _c = controller(&e.store, "c1", Duration::from_secs(30));
+    let one = r#"{"deployment":{"mode":"multi-host","placementStrategy":"spread"},"itemListElement":[{"name":"a","image":"i"}]}"#;
+    e.store
+        .put(&keys::stack("dr"), one.as_bytes().to_vec())
+        .await
+        .unwrap();
+    let from = eventually("placed", T, || async {
+        placements(&e.store, "dr").await.get("a").cloned()
+    })
+    .await;
+    let to = if from == "h1" { "h2" } else { "h1" };
+
+    e.store
+        .put(
+            &keys::maintenance(&from),
+            br#"{"cordoned":true,"draining":true}"#.to_vec(),
+        )
+        .await
+        .unwrap();
+    eventually("replacement placed on the other host", T, || async {
+        (placements(&e.store, "dr")
+            .await
+            .get("a")
+            .map(String::as_str)
+            == Some(to))
+        .then_some(())
+    })
+    .await;
+    // The old copy stays, marked as handing off, while the new one is not yet available.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let old = e
+        .store
+        .get(&keys::assignment(&from, "dr"))
+        .await
+        .unwrap()
+        .expect("old copy kept");
+    let old: Assignment = serde_json::from_slice(&old.value).unwrap();
+    assert!(old.slots.iter().all(|s| s.handoff), "{old:?}");
+
+    // The new host's agent reports the replacement running.
+    let rev = e
+        .store
+        .get(&keys::stack("dr"))
+        .await
+        .unwrap()
+        .unwrap()
+        .mod_revision;
+    let report = SlotReport {
+        stack: "dr".into(),
+        service: "a".into(),
+        replica: 1,
+        host: to.into(),
+        spec_revision: rev,
+        spec_hash: "x".into(),
+        container_id: Some("c".into()),
+        state: "running".into(),
+        health: "none".into(),
+        restarts: 0,
+        exit_code: None,
+        message: None,
+    };
+    e.store
+        .put(
+            &keys::report(to, "dr", "a.1"),
+            serde_json::to_vec(&report).unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually("old copy released once the replacement runs", T, || async {
+        e.store
+            .get(&keys::assignment(&from, "dr"))
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
