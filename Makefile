@@ -1,5 +1,5 @@
 # The two commands the README promises: `make run` and `make test`.
-.PHONY: setup build run test unit lint image clean crds
+.PHONY: setup build run test unit lint image clean bench crds
 
 CARGO ?= cargo
 
@@ -20,7 +20,7 @@ lint: setup
 
 # Unit tests and integration tests against a real etcd and the real Docker engine.
 test: lint
-	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test -- --test-threads=2
 
 unit:
 	$(CARGO) test --lib
@@ -34,3 +34,7 @@ image: setup
 clean:
 	$(CARGO) clean
 	rm -rf .berth
+
+# Benchmarks (not tests): see README.md, "Scheduler benchmark".
+bench: setup
+	$(CARGO) bench --bench scheduler

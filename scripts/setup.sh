@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Berth needs to build, run and test on a Debian machine, idempotently:
-# etcd, busybox (for the test image), protoc (etcd-client's build), and a Docker engine
-# if none answers. Then builds the test image.
+# etcd, busybox (for the test image), protoc (etcd-client's build), prometheus (for the
+# metrics test), and a Docker engine if none answers. Then builds the test image.
 set -euo pipefail
 
 SUDO=""
@@ -14,6 +14,8 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 [ -d /usr/include/google/protobuf ] || need+=(libprotobuf-dev)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# tests/prometheus.rs scrapes a running controller and agent with a real Prometheus.
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 
 docker_ok() { docker info >/dev/null 2>&1; }
 if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; then

@@ -384,3 +384,62 @@ async fn draining_a_host_starts_each_replacement_before_removing_the_old_copy() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_host_moves_nothing_until_a_rebalance_is_applied() {
+    let e = etcd().await;
+    let (_h1, _c1) = register(&e.store, "h1", &[]);
+    let _c = controller(&e.store, "c1", Duration::from_secs(30));
+    let four = r#"{"deployment":{"mode":"multi-host","placementStrategy":"spread"},"itemListElement":[
+      {"name":"a","image":"i"},{"name":"b","image":"i"},{"name":"c","image":"i"},{"name":"d","image":"i"}]}"#;
+    e.store
+        .put(&keys::stack("rb"), four.as_bytes().to_vec())
+        .await
+        .unwrap();
+    eventually("all on h1", T, || async {
+        let p = placements(&e.store, "rb").await;
+        (p.len() == 4 && p.values().all(|h| h == "h1")).then_some(())
+    })
+    .await;
+    let (_h2, _c2) = register(&e.store, "h2", &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        placements(&e.store, "rb").await.values().all(|h| h == "h1"),
+        "a new host moves nothing"
+    );
+
+    // What `berth rebalance rb` shows: the same planner, as a dry run.
+    let (kvs, revision) = e.store.list("").await.unwrap();
+    let cache = berth::store::Cache {
+        entries: kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
+        revision,
+    };
+    let world = berth::controller::world::World::decode(&cache);
+    let preview = berth::controller::decide::preview_rebalance(&world, "rb", 0.5);
+    assert_eq!(preview.moves.len(), 2, "{preview:?}");
+    assert!(preview.moves.iter().all(|m| m.from == "h1" && m.to == "h2"));
+    assert!(
+        placements(&e.store, "rb").await.values().all(|h| h == "h1"),
+        "a dry run moves nothing"
+    );
+
+    // `--apply`: the controller places the stack afresh once and consumes the request.
+    e.store
+        .put(&keys::rebalance("rb"), b"{}".to_vec())
+        .await
+        .unwrap();
+    eventually("two slots moved to h2", T, || async {
+        let p = placements(&e.store, "rb").await;
+        (p.values().filter(|h| *h == "h2").count() == 2).then_some(())
+    })
+    .await;
+    eventually("request consumed", T, || async {
+        e.store
+            .get(&keys::rebalance("rb"))
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
