@@ -51,6 +51,11 @@ pub struct Slot {
     /// or rebalance moves a slot without leaving it empty); the agent runs it as usual.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub handoff: bool,
+    /// `waitForHealthy` dependencies not yet healthy, as `db (host-1)`. While any is
+    /// listed the agent creates, starts or replaces nothing for this slot (a running
+    /// container is left as it is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
 }
 
 impl Slot {
@@ -91,6 +96,21 @@ pub struct ContainerSpec {
     pub cpus: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
+}
+
+impl ContainerSpec {
+    /// A short, stable digest of everything that shapes the container, joined to
+    /// `network`. `ContainerSpec` holds only ordered collections, so its JSON is
+    /// canonical. The controller computes it too, to know whether a report speaks of the
+    /// current spec.
+    pub fn hash(&self, network: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(self).unwrap_or_default());
+        h.update(b"\0network=");
+        h.update(network.as_bytes());
+        hex::encode(&h.finalize()[..8])
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -84,19 +84,24 @@ async fn prometheus_scrapes_controller_and_agent_and_sees_containers_created() {
     }
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-         scrape_configs:\n\
-         - job_name: controller\n    static_configs:\n    - targets: ['{}']\n\
-         - job_name: agent\n    static_configs:\n    - targets: ['{}']\n",
-        targets[0], targets[1]
-    );
+    // Line by line: YAML indentation matters, and `\` continuations would eat it.
+    let config = [
+        "global:".to_owned(),
+        "  scrape_interval: 1s".to_owned(),
+        "  scrape_timeout: 1s".to_owned(),
+        "scrape_configs:".to_owned(),
+        "  - job_name: controller".to_owned(),
+        format!("    static_configs: [{{targets: ['{}']}}]", targets[0]),
+        "  - job_name: agent".to_owned(),
+        format!("    static_configs: [{{targets: ['{}']}}]", targets[1]),
+    ]
+    .join("\n");
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).expect("write prometheus.yml");
     let log_path = dir.path().join("prometheus.log");
     let log = std::fs::File::create(&log_path).expect("create prometheus.log");
     let port = free_port();
-    let prometheus = tokio::process::Command::new("prometheus")
+    let mut prometheus = tokio::process::Command::new("prometheus")
         .arg(format!("--config.file={}", config_path.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
@@ -111,19 +116,20 @@ async fn prometheus_scrapes_controller_and_agent_and_sees_containers_created() {
     let log_tail = || std::fs::read_to_string(&log_path).unwrap_or_default();
 
     // Both targets scraped successfully at least once.
-    let up = tokio::time::timeout(
-        T,
-        eventually("both targets up", T, || async {
-            let series = query(port, "up").await?;
-            (series.len() == 2 && series.iter().all(|(_, v)| *v == 1.0)).then_some(())
-        }),
-    )
-    .await;
-    assert!(
-        up.is_ok(),
-        "targets never came up; prometheus log:\n{}",
-        log_tail()
-    );
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        // A bad config or a taken port ends Prometheus: say why instead of waiting.
+        let exited = !matches!(prometheus.try_wait(), Ok(None));
+        if exited || std::time::Instant::now() > deadline {
+            panic!("targets never came up; prometheus log:\n{}", log_tail());
+        }
+        if let Some(series) = query(port, "up").await {
+            if series.len() == 2 && series.iter().all(|(_, v)| *v == 1.0) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let reconciles = eventually("berth_reconcile_total scraped", T, || async {
         let s = query(port, "berth_reconcile_total").await?;

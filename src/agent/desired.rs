@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
-
 use super::runtime::labels;
 use crate::assignment::{Assignment, ContainerSpec, Slot};
 use crate::spec::DesiredState;
@@ -37,6 +35,7 @@ impl DesiredContainer {
         l.insert(labels::REPLICA.into(), self.replica.to_string());
         l.insert(labels::HOST.into(), host.into());
         l.insert(labels::SPEC_HASH.into(), self.spec_hash.clone());
+        l.insert(labels::ORDER.into(), self.order.to_string());
         l
     }
 
@@ -49,14 +48,9 @@ pub fn container_name(stack: &str, service: &str, replica: u32) -> String {
     format!("{stack}.{service}.{replica}")
 }
 
-/// A short, stable digest of everything that shapes the container. `ContainerSpec` holds
-/// only ordered collections (BTreeMap, Vec), so its JSON is canonical.
+/// The container's `berth.spec-hash` (see [`ContainerSpec::hash`]).
 pub fn spec_hash(spec: &ContainerSpec, network: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(serde_json::to_vec(spec).unwrap_or_default());
-    h.update(b"\0network=");
-    h.update(network.as_bytes());
-    hex::encode(&h.finalize()[..8])
+    spec.hash(network)
 }
 
 pub fn desired_containers<'a>(

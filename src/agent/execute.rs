@@ -60,9 +60,23 @@ pub async fn execute(
     let (removals, rest): (Vec<Action>, Vec<Action>) = actions
         .into_iter()
         .partition(|a| matches!(a, Action::Remove { .. }));
-    let results = join_all(removals.iter().map(|a| run(rt, host, a, desired))).await;
-    for (a, r) in removals.iter().zip(results) {
-        record(&mut out, a, r);
+    // Dependents go before what they depend on: one wave per level, deepest first.
+    let mut removal_waves: BTreeMap<std::cmp::Reverse<u32>, Vec<&Action>> = BTreeMap::new();
+    for a in &removals {
+        let order = match a {
+            Action::Remove { order, .. } => *order,
+            _ => 0,
+        };
+        removal_waves
+            .entry(std::cmp::Reverse(order))
+            .or_default()
+            .push(a);
+    }
+    for wave in removal_waves.into_values() {
+        let results = join_all(wave.iter().map(|a| run(rt, host, a, desired))).await;
+        for (a, r) in wave.into_iter().zip(results) {
+            record(&mut out, a, r);
+        }
     }
     // A stack gone from this host takes its network with it (volumes stay: data is never
     // deleted by surprise).
@@ -132,7 +146,7 @@ fn record(out: &mut Outcome, a: &Action, r: Result<(), RuntimeError>) {
                 metrics::ORPHANS_REMOVED.inc();
                 tracing::info!(container = %name, "removed orphan container");
             }
-            if matches!(a, Action::Start { restart: true, .. }) {
+            if a.is_restart() {
                 out.restarted.push(name);
             }
         }
@@ -151,6 +165,7 @@ fn target_name(a: &Action) -> Option<&str> {
     match a {
         Action::Create { name }
         | Action::Start { name, .. }
+        | Action::Restart { name, .. }
         | Action::Stop { name, .. }
         | Action::Replace { name, .. } => Some(name),
         Action::Rename { to, .. } => Some(to),
@@ -172,13 +187,29 @@ async fn run(
         },
         Action::Start { id, .. } => rt.start(id).await,
         Action::Stop { id, .. } => rt.stop(id, STOP_GRACE).await,
-        Action::Replace { old_id, name } => {
-            // Stop first: the old and new container usually bind the same host ports.
-            rt.stop(old_id, STOP_GRACE).await?;
-            rt.remove(old_id).await?;
-            match desired.get(name) {
-                Some(d) => create_and_start(rt, host, d).await,
-                None => Ok(()),
+        Action::Restart { id, .. } => rt.restart(id, STOP_GRACE).await,
+        Action::Replace {
+            old_id,
+            name,
+            start_first,
+        } => {
+            let Some(d) = desired.get(name) else {
+                return Ok(());
+            };
+            if *start_first {
+                // The new container runs under a temporary name until the old one is
+                // gone; a crash in between leaves two labelled containers, which the
+                // next plan resolves (keep the current spec, rename it back).
+                let temp = format!("{name}.{}", &d.spec_hash[..8.min(d.spec_hash.len())]);
+                create_and_start_as(rt, host, d, &temp).await?;
+                rt.stop(old_id, STOP_GRACE).await?;
+                rt.remove(old_id).await?;
+                rt.rename(&temp, name).await
+            } else {
+                // They would clash on a host port or a data directory: stop first.
+                rt.stop(old_id, STOP_GRACE).await?;
+                rt.remove(old_id).await?;
+                create_and_start(rt, host, d).await
             }
         }
         Action::Rename { id, to } => rt.rename(id, to).await,
@@ -194,10 +225,19 @@ async fn create_and_start(
     host: &str,
     d: &DesiredContainer,
 ) -> Result<(), RuntimeError> {
+    create_and_start_as(rt, host, d, &d.name).await
+}
+
+async fn create_and_start_as(
+    rt: &Runtime,
+    host: &str,
+    d: &DesiredContainer,
+    name: &str,
+) -> Result<(), RuntimeError> {
     rt.ensure_image(&d.spec.image).await?;
     let id = rt
         .create(CreateRequest {
-            name: &d.name,
+            name,
             spec: &d.spec,
             labels: d.labels(host),
             network: &d.network,

@@ -296,6 +296,7 @@ impl Pass {
         let mut actual = self.rt.list_managed(&self.host).await?;
         let now = Instant::now();
         self.forgive_stable(&actual, now);
+        self.merge_probe_health(&mut actual);
         let mut actions = plan::plan(&desired, &actual);
         // A stack whose assignment we cannot read is not a deleted stack: keep its containers.
         let protected: Vec<&str> = actual
@@ -307,20 +308,20 @@ impl Pass {
             |a| !matches!(a, Action::Remove { id, .. } if protected.contains(&id.as_str())),
         );
         let mut wait: Option<Duration> = None;
-        actions.retain(|a| match a {
-            Action::Start {
-                name,
-                restart: true,
-                ..
-            } => match self.crash.get(name) {
+        actions.retain(|a| {
+            let (true, Action::Start { name, .. } | Action::Restart { name, .. }) =
+                (a.is_restart(), a)
+            else {
+                return true;
+            };
+            match self.crash.get(name) {
                 Some(c) if c.not_before > now => {
                     let left = c.not_before - now;
                     wait = Some(wait.map_or(left, |w: Duration| w.min(left)));
                     false
                 }
                 _ => true,
-            },
-            _ => true,
+            }
         });
         // Slots with a permanent error wait for a new spec instead of failing again.
         actions.retain(|a| match a {
@@ -358,6 +359,7 @@ impl Pass {
                 .filter_map(|a| match a {
                     Action::Create { name }
                     | Action::Replace { name, .. }
+                    | Action::Restart { name, .. }
                     | Action::Start { name, .. } => Some(name.clone()),
                     _ => None,
                 })
@@ -388,6 +390,7 @@ impl Pass {
             }
             self.errors.extend(outcome.errors);
             actual = self.rt.list_managed(&self.host).await?;
+            self.merge_probe_health(&mut actual);
         }
         // Forget errors of containers no longer wanted here.
         self.errors.retain(|name, _| by_name.contains_key(name));
@@ -403,14 +406,11 @@ impl Pass {
         }
         self.sync_probes(&desired, &actual);
         update_container_gauge(&actual);
-        let probes = &self.probes;
-        let probe_health = |id: &str| probes.health_of(id).map(|h| h.as_str());
         let built = report::build(&report::Observed {
             host: &self.host,
             desired: &desired,
             actual: &actual,
             errors: &self.errors,
-            probe_health: &probe_health,
             restarts: &restarts,
         });
         self.write_reports(built, reports).await;
@@ -424,6 +424,15 @@ impl Pass {
                 .any(|a| &a.name == name && a.state == RunState::Running);
             !(running && now.duration_since(c.last_restart) > CRASH_FORGIVE_AFTER)
         });
+    }
+
+    /// The agent's own probe result wins for http/tcp checks; Docker's for command checks.
+    fn merge_probe_health(&self, actual: &mut [plan::ActualContainer]) {
+        for a in actual {
+            if let Some(h) = self.probes.health_of(&probe_key(a)) {
+                a.health = Some(h.as_str().to_owned());
+            }
+        }
     }
 
     fn sync_probes(&mut self, desired: &[DesiredContainer], actual: &[plan::ActualContainer]) {
@@ -448,7 +457,7 @@ impl Pass {
                 }
                 if let (Some(ip), Some(port)) = (&a.ip, port) {
                     targets.push(Target {
-                        container_id: a.id.clone(),
+                        key: probe_key(a),
                         ip: ip.clone(),
                         port,
                         check: check.clone(),
@@ -509,6 +518,12 @@ impl Pass {
 }
 
 /// The readable assignments, and the stack ids of those that could not be read.
+/// Probes belong to one run of a container: a restart starts a fresh probe, so a
+/// container restarted for failing its checks gets its start period again.
+fn probe_key(a: &plan::ActualContainer) -> String {
+    format!("{}@{}", a.id, a.started_at.as_deref().unwrap_or(""))
+}
+
 fn decode_assignments(c: &crate::store::Cache) -> (Vec<Assignment>, Vec<String>) {
     let mut ok = Vec::new();
     let mut unreadable = Vec::new();

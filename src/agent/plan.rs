@@ -44,8 +44,14 @@ pub struct ActualContainer {
     pub exit_code: Option<i64>,
     /// Docker's own health status when the container has a HEALTHCHECK.
     pub docker_health: Option<String>,
+    /// What the agent believes: Docker's status, or its own probe's for http/tcp checks.
+    pub health: Option<String>,
     pub ip: Option<String>,
     pub started_at: Option<String>,
+    /// Host ports it publishes, as (port, protocol).
+    pub host_ports: Vec<(u16, String)>,
+    /// Its start-order level (label `berth.order`).
+    pub order: u32,
 }
 
 impl ActualContainer {
@@ -74,14 +80,21 @@ pub enum Action {
         name: String,
         restart: bool,
     },
+    /// Restart a running container that stays unhealthy (a liveness failure).
+    Restart {
+        id: String,
+        name: String,
+    },
     Stop {
         id: String,
         name: String,
     },
-    /// Remove `old_id` and create `name` from the new spec.
+    /// Put `name` on the new spec in place of `old_id`. `start_first` when both can run
+    /// at once (no shared host port, no shared data mount): the slot is never empty.
     Replace {
         old_id: String,
         name: String,
+        start_first: bool,
     },
     /// Put a hand-renamed container's name back.
     Rename {
@@ -92,6 +105,8 @@ pub enum Action {
         id: String,
         name: String,
         stack: String,
+        /// The container's start-order level: removal goes in reverse.
+        order: u32,
         reason: RemoveReason,
     },
 }
@@ -100,7 +115,7 @@ impl Action {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Action::Create { .. } => "create",
-            Action::Start { restart: true, .. } => "restart",
+            Action::Start { restart: true, .. } | Action::Restart { .. } => "restart",
             Action::Start { .. } => "start",
             Action::Stop { .. } => "stop",
             Action::Replace { .. } => "replace",
@@ -108,6 +123,40 @@ impl Action {
             Action::Remove { .. } => "remove",
         }
     }
+
+    /// Starting it again after a crash or a failed health check: crash-loop backoff
+    /// applies.
+    pub fn is_restart(&self) -> bool {
+        matches!(
+            self,
+            Action::Start { restart: true, .. } | Action::Restart { .. }
+        )
+    }
+}
+
+fn remove(c: &ActualContainer, reason: RemoveReason) -> Action {
+    Action::Remove {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        stack: c.stack.clone(),
+        order: c.order,
+        reason,
+    }
+}
+
+/// Can the replacement run beside the old container? Not when they would bind the same
+/// host port, and not when the new one mounts a volume or host path the old may be
+/// writing (two databases on one data directory).
+fn can_coexist(old: &ActualContainer, new: &DesiredContainer) -> bool {
+    let shares_port = new.spec.ports.iter().any(|p| {
+        p.host_port.is_some_and(|hp| {
+            old.host_ports
+                .iter()
+                .any(|(op, proto)| *op == hp && *proto == p.protocol)
+        })
+    });
+    let mounts_data = new.spec.mounts.iter().any(|m| m.kind != "tmpfs");
+    !shares_port && !mounts_data && old.state == RunState::Running
 }
 
 /// Removals come first (they free names and host ports), then everything else in the
@@ -125,76 +174,62 @@ pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Act
     let mut removals = Vec::new();
     let mut ordered: Vec<(u32, &str, Action)> = Vec::new();
     for d in desired {
+        // Waiting for a dependency to be healthy: bring nothing new up for this slot.
+        let gated = !d.slot.waiting_for.is_empty();
+        let mut push = |a: Action| ordered.push((d.order, &d.name, a));
         let candidates = by_slot.remove(&d.slot_key()).unwrap_or_default();
         let Some((keep, extra)) = pick(d, candidates) else {
-            ordered.push((
-                d.order,
-                &d.name,
-                Action::Create {
+            if !gated {
+                push(Action::Create {
                     name: d.name.clone(),
-                },
-            ));
+                });
+            }
             continue;
         };
         for dup in extra {
-            removals.push(Action::Remove {
-                id: dup.id.clone(),
-                name: dup.name.clone(),
-                stack: dup.stack.clone(),
-                reason: RemoveReason::Duplicate,
-            });
+            removals.push(remove(dup, RemoveReason::Duplicate));
         }
         // A dead container cannot be started again; a new spec needs a new container.
         if keep.spec_hash != d.spec_hash || keep.state == RunState::Dead {
-            ordered.push((
-                d.order,
-                &d.name,
-                Action::Replace {
+            if !gated {
+                push(Action::Replace {
                     old_id: keep.id.clone(),
                     name: d.name.clone(),
-                },
-            ));
+                    start_first: can_coexist(keep, d),
+                });
+            }
             continue;
         }
         if keep.name != d.name {
-            ordered.push((
-                d.order,
-                &d.name,
-                Action::Rename {
-                    id: keep.id.clone(),
-                    to: d.name.clone(),
-                },
-            ));
+            push(Action::Rename {
+                id: keep.id.clone(),
+                to: d.name.clone(),
+            });
         }
         match (d.run, keep.state) {
-            (true, RunState::Created | RunState::Exited) => ordered.push((
-                d.order,
-                &d.name,
-                Action::Start {
+            (true, RunState::Created | RunState::Exited) if !gated => push(Action::Start {
+                id: keep.id.clone(),
+                name: d.name.clone(),
+                restart: keep.state == RunState::Exited,
+            }),
+            (true, RunState::Running) if keep.health.as_deref() == Some("unhealthy") => {
+                push(Action::Restart {
                     id: keep.id.clone(),
                     name: d.name.clone(),
-                    restart: keep.state == RunState::Exited,
-                },
-            )),
-            (false, RunState::Running | RunState::Restarting | RunState::Paused) => ordered.push((
-                d.order,
-                &d.name,
-                Action::Stop {
+                })
+            }
+            (false, RunState::Running | RunState::Restarting | RunState::Paused) => {
+                push(Action::Stop {
                     id: keep.id.clone(),
                     name: d.name.clone(),
-                },
-            )),
+                })
+            }
             _ => {}
         }
     }
     for orphans in by_slot.into_values() {
         for o in orphans {
-            removals.push(Action::Remove {
-                id: o.id.clone(),
-                name: o.name.clone(),
-                stack: o.stack.clone(),
-                reason: RemoveReason::Orphan,
-            });
+            removals.push(remove(o, RemoveReason::Orphan));
         }
     }
     ordered.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
@@ -247,6 +282,7 @@ mod tests {
                 container: spec.clone(),
                 health_check: None,
                 handoff: false,
+                waiting_for: Vec::new(),
             },
             spec,
             spec_revision: 7,
@@ -267,8 +303,16 @@ mod tests {
             state,
             exit_code: None,
             docker_health: None,
+            health: None,
             ip: None,
             started_at: None,
+            host_ports: d
+                .spec
+                .ports
+                .iter()
+                .filter_map(|p| Some((p.host_port?, p.protocol.clone())))
+                .collect(),
+            order: d.order,
         }
     }
 
@@ -282,6 +326,25 @@ mod tests {
             ..web.clone()
         };
         let web_v2 = want("web", "img:2", 0);
+        let mut waiting = web.clone();
+        waiting.slot.waiting_for = vec!["db (h2)".into()];
+        let mut waiting_v2 = web_v2.clone();
+        waiting_v2.slot.waiting_for = vec!["db (h2)".into()];
+        let with_port = |d: &DesiredContainer| {
+            let mut d = d.clone();
+            d.spec.ports.push(crate::assignment::PortBinding {
+                container_port: 80,
+                host_port: Some(8080),
+                protocol: "tcp".into(),
+            });
+            d
+        };
+        let web_port = with_port(&web);
+        let web_port_v2 = with_port(&web_v2);
+        let unhealthy = ActualContainer {
+            health: Some("unhealthy".into()),
+            ..have("c1", &web, RunState::Running)
+        };
         let renamed = ActualContainer {
             name: "someone-renamed-it".into(),
             ..have("c1", &web, RunState::Running)
@@ -335,7 +398,45 @@ mod tests {
                 want: vec![Action::Replace {
                     old_id: "c1".into(),
                     name: "s.web.1".into(),
+                    start_first: true,
                 }],
+            },
+            Case {
+                name: "spec changed but the old one binds the same host port: stop first",
+                desired: vec![web_port_v2.clone()],
+                actual: vec![have("c1", &web_port, RunState::Running)],
+                want: vec![Action::Replace {
+                    old_id: "c1".into(),
+                    name: "s.web.1".into(),
+                    start_first: false,
+                }],
+            },
+            Case {
+                name: "unhealthy and running: restart",
+                desired: vec![web.clone()],
+                actual: vec![unhealthy],
+                want: vec![Action::Restart {
+                    id: "c1".into(),
+                    name: "s.web.1".into(),
+                }],
+            },
+            Case {
+                name: "waiting for a dependency: not created yet",
+                desired: vec![waiting.clone()],
+                actual: vec![],
+                want: vec![],
+            },
+            Case {
+                name: "waiting for a dependency: the old version keeps running",
+                desired: vec![waiting_v2.clone()],
+                actual: vec![have("c1", &web, RunState::Running)],
+                want: vec![],
+            },
+            Case {
+                name: "waiting for a dependency: an exited container is not started",
+                desired: vec![waiting.clone()],
+                actual: vec![have("c1", &web, RunState::Exited)],
+                want: vec![],
             },
             Case {
                 name: "dead container: replace",
@@ -344,6 +445,7 @@ mod tests {
                 want: vec![Action::Replace {
                     old_id: "c1".into(),
                     name: "s.web.1".into(),
+                    start_first: false,
                 }],
             },
             Case {
@@ -354,6 +456,7 @@ mod tests {
                     id: "c1".into(),
                     name: "s.web.1".into(),
                     stack: "s".into(),
+                    order: 0,
                     reason: RemoveReason::Orphan,
                 }],
             },
@@ -368,6 +471,7 @@ mod tests {
                     id: "c2".into(),
                     name: "s.web.1".into(),
                     stack: "s".into(),
+                    order: 0,
                     reason: RemoveReason::Duplicate,
                 }],
             },
@@ -412,6 +516,7 @@ mod tests {
                         id: "old".into(),
                         name: "s.gone.1".into(),
                         stack: "s".into(),
+                        order: 0,
                         reason: RemoveReason::Orphan,
                     },
                     Action::Create {

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use super::desired::DesiredContainer;
 use super::plan::{ActualContainer, RunState};
 use crate::report::SlotReport;
-use crate::spec::HealthCheckKind;
 
 /// A slot the agent could not converge, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,14 +15,13 @@ pub struct SlotError {
     pub permanent: bool,
 }
 
-/// Everything known about the slots this pass; `health` is keyed by container id and
-/// `restarts` by container name.
+/// Everything known about the slots this pass (containers carry their health already);
+/// `errors` and `restarts` are keyed by container name.
 pub struct Observed<'a> {
     pub host: &'a str,
     pub desired: &'a [DesiredContainer],
     pub actual: &'a [ActualContainer],
     pub errors: &'a BTreeMap<String, SlotError>,
-    pub probe_health: &'a dyn Fn(&str) -> Option<&'static str>,
     pub restarts: &'a BTreeMap<String, u32>,
 }
 
@@ -39,15 +37,25 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
                     && a.spec_hash == d.spec_hash
             });
             let err = o.errors.get(&d.name);
+            let waiting = !d.slot.waiting_for.is_empty();
             let state = match (current, err) {
                 (_, Some(e)) if e.permanent => "failed".to_owned(),
                 (Some(a), _) => a.state.as_str().to_owned(),
+                (None, _) if waiting => "waiting".to_owned(),
                 (None, _) => "missing".to_owned(),
             };
             let health = match current {
-                Some(a) if a.state == RunState::Running => health_of(d, a, o.probe_health),
+                Some(a) if a.state == RunState::Running => health_of(d, a),
                 _ => "none".to_owned(),
             };
+            let message = err.map(|e| e.message.clone()).or_else(|| {
+                (waiting && current.is_none_or(|a| a.state != RunState::Running)).then(|| {
+                    format!(
+                        "Waiting for {} to be healthy",
+                        d.slot.waiting_for.join(", ")
+                    )
+                })
+            });
             SlotReport {
                 stack: d.stack.clone(),
                 service: d.service.clone(),
@@ -62,26 +70,17 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
                 exit_code: current
                     .filter(|a| a.state != RunState::Running)
                     .and_then(|a| a.exit_code),
-                message: err.map(|e| e.message.clone()),
+                message,
             }
         })
         .collect()
 }
 
-fn health_of(
-    d: &DesiredContainer,
-    a: &ActualContainer,
-    probe: &dyn Fn(&str) -> Option<&'static str>,
-) -> String {
-    let Some(check) = &d.slot.health_check else {
+fn health_of(d: &DesiredContainer, a: &ActualContainer) -> String {
+    if d.slot.health_check.is_none() {
         return "none".to_owned();
-    };
-    let h = match check.kind() {
-        Some(HealthCheckKind::Command) => a.docker_health.as_deref(),
-        Some(_) => probe(&a.id),
-        None => None,
-    };
-    h.unwrap_or("starting").to_owned()
+    }
+    a.health.clone().unwrap_or_else(|| "starting".to_owned())
 }
 
 #[cfg(test)]
@@ -112,6 +111,7 @@ mod tests {
                     ..Default::default()
                 }),
                 handoff: false,
+                waiting_for: Vec::new(),
             },
             spec,
             spec_revision: 3,
@@ -132,8 +132,11 @@ mod tests {
             state,
             exit_code: Some(3),
             docker_health: Some("healthy".into()),
+            health: Some("healthy".into()),
             ip: None,
             started_at: None,
+            host_ports: vec![],
+            order: 0,
         }
     }
 
@@ -152,7 +155,9 @@ mod tests {
                 permanent: true,
             },
         )]);
-        // (name, desired, actual, errors, probe result, want state, want health, want container)
+        let mut waiting = desired(None);
+        waiting.slot.waiting_for = vec!["db (h2)".into()];
+        // (name, desired, actual, errors, its health, want state, want health, want container)
         let cases: Vec<(
             &str,
             &DesiredContainer,
@@ -198,7 +203,7 @@ mod tests {
                 &cmd,
                 vec![actual(&cmd, RunState::Running, &h)],
                 &no_errors,
-                None,
+                Some("healthy"),
                 "running",
                 "healthy",
                 true,
@@ -224,6 +229,16 @@ mod tests {
                 false,
             ),
             (
+                "waiting for a dependency",
+                &waiting,
+                vec![],
+                &no_errors,
+                None,
+                "waiting",
+                "none",
+                false,
+            ),
+            (
                 "permanent error",
                 &plain,
                 vec![],
@@ -235,16 +250,27 @@ mod tests {
             ),
         ];
         for (name, d, act, errors, probe, state, health, has_container) in cases {
-            let probe_fn = move |_: &str| probe;
+            let act: Vec<ActualContainer> = act
+                .into_iter()
+                .map(|mut a| {
+                    a.health = probe.map(str::to_owned);
+                    a
+                })
+                .collect();
             let restarts = BTreeMap::new();
             let r = build(&Observed {
                 host: "h1",
                 desired: std::slice::from_ref(d),
                 actual: &act,
                 errors,
-                probe_health: &probe_fn,
                 restarts: &restarts,
             });
+            if name == "waiting for a dependency" {
+                assert_eq!(
+                    r[0].message.as_deref(),
+                    Some("Waiting for db (h2) to be healthy")
+                );
+            }
             assert_eq!(r.len(), 1, "{name}");
             assert_eq!(r[0].state, state, "{name}");
             assert_eq!(r[0].health, health, "{name}");

@@ -33,6 +33,8 @@ pub mod labels {
     pub const REPLICA: &str = "berth.replica";
     pub const HOST: &str = "berth.host";
     pub const SPEC_HASH: &str = "berth.spec-hash";
+    /// Start-order level, so removal can go in reverse.
+    pub const ORDER: &str = "berth.order";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -403,6 +405,12 @@ impl Runtime {
         }
     }
 
+    /// Stop (with the grace period) and start again.
+    pub async fn restart(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        self.stop(id, grace).await?;
+        self.start(id).await
+    }
+
     pub async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
         let opts = RenameContainerOptionsBuilder::default().name(name).build();
         call("rename", id, self.docker.rename_container(id, opts)).await
@@ -571,6 +579,25 @@ fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> {
         })
         .map(str::to_owned);
     let stack = labels.get(labels::STACK)?.clone();
+    let mut host_ports: Vec<(u16, String)> = c
+        .host_config
+        .as_ref()
+        .and_then(|h| h.port_bindings.as_ref())
+        .map(|bindings| {
+            bindings
+                .iter()
+                .flat_map(|(key, b)| {
+                    let proto = key.split('/').nth(1).unwrap_or("tcp").to_owned();
+                    b.iter()
+                        .flatten()
+                        .filter_map(|pb| pb.host_port.as_ref()?.parse::<u16>().ok())
+                        .map(move |p| (p, proto.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    host_ports.sort();
     let ip = c
         .network_settings
         .as_ref()
@@ -597,9 +624,15 @@ fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> {
         spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
         state: run_state,
         exit_code: state.and_then(|s| s.exit_code),
+        health: docker_health.clone(),
         docker_health,
         ip,
         started_at: state.and_then(|s| s.started_at.clone()),
+        host_ports,
+        order: labels
+            .get(labels::ORDER)
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0),
     })
 }
 

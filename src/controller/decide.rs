@@ -132,10 +132,114 @@ pub fn decide(
         }
     }
 
+    mark_waiting(&mut out, parsed, &placement, &world.reports);
     Decision {
         placement,
         assignments: out,
         addresses: regs,
+    }
+}
+
+/// Fill each slot's `waiting_for` with its `waitForHealthy` dependencies that are not yet
+/// healthy: every replica placed, and reported running and healthy by its host with the
+/// spec it is assigned now (its hash), so a dependency being replaced counts as not ready.
+pub fn mark_waiting(
+    out: &mut BTreeMap<(String, String), Assignment>,
+    parsed: &Parsed,
+    placement: &Placement,
+    reports: &[crate::report::SlotReport],
+) {
+    // (stack, service, replica) -> (host, expected hash), from what is being assigned.
+    let mut expected: BTreeMap<(&str, &str, u32), (&str, String)> = BTreeMap::new();
+    for ((host, stack), a) in out.iter() {
+        for slot in a.slots.iter().filter(|s| !s.handoff) {
+            expected.insert(
+                (stack.as_str(), slot.service.as_str(), slot.replica),
+                (host.as_str(), slot.container.hash(&a.network.name)),
+            );
+        }
+    }
+    let healthy = |stack: &str, service: &str, replica: u32| -> Result<(), String> {
+        let Some((host, hash)) = expected.get(&(stack, service, replica)) else {
+            let sid = SlotId {
+                stack: stack.to_owned(),
+                service: service.to_owned(),
+                replica,
+            };
+            let on = placement
+                .hosts
+                .get(&sid)
+                .map_or("not scheduled", String::as_str);
+            return Err(format!("{service} ({on})"));
+        };
+        let ok = reports.iter().any(|r| {
+            r.host == *host
+                && r.stack == stack
+                && r.service == service
+                && r.replica == replica
+                && &r.spec_hash == hash
+                && r.is_available()
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{service} ({host})"))
+        }
+    };
+    let mut waits: BTreeMap<(String, String, String, u32), Vec<String>> = BTreeMap::new();
+    for ((host, stack), a) in out.iter() {
+        let Some((_, Ok(spec))) = parsed.get(stack) else {
+            continue;
+        };
+        for slot in &a.slots {
+            let Some(svc) = spec
+                .item_list_element
+                .iter()
+                .find(|s| s.name == slot.service)
+            else {
+                continue;
+            };
+            let mut waiting = Vec::new();
+            for dep in svc
+                .software_requirements
+                .iter()
+                .filter(|r| r.wait_for_healthy == Some(true))
+            {
+                let replicas = spec
+                    .item_list_element
+                    .iter()
+                    .find(|s| s.name == dep.name)
+                    .map_or(1, |s| s.replica_count());
+                if let Some(Err(w)) = (1..=replicas)
+                    .map(|r| healthy(stack, &dep.name, r))
+                    .find(Result::is_err)
+                {
+                    waiting.push(w);
+                }
+            }
+            if !waiting.is_empty() {
+                waits.insert(
+                    (
+                        host.clone(),
+                        stack.clone(),
+                        slot.service.clone(),
+                        slot.replica,
+                    ),
+                    waiting,
+                );
+            }
+        }
+    }
+    for ((host, stack, service, replica), w) in waits {
+        if let Some(a) = out.get_mut(&(host, stack)) {
+            if let Some(slot) = a
+                .slots
+                .iter_mut()
+                .find(|s| s.service == service && s.replica == replica)
+            {
+                slot.waiting_for = w;
+            }
+        }
     }
 }
 
@@ -191,5 +295,109 @@ fn slot_id(stack: &str, slot: &Slot) -> SlotId {
         stack: stack.to_owned(),
         service: slot.service.clone(),
         replica: slot.replica,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::SlotReport;
+    use crate::scheduler::assign::assignments_for;
+    use crate::spec::parse_stack;
+
+    const STACK: &str = r#"{"deployment":{"mode":"multi-host","placementStrategy":"manual"},"itemListElement":[
+      {"name":"db","image":"i","targetHost":"h1","ports":[{"containerPort":5432,"hostPort":15432}]},
+      {"name":"cache","image":"i","targetHost":"h1"},
+      {"name":"app","image":"i","targetHost":"h2","softwareRequirements":[{"name":"db","waitForHealthy":true},{"name":"cache","waitForHealthy":false}]}]}"#;
+
+    fn report(service: &str, host: &str, hash: &str, state: &str, health: &str) -> SlotReport {
+        SlotReport {
+            stack: "s".into(),
+            service: service.into(),
+            replica: 1,
+            host: host.into(),
+            spec_revision: 1,
+            spec_hash: hash.into(),
+            container_id: None,
+            state: state.into(),
+            health: health.into(),
+            restarts: 0,
+            exit_code: None,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn a_dependent_waits_until_its_dependency_runs_healthy_with_its_current_spec() {
+        let stack = parse_stack(STACK.as_bytes()).unwrap();
+        let hosts: BTreeMap<String, HostRegistration> = ["h1", "h2"]
+            .iter()
+            .map(|h| {
+                (
+                    h.to_string(),
+                    HostRegistration {
+                        id: h.to_string(),
+                        address: format!("10.0.0.{}", h.len()),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        let mut placement = Placement::default();
+        for (svc, h) in [("db", "h1"), ("cache", "h1"), ("app", "h2")] {
+            placement.hosts.insert(
+                SlotId {
+                    stack: "s".into(),
+                    service: svc.into(),
+                    replica: 1,
+                },
+                h.into(),
+            );
+        }
+        let parsed: Parsed = BTreeMap::from([("s".to_owned(), (1, Ok(stack.clone())))]);
+        let base: BTreeMap<(String, String), Assignment> =
+            assignments_for("s", &stack, 1, &placement.hosts, &hosts)
+                .into_iter()
+                .map(|(h, a)| ((h, "s".to_owned()), a))
+                .collect();
+        let db_hash = {
+            let a = &base[&("h1".to_owned(), "s".to_owned())];
+            let db = a.slots.iter().find(|s| s.service == "db").unwrap();
+            db.container.hash(&a.network.name)
+        };
+        let app_waits = |reports: Vec<SlotReport>| {
+            let mut out = base.clone();
+            mark_waiting(&mut out, &parsed, &placement, &reports);
+            out[&("h2".to_owned(), "s".to_owned())].slots[0]
+                .waiting_for
+                .clone()
+        };
+        // (case, reports, what app waits for)
+        let cases: Vec<(&str, Vec<SlotReport>, Vec<&str>)> = vec![
+            ("no report yet", vec![], vec!["db (h1)"]),
+            (
+                "running but still starting",
+                vec![report("db", "h1", &db_hash, "running", "starting")],
+                vec!["db (h1)"],
+            ),
+            (
+                "healthy, but an older spec",
+                vec![report("db", "h1", "old", "running", "healthy")],
+                vec!["db (h1)"],
+            ),
+            (
+                "healthy with the current spec",
+                vec![report("db", "h1", &db_hash, "running", "healthy")],
+                vec![],
+            ),
+            (
+                "running without a check counts as healthy",
+                vec![report("db", "h1", &db_hash, "running", "none")],
+                vec![],
+            ),
+        ];
+        for (name, reports, want) in cases {
+            assert_eq!(app_waits(reports), want, "{name}");
+        }
     }
 }

@@ -268,6 +268,7 @@ mod tests {
                 container: ContainerSpec::default(),
                 health_check: None,
                 handoff: false,
+                waiting_for: Vec::new(),
             }],
         }
     }

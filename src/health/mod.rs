@@ -116,7 +116,8 @@ pub struct Probes {
 
 /// What to probe for one container.
 pub struct Target {
-    pub container_id: String,
+    /// The container run it belongs to (id and start time).
+    pub key: String,
     pub ip: String,
     pub port: u16,
     pub check: HealthCheck,
@@ -126,10 +127,8 @@ impl Probes {
     /// Run exactly the probes for `targets`: start new ones, stop those whose container
     /// went. `changed` is notified whenever a container's health flips.
     pub fn sync(&mut self, targets: Vec<Target>, changed: &Arc<Notify>) {
-        let wanted: HashMap<String, Target> = targets
-            .into_iter()
-            .map(|t| (t.container_id.clone(), t))
-            .collect();
+        let wanted: HashMap<String, Target> =
+            targets.into_iter().map(|t| (t.key.clone(), t)).collect();
         self.running.retain(|id, (task, _)| {
             let keep = wanted.contains_key(id);
             if !keep {
@@ -168,8 +167,8 @@ impl Probes {
         }
     }
 
-    pub fn health_of(&self, container_id: &str) -> Option<Health> {
-        self.running.get(container_id).map(|(_, rx)| *rx.borrow())
+    pub fn health_of(&self, key: &str) -> Option<Health> {
+        self.running.get(key).map(|(_, rx)| *rx.borrow())
     }
 }
 

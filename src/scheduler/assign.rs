@@ -70,6 +70,7 @@ pub fn assignments_for(
             container: container_spec(svc, env),
             health_check: svc.health_check.clone(),
             handoff: false,
+            waiting_for: Vec::new(),
         });
     }
     out

@@ -1,0 +1,182 @@
+//! The agent against the real Docker engine: liveness restarts, waitForHealthy start
+//! order, start-first replacement, drift put back by hand.
+
+mod common;
+
+use std::time::Duration;
+
+use berth::spec::Phase;
+use common::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn busybox(cmd: &str) -> serde_json::Value {
+    serde_json::json!(["sh", "-c", format!("trap 'exit 0' TERM; {cmd} & wait")])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_starts_only_after_its_dependency_is_healthy() {
+    let c = Cluster::start("waits").await;
+    // db answers only after 4 s; app waits for it to be healthy.
+    let json = serde_json::json!({
+        "itemListElement": [
+            {"name": "db", "image": "berth-test/busybox:latest",
+             "command": busybox("sleep 4; mkdir -p /w; echo ok > /w/index.html; httpd -f -p 5432 -h /w"),
+             "healthCheck": {"type": "tcp", "port": 5432, "interval": 0.5, "timeout": 1, "retries": 1, "startPeriod": 10}},
+            {"name": "app", "image": "berth-test/busybox:latest", "command": busybox("sleep 100000"),
+             "softwareRequirements": [{"name": "db", "waitForHealthy": true}]}
+        ]
+    })
+    .to_string();
+    let rev = c.put_stack("waits-it", &json).await;
+    let st = c
+        .wait_status("waits-it", T, |s| {
+            s.services.get("app").is_some_and(|a| a.state == "waiting")
+        })
+        .await;
+    let msg = st.services["app"].message.clone().unwrap_or_default();
+    assert!(msg.starts_with("Waiting for db (it-waits)"), "{msg}");
+    let names = |c: &Cluster| -> Vec<String> {
+        containers_of(&c.host_id, "waits-it")
+            .iter()
+            .map(|id| inspect(id, "{{.Name}}"))
+            .collect()
+    };
+    assert!(
+        !names(&c).contains(&"/waits-it.app.1".to_owned()),
+        "app not created while db is starting"
+    );
+
+    c.wait_status("waits-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let ids = containers_of(&c.host_id, "waits-it");
+    let started = |name: &str| {
+        let id = ids
+            .iter()
+            .find(|id| inspect(id, "{{.Name}}") == name)
+            .unwrap();
+        inspect(id, "{{.State.StartedAt}}")
+    };
+    // RFC 3339 with the same offset sorts as text.
+    assert!(started("/waits-it.app.1") > started("/waits-it.db.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_stays_unhealthy_is_restarted() {
+    let c = Cluster::start("liveness").await;
+    let json = serde_json::json!({
+        "itemListElement": [
+            {"name": "web", "image": "berth-test/busybox:latest",
+             "command": busybox("mkdir -p /w; httpd -f -p 8080 -h /w"),
+             "healthCheck": {"type": "http", "path": "/missing", "port": 8080, "interval": 0.5, "timeout": 1, "retries": 2}}
+        ]
+    })
+    .to_string();
+    c.put_stack("liveness-it", &json).await;
+    let st = c
+        .wait_status("liveness-it", T, |s| {
+            s.services.get("web").is_some_and(|w| w.restarts >= 1)
+        })
+        .await;
+    assert_eq!(
+        containers_of(&c.host_id, "liveness-it").len(),
+        1,
+        "restarted in place: {st:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_without_shared_ports_starts_before_the_old_container_stops() {
+    let c = Cluster::start("startfirst").await;
+    let spec = |v: &str| {
+        serde_json::json!({"itemListElement": [
+            {"name": "worker", "image": "berth-test/busybox:latest", "command": busybox("sleep 100000"),
+             "environment": {"VERSION": v}}
+        ]})
+        .to_string()
+    };
+    let rev = c.put_stack("startfirst-it", &spec("1")).await;
+    c.wait_status("startfirst-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let old = containers_of(&c.host_id, "startfirst-it");
+    let since = docker(&["system", "info", "--format", "{{.SystemTime}}"]);
+    let rev = c.put_stack("startfirst-it", &spec("2")).await;
+    c.wait_status("startfirst-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let new = containers_of(&c.host_id, "startfirst-it");
+    assert_eq!(new.len(), 1);
+    assert_ne!(new, old);
+    assert_eq!(
+        inspect(&new[0], "{{.Name}}"),
+        "/startfirst-it.worker.1",
+        "renamed to its slot name"
+    );
+    let events = docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &docker(&["system", "info", "--format", "{{.SystemTime}}"]),
+        "--filter",
+        "label=berth.stack=startfirst-it",
+        "--format",
+        "{{.Action}} {{.Actor.ID}}",
+    ]);
+    let lines: Vec<&str> = events.lines().collect();
+    let new_start = lines.iter().position(|l| *l == format!("start {}", new[0]));
+    let old_stop = lines
+        .iter()
+        .position(|l| l.starts_with("kill ") || l.starts_with("die ") || l.starts_with("stop "))
+        .filter(|i| lines[*i].ends_with(&old[0]));
+    assert!(
+        matches!((new_start, old_stop), (Some(a), Some(b)) if a < b),
+        "the new container started before the old one stopped: {lines:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_by_hand_is_put_back_and_unmanaged_containers_are_left_alone() {
+    let c = Cluster::start("drift").await;
+    let rev = c.put_stack("drift-it", &web_stack(18188, "drift")).await;
+    c.wait_status("drift-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let id = containers_of(&c.host_id, "drift-it")[0].clone();
+
+    // docker stop: started again.
+    docker(&["stop", "-t", "1", &id]);
+    eventually("started again after docker stop", T, || async {
+        (inspect(&id, "{{.State.Running}}") == "true").then_some(())
+    })
+    .await;
+
+    // docker rename: renamed back.
+    docker(&["rename", &id, "someone-renamed-it"]);
+    eventually("renamed back", T, || async {
+        (inspect(&id, "{{.Name}}") == "/drift-it.web.1").then_some(())
+    })
+    .await;
+
+    // docker rm -f: created again.
+    docker(&["rm", "-f", &id]);
+    let new = eventually("recreated after docker rm", T, || async {
+        let ids = containers_of(&c.host_id, "drift-it");
+        (ids.len() == 1 && ids[0] != id && inspect(&ids[0], "{{.State.Running}}") == "true")
+            .then(|| ids[0].clone())
+    })
+    .await;
+    assert_eq!(inspect(&new, "{{.Name}}"), "/drift-it.web.1");
+    assert_eq!(
+        eventually("serves again", T, || http_get(18188, "/index.html"))
+            .await
+            .trim(),
+        "drift"
+    );
+}
