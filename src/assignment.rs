@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{DesiredState, HealthCheck};
+use crate::spec::{DesiredState, HealthCheck, PotentialAction};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,12 +56,29 @@ pub struct Slot {
     /// container is left as it is).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_for: Vec<String>,
+    /// `potentialAction`s to run once the container is healthy, once per version of the
+    /// service (see [`Slot::actions_key`]); only the first replica runs them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_start: Vec<PotentialAction>,
+    /// The actions have already run for this version (the controller saw their record).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub actions_done: bool,
 }
 
 impl Slot {
     /// `<service>.<replica>`: unique within a stack (service names cannot contain dots).
     pub fn key(&self) -> String {
         slot_key(&self.service, self.replica)
+    }
+
+    /// Identifies the version of the service its post-start actions belong to: its
+    /// container spec and the actions themselves. Not the host: a move does not re-run.
+    pub fn actions_key(&self, network: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.container.hash(network).as_bytes());
+        h.update(serde_json::to_vec(&self.post_start).unwrap_or_default());
+        hex::encode(&h.finalize()[..8])
     }
 }
 

@@ -632,9 +632,12 @@ async fn watch_status(store: Store, id: Option<String>, view: ViewArgs) -> Resul
     let mut changes = reflector.subscribe();
     let redraw = view.output == Output::Table && std::io::stdout().is_terminal();
     let mut last = None;
+    // One listener for the whole watch, so a Ctrl-C while drawing is not lost.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut ctrl_c => break,
             changed = changes.changed() => if changed.is_err() { break },
         }
         let Some((world, revision)) = reflector.read(|c| (World::decode(c), c.revision)).await

@@ -37,3 +37,33 @@ impl SlotReport {
         self.is_running() && (self.health == "healthy" || self.health == "none")
     }
 }
+
+/// The outcome of a service's post-start actions, at `actions/<stack>/<service>`, written
+/// by the agent that ran them. `key` is the [`Slot::actions_key`](crate::assignment::Slot::actions_key)
+/// they ran for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionRecord {
+    pub key: String,
+    pub host: String,
+    pub results: Vec<ActionResult>,
+}
+
+impl ActionRecord {
+    /// The first action that failed; the ones after it did not run.
+    pub fn failure(&self) -> Option<&ActionResult> {
+        self.results.iter().find(|r| !r.ok)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionResult {
+    pub name: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// Why it failed, with the tail of its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

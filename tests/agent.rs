@@ -180,3 +180,65 @@ async fn drift_by_hand_is_put_back_and_unmanaged_containers_are_left_alone() {
         "drift"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_start_actions_run_once_per_version_and_a_failure_fails_the_stack() {
+    let c = Cluster::start("actions").await;
+    let spec = |second: &str| {
+        serde_json::json!({"itemListElement": [
+            {"name": "app", "image": "berth-test/busybox:latest", "command": busybox("sleep 100000"),
+             "potentialAction": [
+                {"name": "Record start", "actionType": "init", "command": ["sh", "-c", "echo ran >> /actions.log"], "timeout": 10},
+                {"name": "Second", "command": ["sh", "-c", second], "timeout": 10}
+             ]}
+        ]})
+        .to_string()
+    };
+    let rev = c.put_stack("actions-it", &spec("true")).await;
+    let st = c
+        .wait_status("actions-it", T, |s| {
+            s.phase == Phase::Running
+                && s.observed_revision == rev
+                && s.services["app"].actions.len() == 2
+        })
+        .await;
+    assert!(st.services["app"].actions.iter().all(|a| a.ok), "{st:#?}");
+    let id = containers_of(&c.host_id, "actions-it")[0].clone();
+    assert_eq!(docker(&["exec", &id, "cat", "/actions.log"]), "ran");
+
+    // A restart is not a new version: the actions do not run again.
+    docker(&["restart", "-t", "1", &id]);
+    c.wait_status("actions-it", T, |s| s.phase == Phase::Running)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        docker(&["exec", &id, "cat", "/actions.log"]),
+        "ran",
+        "ran once only"
+    );
+
+    // A new version whose second action fails: the stack is Failed, with its exit code.
+    let rev = c
+        .put_stack("actions-it", &spec("echo migration broke; exit 3"))
+        .await;
+    let st = c
+        .wait_status("actions-it", T, |s| {
+            s.phase == Phase::Failed && s.observed_revision == rev
+        })
+        .await;
+    let second = st.services["app"]
+        .actions
+        .iter()
+        .find(|a| a.name == "Second")
+        .unwrap();
+    assert_eq!(second.exit_code, Some(3));
+    assert!(
+        second
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("migration broke"),
+        "{second:?}"
+    );
+    assert!(st.message.contains("exit code 3"), "{}", st.message);
+}

@@ -147,6 +147,7 @@ async fn run(
         action_retry: retry::Policy::with(Duration::from_millis(500), Duration::from_secs(30)),
         registration,
         lease,
+        actions_started: Default::default(),
     };
     assignments.wait_synced().await;
     reports.wait_synced().await;
@@ -247,6 +248,9 @@ struct Pass {
     /// What this host publishes about itself; re-written when it changes.
     registration: HostRegistration,
     lease: LeasedKey,
+    /// Post-start action runs started by this agent, by actions key: never run twice,
+    /// even before the controller has seen their record.
+    actions_started: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Pass {
@@ -414,7 +418,123 @@ impl Pass {
             restarts: &restarts,
         });
         self.write_reports(built, reports).await;
+        self.start_post_start_actions(&desired, &actual);
         Ok(wait)
+    }
+
+    /// Run each service's `potentialAction`s once its first replica runs healthy here,
+    /// once per version of the service, in the background (they may take minutes).
+    fn start_post_start_actions(
+        &self,
+        desired: &[DesiredContainer],
+        actual: &[plan::ActualContainer],
+    ) {
+        for d in desired {
+            if d.replica != 1 || d.slot.post_start.is_empty() || d.slot.actions_done {
+                continue;
+            }
+            let Some(c) = actual.iter().find(|a| {
+                a.name == d.name
+                    && a.spec_hash == d.spec_hash
+                    && a.state == RunState::Running
+                    && matches!(a.health.as_deref(), None | Some("healthy"))
+                    && (d.slot.health_check.is_none() || a.health.is_some())
+            }) else {
+                continue;
+            };
+            let key = d.slot.actions_key(&d.network);
+            if !self
+                .actions_started
+                .lock()
+                .expect("not poisoned")
+                .insert(key.clone())
+            {
+                continue;
+            }
+            let running: Vec<String> = actual
+                .iter()
+                .filter(|a| a.state == RunState::Running)
+                .map(|a| a.name.clone())
+                .collect();
+            let (rt, store, wake, host) = (
+                self.rt.clone(),
+                self.store.clone(),
+                self.wake.clone(),
+                self.host.clone(),
+            );
+            let (stack, service, own) = (d.stack.clone(), d.service.clone(), c.id.clone());
+            let actions = d.slot.post_start.clone();
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                for a in &actions {
+                    let target = match a.target.as_deref() {
+                        Some(t) if t != service => {
+                            let name = container_name(&stack, t, 1);
+                            if running.contains(&name) {
+                                name
+                            } else {
+                                results.push(crate::report::ActionResult {
+                                    name: a.name.clone(),
+                                    ok: false,
+                                    exit_code: None,
+                                    message: Some(format!(
+                                        "target service {t} does not run on this host ({host})"
+                                    )),
+                                });
+                                break;
+                            }
+                        }
+                        _ => own.clone(),
+                    };
+                    let argv = a.command.as_ref().map(|c| c.argv()).unwrap_or_default();
+                    let timeout = Duration::from_secs_f64(a.timeout.unwrap_or(60.0).max(0.1));
+                    tracing::info!(stack = %stack, service = %service, action = %a.name, "running post-start action");
+                    let r = rt
+                        .exec(&target, &argv, a.working_directory.as_deref(), timeout)
+                        .await;
+                    let result = match r {
+                        Ok(o) if o.exit_code == Some(0) => crate::report::ActionResult {
+                            name: a.name.clone(),
+                            ok: true,
+                            exit_code: Some(0),
+                            message: None,
+                        },
+                        Ok(o) => crate::report::ActionResult {
+                            name: a.name.clone(),
+                            ok: false,
+                            exit_code: o.exit_code,
+                            message: Some(if o.timed_out {
+                                format!(
+                                    "timed out after {}s; output: {}",
+                                    timeout.as_secs_f64(),
+                                    o.output_tail
+                                )
+                            } else {
+                                format!("output: {}", o.output_tail)
+                            }),
+                        },
+                        Err(e) => crate::report::ActionResult {
+                            name: a.name.clone(),
+                            ok: false,
+                            exit_code: None,
+                            message: Some(crate::error_chain(&e)),
+                        },
+                    };
+                    let ok = result.ok;
+                    results.push(result);
+                    if !ok {
+                        break;
+                    }
+                }
+                let record = crate::report::ActionRecord {
+                    key: String::new(),
+                    host,
+                    results,
+                };
+                write_action_record(&store, &stack, &service, record, key).await;
+                wake.notify_one();
+            });
+        }
     }
 
     fn forgive_stable(&mut self, actual: &[plan::ActualContainer], now: Instant) {
@@ -518,6 +638,33 @@ impl Pass {
 }
 
 /// The readable assignments, and the stack ids of those that could not be read.
+/// Record the actions' outcome; retried until it lands, since running them again is
+/// what must never happen.
+async fn write_action_record(
+    store: &Store,
+    stack: &str,
+    service: &str,
+    mut record: crate::report::ActionRecord,
+    key: String,
+) {
+    record.key = key;
+    let value = serde_json::to_vec(&record).unwrap_or_default();
+    let mut policy = retry::Policy::new();
+    loop {
+        match store
+            .put(&keys::actions(stack, service), value.clone())
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => {
+                let d = policy.next_delay();
+                tracing::warn!(error = %crate::error_chain(&e), retry_in = ?d, "writing action record failed");
+                tokio::time::sleep(d).await;
+            }
+        }
+    }
+}
+
 /// Probes belong to one run of a container: a restart starts a fresh probe, so a
 /// container restarted for failing its checks gets its start period again.
 fn probe_key(a: &plan::ActualContainer) -> String {

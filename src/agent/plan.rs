@@ -283,6 +283,8 @@ mod tests {
                 health_check: None,
                 handoff: false,
                 waiting_for: Vec::new(),
+                post_start: Vec::new(),
+                actions_done: false,
             },
             spec,
             spec_revision: 7,

@@ -112,6 +112,8 @@ mod tests {
                 }),
                 handoff: false,
                 waiting_for: Vec::new(),
+                post_start: Vec::new(),
+                actions_done: false,
             },
             spec,
             spec_revision: 3,

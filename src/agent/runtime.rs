@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings,
     EventMessage, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountType,
@@ -109,6 +110,14 @@ pub struct EngineFacts {
     pub cpus: f64,
     pub memory_mb: u64,
     pub version: String,
+}
+
+/// How a command run with [`Runtime::exec`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    pub exit_code: Option<i64>,
+    pub output_tail: String,
+    pub timed_out: bool,
 }
 
 /// A managed container changed in a way that matters to the agent.
@@ -403,6 +412,71 @@ impl Runtime {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }
+    }
+
+    /// Run `argv` inside a running container, up to `timeout`; the exit code (none when it
+    /// timed out) and the last 2 KiB of its combined output.
+    pub async fn exec(
+        &self,
+        container: &str,
+        argv: &[String],
+        workdir: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ExecOutcome, RuntimeError> {
+        let opts = CreateExecOptions {
+            cmd: Some(argv.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            working_dir: workdir.map(str::to_owned),
+            ..Default::default()
+        };
+        let exec = call(
+            "exec_create",
+            container,
+            self.docker.create_exec(container, opts),
+        )
+        .await?;
+        let started = call(
+            "exec_start",
+            container,
+            self.docker.start_exec(&exec.id, None),
+        )
+        .await?;
+        let mut output: Vec<u8> = Vec::new();
+        let collect = async {
+            if let StartExecResults::Attached {
+                output: mut stream, ..
+            } = started
+            {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    output.extend_from_slice(chunk.as_ref());
+                    // Keep only the tail: a migration can print a lot.
+                    if output.len() > 16 * 1024 {
+                        output.drain(..output.len() - 8 * 1024);
+                    }
+                }
+            }
+        };
+        let timed_out = tokio::time::timeout(timeout, collect).await.is_err();
+        let exit_code = if timed_out {
+            None
+        } else {
+            call(
+                "exec_inspect",
+                container,
+                self.docker.inspect_exec(&exec.id),
+            )
+            .await?
+            .exit_code
+        };
+        let tail_start = output.len().saturating_sub(2048);
+        Ok(ExecOutcome {
+            exit_code,
+            output_tail: String::from_utf8_lossy(&output[tail_start..])
+                .trim()
+                .to_owned(),
+            timed_out,
+        })
     }
 
     /// Stop (with the grace period) and start again.

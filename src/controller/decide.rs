@@ -133,6 +133,16 @@ pub fn decide(
     }
 
     mark_waiting(&mut out, parsed, &placement, &world.reports);
+    for ((_, stack), a) in out.iter_mut() {
+        let network = a.network.name.clone();
+        for slot in a.slots.iter_mut().filter(|s| !s.post_start.is_empty()) {
+            let key = slot.actions_key(&network);
+            slot.actions_done = world
+                .actions
+                .get(&(stack.clone(), slot.service.clone()))
+                .is_some_and(|r| r.key == key);
+        }
+    }
     Decision {
         placement,
         assignments: out,

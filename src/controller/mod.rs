@@ -276,6 +276,22 @@ impl Controller {
                 .with_label_values(&[m.reason.as_str()])
                 .inc();
         }
+        // Action records of deleted stacks and services go; an invalid stack keeps its
+        // (its last valid version keeps running).
+        let stale_records: Vec<Write> = world
+            .actions
+            .keys()
+            .filter(|(stack, service)| match self.parsed.get(stack) {
+                None => true,
+                Some((_, Ok(spec))) => !spec.item_list_element.iter().any(|s| &s.name == service),
+                Some((_, Err(_))) => false,
+            })
+            .map(|(stack, service)| Write::Delete {
+                key: keys::actions(stack, service),
+                expect: Expect::Any,
+            })
+            .collect();
+        self.apply(stale_records).await?;
         // A rebalance request is served once its stack has been placed afresh.
         let served: Vec<Write> = world
             .rebalance
@@ -414,6 +430,16 @@ impl Controller {
                 .collect();
             let previous = existing.and_then(|(s, _)| s.as_ref());
             let revision = world.stacks.get(id).map(|(r, _)| *r).unwrap_or(0);
+            // Records only speak for the version they ran for (`actions_done`).
+            let actions: BTreeMap<&str, &crate::report::ActionRecord> = assignments
+                .values()
+                .flat_map(|a| a.slots.iter())
+                .filter(|s| s.actions_done)
+                .filter_map(|s| {
+                    let r = world.actions.get(&(id.clone(), s.service.clone()))?;
+                    Some((s.service.as_str(), r))
+                })
+                .collect();
             let st = status::aggregate(&status::Inputs {
                 id,
                 revision,
@@ -422,6 +448,7 @@ impl Controller {
                 reports: &reports,
                 unschedulable: unschedulable_refs,
                 hosts: &decision.addresses,
+                actions,
                 previous,
                 now: &now_text,
             });

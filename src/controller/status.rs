@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use crate::assignment::Assignment;
-use crate::report::SlotReport;
+use crate::report::{ActionRecord, SlotReport};
 use crate::spec::{
-    Condition, DesiredState, Endpoint, HostRegistration, Phase, Problem, ServiceStatus, Stack,
-    StackStatus,
+    ActionStatus, Condition, DesiredState, Endpoint, HostRegistration, Phase, Problem,
+    ServiceStatus, Stack, StackStatus,
 };
 
 /// What the controller knows about one stack this pass.
@@ -25,6 +25,8 @@ pub struct Inputs<'a> {
     /// service -> why it has no host.
     pub unschedulable: BTreeMap<&'a str, &'a str>,
     pub hosts: &'a BTreeMap<String, HostRegistration>,
+    /// service -> the record of its post-start actions for the current version.
+    pub actions: BTreeMap<&'a str, &'a ActionRecord>,
     pub previous: Option<&'a StackStatus>,
     pub now: &'a str,
 }
@@ -88,6 +90,8 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
                     .unwrap_or_else(|| "none".to_owned()),
                 restarts: report.map(|r| r.restarts).unwrap_or(0),
                 endpoint,
+                exit_code: report.and_then(|r| r.exit_code),
+                actions: Vec::new(),
                 message: report.and_then(|r| r.message.clone()).or_else(|| {
                     if i.hosts.contains_key(*host) {
                         None
@@ -98,6 +102,30 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
                 replicas: Vec::new(),
             };
             merge_replica(&mut services, &slot.service, s);
+        }
+    }
+    for (svc, record) in &i.actions {
+        if let Some(fail) = record.failure() {
+            failed.push(format!(
+                "{svc}: action {:?} failed{}: {}",
+                fail.name,
+                fail.exit_code
+                    .map(|c| format!(" with exit code {c}"))
+                    .unwrap_or_default(),
+                fail.message.clone().unwrap_or_default()
+            ));
+        }
+        if let Some(s) = services.get_mut(*svc) {
+            s.actions = record
+                .results
+                .iter()
+                .map(|r| ActionStatus {
+                    name: r.name.clone(),
+                    ok: r.ok,
+                    exit_code: r.exit_code,
+                    message: r.message.clone(),
+                })
+                .collect();
         }
     }
     for (svc, why) in &i.unschedulable {
@@ -269,6 +297,8 @@ mod tests {
                 health_check: None,
                 handoff: false,
                 waiting_for: Vec::new(),
+                post_start: Vec::new(),
+                actions_done: false,
             }],
         }
     }
@@ -422,6 +452,7 @@ mod tests {
                     BTreeMap::new()
                 },
                 hosts: &hosts,
+                actions: BTreeMap::new(),
                 previous: None,
                 now: "2026-01-01T00:00:00Z",
             });
@@ -451,6 +482,7 @@ mod tests {
                 reports: &[],
                 unschedulable: BTreeMap::new(),
                 hosts: &hosts,
+                actions: BTreeMap::new(),
                 previous: prev,
                 now,
             })

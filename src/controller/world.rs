@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::assignment::Assignment;
-use crate::report::SlotReport;
+use crate::report::{ActionRecord, SlotReport};
 use crate::spec::{HostRegistration, StackStatus};
 use crate::store::{keys, Cache};
 
@@ -35,6 +35,8 @@ pub struct World {
     pub reports: Vec<SlotReport>,
     /// Stack id -> (decoded status if readable, mod_revision).
     pub statuses: BTreeMap<String, (Option<StackStatus>, i64)>,
+    /// (stack, service) -> the record of its post-start actions.
+    pub actions: BTreeMap<(String, String), ActionRecord>,
 }
 
 impl World {
@@ -85,6 +87,14 @@ impl World {
             } else if keys::parts(&kv.key, keys::REPORTS).is_some() {
                 if let Ok(r) = serde_json::from_slice::<SlotReport>(&kv.value) {
                     w.reports.push(r);
+                }
+            } else if let Some(p) = keys::parts(&kv.key, keys::ACTIONS) {
+                if let ([stack, service], Ok(r)) = (
+                    p.as_slice(),
+                    serde_json::from_slice::<ActionRecord>(&kv.value),
+                ) {
+                    w.actions
+                        .insert(((*stack).to_owned(), (*service).to_owned()), r);
                 }
             } else if let Some(id) = one(keys::STATUS) {
                 let s = serde_json::from_slice::<StackStatus>(&kv.value).ok();

@@ -71,6 +71,8 @@ pub fn assignments_for(
             health_check: svc.health_check.clone(),
             handoff: false,
             waiting_for: Vec::new(),
+            post_start: svc.potential_action.clone(),
+            actions_done: false,
         });
     }
     out

@@ -8,5 +8,5 @@ mod validate;
 
 pub use host::{HostRegistration, UsedPort};
 pub use stack::*;
-pub use status::{Condition, Endpoint, Phase, ServiceStatus, StackStatus};
+pub use status::{ActionStatus, Condition, Endpoint, Phase, ServiceStatus, StackStatus};
 pub use validate::*;

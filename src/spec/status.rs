@@ -108,9 +108,31 @@ pub struct ServiceStatus {
     /// Why the service is not running, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The container's exit code, when it is not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// Results of its post-start actions (`potentialAction`) for the current version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionStatus>,
     /// Per-replica detail when `replicas` > 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ServiceStatus>,
+}
+
+/// How one post-start action went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionStatus {
+    /// The action's `name`.
+    pub name: String,
+    /// It exited 0 within its timeout.
+    pub ok: bool,
+    /// Its exit code; absent when it timed out or could not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// Why it failed, with the tail of its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A published port, as other hosts reach it.

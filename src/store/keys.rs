@@ -50,6 +50,12 @@ pub fn rebalance(stack: &str) -> String {
 }
 pub const REBALANCE: &str = "rebalance/";
 
+/// `actions/<stack>/<service>`: the record of a service's post-start actions.
+pub fn actions(stack: &str, service: &str) -> String {
+    format!("{ACTIONS}{stack}/{service}")
+}
+pub const ACTIONS: &str = "actions/";
+
 /// `leader`: the election the controllers campaign in; the leader's key lives below it.
 pub const LEADER: &str = "leader";
 

@@ -205,7 +205,6 @@ impl Drop for Proc {
 
 /// One simulated host: a network namespace with its own Docker engine and Berth agent.
 pub struct Host {
-    pub n: usize,
     pub id: String,
     pub ip: String,
     pub netns: String,
@@ -289,7 +288,6 @@ impl Host {
             logs,
         );
         Host {
-            n,
             id,
             ip,
             netns,
@@ -310,10 +308,7 @@ impl Host {
                 "link", "add", &self.veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
             ],
         )?;
-        sh(
-            "ip",
-            &["link", "set", &self.veth, "master", BRIDGE, "up"],
-        )?;
+        sh("ip", &["link", "set", &self.veth, "master", BRIDGE, "up"])?;
         sh(
             "ip",
             &[
@@ -342,7 +337,13 @@ impl Host {
         if let Ok(pid) = fs::read_to_string(&pidfile) {
             let pid = pid.trim();
             let live = fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+                .map(|s| {
+                    !s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
                 .unwrap_or(false)
                 && fs::read(format!("/proc/{pid}/cmdline"))
                     .map(|c| String::from_utf8_lossy(&c).contains(BASE))
@@ -436,7 +437,9 @@ impl Host {
     pub async fn inspect(&self, id: &str) -> R<serde_json::Value> {
         let out = self.docker(&["inspect", id]).await?;
         let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
-        v.get(0).cloned().ok_or_else(|| format!("no container {id}"))
+        v.get(0)
+            .cloned()
+            .ok_or_else(|| format!("no container {id}"))
     }
 
     /// Start times of containers matching `labels` since `since`, from the engine's events.
@@ -528,7 +531,6 @@ pub struct Cluster {
     pub endpoints: Vec<String>,
     pub store: Store,
     pub berth: String,
-    pub logs: PathBuf,
     _lock: File,
 }
 
@@ -598,13 +600,11 @@ impl Cluster {
                 let s = Store::connect(&endpoints, "/berth")
                     .await
                     .map_err(|e| e.to_string())?;
-                s.put("e2e-probe", b"1".to_vec())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                s.list(keys::HOSTS).await.map_err(|e| e.to_string())?;
                 Ok(s)
             })
             .await?;
-            for (i, name) in ["a", "b"].iter().enumerate() {
+            for name in ["a", "b"] {
                 let port = free_port();
                 let id = format!("{CONTROLLER_PREFIX}{name}");
                 let mut proc = Proc::new(
@@ -635,7 +635,6 @@ impl Cluster {
                     metrics_port: port,
                     proc,
                 });
-                let _ = i;
             }
             for h in &mut c.hosts {
                 h.agent.start()?;
@@ -659,7 +658,6 @@ impl Cluster {
             endpoints,
             store,
             berth,
-            logs,
             _lock: lock,
         };
         cluster.wait_hosts_ready(Duration::from_secs(60)).await?;
@@ -807,27 +805,6 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// `etcdctl` against this cluster; stdout.
-    pub async fn etcdctl(&self, args: &[&str], timeout: Duration) -> R<String> {
-        let out = tokio::time::timeout(
-            timeout,
-            tokio::process::Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={}", self.endpoints.join(",")))
-                .args(args)
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await;
-        match out {
-            Ok(Ok(o)) => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
-            Ok(Err(e)) => Err(e.to_string()),
-            // `watch` never ends by itself: what it printed until now is lost with the
-            // process, so callers give it a bounded `--rev` replay via `watch_history`.
-            Err(_) => Err("etcdctl timed out".into()),
-        }
-    }
-
     /// Every PUT under `prefix` from revision `from` until now, replayed from etcd's
     /// history: `(key, value)` in revision order.
     pub async fn history(&self, prefix: &str, from: i64) -> R<Vec<(String, String)>> {
@@ -844,8 +821,7 @@ impl Cluster {
         let mut buf = Vec::new();
         use tokio::io::AsyncReadExt;
         // The replay arrives at once; then the watch idles until killed.
-        let _ =
-            tokio::time::timeout(Duration::from_secs(3), stdout.read_to_end(&mut buf)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), stdout.read_to_end(&mut buf)).await;
         let _ = child.kill().await;
         let text = String::from_utf8_lossy(&buf);
         let lines: Vec<&str> = text.lines().collect();
@@ -866,7 +842,9 @@ impl Cluster {
 
     /// Current etcd revision.
     pub async fn revision(&self) -> R<i64> {
-        timed(self.store.put("e2e-probe", b"1".to_vec())).await
+        timed(self.store.list(keys::HOSTS))
+            .await
+            .map(|(_, rev)| rev)
     }
 
     /// Back to a healthy, empty cluster after a scenario, whatever it did: links up,
@@ -947,7 +925,11 @@ impl Cluster {
             notes.push(format!("cleanup by force: {e}"));
             for s in stacks {
                 for h in &self.hosts {
-                    for c in h.ps(&[&format!("berth.stack={s}")]).await.unwrap_or_default() {
+                    for c in h
+                        .ps(&[&format!("berth.stack={s}")])
+                        .await
+                        .unwrap_or_default()
+                    {
                         let _ = h.docker(&["rm", "-f", &c.id]).await;
                     }
                 }
@@ -1062,7 +1044,9 @@ fn preflight() -> R<()> {
     if uid.trim() != "0" {
         return Err("the e2e suite needs root (network namespaces, dockerd)".into());
     }
-    for tool in ["ip", "nsenter", "dockerd", "docker", "iptables", "etcd", "etcdctl"] {
+    for tool in [
+        "ip", "nsenter", "dockerd", "docker", "iptables", "etcd", "etcdctl",
+    ] {
         if sh("sh", &["-c", &format!("command -v {tool}")]).is_err() {
             return Err(format!("{tool} is not installed (run scripts/setup.sh)"));
         }
@@ -1151,7 +1135,9 @@ pub fn sweep() {
     }
     // Container processes of a dockerd that died without stopping them.
     for n in 1..=HOSTS {
-        for ctl in ["pids", "memory", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer", "systemd"] {
+        for ctl in [
+            "pids", "memory", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer", "systemd",
+        ] {
             let root = PathBuf::from(format!("/sys/fs/cgroup/{ctl}/{CGROUP_PREFIX}h{n}"));
             if !root.exists() {
                 continue;
@@ -1322,11 +1308,6 @@ pub fn brief_services(s: &StackStatus) -> String {
         })
         .collect();
     parts.join(", ")
-}
-
-/// Parse Docker's RFC 3339 timestamps (`2026-11-22T09:48:22.260295169Z`).
-pub fn docker_time(s: &str) -> R<SystemTime> {
-    humantime::parse_rfc3339(s).map_err(|e| format!("time {s:?}: {e}"))
 }
 
 /// Running copies per slot (`service.replica`) of `stack`, and their hosts.

@@ -1,0 +1,1220 @@
+//! The twelve scenarios of the multi-host suite. Each asserts one invariant, returns its
+//! figure (one line for the summary table) and names the stacks it used, so the runner
+//! can clean up after it whatever happened. Host ports are in 19000-19999.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use berth::spec::Phase;
+use berth::store::{keys, Store};
+use serde_json::{json, Value};
+
+use crate::harness::{
+    brief_services, copies, metric, timed, until, Cluster, Ctr, HOST_DOWN_GRACE, IMAGE, LEADER_TTL,
+    LEASE_TTL, R,
+};
+
+/// One scenario: its number, title, the stacks it may leave behind, and its body.
+pub struct Scenario {
+    pub n: u32,
+    pub title: &'static str,
+    pub stacks: &'static [&'static str],
+    /// Upper bound on its run time; past it, it fails and the runner cleans up.
+    pub limit: Duration,
+}
+
+pub const ALL: &[Scenario] = &[
+    Scenario {
+        n: 1,
+        title: "three-tier across three hosts",
+        stacks: &["e2e-shop"],
+        limit: Duration::from_secs(180),
+    },
+    Scenario {
+        n: 2,
+        title: "spread 6 services over 3 hosts",
+        stacks: &["e2e-spread"],
+        limit: Duration::from_secs(120),
+    },
+    Scenario {
+        n: 3,
+        title: "host-2 agent+dockerd killed",
+        stacks: &["e2e-kill"],
+        limit: Duration::from_secs(240),
+    },
+    Scenario {
+        n: 4,
+        title: "partition > grace, heal",
+        stacks: &["e2e-part"],
+        limit: Duration::from_secs(240),
+    },
+    Scenario {
+        n: 5,
+        title: "partition < grace",
+        stacks: &["e2e-blip"],
+        limit: Duration::from_secs(180),
+    },
+    Scenario {
+        n: 6,
+        title: "leader SIGSTOP past its lease",
+        stacks: &["e2e-ha"],
+        limit: Duration::from_secs(180),
+    },
+    Scenario {
+        n: 7,
+        title: "dockerd restart on host-1",
+        stacks: &["e2e-dock"],
+        limit: Duration::from_secs(180),
+    },
+    Scenario {
+        n: 8,
+        title: "etcd quorum lost",
+        stacks: &["e2e-quorum", "e2e-quorum-after"],
+        limit: Duration::from_secs(420),
+    },
+    Scenario {
+        n: 9,
+        title: "env update, dependency order",
+        stacks: &["e2e-upd"],
+        limit: Duration::from_secs(240),
+    },
+    Scenario {
+        n: 10,
+        title: "bad inputs while running",
+        stacks: &[
+            "e2e-good",
+            "e2e-garbage",
+            "e2e-huge",
+            "e2e-cycle",
+            "e2e-ghost",
+            "e2e-after-bad",
+        ],
+        limit: Duration::from_secs(240),
+    },
+    Scenario {
+        n: 11,
+        title: "delete while partitioned",
+        stacks: &["e2e-orph"],
+        limit: Duration::from_secs(180),
+    },
+    Scenario {
+        n: 12,
+        title: "drain host-1",
+        stacks: &["e2e-drain"],
+        limit: Duration::from_secs(240),
+    },
+];
+
+pub async fn run(n: u32, c: &mut Cluster) -> R<String> {
+    match n {
+        1 => three_tier(c).await,
+        2 => spread(c).await,
+        3 => host_killed(c).await,
+        4 => long_partition(c).await,
+        5 => short_partition(c).await,
+        6 => leader_frozen(c).await,
+        7 => dockerd_restart(c).await,
+        8 => quorum_lost(c).await,
+        9 => env_update(c).await,
+        10 => bad_inputs(c).await,
+        11 => delete_while_partitioned(c).await,
+        12 => drain(c).await,
+        _ => Err(format!("no scenario {n}")),
+    }
+}
+
+macro_rules! check {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            return Err(format!($($arg)*));
+        }
+    };
+}
+
+const T: Duration = Duration::from_secs(60);
+
+fn busy(script: &str) -> Value {
+    json!(["sh", "-c", format!("trap 'exit 0' TERM; {script} & wait")])
+}
+
+fn sleeper(name: &str) -> Value {
+    json!({"@type": "SoftwareApplication", "name": name, "image": IMAGE, "command": busy("sleep 100000")})
+}
+
+/// An HTTP server on container port 8080 answering `/index.html` with `body`.
+fn web(name: &str, body: &str, host_port: u16) -> Value {
+    json!({
+        "@type": "SoftwareApplication", "name": name, "image": IMAGE,
+        "command": busy(&format!("mkdir -p /www; echo {body} > /www/index.html; httpd -f -p 8080 -h /www")),
+        "ports": [{"containerPort": 8080, "hostPort": host_port, "protocol": "tcp"}],
+        "healthCheck": {"type": "http", "path": "/index.html", "port": 8080, "interval": 1, "timeout": 1, "retries": 2}
+    })
+}
+
+fn stack(strategy: &str, services: Vec<Value>) -> String {
+    json!({
+        "@context": "https://schema.org", "@type": "ItemList", "name": "e2e",
+        "deployment": {"mode": "multi-host", "placementStrategy": strategy},
+        "itemListElement": services
+    })
+    .to_string()
+}
+
+fn spread_of(names: &[&str]) -> String {
+    stack("spread", names.iter().map(|n| sleeper(n)).collect())
+}
+
+fn example(name: &str) -> R<String> {
+    let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))
+}
+
+fn running_on<'a>(ctrs: &'a [Ctr], host: &str) -> Vec<&'a Ctr> {
+    ctrs.iter()
+        .filter(|c| c.host == host && c.running())
+        .collect()
+}
+
+/// Running copies of `stack` on the given hosts only (the others may be unreachable).
+async fn containers_on(c: &Cluster, stack: &str, hosts: &[&str]) -> R<Vec<Ctr>> {
+    let mut all = Vec::new();
+    for h in hosts {
+        all.extend(
+            c.host(h)
+                .ps(&["berth.managed=true", &format!("berth.stack={stack}")])
+                .await?,
+        );
+    }
+    Ok(all)
+}
+
+/// Each slot has exactly one running copy, and nothing of the stack is on `not_on`.
+fn one_copy_each(ctrs: &[Ctr], slots: &BTreeSet<String>, not_on: &str) -> R<()> {
+    let copies = copies(ctrs);
+    for s in slots {
+        let n = copies.get(s).map(Vec::len).unwrap_or(0);
+        check!(n == 1, "slot {s} has {n} running copies: {copies:?}");
+    }
+    let left: Vec<&Ctr> = ctrs.iter().filter(|c| c.host == not_on).collect();
+    check!(
+        left.is_empty(),
+        "{} container(s) left on {not_on}: {:?}",
+        left.len(),
+        left.iter().map(|c| (&c.name, &c.state)).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// Polls the agents' reports for when each `(host, stack, slot)` first reports healthy at a
+/// spec revision of at least `min_rev`. The times are when this poller saw it (at most
+/// ~50 ms after the report landed), never before it was true.
+fn watch_healthy(
+    store: Store,
+    slots: Vec<(String, String, String)>,
+    min_rev: i64,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<BTreeMap<String, SystemTime>> {
+    tokio::spawn(async move {
+        let mut seen = BTreeMap::new();
+        while !stop.load(Ordering::Relaxed) && seen.len() < slots.len() {
+            for (host, stack, slot) in &slots {
+                if seen.contains_key(slot) {
+                    continue;
+                }
+                let Ok(Some(kv)) = timed(store.get(&keys::report(host, stack, slot))).await else {
+                    continue;
+                };
+                let Ok(r) = serde_json::from_slice::<Value>(&kv.value) else {
+                    continue;
+                };
+                let rev = r["specRevision"].as_i64().unwrap_or(0);
+                if r["health"] == "healthy" && r["state"] == "running" && rev >= min_rev {
+                    seen.insert(slot.clone(), SystemTime::now());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
+    })
+}
+
+fn secs_between(later: SystemTime, earlier: SystemTime) -> f64 {
+    match later.duration_since(earlier) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// Slack for "A happened after B was seen": B's time is when the poller saw it, up to
+/// ~50 ms late, while a start gated on B lags it by a controller and an agent pass.
+const SEEN_SLACK: f64 = 0.25;
+
+/// 1. db on host-1, cache on host-2, app on host-3; the app starts only once both are
+/// healthy, and reaches both across hosts through its injected addresses.
+async fn three_tier(c: &mut Cluster) -> R<String> {
+    let id = "e2e-shop";
+    let t0 = SystemTime::now() - Duration::from_secs(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let rev_floor = c.revision().await?;
+    let healthy = watch_healthy(
+        c.store.clone(),
+        vec![
+            ("host-1".into(), id.into(), "db.1".into()),
+            ("host-2".into(), id.into(), "cache.1".into()),
+        ],
+        rev_floor,
+        stop.clone(),
+    );
+    let rev = c.put_stack(id, example("three-tier.json")?).await?;
+    let st = c.wait_running(id, rev, Duration::from_secs(90)).await;
+    stop.store(true, Ordering::Relaxed);
+    let healthy = healthy.await.map_err(|e| e.to_string())?;
+    let st = st?;
+    for (svc, host) in [("db", "host-1"), ("cache", "host-2"), ("app", "host-3")] {
+        let on = st.services.get(svc).and_then(|s| s.host.as_deref());
+        check!(on == Some(host), "{svc} is on {on:?}, not {host}");
+    }
+    let (Some(db_ok), Some(cache_ok)) = (healthy.get("db.1"), healthy.get("cache.1")) else {
+        return Err(format!("never saw db and cache healthy: {healthy:?}"));
+    };
+    let deps_ok = *db_ok.max(cache_ok);
+    let h3 = c.host("host-3");
+    let starts = h3
+        .starts_since(t0, &[&format!("berth.stack={id}"), "berth.service=app"])
+        .await?;
+    let first = starts
+        .iter()
+        .map(|(t, _)| *t)
+        .min()
+        .ok_or("no start event of app on host-3")?;
+    let lead = secs_between(first, deps_ok);
+    check!(
+        lead >= -SEEN_SLACK,
+        "app started {:.2}s BEFORE db and cache were both healthy (db healthy at +{:.2}s, cache at +{:.2}s, app started at +{:.2}s after the put)",
+        -lead,
+        secs_between(*db_ok, t0) - 1.0,
+        secs_between(*cache_ok, t0) - 1.0,
+        secs_between(first, t0) - 1.0
+    );
+
+    let ctrs = c.containers(id).await?;
+    let app = running_on(&ctrs, "host-3")
+        .into_iter()
+        .find(|x| x.service == "app")
+        .ok_or("no running app container on host-3")?
+        .id
+        .clone();
+    let env = h3.docker(&["exec", &app, "env"]).await?;
+    check!(
+        env.lines().any(|l| l == "DB_HOST=10.77.0.1"),
+        "app's DB_HOST is not host-1's address: {env}"
+    );
+    for (var, want) in [("DB_URL", "db"), ("CACHE_URL", "cache")] {
+        let script =
+            format!("hp=${{{var}#*://}}; hp=${{hp%%/*}}; timeout 3 wget -q -O- http://$hp/");
+        let body = h3.docker(&["exec", &app, "sh", "-c", &script]).await?;
+        check!(
+            body.trim() == want,
+            "wget of ${var} from the app on host-3 returned {body:?}, want {want:?}"
+        );
+    }
+    Ok(format!(
+        "app started {lead:.1}s after db+cache healthy; wget DB_URL (host-1), CACHE_URL (host-2) from host-3 ok"
+    ))
+}
+
+/// 2. Six services with `spread` over three empty hosts land 2/2/2.
+async fn spread(c: &mut Cluster) -> R<String> {
+    let id = "e2e-spread";
+    let rev = c.put_stack(id, example("spread.json")?).await?;
+    c.wait_running(id, rev, T).await?;
+    let ctrs = c.containers(id).await?;
+    let counts: Vec<usize> = c
+        .hosts
+        .iter()
+        .map(|h| running_on(&ctrs, &h.id).len())
+        .collect();
+    let figure = counts
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("/");
+    check!(counts == [2, 2, 2], "spread gave {figure}, want 2/2/2");
+    Ok(format!("host-1/2/3 run {figure}"))
+}
+
+/// 3. Host-2 dies (agent and dockerd killed): after the grace its slots run elsewhere;
+/// when it comes back, its stale copies go.
+async fn host_killed(c: &mut Cluster) -> R<String> {
+    let id = "e2e-kill";
+    let rev = c.put_stack(id, spread_of(&["a", "b", "c"])).await?;
+    c.wait_running(id, rev, T).await?;
+    let ctrs = c.containers(id).await?;
+    let slots: BTreeSet<String> = ctrs.iter().map(Ctr::slot).collect();
+    let on2: Vec<String> = running_on(&ctrs, "host-2")
+        .iter()
+        .map(|x| x.service.clone())
+        .collect();
+    check!(!on2.is_empty(), "nothing of {id} runs on host-2: {ctrs:?}");
+
+    let t0 = Instant::now();
+    let h2 = c.host_mut("host-2");
+    h2.agent.kill();
+    h2.dockerd.kill();
+    let moved = until("host-2's slots running on host-1/3", T, || async {
+        let st = c.status(id).await?.ok_or("no status")?;
+        check!(
+            st.phase == Phase::Running
+                && st
+                    .services
+                    .values()
+                    .all(|s| s.host.as_deref() != Some("host-2")),
+            "phase {:?}: {}",
+            st.phase,
+            brief_services(&st)
+        );
+        let now = containers_on(c, id, &["host-1", "host-3"]).await?;
+        let copies = copies(&now);
+        check!(
+            slots.iter().all(|s| copies.get(s).map(Vec::len) == Some(1)),
+            "running on host-1/3: {copies:?}"
+        );
+        Ok(t0.elapsed())
+    })
+    .await?;
+    check!(
+        moved >= HOST_DOWN_GRACE,
+        "rescheduled after {:.1}s, before the {}s grace",
+        moved.as_secs_f64(),
+        HOST_DOWN_GRACE.as_secs()
+    );
+
+    let h2 = c.host_mut("host-2");
+    h2.start_dockerd()?;
+    h2.wait_docker(T).await?;
+    h2.agent.start()?;
+    let back = Instant::now();
+    c.wait_hosts_ready(T).await?;
+    until("host-2's stale copies removed", T, || async {
+        one_copy_each(&c.containers(id).await?, &slots, "host-2")
+    })
+    .await?;
+    Ok(format!(
+        "{} slot(s) running elsewhere {:.1}s after the kill (lease {}s + grace {}s); stale copies gone {:.1}s after host-2 returned",
+        on2.len(),
+        moved.as_secs_f64(),
+        LEASE_TTL.as_secs(),
+        HOST_DOWN_GRACE.as_secs(),
+        back.elapsed().as_secs_f64()
+    ))
+}
+
+/// Samples every host's containers of `stack` until stopped: seconds during which some
+/// slot had two or more running copies, and slots seen with none.
+struct CopyMonitor {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(f64, BTreeSet<String>)>,
+}
+
+impl CopyMonitor {
+    fn start(c: &Cluster, stack: &str, slots: BTreeSet<String>) -> CopyMonitor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let hosts: Vec<(String, String)> = c
+            .hosts
+            .iter()
+            .map(|h| (h.id.clone(), h.sock.clone()))
+            .collect();
+        let stack = stack.to_owned();
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut dup = 0.0;
+            let mut empty = BTreeSet::new();
+            let mut last = Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                let mut ctrs = Vec::new();
+                let mut complete = true;
+                for (id, sock) in &hosts {
+                    match ps_running(sock, id, &stack).await {
+                        Some(v) => ctrs.extend(v),
+                        None => complete = false,
+                    }
+                }
+                let now = Instant::now();
+                let copies = copies(&ctrs);
+                if copies.values().any(|v| v.len() > 1) {
+                    dup += (now - last).as_secs_f64();
+                }
+                // A slot counts as uncovered only on a complete view of every host.
+                if complete {
+                    for s in &slots {
+                        if !copies.contains_key(s) {
+                            empty.insert(s.clone());
+                        }
+                    }
+                }
+                last = now;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (dup, empty)
+        });
+        CopyMonitor { stop, task }
+    }
+
+    async fn finish(self) -> (f64, BTreeSet<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+async fn ps_running(sock: &str, host: &str, stack: &str) -> Option<Vec<Ctr>> {
+    let out = tokio::process::Command::new("docker")
+        .args([
+            "-H",
+            sock,
+            "ps",
+            "--filter",
+            "label=berth.managed=true",
+            "--filter",
+            &format!("label=berth.stack={stack}"),
+            "--format",
+            "{{.ID}}|{{.Label \"berth.service\"}}|{{.Label \"berth.replica\"}}",
+        ])
+        .output()
+        .await
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                Ctr {
+                    host: host.to_owned(),
+                    id: f[0].to_owned(),
+                    name: String::new(),
+                    state: "running".into(),
+                    managed: true,
+                    stack: stack.to_owned(),
+                    service: f.get(1).unwrap_or(&"").to_string(),
+                    replica: f.get(2).unwrap_or(&"").to_string(),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// 4. Host-3 cut off longer than the grace: its slots run elsewhere meanwhile, and after
+/// healing its stale copies go, leaving exactly one copy of each slot.
+async fn long_partition(c: &mut Cluster) -> R<String> {
+    let id = "e2e-part";
+    let rev = c.put_stack(id, spread_of(&["a", "b", "c"])).await?;
+    c.wait_running(id, rev, T).await?;
+    let ctrs = c.containers(id).await?;
+    let slots: BTreeSet<String> = ctrs.iter().map(Ctr::slot).collect();
+    let on3: Vec<String> = running_on(&ctrs, "host-3")
+        .iter()
+        .map(|x| x.slot())
+        .collect();
+    check!(!on3.is_empty(), "nothing of {id} runs on host-3");
+    let monitor = CopyMonitor::start(c, id, slots.clone());
+
+    c.host("host-3").cut()?;
+    let cut = Instant::now();
+    let moved = until("host-3's slots running on host-1/2", T, || async {
+        let now = containers_on(c, id, &["host-1", "host-2"]).await?;
+        let copies = copies(&now);
+        check!(
+            on3.iter().all(|s| copies.contains_key(s)),
+            "running on host-1/2: {copies:?}"
+        );
+        Ok(cut.elapsed())
+    })
+    .await;
+    let moved = match moved {
+        Ok(m) => m,
+        Err(e) => {
+            monitor.finish().await;
+            return Err(e);
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.host("host-3").heal()?;
+    let partition = cut.elapsed();
+    let healed = Instant::now();
+    let settled = until("host-3's stale copies removed", T, || async {
+        one_copy_each(&c.containers(id).await?, &slots, "host-3")
+    })
+    .await;
+    let removed = healed.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (dup_secs, _) = monitor.finish().await;
+    settled?;
+    let after = copies(&c.containers(id).await?);
+    let dups = after.values().filter(|v| v.len() > 1).count();
+    check!(dups == 0, "duplicates after heal: {after:?}");
+    c.wait_hosts_ready(T).await?;
+    c.wait_running(id, rev, T).await?;
+    Ok(format!(
+        "cut {:.1}s: moved after {:.1}s; stale copies removed {:.1}s after heal; two copies for {dup_secs:.1}s; duplicates after heal: {dups}",
+        partition.as_secs_f64(),
+        moved.as_secs_f64(),
+        removed.as_secs_f64()
+    ))
+}
+
+/// 5. Host-3 cut off for less than the grace: nothing moves, nothing restarts.
+async fn short_partition(c: &mut Cluster) -> R<String> {
+    let id = "e2e-blip";
+    let cut_for = Duration::from_secs(3);
+    let rev = c.put_stack(id, spread_of(&["a", "b", "c"])).await?;
+    c.wait_running(id, rev, T).await?;
+    let before = c.containers(id).await?;
+    let mut started = BTreeMap::new();
+    for x in &before {
+        let v = c.host(&x.host).inspect(&x.id).await?;
+        started.insert(x.id.clone(), v["State"]["StartedAt"].clone());
+    }
+
+    // How long the controller sees host-3 gone, sampled from its registration.
+    let stop = Arc::new(AtomicBool::new(false));
+    let absent = {
+        let store = c.store.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut gone = 0.0;
+            let mut last = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let present = matches!(timed(store.get(&keys::host("host-3"))).await, Ok(Some(_)));
+                let now = Instant::now();
+                if !present {
+                    gone += (now - last).as_secs_f64();
+                }
+                last = now;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            gone
+        })
+    };
+    c.host("host-3").cut()?;
+    tokio::time::sleep(cut_for).await;
+    c.host("host-3").heal()?;
+    // Past the point where a reschedule would have happened.
+    tokio::time::sleep(LEASE_TTL + HOST_DOWN_GRACE + Duration::from_secs(4)).await;
+    let back = c.wait_hosts_ready(T).await;
+    stop.store(true, Ordering::Relaxed);
+    let unregistered = absent.await.unwrap_or(0.0);
+    back?;
+
+    let after = c.containers(id).await?;
+    let key = |v: &[Ctr]| -> BTreeSet<(String, String, String)> {
+        v.iter()
+            .map(|x| (x.host.clone(), x.id.clone(), x.state.clone()))
+            .collect()
+    };
+    let moved = key(&after).symmetric_difference(&key(&before)).count();
+    check!(
+        moved == 0,
+        "containers changed: before {:?}, after {:?}",
+        key(&before),
+        key(&after)
+    );
+    let mut restarted = 0;
+    for x in &after {
+        let v = c.host(&x.host).inspect(&x.id).await?;
+        if Some(&v["State"]["StartedAt"]) != started.get(&x.id) {
+            restarted += 1;
+        }
+    }
+    let st = c.wait_running(id, rev, T).await?;
+    let restarts: u32 = st.services.values().map(|s| s.restarts).sum();
+    check!(
+        restarted == 0 && restarts == 0,
+        "restarted: {restarted} by StartedAt, status restarts {restarts}"
+    );
+    Ok(format!(
+        "cut {}s (grace {}s), host-3 unregistered {unregistered:.1}s: rescheduled 0, restarted 0",
+        cut_for.as_secs(),
+        HOST_DOWN_GRACE.as_secs()
+    ))
+}
+
+/// 6. The leading controller frozen past its lease: the other takes over, and once
+/// thawed the ex-leader's writes land nowhere.
+async fn leader_frozen(c: &mut Cluster) -> R<String> {
+    let id = "e2e-ha";
+    let tagged = |tag: &str| {
+        let mut s = sleeper("a");
+        s["environment"] = json!({"TAG": tag});
+        stack("spread", vec![s])
+    };
+    let rev1 = c.put_stack(id, tagged("one")).await?;
+    c.wait_running(id, rev1, T).await?;
+    let leader = c.leader(Duration::from_secs(10)).await?;
+    let other = 1 - leader;
+    let (lport, oport) = (
+        c.controllers[leader].metrics_port,
+        c.controllers[other].metrics_port,
+    );
+    c.controllers[leader].proc.signal("STOP");
+    let frozen = Instant::now();
+    let took = until("the standby controller leads", T, || async {
+        check!(
+            metric(oport, "berth_leader").await == Some(1.0),
+            "standby not leading yet"
+        );
+        Ok(frozen.elapsed())
+    })
+    .await?;
+
+    let rev2 = c.put_stack(id, tagged("two")).await?;
+    c.wait_running(id, rev2, T).await?;
+    let ctrs = c.containers(id).await?;
+    let a = ctrs
+        .iter()
+        .find(|x| x.running())
+        .ok_or("no running container")?;
+    let env = c.host(&a.host).docker(&["exec", &a.id, "env"]).await?;
+    check!(
+        env.lines().any(|l| l == "TAG=two"),
+        "the new leader's change did not land: {env}"
+    );
+
+    let thaw_rev = c.revision().await?;
+    c.controllers[leader].proc.signal("CONT");
+    until("the ex-leader steps down", T, || async {
+        check!(
+            metric(lport, "berth_leader").await == Some(0.0),
+            "ex-leader still says it leads"
+        );
+        Ok(())
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut stale = Vec::new();
+    for (key, value) in c.history("/berth/", thaw_rev).await? {
+        let v: Value = serde_json::from_str(&value).unwrap_or(Value::Null);
+        let seen = if key.starts_with("/berth/assignments/") && key.ends_with(&format!("/{id}")) {
+            v["specRevision"].as_i64()
+        } else if key == format!("/berth/status/stacks/{id}") {
+            v["observedRevision"].as_i64()
+        } else {
+            None
+        };
+        if let Some(r) = seen.filter(|r| *r < rev2) {
+            stale.push(format!("{key} at spec revision {r}"));
+        }
+    }
+    check!(
+        stale.is_empty(),
+        "stale writes accepted after the thaw: {stale:?}"
+    );
+    check!(
+        metric(oport, "berth_leader").await == Some(1.0),
+        "the new leader lost the lead after the thaw"
+    );
+    c.wait_running(id, rev2, T).await?;
+    let fenced = metric(lport, "berth_fenced_writes_total")
+        .await
+        .unwrap_or(0.0);
+    Ok(format!(
+        "failover {:.1}s (leader TTL {}s); stale writes accepted 0; ex-leader writes fenced {fenced}",
+        took.as_secs_f64(),
+        LEADER_TTL.as_secs()
+    ))
+}
+
+/// 7. Host-1's dockerd stops (its containers with it) and starts again: the containers
+/// come back and the status recovers.
+async fn dockerd_restart(c: &mut Cluster) -> R<String> {
+    let id = "e2e-dock";
+    let mut w = web("web", "dock", 19071);
+    w["targetHost"] = json!("host-1");
+    let mut s = sleeper("worker");
+    s["targetHost"] = json!("host-1");
+    let rev = c.put_stack(id, stack("manual", vec![w, s])).await?;
+    c.wait_running(id, rev, T).await?;
+
+    let t0 = Instant::now();
+    let h1 = c.host_mut("host-1");
+    h1.dockerd.stop(Duration::from_secs(30));
+    h1.start_dockerd()?;
+    h1.wait_docker(T).await?;
+    let back = until(
+        "host-1's containers running and the stack Running",
+        T,
+        || async {
+            let ctrs = c.host("host-1").ps(&[&format!("berth.stack={id}")]).await?;
+            let up = ctrs.iter().filter(|x| x.running()).count();
+            check!(up == 2, "{up}/2 running on host-1: {ctrs:?}");
+            let st = c.status(id).await?.ok_or("no status")?;
+            check!(
+                st.phase == Phase::Running && st.observed_revision == rev,
+                "phase {:?}: {}",
+                st.phase,
+                brief_services(&st)
+            );
+            Ok(t0.elapsed())
+        },
+    )
+    .await?;
+    let body = c
+        .host("host-2")
+        .docker(&[
+            "run",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            "timeout 3 wget -q -O- http://10.77.0.1:19071/index.html",
+        ])
+        .await?;
+    check!(
+        body.trim() == "dock",
+        "web on host-1 did not answer host-2: {body:?}"
+    );
+    Ok(format!(
+        "both containers back and Running {:.1}s after dockerd stopped; served to host-2",
+        back.as_secs_f64()
+    ))
+}
+
+/// 8. Two of three etcd members stopped for a minute: no container stops, and Berth
+/// converges again once etcd is back.
+async fn quorum_lost(c: &mut Cluster) -> R<String> {
+    let id = "e2e-quorum";
+    let outage = Duration::from_secs(
+        std::env::var("BERTH_E2E_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    let rev = c.put_stack(id, spread_of(&["a", "b", "c"])).await?;
+    c.wait_running(id, rev, T).await?;
+    let before: BTreeSet<String> = c
+        .all_managed()
+        .await?
+        .into_iter()
+        .filter(Ctr::running)
+        .map(|x| x.id)
+        .collect();
+    let pids = berth_pids(c);
+
+    c.etcd[1].proc.kill();
+    c.etcd[2].proc.kill();
+    let down = Instant::now();
+    let mut worst = 0;
+    let mut samples = 0;
+    while down.elapsed() < outage {
+        if let Ok(now) = c.all_managed().await {
+            let running: BTreeSet<String> =
+                now.into_iter().filter(Ctr::running).map(|x| x.id).collect();
+            worst = worst.max(before.difference(&running).count());
+            samples += 1;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    c.etcd[1].proc.start()?;
+    c.etcd[2].proc.start()?;
+    let up = Instant::now();
+    check!(
+        worst == 0,
+        "{worst} container(s) stopped while etcd had no quorum"
+    );
+    until("etcd answers", T, || c.revision()).await?;
+    c.wait_hosts_ready(T).await?;
+    c.wait_running(id, rev, T).await?;
+    let rev2 = c
+        .put_stack("e2e-quorum-after", spread_of(&["x", "y"]))
+        .await?;
+    c.wait_running("e2e-quorum-after", rev2, T).await?;
+    let recovered = up.elapsed();
+    check!(
+        berth_pids(c) == pids,
+        "a Berth process exited during the outage: {pids:?} -> {:?}",
+        berth_pids(c)
+    );
+    Ok(format!(
+        "etcd without quorum {}s: {worst} of {} containers stopped ({samples} samples); a new stack Running {:.1}s after etcd returned",
+        outage.as_secs(),
+        before.len(),
+        recovered.as_secs_f64()
+    ))
+}
+
+/// Pids of every agent and controller, `None` for one that is not running.
+fn berth_pids(c: &mut Cluster) -> Vec<Option<u32>> {
+    let mut v = Vec::new();
+    for h in &mut c.hosts {
+        v.push(h.agent.alive().then(|| h.agent.pid()).flatten());
+    }
+    for x in &mut c.controllers {
+        v.push(x.proc.alive().then(|| x.proc.pid()).flatten());
+    }
+    v
+}
+
+/// 9. An env change of a dependency replaces only it while its address stays; a change
+/// of its address replaces it and then, in dependency order, its dependent.
+async fn env_update(c: &mut Cluster) -> R<String> {
+    let id = "e2e-upd";
+    let spec = |tag: &str, port: u16| {
+        stack(
+            "manual",
+            vec![
+                json!({
+                    "@type": "SoftwareApplication", "name": "db", "image": IMAGE, "targetHost": "host-1",
+                    "command": busy("mkdir -p /www; echo db > /www/index.html; httpd -f -p 5432 -h /www"),
+                    "environment": {"DB_TAG": tag},
+                    "ports": [{"containerPort": 5432, "hostPort": port, "protocol": "tcp"}],
+                    "serviceEndpoint": {"type": "host-port", "exposedPort": port, "connectionTemplate": "http://{{HOST}}:{{PORT}}/"},
+                    "healthCheck": {"type": "tcp", "port": 5432, "interval": 1, "timeout": 1, "retries": 2}
+                }),
+                json!({
+                    "@type": "SoftwareApplication", "name": "app", "image": IMAGE, "targetHost": "host-2",
+                    "command": busy("sleep 100000"),
+                    "softwareRequirements": [{"name": "db", "waitForHealthy": true}]
+                }),
+            ],
+        )
+    };
+    let ids = |ctrs: &[Ctr]| -> R<(String, String)> {
+        let find = |svc: &str| {
+            ctrs.iter()
+                .find(|x| x.service == svc && x.running())
+                .map(|x| x.id.clone())
+                .ok_or(format!("no running {svc}: {ctrs:?}"))
+        };
+        Ok((find("db")?, find("app")?))
+    };
+    let rev1 = c.put_stack(id, spec("v1", 19091)).await?;
+    c.wait_running(id, rev1, T).await?;
+    let (db0, app0) = ids(&c.containers(id).await?)?;
+
+    // A: only db's env changes; its address does not.
+    let rev2 = c.put_stack(id, spec("v2", 19091)).await?;
+    c.wait_running(id, rev2, T).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (db1, app1) = ids(&c.containers(id).await?)?;
+    check!(db1 != db0, "db was not replaced after its env changed");
+    check!(
+        app1 == app0,
+        "app was replaced although db's address did not change"
+    );
+
+    // B: db's published port changes, so app's injected DB_PORT does too.
+    let t0 = SystemTime::now() - Duration::from_millis(500);
+    let stop = Arc::new(AtomicBool::new(false));
+    let healthy = watch_healthy(
+        c.store.clone(),
+        vec![("host-1".into(), id.into(), "db.1".into())],
+        rev2 + 1,
+        stop.clone(),
+    );
+    let rev3 = c.put_stack(id, spec("v2", 19092)).await?;
+    let st = c.wait_running(id, rev3, Duration::from_secs(90)).await;
+    stop.store(true, Ordering::Relaxed);
+    let healthy = healthy.await.map_err(|e| e.to_string())?;
+    st?;
+    let (db2, app2) = ids(&c.containers(id).await?)?;
+    check!(
+        db2 != db1 && app2 != app1,
+        "after the address change: db replaced {}, app replaced {}",
+        db2 != db1,
+        app2 != app1
+    );
+    let env = c.host("host-2").docker(&["exec", &app2, "env"]).await?;
+    check!(
+        env.lines().any(|l| l == "DB_PORT=19092"),
+        "app's DB_PORT is not the new port: {env}"
+    );
+    let first = |v: Vec<(SystemTime, String)>| v.into_iter().map(|(t, _)| t).min();
+    let db_start = first(
+        c.host("host-1")
+            .starts_since(t0, &[&format!("berth.stack={id}"), "berth.service=db"])
+            .await?,
+    )
+    .ok_or("no start of the new db")?;
+    let app_start = first(
+        c.host("host-2")
+            .starts_since(t0, &[&format!("berth.stack={id}"), "berth.service=app"])
+            .await?,
+    )
+    .ok_or("no start of the new app")?;
+    let gap = secs_between(app_start, db_start);
+    check!(
+        gap >= 0.0,
+        "app's replacement started {:.2}s before db's replacement",
+        -gap
+    );
+    let db_ok = healthy.get("db.1").ok_or("never saw the new db healthy")?;
+    let after_healthy = secs_between(app_start, *db_ok);
+    check!(
+        after_healthy >= -SEEN_SLACK,
+        "app's replacement started {:.2}s before the new db was healthy (waitForHealthy)",
+        -after_healthy
+    );
+    Ok(format!(
+        "env change: db replaced, app kept; address change: db then app (+{gap:.1}s, {after_healthy:.1}s after db healthy)"
+    ))
+}
+
+/// 10. Garbage, a 10 MB value, a cycle and an unknown target host: each gets a status
+/// that says why, every other stack keeps running, and no Berth process restarts.
+async fn bad_inputs(c: &mut Cluster) -> R<String> {
+    let good = "e2e-good";
+    let rev = c.put_stack(good, spread_of(&["a", "b"])).await?;
+    c.wait_running(good, rev, T).await?;
+    let before: BTreeSet<String> = c
+        .containers(good)
+        .await?
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    let pids = berth_pids(c);
+
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(7919) % 256) as u8)
+        .collect();
+    let mut huge: Value = serde_json::from_str(&spread_of(&["big"])).unwrap();
+    huge["description"] = json!("x".repeat(10 * 1024 * 1024));
+    let mut ghost = sleeper("lost");
+    ghost["targetHost"] = json!("host-9");
+    let inputs: Vec<(&str, Vec<u8>)> = vec![
+        ("e2e-garbage", garbage),
+        ("e2e-huge", huge.to_string().into_bytes()),
+        ("e2e-cycle", example("invalid/cycle.json")?.into_bytes()),
+        ("e2e-ghost", stack("manual", vec![ghost]).into_bytes()),
+    ];
+    let mut revs = BTreeMap::new();
+    for (id, bytes) in inputs {
+        revs.insert(id, c.put_stack(id, bytes).await?);
+    }
+    let mut explained = Vec::new();
+    let mut failures = Vec::new();
+    for (id, rev) in &revs {
+        let (what, pred): (&str, Box<dyn Fn(&berth::spec::StackStatus) -> bool>) = match *id {
+            "e2e-ghost" => (
+                "Pending, naming host-9",
+                Box::new(|s| {
+                    s.phase == Phase::Pending
+                        && (s.message.contains("host-9")
+                            || s.conditions.iter().any(|x| x.message.contains("host-9")))
+                }),
+            ),
+            "e2e-cycle" => (
+                "Invalid, naming the cycle",
+                Box::new(|s| {
+                    s.phase == Phase::Invalid && s.problems.iter().any(|p| p.contains("->"))
+                }),
+            ),
+            _ => (
+                "Invalid, with problems",
+                Box::new(|s| s.phase == Phase::Invalid && !s.problems.is_empty()),
+            ),
+        };
+        match c
+            .wait_status(id, *rev, Duration::from_secs(30), what, pred)
+            .await
+        {
+            Ok(s) => {
+                let why = s.problems.first().cloned().unwrap_or(s.message.clone());
+                let why: String = why.chars().take(60).collect();
+                explained.push(format!("{id}: {:?} ({why})", s.phase));
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    // The controller and agents still work: the good stack is untouched, a new one runs.
+    let after = c.put_stack("e2e-after-bad", spread_of(&["z"])).await?;
+    if let Err(e) = c.wait_running("e2e-after-bad", after, T).await {
+        failures.push(format!("a good stack put after the bad ones: {e}"));
+    }
+    match c.wait_running(good, rev, Duration::from_secs(10)).await {
+        Ok(st) => {
+            let restarts: u32 = st.services.values().map(|s| s.restarts).sum();
+            if restarts != 0 {
+                failures.push(format!("{good} restarted {restarts} time(s)"));
+            }
+        }
+        Err(e) => failures.push(e),
+    }
+    let now: BTreeSet<String> = c
+        .containers(good)
+        .await?
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    if now != before {
+        failures.push(format!(
+            "{good}'s containers changed: {before:?} -> {now:?}"
+        ));
+    }
+    let pids_after = berth_pids(c);
+    if pids_after != pids {
+        failures.push(format!(
+            "a Berth process exited: {pids:?} -> {pids_after:?}"
+        ));
+    }
+    // Deleting the 10 MB key first lets a controller that choked on it recover for the
+    // scenarios after this one.
+    let _ = c.delete_stack("e2e-huge").await;
+    check!(
+        failures.is_empty(),
+        "{} of 4 explained; failures: {}",
+        explained.len(),
+        failures.join(" | ")
+    );
+    Ok(format!(
+        "4/4 explained [{}]; other stacks Running; 0 restarts",
+        explained.join("; ")
+    ))
+}
+
+/// 11. A stack deleted while its host is cut off: after healing, its containers there go,
+/// and containers Berth does not manage on that host stay.
+async fn delete_while_partitioned(c: &mut Cluster) -> R<String> {
+    let id = "e2e-orph";
+    let pinned = |name: &str| {
+        let mut s = sleeper(name);
+        s["targetHost"] = json!("host-3");
+        s
+    };
+    let rev = c
+        .put_stack(id, stack("manual", vec![pinned("a"), pinned("b")]))
+        .await?;
+    c.wait_running(id, rev, T).await?;
+    let h3 = c.host("host-3");
+    let cmd = "trap 'exit 0' TERM; sleep 100000 & wait";
+    let plain = h3
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "e2e-unmanaged",
+            IMAGE,
+            "sh",
+            "-c",
+            cmd,
+        ])
+        .await?;
+    // Carries some berth labels, but not berth.managed: still not Berth's.
+    let lookalike = h3
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "e2e-lookalike",
+            "--label",
+            &format!("berth.stack={id}"),
+            "--label",
+            "berth.service=a",
+            "--label",
+            "berth.host=host-3",
+            IMAGE,
+            "sh",
+            "-c",
+            cmd,
+        ])
+        .await?;
+    let mut started = BTreeMap::new();
+    for x in [&plain, &lookalike] {
+        started.insert(
+            x.clone(),
+            h3.inspect(x).await?["State"]["StartedAt"].clone(),
+        );
+    }
+
+    h3.cut()?;
+    c.delete_stack(id).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let h3 = c.host("host-3");
+    h3.heal()?;
+    let healed = Instant::now();
+    let took = until(
+        "host-3's containers of the deleted stack removed",
+        T,
+        || async {
+            let left = c
+                .host("host-3")
+                .ps(&["berth.managed=true", &format!("berth.stack={id}")])
+                .await?;
+            check!(left.is_empty(), "left on host-3: {left:?}");
+            check!(c.status(id).await?.is_none(), "status still there");
+            Ok(healed.elapsed())
+        },
+    )
+    .await?;
+    let mut kept = 0;
+    for (x, at) in &started {
+        let v = h3.inspect(x).await?;
+        check!(
+            v["State"]["Status"] == "running" && &v["State"]["StartedAt"] == at,
+            "unmanaged container {} was touched: {}",
+            v["Name"],
+            v["State"]
+        );
+        kept += 1;
+    }
+    for x in [&plain, &lookalike] {
+        let _ = h3.docker(&["rm", "-f", x]).await;
+    }
+    Ok(format!(
+        "orphans removed and status gone {:.1}s after heal; {kept}/2 unmanaged containers untouched",
+        took.as_secs_f64()
+    ))
+}
+
+/// 12. Drain host-1: its slots move, it ends empty, and no slot is ever without a
+/// running copy.
+async fn drain(c: &mut Cluster) -> R<String> {
+    let id = "e2e-drain";
+    let mut services: Vec<Value> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|n| sleeper(n))
+        .collect();
+    services.push(web("web", "drain", 19121));
+    let rev = c.put_stack(id, stack("spread", services)).await?;
+    c.wait_running(id, rev, T).await?;
+    let ctrs = c.containers(id).await?;
+    let slots: BTreeSet<String> = ctrs.iter().map(Ctr::slot).collect();
+    let on1 = running_on(&ctrs, "host-1").len();
+    check!(on1 > 0, "nothing of {id} on host-1");
+    let monitor = CopyMonitor::start(c, id, slots.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let t0 = Instant::now();
+    c.berth(&["host", "drain", "host-1"]).await?;
+    let done = until("host-1 drained", Duration::from_secs(90), || async {
+        one_copy_each(&c.containers(id).await?, &slots, "host-1")?;
+        let st = c.status(id).await?.ok_or("no status")?;
+        check!(
+            st.phase == Phase::Running
+                && st
+                    .services
+                    .values()
+                    .all(|s| s.host.as_deref() != Some("host-1")),
+            "phase {:?}: {}",
+            st.phase,
+            brief_services(&st)
+        );
+        Ok(t0.elapsed())
+    })
+    .await;
+    let (_, uncovered) = monitor.finish().await;
+    let uncordon = c.berth(&["host", "uncordon", "host-1"]).await;
+    let done = done?;
+    check!(
+        uncovered.is_empty(),
+        "slots seen without a running copy during the drain: {uncovered:?}"
+    );
+    uncordon?;
+    Ok(format!(
+        "{on1} slot(s) moved off host-1 in {:.1}s; host-1 empty; slots without a running copy: 0",
+        done.as_secs_f64()
+    ))
+}
