@@ -86,6 +86,12 @@ pub fn slot_key(service: &str, replica: u32) -> String {
     format!("{service}.{replica}")
 }
 
+/// The prefix of the variables injected for dependency `service`: `<NAME>_HOST`,
+/// `<NAME>_PORT`, `<NAME>_URL`, with `NAME` upper-cased and `-` turned into `_`.
+pub fn env_prefix(service: &str) -> String {
+    service.to_ascii_uppercase().replace('-', "_")
+}
+
 /// Everything Docker needs to create the container. Its hash is the container's
 /// `berth.spec-hash` label, so any change here means the container is replaced.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -581,6 +581,13 @@ fn a_status_like_the_controllers_validates_against_the_status_schema() {
             port: 18080,
         }),
         message: None,
+        exit_code: None,
+        actions: vec![berth::spec::ActionStatus {
+            name: "Run database migrations".into(),
+            ok: true,
+            exit_code: Some(0),
+            message: None,
+        }],
         replicas: Vec::new(),
     };
     let status = StackStatus {

@@ -154,7 +154,7 @@ fn injected_env(
         else {
             continue;
         };
-        let prefix = dep_name.to_ascii_uppercase().replace('-', "_");
+        let prefix = crate::assignment::env_prefix(dep_name);
         let template = svc
             .software_requirements
             .iter()

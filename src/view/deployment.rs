@@ -240,7 +240,7 @@ fn published(p: &PortBinding) -> Option<String> {
 /// How a service reaches dependency `dep`: the injected `<DEP>_URL`, else
 /// `<DEP>_HOST:<DEP>_PORT`, else only its name on the stack network.
 fn connection(dep: &str, env: &BTreeMap<String, String>) -> String {
-    let prefix = dep.to_ascii_uppercase().replace('-', "_");
+    let prefix = crate::assignment::env_prefix(dep);
     if let Some(url) = env.get(&format!("{prefix}_URL")) {
         return format!("{dep}={}", redact(url));
     }
