@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use berth::agent::{self, AgentConfig};
 use berth::controller::decide::preview_rebalance;
-use berth::controller::world::{Maintenance, World};
+use berth::controller::world::{AgentlessHost, Maintenance, World};
 use berth::controller::{self, ControllerConfig};
 use berth::embedded::EmbeddedEtcd;
 use berth::serve::{self, ReadyCheck};
@@ -45,13 +45,14 @@ struct EtcdArgs {
     /// etcd endpoints, comma separated.
     #[arg(
         long,
+        global = true,
         env = "BERTH_ETCD_ENDPOINTS",
         value_delimiter = ',',
         default_value = "http://127.0.0.1:2379"
     )]
     etcd_endpoints: Vec<String>,
     /// Key prefix every Berth key lives under.
-    #[arg(long, env = "BERTH_PREFIX", default_value = "/berth")]
+    #[arg(long, global = true, env = "BERTH_PREFIX", default_value = "/berth")]
     prefix: String,
 }
 
@@ -111,6 +112,24 @@ enum HostAction {
     /// Cordon HOST and move its slots elsewhere, each replacement started before the old
     /// copy is removed. Slots pinned by targetHost stay.
     Drain { host: String },
+    /// Register a Docker host that runs no agent: the leading controller drives it over
+    /// the remote Docker API with the same reconciler an agent runs.
+    Add {
+        host: String,
+        /// tcp://IP:2376 (or unix:///path).
+        #[arg(long)]
+        docker_host: String,
+        /// The IP other hosts use to reach ports published there.
+        #[arg(long)]
+        address: String,
+        #[arg(long)]
+        datacenter: Option<String>,
+        /// Host label `key=value`; repeat for more.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    /// Stop driving an agentless host (its containers keep running).
+    Remove { host: String },
 }
 
 #[derive(Subcommand)]
@@ -189,7 +208,8 @@ enum Command {
         etcd: EtcdArgs,
         id: String,
     },
-    /// Cordon, uncordon or drain a host (kept in etcd at maintenance/<host>).
+    /// Cordon, uncordon or drain a host (kept in etcd at maintenance/<host>); add or remove
+    /// an agentless host.
     Host {
         #[command(flatten)]
         etcd: EtcdArgs,
@@ -512,6 +532,47 @@ async fn run(command: Command) -> Result<ExitCode> {
                     }),
                 ),
                 HostAction::Uncordon { host } => (host, None),
+                HostAction::Add {
+                    host,
+                    docker_host,
+                    address,
+                    datacenter,
+                    labels,
+                } => {
+                    if !spec::is_host_id(host) {
+                        bail!(
+                            "host id {host:?} is not valid: use letters, digits, '.', '_' or '-'"
+                        );
+                    }
+                    let mut l = BTreeMap::new();
+                    for kv in labels {
+                        let Some((k, v)) = kv.split_once('=') else {
+                            bail!("--label {kv:?}: expected key=value");
+                        };
+                        l.insert(k.to_owned(), v.to_owned());
+                    }
+                    let spec = AgentlessHost {
+                        docker_host: docker_host.clone(),
+                        address: address.clone(),
+                        datacenter: datacenter.clone(),
+                        labels: l,
+                    };
+                    store
+                        .put(&keys::agentless(host), serde_json::to_vec(&spec)?)
+                        .await?;
+                    println!("host {host} added; the leading controller drives {docker_host}");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                HostAction::Remove { host } => {
+                    if store.delete(&keys::agentless(host)).await? == 0 {
+                        eprintln!("no agentless host {host}");
+                        return Ok(ExitCode::from(1));
+                    }
+                    println!(
+                        "host {host} removed; its containers keep running until their slots move"
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
             };
             match state {
                 Some(m) => {
@@ -726,4 +787,13 @@ async fn serve_metrics(
         .with_context(|| format!("serving metrics on {addr}"))?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

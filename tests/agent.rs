@@ -242,3 +242,110 @@ async fn post_start_actions_run_once_per_version_and_a_failure_fails_the_stack()
     );
     assert!(st.message.contains("exit code 3"), "{}", st.message);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_taken_by_an_unmanaged_container_is_reported_never_removed() {
+    let c = Cluster::start("conflict").await;
+    let squatter = "conflict-it.web.1";
+    docker(&["rm", "-f", squatter]);
+    let id = docker(&[
+        "run",
+        "-d",
+        "--name",
+        squatter,
+        "berth-test/busybox:latest",
+        "sleep",
+        "600",
+    ]);
+    assert!(!id.is_empty());
+    c.put_stack("conflict-it", &web_stack(18189, "x")).await;
+    let st = c
+        .wait_status("conflict-it", T, |s| {
+            s.services
+                .get("web")
+                .and_then(|w| w.message.as_deref())
+                .is_some_and(|m| m.contains("does not manage"))
+        })
+        .await;
+    assert_ne!(st.phase, Phase::Running);
+    assert_eq!(
+        inspect(&id, "{{.State.Running}}"),
+        "true",
+        "the unmanaged container is untouched"
+    );
+    docker(&["rm", "-f", &id]);
+    // Once it is gone, the slot converges.
+    c.wait_status("conflict-it", T, |s| s.phase == Phase::Running)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agentless_host_is_driven_by_the_controller_with_the_same_reconciler() {
+    let mut c = Cluster::start("agentless").await;
+    // No agent on this host: the operator registers it and the controller drives it.
+    c.stop_agent().await;
+    let url = c.etcd.as_ref().unwrap().client_url.clone();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "host",
+            "add",
+            &c.host_id,
+            "--docker-host",
+            "unix:///var/run/docker.sock",
+            "--address",
+            "127.0.0.1",
+            "--label",
+            "kind=agentless",
+            "--etcd-endpoints",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rev = c
+        .put_stack("agentless-it", &web_stack(18190, "remote"))
+        .await;
+    let st = c
+        .wait_status("agentless-it", T, |s| {
+            s.phase == Phase::Running && s.observed_revision == rev
+        })
+        .await;
+    assert_eq!(st.services["web"].host.as_deref(), Some(c.host_id.as_str()));
+    let ids = containers_of(&c.host_id, "agentless-it");
+    assert_eq!(ids.len(), 1);
+    let reg = c
+        .store
+        .get(&berth::store::keys::host(&c.host_id))
+        .await
+        .unwrap()
+        .unwrap();
+    let reg: berth::spec::HostRegistration = serde_json::from_slice(&reg.value).unwrap();
+    assert_eq!(
+        reg.labels.get("kind").map(String::as_str),
+        Some("agentless")
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["host", "remove", &c.host_id, "--etcd-endpoints", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    eventually("the controller stops driving it", T, || async {
+        c.store
+            .get(&berth::store::keys::host(&c.host_id))
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        inspect(&ids[0], "{{.State.Running}}"),
+        "true",
+        "containers keep running"
+    );
+}

@@ -259,8 +259,18 @@ async fn prepare_stack(rt: &Runtime, a: &Assignment) -> Result<(), RuntimeError>
 }
 
 fn slot_error(e: &RuntimeError) -> SlotError {
+    let message = if e.is_name_conflict() {
+        // Managed containers are found by label, so a name clash means someone else's
+        // container: never removed, only reported.
+        format!(
+            "the container name is taken by a container Berth does not manage on this host; rename or remove it ({})",
+            crate::error_chain(e)
+        )
+    } else {
+        crate::error_chain(e)
+    };
     SlotError {
-        message: crate::error_chain(e),
+        message,
         permanent: !e.is_transient(),
     }
 }

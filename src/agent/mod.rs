@@ -112,6 +112,7 @@ async fn run(
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         docker_version: facts.as_ref().map(|f| f.version.clone()),
         used_ports: rt.unmanaged_host_ports().await.unwrap_or_default(),
+        degraded: None,
     };
     let lease = LeasedKey::spawn(
         store.clone(),
@@ -155,11 +156,13 @@ async fn run(
         let next = match agent.reconcile(&assignments, &reports).await {
             Ok(wait) => {
                 docker_ok.store(true, Ordering::Relaxed);
+                agent.set_degraded(None);
                 agent.policy.reset();
                 wait.unwrap_or(cfg.resync_interval).min(cfg.resync_interval)
             }
             Err(e) => {
                 docker_ok.store(false, Ordering::Relaxed);
+                agent.set_degraded(Some(format!("docker: {}", crate::error_chain(&e))));
                 let delay = agent.policy.next_delay();
                 tracing::warn!(error = %crate::error_chain(&e), retry_in = ?delay, "agent reconcile failed; nothing removed");
                 delay
@@ -420,6 +423,16 @@ impl Pass {
         self.write_reports(built, reports).await;
         self.start_post_start_actions(&desired, &actual);
         Ok(wait)
+    }
+
+    /// Say in the host registration whether this host can run containers now.
+    fn set_degraded(&mut self, why: Option<String>) {
+        if self.registration.degraded.is_some() == why.is_some() {
+            return;
+        }
+        self.registration.degraded = why;
+        self.lease
+            .update(serde_json::to_vec(&self.registration).unwrap_or_default());
     }
 
     /// Run each service's `potentialAction`s once its first replica runs healthy here,

@@ -88,6 +88,11 @@ impl RuntimeError {
         self.status_code() == Some(404)
     }
 
+    /// Creating failed because the name belongs to another container.
+    pub fn is_name_conflict(&self) -> bool {
+        matches!(self, RuntimeError::Request { op: "create", .. }) && self.is_conflict()
+    }
+
     /// Docker answered 409 (a name is taken, or the container is in the wrong state).
     pub fn is_conflict(&self) -> bool {
         self.status_code() == Some(409)

@@ -16,7 +16,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use self::decide::{decide, Parsed};
-use self::world::World;
+use self::world::{AgentlessHost, World};
+use crate::agent::AgentConfig;
 use crate::report::SlotReport;
 use crate::scheduler::plan::{Liveness, Options};
 use crate::serve::ReadyCheck;
@@ -92,7 +93,14 @@ async fn run(store: Store, cfg: ControllerConfig, cache: Reflector, cancel: Canc
         metrics::LEADER.set(1);
         tracing::info!(id = %cfg.id, "became leader; scheduling");
         let lost = leadership.lost();
-        let mut c = Controller::new(store.clone(), cfg.clone(), leadership.fence().clone());
+        // Agentless hosts are driven by the leader only, for this term only.
+        let term = cancel.child_token();
+        let mut c = Controller::new(
+            store.clone(),
+            cfg.clone(),
+            leadership.fence().clone(),
+            term.clone(),
+        );
         let mut pass_policy = retry::Policy::new();
         let resign = loop {
             let next = match cache.snapshot().await {
@@ -120,6 +128,7 @@ async fn run(store: Store, cfg: ControllerConfig, cache: Reflector, cancel: Canc
                 _ = tokio::time::sleep(next) => {}
             }
         };
+        term.cancel();
         metrics::LEADER.set(0);
         if resign {
             leadership.resign().await;
@@ -143,10 +152,19 @@ struct Controller {
     last_seen: HashMap<String, HostRegistration>,
     /// Stack id -> (revision, when this controller first saw it), for convergence time.
     seen: HashMap<String, (i64, Instant, bool)>,
+    /// Ends with this leadership term.
+    term: CancellationToken,
+    /// Reconcilers this leader runs for agentless hosts.
+    agentless: HashMap<String, (AgentlessHost, CancellationToken)>,
 }
 
 impl Controller {
-    fn new(store: Store, cfg: ControllerConfig, fence: Fence) -> Controller {
+    fn new(
+        store: Store,
+        cfg: ControllerConfig,
+        fence: Fence,
+        term: CancellationToken,
+    ) -> Controller {
         Controller {
             store,
             cfg,
@@ -155,6 +173,43 @@ impl Controller {
             gone_since: HashMap::new(),
             last_seen: HashMap::new(),
             seen: HashMap::new(),
+            term,
+            agentless: HashMap::new(),
+        }
+    }
+
+    /// Run exactly one reconciler per agentless host: the same one an agent runs, over
+    /// the remote Docker API, registering the host under its own lease.
+    fn sync_agentless(&mut self, world: &World) {
+        self.agentless.retain(|id, (spec, token)| {
+            let keep = world.agentless.get(id) == Some(spec);
+            if !keep {
+                tracing::info!(host = %id, "stopping reconciler for agentless host");
+                token.cancel();
+            }
+            keep
+        });
+        for (id, spec) in &world.agentless {
+            if self.agentless.contains_key(id) {
+                continue;
+            }
+            let token = self.term.child_token();
+            let cfg = AgentConfig {
+                host_id: id.clone(),
+                address: spec.address.clone(),
+                docker_host: spec.docker_host.clone(),
+                datacenter: spec.datacenter.clone(),
+                labels: spec.labels.clone(),
+                resync_interval: Duration::from_secs(30),
+                lease_ttl: self.cfg.leader_ttl,
+            };
+            match crate::agent::spawn(self.store.clone(), cfg, token.clone()) {
+                Ok(_) => {
+                    tracing::info!(host = %id, docker = %spec.docker_host, "driving agentless host");
+                    self.agentless.insert(id.clone(), (spec.clone(), token));
+                }
+                Err(e) => tracing::warn!(host = %id, error = %e, "agentless host not driven"),
+            }
         }
     }
 
@@ -234,6 +289,7 @@ impl Controller {
     async fn reconcile_inner(&mut self, snap: &Cache) -> Result<Option<Duration>, StoreError> {
         let world = World::decode(snap);
         let now = Instant::now();
+        self.sync_agentless(&world);
         self.parse(&world);
         let (absent, next_wake) = self.liveness(&world, now);
 

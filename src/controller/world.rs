@@ -22,6 +22,21 @@ pub struct Maintenance {
     pub draining: bool,
 }
 
+/// A Docker host without an agent, at `agentless/<host>` (`berth host add`): the leading
+/// controller runs the same reconciler for it over the remote Docker API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentlessHost {
+    /// `tcp://IP:2376` (or a unix socket path).
+    pub docker_host: String,
+    /// The address other hosts use to reach ports it publishes.
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Default)]
 pub struct World {
     /// Stack id -> (spec key's mod_revision, raw spec).
@@ -37,6 +52,8 @@ pub struct World {
     pub statuses: BTreeMap<String, (Option<StackStatus>, i64)>,
     /// (stack, service) -> the record of its post-start actions.
     pub actions: BTreeMap<(String, String), ActionRecord>,
+    /// Hosts the controller drives itself.
+    pub agentless: BTreeMap<String, AgentlessHost>,
 }
 
 impl World {
@@ -68,6 +85,15 @@ impl World {
                     draining: false,
                 });
                 w.maintenance.insert(id, m);
+            } else if let Some(id) = one(keys::AGENTLESS) {
+                match serde_json::from_slice::<AgentlessHost>(&kv.value) {
+                    Ok(h) => {
+                        w.agentless.insert(id, h);
+                    }
+                    Err(e) => {
+                        tracing::warn!(host = %id, error = %e, "unreadable agentless host ignored")
+                    }
+                }
             } else if let Some(id) = one(keys::REBALANCE) {
                 w.rebalance.insert(id, kv.mod_revision);
             } else if let Some(p) = keys::parts(&kv.key, keys::ASSIGNMENTS) {

@@ -151,6 +151,7 @@ fn host_ports(svc: &Service) -> Vec<(u16, String)> {
 enum Reject {
     NotReady,
     Cordoned,
+    Degraded,
     Label(String),
     Cpu,
     Memory,
@@ -163,6 +164,7 @@ impl Reject {
         let text = match self {
             Reject::NotReady => if one { "is not ready" } else { "are not ready" }.to_owned(),
             Reject::Cordoned => if one { "is cordoned" } else { "are cordoned" }.to_owned(),
+            Reject::Degraded => if one { "is degraded" } else { "are degraded" }.to_owned(),
             Reject::Label(l) => format!("{} label {l}", if one { "lacks" } else { "lack" }),
             Reject::Cpu => format!("{} too little free CPU", if one { "has" } else { "have" }),
             Reject::Memory => format!(
@@ -275,6 +277,9 @@ impl<'a> Scheduler<'a> {
         }
         if view.cordoned || view.draining {
             return Err(Reject::Cordoned);
+        }
+        if view.reg.degraded.is_some() {
+            return Err(Reject::Degraded);
         }
         self.labels_fit(h, need)?;
         let reg = view.reg;

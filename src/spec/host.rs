@@ -39,6 +39,10 @@ pub struct HostRegistration {
     /// places nothing that needs them here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub used_ports: Vec<UsedPort>,
+    /// Set while the host cannot run containers (its Docker engine does not answer); the
+    /// scheduler places nothing new here meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
 }
 
 /// A host port in use, as `port` and `protocol` (`tcp` or `udp`).

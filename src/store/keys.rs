@@ -44,6 +44,12 @@ pub fn maintenance(host: &str) -> String {
 }
 pub const MAINTENANCE: &str = "maintenance/";
 
+/// `agentless/<host>`: a Docker host the controller drives itself (`berth host add`).
+pub fn agentless(host: &str) -> String {
+    format!("{AGENTLESS}{host}")
+}
+pub const AGENTLESS: &str = "agentless/";
+
 /// `rebalance/<stack>`: a request to place a stack afresh once (`berth rebalance --apply`).
 pub fn rebalance(stack: &str) -> String {
     format!("{REBALANCE}{stack}")

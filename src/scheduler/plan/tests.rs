@@ -311,6 +311,18 @@ fn placement_table() {
             ..Default::default()
         },
         Case {
+            name: "degraded host (its Docker does not answer): no new slots",
+            stacks: vec![("o", PORT8080)],
+            hosts: views(vec![
+                with(host("h1"), |h| {
+                    h.degraded = Some("docker: connection refused".into())
+                }),
+                host("h2"),
+            ]),
+            want: vec![(slot("o", "web", 1), "h2")],
+            ..Default::default()
+        },
+        Case {
             name: "host down past the grace: its slots move",
             stacks: vec![("w", SPREAD6)],
             hosts: vec![
