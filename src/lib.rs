@@ -13,6 +13,7 @@
 //! - [`agent`]: the per-host reconciler; `agent::runtime` is the only Docker client.
 //! - [`health`]: http/tcp probes and the health state machine.
 //! - [`assignment`], [`report`]: the internal contract between controller and agents.
+//! - [`events`]: recent events per stack, bounded, for `berth events`.
 //! - [`embedded`]: the local etcd `berth up` starts when given none.
 //! - [`metrics`], [`serve`], [`telemetry`]: observability.
 //! - [`retry`]: backoff delays (the one user of the `backoff` crate).
@@ -22,6 +23,7 @@ pub mod agent;
 pub mod assignment;
 pub mod controller;
 pub mod embedded;
+pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod report;

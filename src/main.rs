@@ -201,6 +201,10 @@ enum Command {
         file: PathBuf,
         #[arg(long)]
         id: Option<String>,
+        /// Show where the scheduler would place each slot (the same planner), and write
+        /// nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Delete stacks/<id>; its containers are removed everywhere.
     Delete {
@@ -247,6 +251,16 @@ enum Command {
         etcd: EtcdArgs,
         #[command(flatten)]
         view: ViewArgs,
+    },
+    /// Recent events (placed, started, restarted, unhealthy, rescheduled, orphan removed,
+    /// ...), oldest first: at most 100 per stack are kept. Exit 0 shown, 2 error.
+    Events {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        #[command(flatten)]
+        view: ViewArgs,
+        /// Only this stack's events.
+        id: Option<String>,
     },
 }
 
@@ -490,7 +504,12 @@ async fn run(command: Command) -> Result<ExitCode> {
                 e.stop().await;
             }
         }
-        Command::Apply { etcd, file, id } => {
+        Command::Apply {
+            etcd,
+            file,
+            id,
+            dry_run,
+        } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             if let Err(problems) = spec::parse_stack(&bytes) {
@@ -511,6 +530,32 @@ async fn run(command: Command) -> Result<ExitCode> {
                 bail!("stack id {id:?} is not a DNS label; pass --id");
             }
             let store = connect(&etcd).await?;
+            if dry_run {
+                let (kvs, revision) = store.list("").await?;
+                let mut world = berth::view::world_of(kvs, revision);
+                let p = berth::controller::decide::preview_apply(&mut world, &id, bytes, 0.5);
+                let mut t = berth::view::Table::new(&["SERVICE", "REPLICA", "HOST", "NOTE"]);
+                for (sid, host) in &p.hosts {
+                    let note = p
+                        .moves
+                        .iter()
+                        .find(|m| &m.slot == sid)
+                        .map(|m| format!("moves from {} ({})", m.from, m.reason.as_str()))
+                        .unwrap_or_default();
+                    t.row(vec![
+                        sid.service.clone(),
+                        sid.replica.to_string(),
+                        host.clone(),
+                        note,
+                    ]);
+                }
+                for ((_, svc), why) in &p.unschedulable {
+                    t.row(vec![svc.clone(), "-".into(), "(none)".into(), why.clone()]);
+                }
+                emit(&t.render(berth::view::DEFAULT_WIDTH))?;
+                println!("(dry run: nothing written)");
+                return Ok(ExitCode::SUCCESS);
+            }
             let rev = store.put(&keys::stack(&id), bytes).await?;
             println!("stack {id} applied at revision {rev}");
         }
@@ -646,6 +691,14 @@ async fn run(command: Command) -> Result<ExitCode> {
             } else {
                 status(store, id, view).await
             };
+        }
+        Command::Events { etcd, view, id } => {
+            let store = connect(&etcd).await?;
+            let events = berth::events::list(&store, id.as_deref()).await?;
+            emit(&match view.output {
+                Output::Table => berth::view::render_events(&events, view.width),
+                Output::Json => serde_json::to_string_pretty(&events)? + "\n",
+            })?;
         }
         Command::Hosts { etcd, view } => {
             let store = connect(&etcd).await?;

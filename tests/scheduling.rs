@@ -443,3 +443,40 @@ async fn adding_a_host_moves_nothing_until_a_rebalance_is_applied() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_dry_run_shows_the_placement_and_writes_nothing() {
+    let e = etcd().await;
+    let (_h1, _c1) = register(&e.store, "h1", &[]);
+    let (_h2, _c2) = register(&e.store, "h2", &[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "apply",
+            "-f",
+            "examples/spread.json",
+            "--id",
+            "dry",
+            "--dry-run",
+        ])
+        .env("BERTH_ETCD_ENDPOINTS", &e._etcd.client_url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let on = |h: &str| {
+        text.lines()
+            .filter(|l| l.split_whitespace().nth(2) == Some(h))
+            .count()
+    };
+    assert_eq!((on("h1"), on("h2")), (3, 3), "spread 3/3: {text}");
+    assert!(text.contains("dry run"), "{text}");
+    assert!(
+        e.store.get(&keys::stack("dry")).await.unwrap().is_none(),
+        "nothing written"
+    );
+}

@@ -22,6 +22,8 @@ pub struct Outcome {
     pub errors: BTreeMap<String, SlotError>,
     /// Names of containers restarted after exiting.
     pub restarted: Vec<String>,
+    /// Actions that succeeded, for the event log.
+    pub done: Vec<Action>,
 }
 
 pub async fn execute(
@@ -149,6 +151,7 @@ fn record(out: &mut Outcome, a: &Action, r: Result<(), RuntimeError>) {
             if a.is_restart() {
                 out.restarted.push(name);
             }
+            out.done.push(a.clone());
         }
         Err(e) => {
             tracing::warn!(container = %name, action = a.metric_label(), error = %crate::error_chain(&e), "container action failed");

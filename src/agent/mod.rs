@@ -137,7 +137,7 @@ async fn run(
 
     tracing::info!(host = %host, docker = %rt.endpoint(), "agent started");
     let mut agent = Pass {
-        store,
+        store: store.clone(),
         rt,
         host,
         probes: Probes::default(),
@@ -149,6 +149,7 @@ async fn run(
         registration,
         lease,
         actions_started: Default::default(),
+        events: crate::events::Recorder::new(store.clone(), "agent", Some(cfg.host_id.clone())),
     };
     assignments.wait_synced().await;
     reports.wait_synced().await;
@@ -251,6 +252,7 @@ struct Pass {
     /// What this host publishes about itself; re-written when it changes.
     registration: HostRegistration,
     lease: LeasedKey,
+    events: crate::events::Recorder,
     /// Post-start action runs started by this agent, by actions key: never run twice,
     /// even before the controller has seen their record.
     actions_started: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -389,6 +391,17 @@ impl Pass {
                 c.last_restart = now;
                 c.not_before = now + c.policy.next_delay();
             }
+            for a in &outcome.done {
+                self.record_event(a, &by_name);
+            }
+            for (name, e) in &outcome.errors {
+                // Once per distinct failure, not on every retry.
+                if self.errors.get(name).map(|old| &old.message) != Some(&e.message) {
+                    let (stack, service) = stack_and_service(name, &by_name);
+                    self.events
+                        .record(&stack, service.as_deref(), "Failed", e.message.clone());
+                }
+            }
             if outcome.errors.values().any(|e| !e.permanent) {
                 let d = self.action_retry.next_delay();
                 wait = Some(wait.map_or(d, |w| w.min(d)));
@@ -423,6 +436,72 @@ impl Pass {
         self.write_reports(built, reports).await;
         self.start_post_start_actions(&desired, &actual);
         Ok(wait)
+    }
+
+    fn record_event(&self, a: &Action, by_name: &BTreeMap<String, &DesiredContainer>) {
+        let (reason, message, name) = match a {
+            Action::Create { name } => {
+                ("Created", "container created and started".to_owned(), name)
+            }
+            Action::Start {
+                name,
+                restart: false,
+                ..
+            } => ("Started", "container started".to_owned(), name),
+            Action::Start {
+                name,
+                restart: true,
+                ..
+            } => (
+                "Restarted",
+                "container had exited; started again".to_owned(),
+                name,
+            ),
+            Action::Restart { name, .. } => (
+                "Unhealthy",
+                "container stayed unhealthy; restarted".to_owned(),
+                name,
+            ),
+            Action::Replace {
+                name, start_first, ..
+            } => (
+                "Replaced",
+                format!(
+                    "spec changed; replaced ({})",
+                    if *start_first {
+                        "new container started first"
+                    } else {
+                        "old container stopped first"
+                    }
+                ),
+                name,
+            ),
+            Action::Stop { name, .. } => {
+                ("Stopped", "stopped as desiredState asks".to_owned(), name)
+            }
+            Action::Rename { to, .. } => (
+                "Renamed",
+                "container was renamed by hand; name put back".to_owned(),
+                to,
+            ),
+            Action::Remove {
+                name,
+                reason: plan::RemoveReason::Orphan,
+                ..
+            } => (
+                "OrphanRemoved",
+                "no slot here wants it any more; removed".to_owned(),
+                name,
+            ),
+            Action::Remove { name, .. } => (
+                "DuplicateRemoved",
+                "a second container for one slot; removed".to_owned(),
+                name,
+            ),
+        };
+        let (stack, service) = stack_and_service(name, by_name);
+        self.events
+            .record(&stack, service.as_deref(), reason, message);
     }
 
     /// Say in the host registration whether this host can run containers now.
@@ -477,6 +556,7 @@ impl Pass {
             );
             let (stack, service, own) = (d.stack.clone(), d.service.clone(), c.id.clone());
             let actions = d.slot.post_start.clone();
+            let events = self.events.clone();
             tokio::spawn(async move {
                 let mut results = Vec::new();
                 for a in &actions {
@@ -538,6 +618,24 @@ impl Pass {
                     if !ok {
                         break;
                     }
+                }
+                match results.iter().find(|r| !r.ok) {
+                    Some(f) => events.record(
+                        &stack,
+                        Some(&service),
+                        "ActionFailed",
+                        format!(
+                            "action {:?} failed: {}",
+                            f.name,
+                            f.message.clone().unwrap_or_default()
+                        ),
+                    ),
+                    None => events.record(
+                        &stack,
+                        Some(&service),
+                        "ActionsSucceeded",
+                        format!("{} post-start action(s) ran", results.len()),
+                    ),
                 }
                 let record = crate::report::ActionRecord {
                     key: String::new(),
@@ -651,6 +749,20 @@ impl Pass {
 }
 
 /// The readable assignments, and the stack ids of those that could not be read.
+/// The stack and service a container name belongs to: from the desired container, else
+/// from Berth's `<stack>.<service>.<replica>` naming.
+fn stack_and_service(
+    name: &str,
+    by_name: &BTreeMap<String, &DesiredContainer>,
+) -> (String, Option<String>) {
+    if let Some(d) = by_name.get(name) {
+        return (d.stack.clone(), Some(d.service.clone()));
+    }
+    let mut parts = name.split('.');
+    let stack = parts.next().unwrap_or_default().to_owned();
+    (stack, parts.next().map(str::to_owned))
+}
+
 /// Record the actions' outcome; retried until it lands, since running them again is
 /// what must never happen.
 async fn write_action_record(

@@ -272,15 +272,37 @@ pub fn parse_one(id: &str, raw: &[u8]) -> Result<Stack, Vec<Problem>> {
     }
 }
 
-/// What `berth rebalance STACK` would do now: the moves of placing that stack afresh.
-/// Hosts that are unregistered count as not ready (the CLI has no grace clock).
-pub fn preview_rebalance(world: &World, stack: &str, max_unavailable_fraction: f64) -> Placement {
+/// Where `berth apply --dry-run` would put a stack: the world as it is, with `raw` as the
+/// spec of `stack`. Returns the placement (with moves relative to where its slots are now).
+pub fn preview_apply(
+    world: &mut World,
+    stack: &str,
+    raw: Vec<u8>,
+    max_unavailable_fraction: f64,
+) -> Placement {
+    let next = world.stacks.get(stack).map_or(1, |(r, _)| r + 1);
+    world.stacks.insert(stack.to_owned(), (next, raw));
     let parsed: Parsed = world
         .stacks
         .iter()
         .map(|(id, (rev, raw))| (id.clone(), (*rev, parse_one(id, raw))))
         .collect();
-    let absent: BTreeMap<String, (Liveness, HostRegistration)> = world
+    let absent = absent_as_not_ready(world);
+    let opts = Options {
+        max_unavailable_fraction,
+        rebalance: BTreeSet::new(),
+    };
+    let mut placement = decide(world, &parsed, &absent, &opts).placement;
+    placement.hosts.retain(|sid, _| sid.stack == stack);
+    placement.unschedulable.retain(|(s, _), _| s == stack);
+    placement.moves.retain(|m| m.slot.stack == stack);
+    placement
+}
+
+/// Without the controller's grace clock, hosts that are assigned but unregistered count
+/// as not ready: their slots stay, nothing new goes there.
+fn absent_as_not_ready(world: &World) -> BTreeMap<String, (Liveness, HostRegistration)> {
+    world
         .unregistered_hosts()
         .into_iter()
         .map(|h| {
@@ -290,7 +312,18 @@ pub fn preview_rebalance(world: &World, stack: &str, max_unavailable_fraction: f
             };
             (h.to_owned(), (Liveness::NotReady, reg))
         })
+        .collect()
+}
+
+/// What `berth rebalance STACK` would do now: the moves of placing that stack afresh.
+/// Hosts that are unregistered count as not ready (the CLI has no grace clock).
+pub fn preview_rebalance(world: &World, stack: &str, max_unavailable_fraction: f64) -> Placement {
+    let parsed: Parsed = world
+        .stacks
+        .iter()
+        .map(|(id, (rev, raw))| (id.clone(), (*rev, parse_one(id, raw))))
         .collect();
+    let absent = absent_as_not_ready(world);
     let opts = Options {
         max_unavailable_fraction,
         rebalance: BTreeSet::from([stack.to_owned()]),

@@ -156,6 +156,7 @@ struct Controller {
     term: CancellationToken,
     /// Reconcilers this leader runs for agentless hosts.
     agentless: HashMap<String, (AgentlessHost, CancellationToken)>,
+    events: crate::events::Recorder,
 }
 
 impl Controller {
@@ -166,13 +167,14 @@ impl Controller {
         term: CancellationToken,
     ) -> Controller {
         Controller {
-            store,
+            store: store.clone(),
             cfg,
             fence,
             parsed: BTreeMap::new(),
             gone_since: HashMap::new(),
             last_seen: HashMap::new(),
             seen: HashMap::new(),
+            events: crate::events::Recorder::new(store.clone(), "controller", None),
             term,
             agentless: HashMap::new(),
         }
@@ -241,6 +243,17 @@ impl Controller {
             let parsed = decide::parse_one(id, raw);
             if let Err(problems) = &parsed {
                 tracing::warn!(stack = %id, problems = problems.len(), "stack spec is invalid");
+                let first: Vec<String> = problems.iter().take(3).map(|p| p.to_string()).collect();
+                self.events.record(
+                    id,
+                    None,
+                    "Invalid",
+                    format!(
+                        "revision {rev}: {} problem(s): {}",
+                        problems.len(),
+                        first.join("; ")
+                    ),
+                );
             }
             self.parsed.insert(id.clone(), (*rev, parsed));
         }
@@ -453,6 +466,8 @@ impl Controller {
                         key,
                         expect: Expect::Revision(*rev),
                     });
+                    // The stack is gone for good: so is its history.
+                    self.store.delete_prefix(&keys::events_of(id)).await?;
                 }
                 self.seen.remove(id);
                 continue;
@@ -510,6 +525,10 @@ impl Controller {
             });
             *phases.entry(st.phase).or_default() += 1;
             self.observe_convergence(id, revision, st.phase);
+            if st.phase == Phase::Pending && previous.is_none_or(|p| p.phase != Phase::Pending) {
+                self.events
+                    .record(id, None, "Unschedulable", st.message.clone());
+            }
             if previous == Some(&st) {
                 continue;
             }

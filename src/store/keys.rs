@@ -62,6 +62,12 @@ pub fn actions(stack: &str, service: &str) -> String {
 }
 pub const ACTIONS: &str = "actions/";
 
+/// `events/<stack>/<time>-...`: recent events of a stack, oldest first by key.
+pub fn events_of(stack: &str) -> String {
+    format!("{EVENTS}{stack}/")
+}
+pub const EVENTS: &str = "events/";
+
 /// `leader`: the election the controllers campaign in; the leader's key lives below it.
 pub const LEADER: &str = "leader";
 

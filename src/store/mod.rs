@@ -289,6 +289,22 @@ impl Store {
         Ok(resp.deleted())
     }
 
+    /// Delete every key under `prefix`; returns how many went.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<i64, StoreError> {
+        let full = self.full(prefix);
+        let resp = self
+            .client
+            .clone()
+            .delete(full.clone(), Some(DeleteOptions::new().with_prefix()))
+            .await;
+        let resp = observe("delete", resp).map_err(|source| StoreError::Request {
+            op: "delete",
+            key: full,
+            source,
+        })?;
+        Ok(resp.deleted())
+    }
+
     pub(crate) fn client(&self) -> Client {
         self.client.clone()
     }

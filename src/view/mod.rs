@@ -1,7 +1,8 @@
-//! What operators read in a terminal (`berth status`, `berth hosts`): pure rendering of
+//! What operators read in a terminal (`berth status`, `berth hosts`, `berth events`): pure rendering of
 //! the decoded cluster ([`World`]) into tables that fit 80 columns and into stable JSON.
 
 mod deployment;
+mod events;
 mod hosts;
 mod table;
 
@@ -9,6 +10,7 @@ pub use deployment::{
     deployment_map, redact, render as render_deployment, DeploymentMap, HostLine, SlotLine,
     StackLine, Unscheduled,
 };
+pub use events::render as render_events;
 pub use hosts::{hosts, render as render_hosts, HostView};
 pub use table::{truncate, Table};
 

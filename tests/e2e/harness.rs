@@ -805,6 +805,61 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// `etcdctl` against this cluster; its stdout.
+    pub async fn etcdctl(&self, args: &[&str]) -> R<String> {
+        let out = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::process::Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", self.endpoints.join(",")))
+                .args(args)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .map_err(|_| format!("etcdctl {}: timed out", args.join(" ")))?
+        .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "etcdctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Live etcd leases, each with the keys attached to it.
+    pub async fn leases(&self) -> R<Vec<(String, Vec<String>)>> {
+        let list = self.etcdctl(&["lease", "list"]).await?;
+        let mut out = Vec::new();
+        for id in list
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            let ttl = self
+                .etcdctl(&["lease", "timetolive", "--keys", "-w", "json", id])
+                .await?;
+            let v: serde_json::Value = serde_json::from_str(&ttl).unwrap_or_default();
+            if v["ttl"].as_i64().unwrap_or(-1) <= 0 {
+                continue;
+            }
+            let keys = v["keys"]
+                .as_array()
+                .map(|ks| {
+                    ks.iter()
+                        .filter_map(|k| k.as_str())
+                        .map(|k| decode_base64(k).unwrap_or_else(|| k.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((id.to_owned(), keys));
+        }
+        Ok(out)
+    }
+
     /// Every PUT under `prefix` from revision `from` until now, replayed from etcd's
     /// history: `(key, value)` in revision order.
     pub async fn history(&self, prefix: &str, from: i64) -> R<Vec<(String, String)>> {
@@ -1317,4 +1372,29 @@ pub fn copies(ctrs: &[Ctr]) -> BTreeMap<String, Vec<String>> {
         m.entry(c.slot()).or_default().push(c.host.clone());
     }
     m
+}
+
+/// Standard base64 (as `etcdctl -w json` prints keys) to text.
+fn decode_base64(s: &str) -> Option<String> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for ch in s.bytes().filter(|c| *c != b'=') {
+        let v = match ch {
+            b'A'..=b'Z' => ch - b'A',
+            b'a'..=b'z' => ch - b'a' + 26,
+            b'0'..=b'9' => ch - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
