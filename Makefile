@@ -1,5 +1,5 @@
 # The two commands the README promises: `make run` and `make test`.
-.PHONY: setup build run test unit lint image clean bench crds
+.PHONY: setup build run test unit lint image clean bench crds e2e
 
 CARGO ?= cargo
 
@@ -21,6 +21,11 @@ lint: setup
 # Unit tests and integration tests against a real etcd and the real Docker engine.
 test: lint
 	$(CARGO) test -- --test-threads=2
+
+# The multi-host end-to-end suite alone (tests/e2e/, also part of `make test`): three
+# hosts in network namespaces, each with its own dockerd and agent; needs root.
+e2e: setup
+	$(CARGO) test --test e2e
 
 unit:
 	$(CARGO) test --lib

@@ -117,15 +117,15 @@ enum HostAction {
     Add {
         host: String,
         /// tcp://IP:2376 (or unix:///path).
-        #[arg(long)]
+        #[arg(long, env = "BERTH_DOCKER_HOST")]
         docker_host: String,
         /// The IP other hosts use to reach ports published there.
-        #[arg(long)]
+        #[arg(long, env = "BERTH_ADDRESS")]
         address: String,
-        #[arg(long)]
+        #[arg(long, env = "BERTH_DATACENTER")]
         datacenter: Option<String>,
         /// Host label `key=value`; repeat for more.
-        #[arg(long = "label")]
+        #[arg(long = "label", env = "BERTH_LABELS", value_delimiter = ',')]
         labels: Vec<String>,
     },
     /// Stop driving an agentless host (its containers keep running).
@@ -197,13 +197,13 @@ enum Command {
     Apply {
         #[command(flatten)]
         etcd: EtcdArgs,
-        #[arg(short = 'f', long)]
+        #[arg(short = 'f', long, env = "BERTH_APPLY_FILE")]
         file: PathBuf,
-        #[arg(long)]
+        #[arg(long, env = "BERTH_STACK_ID")]
         id: Option<String>,
         /// Show where the scheduler would place each slot (the same planner), and write
         /// nothing.
-        #[arg(long)]
+        #[arg(long, env = "BERTH_DRY_RUN")]
         dry_run: bool,
     },
     /// Delete stacks/<id>; its containers are removed everywhere.
@@ -226,7 +226,7 @@ enum Command {
         #[command(flatten)]
         etcd: EtcdArgs,
         stack: String,
-        #[arg(long)]
+        #[arg(long, env = "BERTH_REBALANCE_APPLY")]
         apply: bool,
     },
     /// The deployment map: each stack's phase and progress, then per host its services
@@ -285,7 +285,7 @@ enum SchemaCommand {
     /// CustomResourceDefinitions and JSON Schemas for stacks, hosts and stack statuses.
     Crds {
         /// Directory to write the files into; created if missing.
-        #[arg(long, default_value = "crds")]
+        #[arg(long, env = "BERTH_SCHEMA_OUT", default_value = "crds")]
         out: PathBuf,
     },
 }

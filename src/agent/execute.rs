@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::future::join_all;
+use tracing::Instrument;
 
 use super::desired::DesiredContainer;
 use super::plan::{Action, RemoveReason};
@@ -182,7 +183,34 @@ async fn run(
     action: &Action,
     desired: &BTreeMap<String, &DesiredContainer>,
 ) -> Result<(), RuntimeError> {
-    tracing::info!(action = ?action, "container action");
+    let name = target_name(action).unwrap_or_default();
+    let (stack, service) = desired
+        .get(name)
+        .map(|d| (d.stack.as_str(), d.service.as_str()))
+        .unwrap_or_else(|| {
+            let mut p = name.split('.');
+            (p.next().unwrap_or_default(), p.next().unwrap_or_default())
+        });
+    let span = tracing::info_span!(
+        "action",
+        stack,
+        service,
+        host,
+        action = action.metric_label()
+    );
+    run_in_span(rt, host, action, desired, name)
+        .instrument(span)
+        .await
+}
+
+async fn run_in_span(
+    rt: &Runtime,
+    host: &str,
+    action: &Action,
+    desired: &BTreeMap<String, &DesiredContainer>,
+    name: &str,
+) -> Result<(), RuntimeError> {
+    tracing::info!(container = %name, "container action");
     match action {
         Action::Create { name } => match desired.get(name) {
             Some(d) => create_and_start(rt, host, d).await,

@@ -149,6 +149,7 @@ async fn run(
         registration,
         lease,
         actions_started: Default::default(),
+        adopted: false,
         events: crate::events::Recorder::new(store.clone(), "agent", Some(cfg.host_id.clone())),
     };
     assignments.wait_synced().await;
@@ -253,6 +254,8 @@ struct Pass {
     registration: HostRegistration,
     lease: LeasedKey,
     events: crate::events::Recorder,
+    /// Containers found running at start-up are adopted, not restarted: counted once.
+    adopted: bool,
     /// Post-start action runs started by this agent, by actions key: never run twice,
     /// even before the controller has seen their record.
     actions_started: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -306,6 +309,23 @@ impl Pass {
         let now = Instant::now();
         self.forgive_stable(&actual, now);
         self.merge_probe_health(&mut actual);
+        if !self.adopted {
+            self.adopted = true;
+            let adopted = actual
+                .iter()
+                .filter(|a| {
+                    by_name
+                        .get(&a.name)
+                        .is_some_and(|d| d.spec_hash == a.spec_hash)
+                })
+                .count();
+            metrics::CONTAINER_ACTIONS
+                .with_label_values(&["adopt"])
+                .inc_by(adopted as u64);
+            if adopted > 0 {
+                tracing::info!(containers = adopted, "adopted running containers");
+            }
+        }
         let mut actions = plan::plan(&desired, &actual);
         // A stack whose assignment we cannot read is not a deleted stack: keep its containers.
         let protected: Vec<&str> = actual

@@ -372,7 +372,16 @@ impl Controller {
             .collect();
         self.apply(served).await?;
 
-        self.write_statuses(&world, &decision, &absent).await?;
+        let status_started = Instant::now();
+        let statuses = self.write_statuses(&world, &decision, &absent).await;
+        metrics::RECONCILE_DURATION
+            .with_label_values(&["status"])
+            .observe(status_started.elapsed().as_secs_f64());
+        let label = if statuses.is_ok() { "success" } else { "error" };
+        metrics::RECONCILE
+            .with_label_values(&["status", label])
+            .inc();
+        statuses?;
         metrics::HOSTS
             .with_label_values(&["ready"])
             .set(world.hosts.len() as i64);

@@ -721,34 +721,44 @@ async fn leader_frozen(c: &mut Cluster) -> R<String> {
     let fenced = metric(lport, "berth_fenced_writes_total")
         .await
         .unwrap_or(0.0);
-    // Live leases: one per agent, the leader's, and at most one of a campaigning standby.
-    // A lease with no key that outlives its TTL is one nobody gave back.
+    // Live leases: one per agent, the leader's, and one of the campaigning standby. A
+    // lease that holds no key across more than its TTL is kept alive by someone who
+    // does not use it: a leak.
+    let bare = |l: &[(String, Vec<String>)]| -> BTreeSet<String> {
+        l.iter()
+            .filter(|(_, keys)| keys.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    let first = c.leases().await?;
+    tokio::time::sleep(LEADER_TTL + Duration::from_secs(2)).await;
     let leases = c.leases().await?;
-    let bare: Vec<&String> = leases
-        .iter()
-        .filter(|(_, keys)| keys.is_empty())
-        .map(|(id, _)| id)
-        .collect();
-    check!(
-        leases.len() <= c.hosts.len() + 2,
-        "{} live etcd leases for {} agents and 2 controllers; {} hold no key: {bare:?}",
-        leases.len(),
-        c.hosts.len(),
-        bare.len()
-    );
-    // The README: "If the leader dies, another controller takes over within the TTL".
-    check!(
-        took <= LEADER_TTL + Duration::from_secs(2),
-        "failover took {:.1}s with a leader TTL of {}s",
-        took.as_secs_f64(),
-        LEADER_TTL.as_secs()
-    );
-    Ok(format!(
+    let leaked: BTreeSet<String> = bare(&first).intersection(&bare(&leases)).cloned().collect();
+    let figure = format!(
         "failover {:.1}s (leader TTL {}s); stale writes accepted 0; ex-leader writes fenced {fenced}; {} live leases",
         took.as_secs_f64(),
         LEADER_TTL.as_secs(),
         leases.len()
-    ))
+    );
+    // The takeover and the fence held; these two are about how the election is kept.
+    let mut problems = Vec::new();
+    if !leaked.is_empty() {
+        problems.push(format!(
+            "{} etcd lease(s) kept alive for over {}s without a key (leaked by failed campaigns): {leaked:?}",
+            leaked.len(),
+            LEADER_TTL.as_secs() + 2
+        ));
+    }
+    // The README: "If the leader dies, another controller takes over within the TTL".
+    if took > LEADER_TTL + Duration::from_secs(2) {
+        problems.push(format!(
+            "failover took {:.1}s with a leader TTL of {}s",
+            took.as_secs_f64(),
+            LEADER_TTL.as_secs()
+        ));
+    }
+    check!(problems.is_empty(), "{figure}; but {}", problems.join("; "));
+    Ok(figure)
 }
 
 /// 7. Host-1's dockerd stops (its containers with it) and starts again: the containers
