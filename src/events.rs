@@ -1,7 +1,9 @@
 //! Recent events per stack, so "why did this restart?" has an answer: placements,
 //! reschedules, restarts, replacements, orphan removals, failed actions. Kept in etcd at
-//! `events/<stack>/<time>-<writer>-<n>`, at most [`MAX_PER_STACK`] per stack (the oldest
-//! go). Recording never blocks a reconcile and never fails one.
+//! `events/<writer>/<stack>/<time>-<n>` (the writer is `controller` or a host id, so
+//! etcd permissions can keep each agent to its own keys), at most [`MAX_PER_STACK`] per
+//! stack and writer (the oldest go). Recording never blocks a reconcile and never fails
+//! one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -66,7 +68,8 @@ impl Recorder {
             .unwrap_or(0);
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let writer = self.host.as_deref().unwrap_or(self.component);
-        let key = format!("{}{nanos:024}-{writer}-{n}", keys::events_of(stack));
+        let prefix = keys::events_of(writer, stack);
+        let key = format!("{prefix}{nanos:024}-{n}");
         let event = Event {
             time: humantime::format_rfc3339_millis(now).to_string(),
             stack: stack.to_owned(),
@@ -77,7 +80,6 @@ impl Recorder {
             message,
         };
         let store = self.store.clone();
-        let prefix = keys::events_of(stack);
         tokio::spawn(async move {
             let value = serde_json::to_vec(&event).unwrap_or_default();
             if let Err(e) = store.put(&key, value).await {
@@ -104,22 +106,35 @@ async fn prune(store: &Store, prefix: &str) {
     }
 }
 
-/// Every event under `events/` (or one stack's), oldest first.
+/// Every event (or one stack's), from every writer, oldest first.
 pub async fn list(
     store: &Store,
     stack: Option<&str>,
 ) -> Result<Vec<Event>, crate::store::StoreError> {
-    let prefix = stack.map_or_else(|| keys::EVENTS.to_owned(), keys::events_of);
-    let (kvs, _) = store.list(&prefix).await?;
+    let (kvs, _) = store.list(keys::EVENTS).await?;
     let mut events: Vec<(String, Event)> = kvs
         .into_iter()
+        .filter(|kv| stack.is_none() || stack_of(&kv.key) == stack)
         .filter_map(|kv| {
-            Some((
-                kv.key.rsplit('/').next()?.to_owned(),
-                serde_json::from_slice(&kv.value).ok()?,
-            ))
+            // The key's last part starts with the time, fixed width: it sorts as time.
+            let order = kv.key.rsplit('/').next()?.to_owned();
+            Some((order, serde_json::from_slice(&kv.value).ok()?))
         })
         .collect();
     events.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(events.into_iter().map(|(_, e)| e).collect())
+}
+
+/// Forget every writer's events of a deleted stack.
+pub async fn forget(store: &Store, stack: &str) -> Result<(), crate::store::StoreError> {
+    let (kvs, _) = store.list(keys::EVENTS).await?;
+    for kv in kvs.iter().filter(|kv| stack_of(&kv.key) == Some(stack)) {
+        store.delete(&kv.key).await?;
+    }
+    Ok(())
+}
+
+/// The stack of an `events/<writer>/<stack>/...` key.
+fn stack_of(key: &str) -> Option<&str> {
+    keys::parts(key, keys::EVENTS)?.get(1).copied()
 }

@@ -70,6 +70,9 @@ struct ControllerArgs {
     /// This controller's name in the leader election (default: hostname and pid).
     #[arg(long, env = "BERTH_CONTROLLER_ID")]
     controller_id: Option<String>,
+    /// Largest stack spec accepted, in bytes; a larger one is Invalid without being parsed.
+    #[arg(long, env = "BERTH_MAX_SPEC_BYTES", default_value_t = 1024 * 1024)]
+    max_spec_bytes: usize,
     /// Leadership lease TTL: how long a dead leader blocks failover.
     #[arg(long, env = "BERTH_LEADER_TTL", value_parser = humantime::parse_duration, default_value = "10s")]
     leader_ttl: Duration,
@@ -98,6 +101,14 @@ struct AgentArgs {
     /// Full pass at least this often, even without Docker events.
     #[arg(long, env = "BERTH_RESYNC_INTERVAL", value_parser = humantime::parse_duration, default_value = "30s")]
     resync_interval: Duration,
+    /// Allow bind mounts of host paths under this prefix; repeat for more. None by
+    /// default: a spec asking for a bind mount is refused here.
+    #[arg(
+        long = "allow-bind-prefix",
+        env = "BERTH_ALLOW_BIND_PREFIXES",
+        value_delimiter = ','
+    )]
+    allow_bind_prefixes: Vec<String>,
     /// TTL of the host registration's lease.
     #[arg(long, env = "BERTH_LEASE_TTL", value_parser = humantime::parse_duration, default_value = "10s")]
     lease_ttl: Duration,
@@ -127,6 +138,13 @@ enum HostAction {
         /// Host label `key=value`; repeat for more.
         #[arg(long = "label", env = "BERTH_LABELS", value_delimiter = ',')]
         labels: Vec<String>,
+        /// Allow bind mounts of host paths under this prefix there; repeat for more.
+        #[arg(
+            long = "allow-bind-prefix",
+            env = "BERTH_ALLOW_BIND_PREFIXES",
+            value_delimiter = ','
+        )]
+        allow_bind_prefixes: Vec<String>,
     },
     /// Stop driving an agentless host (its containers keep running).
     Remove { host: String },
@@ -178,6 +196,14 @@ enum Command {
             default_value = "unix:///var/run/docker.sock"
         )]
         docker_host: String,
+        /// Allow bind mounts of host paths under this prefix; repeat for more (none by
+        /// default).
+        #[arg(
+            long = "allow-bind-prefix",
+            env = "BERTH_ALLOW_BIND_PREFIXES",
+            value_delimiter = ','
+        )]
+        allow_bind_prefixes: Vec<String>,
         #[command(flatten)]
         ctl: ControllerArgs,
         #[arg(long, env = "BERTH_METRICS_ADDR", default_value = "127.0.0.1:9420")]
@@ -386,6 +412,7 @@ fn agent_config(a: &AgentArgs) -> Result<AgentConfig> {
         labels,
         resync_interval: a.resync_interval,
         lease_ttl: a.lease_ttl,
+        allow_bind_prefixes: a.allow_bind_prefixes.clone(),
     })
 }
 
@@ -400,6 +427,10 @@ fn controller_config(c: &ControllerArgs) -> ControllerConfig {
         max_unavailable_fraction: c.max_unavailable_fraction,
         leader_ttl: c.leader_ttl,
         resync_interval: c.controller_resync,
+        limits: spec::Limits {
+            max_bytes: c.max_spec_bytes,
+            ..spec::Limits::default()
+        },
     }
 }
 
@@ -456,6 +487,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             host_id,
             address,
             docker_host,
+            allow_bind_prefixes,
             ctl,
             metrics_addr,
         } => {
@@ -485,6 +517,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                     labels: BTreeMap::new(),
                     resync_interval: Duration::from_secs(30),
                     lease_ttl: Duration::from_secs(10),
+                    allow_bind_prefixes: allow_bind_prefixes.clone(),
                 },
                 cancel.clone(),
             )?;
@@ -583,6 +616,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                     address,
                     datacenter,
                     labels,
+                    allow_bind_prefixes,
                 } => {
                     if !spec::is_host_id(host) {
                         bail!(
@@ -601,6 +635,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                         address: address.clone(),
                         datacenter: datacenter.clone(),
                         labels: l,
+                        allow_bind_prefixes: allow_bind_prefixes.clone(),
                     };
                     store
                         .put(&keys::agentless(host), serde_json::to_vec(&spec)?)

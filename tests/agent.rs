@@ -349,3 +349,47 @@ async fn an_agentless_host_is_driven_by_the_controller_with_the_same_reconciler(
         "containers keep running"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_mounts_are_allowed_only_under_the_hosts_prefixes() {
+    let c = Cluster::start("bind").await;
+    let dir = "/tmp/berth-it/bind";
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(format!("{dir}/index.html"), "from the host").unwrap();
+    let stack = |source: &str| {
+        serde_json::json!({"itemListElement": [
+            {"name": "web", "image": "berth-test/busybox:latest", "command": busybox("httpd -f -p 8080 -h /w"),
+             "ports": [{"containerPort": 8080, "hostPort": 18191}],
+             "volumeMounts": [{"type": "bind", "source": source, "target": "/w", "readOnly": true}]}
+        ]})
+        .to_string()
+    };
+    // The harness's agent allows only /tmp/berth-it.
+    let rev = c.put_stack("bind-it", &stack("/etc")).await;
+    let st = c
+        .wait_status("bind-it", T, |s| {
+            s.phase == Phase::Pending && s.observed_revision == rev
+        })
+        .await;
+    assert!(
+        st.message.contains("does not allow bind mounts of /etc"),
+        "{}",
+        st.message
+    );
+    assert!(containers_of(&c.host_id, "bind-it").is_empty());
+
+    let rev = c.put_stack("bind-it", &stack(dir)).await;
+    c.wait_status("bind-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    assert_eq!(
+        eventually("serves the host's file", T, || http_get(
+            18191,
+            "/index.html"
+        ))
+        .await
+        .trim(),
+        "from the host"
+    );
+}

@@ -47,6 +47,7 @@ fn controller(store: &Store, id: &str, grace: Duration) -> CancellationToken {
             max_unavailable_fraction: 0.5,
             leader_ttl: Duration::from_secs(3),
             resync_interval: Duration::from_secs(1),
+            limits: Default::default(),
         },
         cancel.clone(),
     );

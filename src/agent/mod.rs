@@ -41,6 +41,8 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     pub resync_interval: Duration,
     pub lease_ttl: Duration,
+    /// Host paths under which bind mounts are allowed (none by default).
+    pub allow_bind_prefixes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +115,7 @@ async fn run(
         docker_version: facts.as_ref().map(|f| f.version.clone()),
         used_ports: rt.unmanaged_host_ports().await.unwrap_or_default(),
         degraded: None,
+        allow_bind_prefixes: cfg.allow_bind_prefixes.clone(),
     };
     let lease = LeasedKey::spawn(
         store.clone(),
@@ -352,6 +355,29 @@ impl Pass {
                 _ => true,
             }
         });
+        // This host's policy: a spec asking for more is refused here, with the reason.
+        for d in &desired {
+            if let Some(m) = d.spec.mounts.iter().find(|m| {
+                m.kind == "bind"
+                    && !crate::spec::bind_allowed(&m.source, &self.registration.allow_bind_prefixes)
+            }) {
+                self.errors.insert(
+                    d.name.clone(),
+                    SlotError {
+                        message: format!(
+                            "bind mount of {} refused: this host allows bind mounts only under {} (agent flag --allow-bind-prefix)",
+                            m.source,
+                            if self.registration.allow_bind_prefixes.is_empty() {
+                                "no path".to_owned()
+                            } else {
+                                self.registration.allow_bind_prefixes.join(", ")
+                            }
+                        ),
+                        permanent: true,
+                    },
+                );
+            }
+        }
         // Slots with a permanent error wait for a new spec instead of failing again.
         actions.retain(|a| match a {
             Action::Create { name } | Action::Replace { name, .. } => {
@@ -797,7 +823,7 @@ async fn write_action_record(
     let mut policy = retry::Policy::new();
     loop {
         match store
-            .put(&keys::actions(stack, service), value.clone())
+            .put(&keys::actions(&record.host, stack, service), value.clone())
             .await
         {
             Ok(_) => return,

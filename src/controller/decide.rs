@@ -7,7 +7,7 @@ use super::world::World;
 use crate::assignment::{Assignment, Slot};
 use crate::scheduler::assign;
 use crate::scheduler::plan::{self, HostView, Liveness, MoveReason, Options, Placement, SlotId};
-use crate::spec::{HostRegistration, Problem, Stack};
+use crate::spec::{HostRegistration, Limits, Problem, Stack};
 
 pub type Parsed = BTreeMap<String, (i64, Result<Stack, Vec<Problem>>)>;
 
@@ -254,8 +254,8 @@ pub fn mark_waiting(
 }
 
 /// Parse and validate one stack; the key's id must be a DNS label too.
-pub fn parse_one(id: &str, raw: &[u8]) -> Result<Stack, Vec<Problem>> {
-    let parsed = crate::spec::parse_stack(raw);
+pub fn parse_one(id: &str, raw: &[u8], limits: &Limits) -> Result<Stack, Vec<Problem>> {
+    let parsed = crate::spec::parse_stack_with(raw, limits);
     if crate::spec::is_dns_label(id) {
         return parsed;
     }
@@ -285,7 +285,7 @@ pub fn preview_apply(
     let parsed: Parsed = world
         .stacks
         .iter()
-        .map(|(id, (rev, raw))| (id.clone(), (*rev, parse_one(id, raw))))
+        .map(|(id, (rev, raw))| (id.clone(), (*rev, parse_one(id, raw, &Limits::default()))))
         .collect();
     let absent = absent_as_not_ready(world);
     let opts = Options {
@@ -321,7 +321,7 @@ pub fn preview_rebalance(world: &World, stack: &str, max_unavailable_fraction: f
     let parsed: Parsed = world
         .stacks
         .iter()
-        .map(|(id, (rev, raw))| (id.clone(), (*rev, parse_one(id, raw))))
+        .map(|(id, (rev, raw))| (id.clone(), (*rev, parse_one(id, raw, &Limits::default()))))
         .collect();
     let absent = absent_as_not_ready(world);
     let opts = Options {

@@ -36,6 +36,8 @@ pub struct ControllerConfig {
     /// Leadership lease: how long a dead leader blocks the others.
     pub leader_ttl: Duration,
     pub resync_interval: Duration,
+    /// Size limits on stack specs.
+    pub limits: crate::spec::Limits,
 }
 
 pub struct ControllerHandle {
@@ -204,6 +206,7 @@ impl Controller {
                 labels: spec.labels.clone(),
                 resync_interval: Duration::from_secs(30),
                 lease_ttl: self.cfg.leader_ttl,
+                allow_bind_prefixes: spec.allow_bind_prefixes.clone(),
             };
             match crate::agent::spawn(self.store.clone(), cfg, token.clone()) {
                 Ok(_) => {
@@ -240,7 +243,7 @@ impl Controller {
             if self.parsed.get(id).is_some_and(|(r, _)| r == rev) {
                 continue;
             }
-            let parsed = decide::parse_one(id, raw);
+            let parsed = decide::parse_one(id, raw, &self.cfg.limits);
             if let Err(problems) = &parsed {
                 tracing::warn!(stack = %id, problems = problems.len(), "stack spec is invalid");
                 let first: Vec<String> = problems.iter().take(3).map(|p| p.to_string()).collect();
@@ -355,9 +358,12 @@ impl Controller {
                 Some((_, Ok(spec))) => !spec.item_list_element.iter().any(|s| &s.name == service),
                 Some((_, Err(_))) => false,
             })
-            .map(|(stack, service)| Write::Delete {
-                key: keys::actions(stack, service),
-                expect: Expect::Any,
+            .map(|(stack, service)| {
+                let host = &world.actions[&(stack.clone(), service.clone())].host;
+                Write::Delete {
+                    key: keys::actions(host, stack, service),
+                    expect: Expect::Any,
+                }
             })
             .collect();
         self.apply(stale_records).await?;
@@ -476,7 +482,7 @@ impl Controller {
                         expect: Expect::Revision(*rev),
                     });
                     // The stack is gone for good: so is its history.
-                    self.store.delete_prefix(&keys::events_of(id)).await?;
+                    crate::events::forget(&self.store, id).await?;
                 }
                 self.seen.remove(id);
                 continue;

@@ -35,6 +35,9 @@ pub struct AgentlessHost {
     pub datacenter: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Host paths under which bind mounts are allowed there (none by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_bind_prefixes: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -115,10 +118,12 @@ impl World {
                     w.reports.push(r);
                 }
             } else if let Some(p) = keys::parts(&kv.key, keys::ACTIONS) {
-                if let ([stack, service], Ok(r)) = (
+                if let ([host, stack, service], Ok(mut r)) = (
                     p.as_slice(),
                     serde_json::from_slice::<ActionRecord>(&kv.value),
                 ) {
+                    // The key names the host that ran them, whatever the value says.
+                    r.host = (*host).to_owned();
                     w.actions
                         .insert(((*stack).to_owned(), (*service).to_owned()), r);
                 }

@@ -153,6 +153,7 @@ enum Reject {
     Cordoned,
     Degraded,
     Label(String),
+    BindMount(String),
     Cpu,
     Memory,
     Port(String),
@@ -165,6 +166,14 @@ impl Reject {
             Reject::NotReady => if one { "is not ready" } else { "are not ready" }.to_owned(),
             Reject::Cordoned => if one { "is cordoned" } else { "are cordoned" }.to_owned(),
             Reject::Degraded => if one { "is degraded" } else { "are degraded" }.to_owned(),
+            Reject::BindMount(src) => format!(
+                "{} bind mounts of {src}",
+                if one {
+                    "does not allow"
+                } else {
+                    "do not allow"
+                }
+            ),
             Reject::Label(l) => format!("{} label {l}", if one { "lacks" } else { "lack" }),
             Reject::Cpu => format!("{} too little free CPU", if one { "has" } else { "have" }),
             Reject::Memory => format!(
@@ -280,6 +289,12 @@ impl<'a> Scheduler<'a> {
         }
         if view.reg.degraded.is_some() {
             return Err(Reject::Degraded);
+        }
+        if let Some(m) = need.svc.volume_mounts.iter().find(|m| {
+            m.type_.as_deref() == Some("bind")
+                && !crate::spec::bind_allowed(&m.source, &view.reg.allow_bind_prefixes)
+        }) {
+            return Err(Reject::BindMount(m.source.clone()));
         }
         self.labels_fit(h, need)?;
         let reg = view.reg;

@@ -43,6 +43,46 @@ pub struct HostRegistration {
     /// scheduler places nothing new here meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
+    /// Host paths under which bind mounts are allowed here (the agent's
+    /// `--allow-bind-prefix`); none by default, so no bind mount is allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_bind_prefixes: Vec<String>,
+}
+
+/// Is a bind mount of `source` allowed under `prefixes`? Whole path components only:
+/// `/srv` allows `/srv/data` but not `/srvx`, and `..` never escapes.
+pub fn bind_allowed(source: &str, prefixes: &[String]) -> bool {
+    if !source.starts_with('/') || source.split('/').any(|c| c == "..") {
+        return false;
+    }
+    prefixes.iter().any(|p| {
+        let p = p.trim_end_matches('/');
+        p.is_empty() || source == p || source.starts_with(&format!("{p}/"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bind_prefixes_match_whole_path_components() {
+        let allow = vec!["/srv/berth".to_owned(), "/data/".to_owned()];
+        let cases = [
+            ("/srv/berth/db", true),
+            ("/srv/berth", true),
+            ("/data/x", true),
+            ("/srv/berthx", false),
+            ("/etc", false),
+            ("/srv/berth/../../etc", false),
+            ("relative/path", false),
+        ];
+        for (src, want) in cases {
+            assert_eq!(super::bind_allowed(src, &allow), want, "{src}");
+        }
+        assert!(
+            !super::bind_allowed("/srv/berth/db", &[]),
+            "nothing allowed by default"
+        );
+    }
 }
 
 /// A host port in use, as `port` and `protocol` (`tcp` or `udp`).

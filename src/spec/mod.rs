@@ -6,7 +6,7 @@ mod stack;
 mod status;
 mod validate;
 
-pub use host::{HostRegistration, UsedPort};
+pub use host::{bind_allowed, HostRegistration, UsedPort};
 pub use stack::*;
 pub use status::{ActionStatus, Condition, Endpoint, Phase, ServiceStatus, StackStatus};
 pub use validate::*;

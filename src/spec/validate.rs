@@ -190,8 +190,44 @@ impl HealthCheck {
     }
 }
 
+/// How big a stack may be. Anyone who can write `stacks/` can make every controller and
+/// agent read the spec, so a huge or deep document must cost little and fail clearly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_services: usize,
+    pub max_env_per_service: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 1024 * 1024,
+            max_services: 200,
+            max_env_per_service: 500,
+        }
+    }
+}
+
 /// Parse bytes as a stack and validate it; `Err` carries every problem found.
 pub fn parse_stack(bytes: &[u8]) -> Result<Stack, Vec<Problem>> {
+    parse_stack_with(bytes, &Limits::default())
+}
+
+/// [`parse_stack`] with explicit size limits.
+pub fn parse_stack_with(bytes: &[u8], limits: &Limits) -> Result<Stack, Vec<Problem>> {
+    // Checked before parsing: a 10 MB value is refused without being read into a tree.
+    if bytes.len() > limits.max_bytes {
+        return Err(vec![Problem::new(
+            "",
+            format!(
+                "the spec is {} bytes; the limit is {} bytes",
+                bytes.len(),
+                limits.max_bytes
+            ),
+        )]);
+    }
+    // serde_json refuses nesting deeper than 128 levels with an error, not a stack overflow.
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| vec![Problem::new("", format!("not valid JSON: {e}"))])?;
     let mut top = match value {
@@ -239,6 +275,28 @@ pub fn parse_stack(bytes: &[u8]) -> Result<Stack, Vec<Problem>> {
         }
     }
 
+    if stack.item_list_element.len() > limits.max_services {
+        return Err(vec![Problem::new(
+            "itemListElement",
+            format!(
+                "{} services is more than the maximum of {}",
+                stack.item_list_element.len(),
+                limits.max_services
+            ),
+        )]);
+    }
+    for (i, svc) in stack.item_list_element.iter().enumerate() {
+        if svc.environment.len() > limits.max_env_per_service {
+            problems.push(Problem::new(
+                format!("itemListElement[{i}].environment"),
+                format!(
+                    "{} variables is more than the maximum of {}",
+                    svc.environment.len(),
+                    limits.max_env_per_service
+                ),
+            ));
+        }
+    }
     problems.extend(
         validate(&stack)
             .into_iter()
@@ -1331,5 +1389,65 @@ mod tests {
                 let _ = parse_stack(&mutated);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn oversized_deep_and_wide_specs_are_refused_cheaply_and_clearly() {
+        let limits = Limits::default();
+        // (case, document, expected fragment)
+        let big = format!(
+            r#"{{"itemListElement":[{{"name":"a","image":"i","description":"{}"}}]}}"#,
+            "x".repeat(limits.max_bytes)
+        );
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let wide = serde_json::json!({"itemListElement": (0..=limits.max_services)
+            .map(|i| serde_json::json!({"name": format!("s{i}"), "image": "i"}))
+            .collect::<Vec<_>>()})
+        .to_string();
+        let env: serde_json::Map<String, serde_json::Value> = (0..=limits.max_env_per_service)
+            .map(|i| (format!("V{i}"), serde_json::Value::from("x")))
+            .collect();
+        let many_env = serde_json::json!({"itemListElement": [{"name": "a", "image": "i", "environment": env}]}).to_string();
+        let cases = [
+            ("over the byte limit", big, "the limit is 1048576 bytes"),
+            (
+                "nested beyond serde's recursion limit",
+                deep,
+                "not valid JSON: recursion limit exceeded",
+            ),
+            (
+                "too many services",
+                wide,
+                "201 services is more than the maximum of 200",
+            ),
+            (
+                "too many variables",
+                many_env,
+                "501 variables is more than the maximum of 500",
+            ),
+        ];
+        for (name, doc, want) in cases {
+            let started = std::time::Instant::now();
+            let problems = parse_stack(doc.as_bytes()).expect_err(name);
+            assert!(
+                problems.iter().any(|p| p.to_string().contains(want)),
+                "{name}: {problems:?}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "{name}: took {:?}",
+                started.elapsed()
+            );
+        }
+        let smaller = Limits {
+            max_bytes: 10,
+            ..Limits::default()
+        };
+        assert!(parse_stack_with(br#"{"itemListElement":[]}"#, &smaller).is_err());
     }
 }

@@ -56,15 +56,17 @@ pub fn rebalance(stack: &str) -> String {
 }
 pub const REBALANCE: &str = "rebalance/";
 
-/// `actions/<stack>/<service>`: the record of a service's post-start actions.
-pub fn actions(stack: &str, service: &str) -> String {
-    format!("{ACTIONS}{stack}/{service}")
+/// `actions/<host>/<stack>/<service>`: the record of a service's post-start actions,
+/// under the host that ran them (an agent writes only below its own host).
+pub fn actions(host: &str, stack: &str, service: &str) -> String {
+    format!("{ACTIONS}{host}/{stack}/{service}")
 }
 pub const ACTIONS: &str = "actions/";
 
-/// `events/<stack>/<time>-...`: recent events of a stack, oldest first by key.
-pub fn events_of(stack: &str) -> String {
-    format!("{EVENTS}{stack}/")
+/// `events/<writer>/<stack>/<time>-<n>`: recent events of a stack as one writer (the
+/// controller, or a host's agent) recorded them; an agent writes only below its host.
+pub fn events_of(writer: &str, stack: &str) -> String {
+    format!("{EVENTS}{writer}/{stack}/")
 }
 pub const EVENTS: &str = "events/";
 

@@ -49,6 +49,7 @@ impl Cluster {
                 max_unavailable_fraction: 0.5,
                 leader_ttl: Duration::from_secs(5),
                 resync_interval: Duration::from_secs(5),
+                limits: Default::default(),
             },
             controller.clone(),
         );
@@ -78,6 +79,7 @@ impl Cluster {
                 labels: Default::default(),
                 resync_interval: Duration::from_secs(5),
                 lease_ttl: Duration::from_secs(10),
+                allow_bind_prefixes: vec!["/tmp/berth-it".into()],
             },
             self.agent.clone(),
         )

@@ -123,7 +123,11 @@ impl Proc {
             .open(&self.log)
             .map_err(|e| format!("open {}: {e}", self.log.display()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(&self.program)
+        // setpriv execs the daemon in place (same pid), which then dies with the thread
+        // that started it: killing the test run never leaves a daemon behind. (Their
+        // containers may stay; the next run's sweep finds them by cgroup.)
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", &self.program])
             .args(&self.args)
             .env("RUST_LOG", "berth=info")
             .stdin(Stdio::null())
@@ -1100,7 +1104,7 @@ fn preflight() -> R<()> {
         return Err("the e2e suite needs root (network namespaces, dockerd)".into());
     }
     for tool in [
-        "ip", "nsenter", "dockerd", "docker", "iptables", "etcd", "etcdctl",
+        "ip", "nsenter", "setpriv", "dockerd", "docker", "iptables", "etcd", "etcdctl",
     ] {
         if sh("sh", &["-c", &format!("command -v {tool}")]).is_err() {
             return Err(format!("{tool} is not installed (run scripts/setup.sh)"));
@@ -1275,6 +1279,17 @@ pub fn leftovers() -> Vec<String> {
     }
     if Path::new(BASE).exists() {
         left.push(BASE.to_owned());
+    }
+    if let Ok(mounts) = fs::read_to_string("/proc/self/mounts") {
+        for l in mounts.lines().filter(|l| l.contains(BASE)) {
+            left.push(format!("mount {l}"));
+        }
+    }
+    for n in 1..=HOSTS {
+        let cg = format!("/sys/fs/cgroup/pids/{CGROUP_PREFIX}h{n}");
+        if Path::new(&cg).exists() {
+            left.push(format!("cgroup {cg}"));
+        }
     }
     if sh(
         "iptables",

@@ -251,7 +251,7 @@ fn secs_between(later: SystemTime, earlier: SystemTime) -> f64 {
 /// ~50 ms late, while a start gated on B lags it by a controller and an agent pass.
 const SEEN_SLACK: f64 = 0.25;
 
-/// 1. db on host-1, cache on host-2, app on host-3; the app starts only once both are
+/// Scenario 1: db on host-1, cache on host-2, app on host-3; the app starts only once both are
 /// healthy, and reaches both across hosts through its injected addresses.
 async fn three_tier(c: &mut Cluster) -> R<String> {
     let id = "e2e-shop";
@@ -290,14 +290,16 @@ async fn three_tier(c: &mut Cluster) -> R<String> {
         .min()
         .ok_or("no start event of app on host-3")?;
     let lead = secs_between(first, deps_ok);
-    check!(
-        lead >= -SEEN_SLACK,
-        "app started {:.2}s BEFORE db and cache were both healthy (db healthy at +{:.2}s, cache at +{:.2}s, app started at +{:.2}s after the put)",
-        -lead,
-        secs_between(*db_ok, t0) - 1.0,
-        secs_between(*cache_ok, t0) - 1.0,
-        secs_between(first, t0) - 1.0
-    );
+    if lead < -SEEN_SLACK {
+        return Err(format!(
+            "app started {:.2}s BEFORE db and cache were both healthy \
+             (db healthy at +{:.2}s, cache at +{:.2}s, app started at +{:.2}s after the put)",
+            -lead,
+            secs_between(*db_ok, t0) - 1.0,
+            secs_between(*cache_ok, t0) - 1.0,
+            secs_between(first, t0) - 1.0
+        ));
+    }
 
     let ctrs = c.containers(id).await?;
     let app = running_on(&ctrs, "host-3")
@@ -325,7 +327,7 @@ async fn three_tier(c: &mut Cluster) -> R<String> {
     ))
 }
 
-/// 2. Six services with `spread` over three empty hosts land 2/2/2.
+/// Scenario 2: Six services with `spread` over three empty hosts land 2/2/2.
 async fn spread(c: &mut Cluster) -> R<String> {
     let id = "e2e-spread";
     let rev = c.put_stack(id, example("spread.json")?).await?;
@@ -345,7 +347,7 @@ async fn spread(c: &mut Cluster) -> R<String> {
     Ok(format!("host-1/2/3 run {figure}"))
 }
 
-/// 3. Host-2 dies (agent and dockerd killed): after the grace its slots run elsewhere;
+/// Scenario 3: Host-2 dies (agent and dockerd killed): after the grace its slots run elsewhere;
 /// when it comes back, its stale copies go.
 async fn host_killed(c: &mut Cluster) -> R<String> {
     let id = "e2e-kill";
@@ -508,7 +510,7 @@ async fn ps_running(sock: &str, host: &str, stack: &str) -> Option<Vec<Ctr>> {
     )
 }
 
-/// 4. Host-3 cut off longer than the grace: its slots run elsewhere meanwhile, and after
+/// Scenario 4: Host-3 cut off longer than the grace: its slots run elsewhere meanwhile, and after
 /// healing its stale copies go, leaving exactly one copy of each slot.
 async fn long_partition(c: &mut Cluster) -> R<String> {
     let id = "e2e-part";
@@ -567,7 +569,7 @@ async fn long_partition(c: &mut Cluster) -> R<String> {
     ))
 }
 
-/// 5. Host-3 cut off for less than the grace: nothing moves, nothing restarts.
+/// Scenario 5: Host-3 cut off for less than the grace: nothing moves, nothing restarts.
 async fn short_partition(c: &mut Cluster) -> R<String> {
     let id = "e2e-blip";
     let cut_for = Duration::from_secs(3);
@@ -643,7 +645,7 @@ async fn short_partition(c: &mut Cluster) -> R<String> {
     ))
 }
 
-/// 6. The leading controller frozen past its lease: the other takes over, and once
+/// Scenario 6: The leading controller frozen past its lease: the other takes over, and once
 /// thawed the ex-leader's writes land nowhere.
 async fn leader_frozen(c: &mut Cluster) -> R<String> {
     let id = "e2e-ha";
@@ -761,7 +763,7 @@ async fn leader_frozen(c: &mut Cluster) -> R<String> {
     Ok(figure)
 }
 
-/// 7. Host-1's dockerd stops (its containers with it) and starts again: the containers
+/// Scenario 7: Host-1's dockerd stops (its containers with it) and starts again: the containers
 /// come back and the status recovers.
 async fn dockerd_restart(c: &mut Cluster) -> R<String> {
     let id = "e2e-dock";
@@ -816,7 +818,7 @@ async fn dockerd_restart(c: &mut Cluster) -> R<String> {
     ))
 }
 
-/// 8. Two of three etcd members stopped for a minute: no container stops, and Berth
+/// Scenario 8: Two of three etcd members stopped for a minute: no container stops, and Berth
 /// converges again once etcd is back.
 async fn quorum_lost(c: &mut Cluster) -> R<String> {
     let id = "e2e-quorum";
@@ -891,7 +893,7 @@ fn berth_pids(c: &mut Cluster) -> Vec<Option<u32>> {
     v
 }
 
-/// 9. An env change of a dependency replaces only it while its address stays; a change
+/// Scenario 9: An env change of a dependency replaces only it while its address stays; a change
 /// of its address replaces it and then, in dependency order, its dependent.
 async fn env_update(c: &mut Cluster) -> R<String> {
     let id = "e2e-upd";
@@ -979,24 +981,29 @@ async fn env_update(c: &mut Cluster) -> R<String> {
     )
     .ok_or("no start of the new app")?;
     let gap = secs_between(app_start, db_start);
-    check!(
-        gap >= 0.0,
-        "app's replacement started {:.2}s before db's replacement",
-        -gap
-    );
+    if gap < 0.0 {
+        return Err(format!(
+            "app's replacement started {:.2}s before db's replacement",
+            -gap
+        ));
+    }
     let db_ok = healthy.get("db.1").ok_or("never saw the new db healthy")?;
     let after_healthy = secs_between(app_start, *db_ok);
-    check!(
-        after_healthy >= -SEEN_SLACK,
-        "app's replacement started {:.2}s before the new db was healthy (waitForHealthy)",
-        -after_healthy
-    );
+    if after_healthy < -SEEN_SLACK {
+        return Err(format!(
+            "app's replacement started {:.2}s before the new db was healthy (waitForHealthy)",
+            -after_healthy
+        ));
+    }
     Ok(format!(
         "env change: db replaced, app kept; address change: db then app (+{gap:.1}s, {after_healthy:.1}s after db healthy)"
     ))
 }
 
-/// 10. Garbage, a 10 MB value, a cycle and an unknown target host: each gets a status
+/// A predicate on a status, for the table of bad inputs.
+type StatusTest = dyn Fn(&berth::spec::StackStatus) -> bool;
+
+/// Scenario 10: Garbage, a 10 MB value, a cycle and an unknown target host: each gets a status
 /// that says why, every other stack keeps running, and no Berth process restarts.
 async fn bad_inputs(c: &mut Cluster) -> R<String> {
     let good = "e2e-good";
@@ -1031,7 +1038,7 @@ async fn bad_inputs(c: &mut Cluster) -> R<String> {
     let mut explained = Vec::new();
     let mut failures = Vec::new();
     for (id, rev) in &revs {
-        let (what, pred): (&str, Box<dyn Fn(&berth::spec::StackStatus) -> bool>) = match *id {
+        let (what, pred): (&str, Box<StatusTest>) = match *id {
             "e2e-ghost" => (
                 "Pending, naming host-9",
                 Box::new(|s| {
@@ -1109,7 +1116,7 @@ async fn bad_inputs(c: &mut Cluster) -> R<String> {
     ))
 }
 
-/// 11. A stack deleted while its host is cut off: after healing, its containers there go,
+/// Scenario 11: A stack deleted while its host is cut off: after healing, its containers there go,
 /// and containers Berth does not manage on that host stay.
 async fn delete_while_partitioned(c: &mut Cluster) -> R<String> {
     let id = "e2e-orph";
@@ -1203,7 +1210,7 @@ async fn delete_while_partitioned(c: &mut Cluster) -> R<String> {
     ))
 }
 
-/// 12. Drain host-1: its slots move, it ends empty, and no slot is ever without a
+/// Scenario 12: Drain host-1: its slots move, it ends empty, and no slot is ever without a
 /// running copy.
 async fn drain(c: &mut Cluster) -> R<String> {
     let id = "e2e-drain";

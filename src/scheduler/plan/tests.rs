@@ -323,6 +323,29 @@ fn placement_table() {
             ..Default::default()
         },
         Case {
+            name: "policy: a bind mount goes only where the host allows its path",
+            stacks: vec![(
+                "b",
+                r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"a","image":"i","volumeMounts":[{"type":"bind","source":"/srv/data","target":"/d"}]}]}"#,
+            )],
+            hosts: views(vec![
+                host("h1"),
+                with(host("h2"), |h| h.allow_bind_prefixes = vec!["/srv".into()]),
+            ]),
+            want: vec![(slot("b", "a", 1), "h2")],
+            ..Default::default()
+        },
+        Case {
+            name: "policy: no host allows the bind mount",
+            stacks: vec![(
+                "b",
+                r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"a","image":"i","volumeMounts":[{"type":"bind","source":"/etc","target":"/d"}]}]}"#,
+            )],
+            hosts: views(vec![host("h1")]),
+            unschedulable: vec!["0/1 hosts fit: 1 does not allow bind mounts of /etc"],
+            ..Default::default()
+        },
+        Case {
             name: "host down past the grace: its slots move",
             stacks: vec![("w", SPREAD6)],
             hosts: vec![
