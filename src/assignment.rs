@@ -33,6 +33,9 @@ pub struct NetworkSpec {
 pub struct VolumeSpec {
     pub name: String,
     pub driver: String,
+    /// Created with the `berth.remove-on-delete` label: removed when its stack is deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remove_on_delete: bool,
 }
 
 /// One container's worth of a service: `(stack, service, replica)`.

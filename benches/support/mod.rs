@@ -270,10 +270,6 @@ impl Metrics {
             )
         })
     }
-
-    pub fn docker_calls(&self) -> f64 {
-        self.sum("berth_docker_requests_total", |_| true)
-    }
 }
 
 /// Key modifications and bytes (key + value) written to etcd, by key kind.

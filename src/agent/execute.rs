@@ -25,6 +25,8 @@ pub struct Outcome {
     pub restarted: Vec<String>,
     /// Actions that succeeded, for the event log.
     pub done: Vec<Action>,
+    /// Stacks that no longer have any container here.
+    pub gone_stacks: Vec<String>,
 }
 
 pub async fn execute(
@@ -95,6 +97,7 @@ pub async fn execute(
         if let Err(e) = rt.remove_stack_networks(stack).await {
             tracing::warn!(stack, error = %crate::error_chain(&e), "removing stack network failed");
         }
+        out.gone_stacks.push(stack.to_owned());
     }
 
     // Then one wave per start-order level, concurrent within the wave, so dependencies
@@ -284,7 +287,8 @@ async fn prepare_stack(rt: &Runtime, a: &Assignment) -> Result<(), RuntimeError>
     rt.ensure_network(&a.network.name, &a.network.driver, &a.stack)
         .await?;
     for v in &a.volumes {
-        rt.ensure_volume(&v.name, &v.driver, &a.stack).await?;
+        rt.ensure_volume(&v.name, &v.driver, &a.stack, v.remove_on_delete)
+            .await?;
     }
     Ok(())
 }

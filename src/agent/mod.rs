@@ -408,6 +408,42 @@ impl Pass {
             })
             .collect();
 
+        // Secrets go in only now, into copies handed to Docker: never into an assignment,
+        // a report, a log line or the spec hash.
+        let mut resolved: BTreeMap<String, DesiredContainer> = BTreeMap::new();
+        let mut unresolved: Vec<String> = Vec::new();
+        for a in &actions {
+            let (Action::Create { name } | Action::Replace { name, .. }) = a else {
+                continue;
+            };
+            let Some(d) = by_name.get(name) else { continue };
+            match self.resolve_secrets(d).await {
+                Ok(Some(copy)) => {
+                    resolved.insert(name.clone(), copy);
+                }
+                Ok(None) => {}
+                Err(message) => {
+                    self.errors.insert(
+                        name.clone(),
+                        SlotError {
+                            message,
+                            permanent: false,
+                        },
+                    );
+                    unresolved.push(name.clone());
+                }
+            }
+        }
+        if !unresolved.is_empty() {
+            actions.retain(|a| !matches!(a, Action::Create { name } | Action::Replace { name, .. } if unresolved.contains(name)));
+            let d = self.action_retry.next_delay();
+            wait = Some(wait.map_or(d, |w| w.min(d)));
+        }
+        let mut exec_view = by_name.clone();
+        for (name, d) in &resolved {
+            exec_view.insert(name.clone(), d);
+        }
+
         if !actions.is_empty() {
             let touched: Vec<String> = actions
                 .iter()
@@ -420,7 +456,7 @@ impl Pass {
                 })
                 .collect();
             let outcome =
-                execute::execute(&self.rt, &self.host, actions, &by_name, &assigned).await;
+                execute::execute(&self.rt, &self.host, actions, &exec_view, &assigned).await;
             for name in touched {
                 if !outcome.errors.contains_key(&name) {
                     self.errors.remove(&name);
@@ -439,6 +475,9 @@ impl Pass {
             }
             for a in &outcome.done {
                 self.record_event(a, &by_name);
+            }
+            for stack in &outcome.gone_stacks {
+                self.remove_deleted_stack_volumes(stack).await;
             }
             for (name, e) in &outcome.errors {
                 // Once per distinct failure, not on every retry.
@@ -548,6 +587,63 @@ impl Pass {
         let (stack, service) = stack_and_service(name, by_name);
         self.events
             .record(&stack, service.as_deref(), reason, message);
+    }
+
+    /// A copy of `d` with its `{{secret:NAME}}` references filled in from etcd, `None`
+    /// when it has none, or why it cannot be created yet.
+    async fn resolve_secrets(
+        &self,
+        d: &DesiredContainer,
+    ) -> Result<Option<DesiredContainer>, String> {
+        let names: Vec<&str> = d
+            .spec
+            .env
+            .values()
+            .flat_map(|v| crate::spec::secret_refs(v))
+            .collect();
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let mut values: BTreeMap<&str, String> = BTreeMap::new();
+        for n in names {
+            let key = keys::secret(n);
+            match self.store.get(&key).await {
+                Ok(Some(kv)) => {
+                    values.insert(n, String::from_utf8_lossy(&kv.value).into_owned());
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "secret {n} not found at {}{key}",
+                        self.store.prefix()
+                    ));
+                }
+                Err(e) => return Err(format!("reading secret {n}: {}", crate::error_chain(&e))),
+            }
+        }
+        let mut copy = d.clone();
+        for v in copy.spec.env.values_mut() {
+            *v = crate::spec::substitute(v, |n| values.get(n).cloned())
+                .map_err(|n| format!("secret {n} not found"))?;
+        }
+        Ok(Some(copy))
+    }
+
+    /// A stack that left this host may have moved or been deleted; only a deleted one
+    /// (its spec key gone, read just now) takes the volumes it asked to remove.
+    async fn remove_deleted_stack_volumes(&self, stack: &str) {
+        match self.store.get(&keys::stack(stack)).await {
+            Ok(None) => match self.rt.remove_stack_volumes(stack).await {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::info!(stack, volumes = ?removed, "removed volumes of deleted stack (removeVolumesOnDelete)");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(stack, error = %crate::error_chain(&e), "removing volumes failed")
+                }
+            },
+            // Still there (moved elsewhere), or unknown: keep the data.
+            Ok(Some(_)) | Err(_) => {}
+        }
     }
 
     /// Say in the host registration whether this host can run containers now.

@@ -15,8 +15,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
-    RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -36,6 +36,8 @@ pub mod labels {
     pub const SPEC_HASH: &str = "berth.spec-hash";
     /// Start-order level, so removal can go in reverse.
     pub const ORDER: &str = "berth.order";
+    /// On a volume: remove it when its stack is deleted (`removeVolumesOnDelete`).
+    pub const REMOVE_ON_DELETE: &str = "berth.remove-on-delete";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -324,6 +326,7 @@ impl Runtime {
         name: &str,
         driver: &str,
         stack: &str,
+        remove_on_delete: bool,
     ) -> Result<(), RuntimeError> {
         if call("inspect_volume", name, self.docker.inspect_volume(name))
             .await
@@ -331,13 +334,17 @@ impl Runtime {
         {
             return Ok(());
         }
+        let mut l = HashMap::from([
+            (labels::MANAGED.to_owned(), "true".to_owned()),
+            (labels::STACK.to_owned(), stack.to_owned()),
+        ]);
+        if remove_on_delete {
+            l.insert(labels::REMOVE_ON_DELETE.to_owned(), "true".to_owned());
+        }
         let req = VolumeCreateRequest {
             name: Some(name.to_owned()),
             driver: Some(driver.to_owned()),
-            labels: Some(HashMap::from([
-                (labels::MANAGED.to_owned(), "true".to_owned()),
-                (labels::STACK.to_owned(), stack.to_owned()),
-            ])),
+            labels: Some(l),
             ..Default::default()
         };
         call("create_volume", name, self.docker.create_volume(req))
@@ -372,6 +379,41 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// Remove the volumes Berth created for `stack` with `berth.remove-on-delete`; never a
+    /// volume without Berth's labels. A volume still in use is left.
+    pub async fn remove_stack_volumes(&self, stack: &str) -> Result<Vec<String>, RuntimeError> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([(
+            "label".to_owned(),
+            vec![
+                format!("{}=true", labels::MANAGED),
+                format!("{}={stack}", labels::STACK),
+                format!("{}=true", labels::REMOVE_ON_DELETE),
+            ],
+        )]);
+        let opts = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let listed = call("list_volumes", stack, self.docker.list_volumes(Some(opts))).await?;
+        let mut removed = Vec::new();
+        for v in listed.volumes.unwrap_or_default() {
+            match call(
+                "remove_volume",
+                &v.name,
+                self.docker.remove_volume(
+                    &v.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                ),
+            )
+            .await
+            {
+                Ok(()) => removed.push(v.name),
+                Err(e) if e.is_not_found() || e.is_conflict() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
     }
 
     /// Create (not start) a container; returns its id.

@@ -43,6 +43,7 @@ pub fn assignments_for(
         .map(|v| VolumeSpec {
             name: v.name.clone(),
             driver: v.driver.clone().unwrap_or_else(|| "local".to_owned()),
+            remove_on_delete: stack.remove_volumes_on_delete.unwrap_or(false),
         })
         .collect();
     let mut out: BTreeMap<String, Assignment> = BTreeMap::new();

@@ -70,6 +70,10 @@ pub struct Stack {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = DesiredState::ALL))]
     pub desired_state: Option<String>,
+    /// Remove the named volumes Berth created for this stack when the stack is deleted
+    /// (default false: data is never deleted by surprise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_volumes_on_delete: Option<bool>,
 }
 
 /// The Docker network of a stack.

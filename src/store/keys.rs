@@ -70,6 +70,12 @@ pub fn events_of(writer: &str, stack: &str) -> String {
 }
 pub const EVENTS: &str = "events/";
 
+/// `secrets/<name>`: a secret's value, for `{{secret:NAME}}` in environment values.
+pub fn secret(name: &str) -> String {
+    format!("{SECRETS}{name}")
+}
+pub const SECRETS: &str = "secrets/";
+
 /// `leader`: the election the controllers campaign in; the leader's key lives below it.
 pub const LEADER: &str = "leader";
 

@@ -1,0 +1,184 @@
+//! Security properties against real etcd and Docker: secrets resolved only at container
+//! creation and never leaked, volumes removed only when a stack asks.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use berth::spec::{Phase, StackStatus};
+use berth::store::keys;
+use common::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_reach_the_container_and_no_env_value_leaks_into_logs_events_metrics_or_status() {
+    // The harness's own controller and agent are stopped: a `berth up` process with debug
+    // logging runs instead, so everything it logs can be searched.
+    let mut c = Cluster::start("secret").await;
+    c.stop_agent().await;
+    c.controller.cancel();
+    let url = c.etcd.as_ref().unwrap().client_url.clone();
+    let port = free_port();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "up",
+            "--etcd-endpoints",
+            &url,
+            "--host-id",
+            &c.host_id,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log.reopen().unwrap()))
+        .spawn()
+        .unwrap();
+
+    const SECRET: &str = "SECRET-MARKER-5f3a9c";
+    const PLAIN: &str = "PLAIN-MARKER-77b1";
+    c.store
+        .put(&keys::secret("it-db-pass"), SECRET.as_bytes().to_vec())
+        .await
+        .unwrap();
+    let json = serde_json::json!({"itemListElement": [
+        {"name": "app", "image": "berth-test/busybox:latest",
+         "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"],
+         "environment": {"DB_PASSWORD": "{{secret:it-db-pass}}", "API_TOKEN": PLAIN,
+                         "DB_URL": "postgres://app:{{secret:it-db-pass}}@db/x"}}
+    ]})
+    .to_string();
+    let rev = c.put_stack("secret-it", &json).await;
+    c.wait_status("secret-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let id = containers_of(&c.host_id, "secret-it")[0].clone();
+    let env = inspect(&id, "{{json .Config.Env}}");
+    assert!(env.contains(&format!("DB_PASSWORD={SECRET}")), "{env}");
+    assert!(
+        env.contains(&format!("DB_URL=postgres://app:{SECRET}@db/x")),
+        "{env}"
+    );
+
+    // Let events, reports and metrics settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = http_get(port, "/metrics").await.expect("metrics");
+    let _ = up.kill();
+    let _ = up.wait();
+    let logs = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        logs.contains("secret-it"),
+        "the log is the agent's and controller's"
+    );
+
+    let (kvs, _) = c.store.list("").await.unwrap();
+    for kv in &kvs {
+        let text = String::from_utf8_lossy(&kv.value);
+        // The user's own spec holds the plain value (and only the reference to the secret).
+        if kv.key.starts_with(keys::STACKS) || kv.key.starts_with(keys::SECRETS) {
+            continue;
+        }
+        assert!(!text.contains(SECRET), "secret value in {}", kv.key);
+        // Assignments carry the spec's env to the agent; nothing users read does.
+        if !kv.key.starts_with(keys::ASSIGNMENTS) {
+            assert!(!text.contains(PLAIN), "env value in {}", kv.key);
+        }
+    }
+    // Show where a leak is, if there is one.
+    for line in logs
+        .lines()
+        .filter(|l| l.contains(SECRET) || l.contains(PLAIN))
+    {
+        eprintln!("leak: {}", &line[..line.len().min(300)]);
+    }
+    for (what, text) in [("logs", &logs), ("metrics", &metrics)] {
+        assert!(!text.contains(SECRET), "secret value in {what}");
+        assert!(!text.contains(PLAIN), "env value in {what}");
+    }
+    let events = berth::events::list(&c.store, Some("secret-it"))
+        .await
+        .unwrap();
+    assert!(!events.is_empty());
+    let status: StackStatus = c.status("secret-it").await.unwrap();
+    let status = serde_json::to_string(&status).unwrap();
+    assert!(!status.contains(SECRET) && !status.contains(PLAIN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_is_reported_and_the_container_waits_for_it() {
+    let c = Cluster::start("nosecret").await;
+    let json = serde_json::json!({"itemListElement": [
+        {"name": "app", "image": "berth-test/busybox:latest",
+         "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"],
+         "environment": {"TOKEN": "{{secret:it-not-yet}}"}}
+    ]})
+    .to_string();
+    c.put_stack("nosecret-it", &json).await;
+    let st = c
+        .wait_status("nosecret-it", T, |s| {
+            s.services["app"]
+                .message
+                .as_deref()
+                .unwrap_or("")
+                .contains("secret it-not-yet not found")
+        })
+        .await;
+    assert_ne!(st.phase, Phase::Running);
+    assert!(containers_of(&c.host_id, "nosecret-it").is_empty());
+    c.store
+        .put(&keys::secret("it-not-yet"), b"now".to_vec())
+        .await
+        .unwrap();
+    c.wait_status("nosecret-it", T, |s| s.phase == Phase::Running)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_are_removed_only_when_the_stack_asks_and_only_berths_own() {
+    let c = Cluster::start("volumes").await;
+    let pid = std::process::id();
+    let (owned, foreign) = (
+        format!("berth-it-owned-{pid}"),
+        format!("berth-it-foreign-{pid}"),
+    );
+    // A volume Berth did not create, used by the stack by name.
+    docker(&["volume", "create", &foreign]);
+    let json = serde_json::json!({
+        "removeVolumesOnDelete": true,
+        "volumes": [{"name": owned, "createIfNotExists": true}],
+        "itemListElement": [{"name": "app", "image": "berth-test/busybox:latest",
+            "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"],
+            "volumeMounts": [{"source": owned, "target": "/a"}, {"source": foreign, "target": "/b"}]}]
+    })
+    .to_string();
+    let rev = c.put_stack("volumes-it", &json).await;
+    c.wait_status("volumes-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    c.delete_stack("volumes-it").await;
+    eventually("Berth's own volume removed", T, || async {
+        docker(&["volume", "ls", "-q", "--filter", &format!("name=^{owned}$")])
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        docker(&["volume", "inspect", "-f", "{{.Name}}", &foreign]),
+        foreign,
+        "a volume Berth did not create stays"
+    );
+    docker(&["volume", "rm", &foreign]);
+}
