@@ -631,18 +631,18 @@ impl Pass {
     /// A stack that left this host may have moved or been deleted; only a deleted one
     /// (its spec key gone, read just now) takes the volumes it asked to remove.
     async fn remove_deleted_stack_volumes(&self, stack: &str) {
-        match self.store.get(&keys::stack(stack)).await {
-            Ok(None) => match self.rt.remove_stack_volumes(stack).await {
-                Ok(removed) if !removed.is_empty() => {
-                    tracing::info!(stack, volumes = ?removed, "removed volumes of deleted stack (removeVolumesOnDelete)");
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(stack, error = %crate::error_chain(&e), "removing volumes failed")
-                }
-            },
-            // Still there (moved elsewhere), or unknown: keep the data.
-            Ok(Some(_)) | Err(_) => {}
+        // Still there (moved elsewhere), or unknown: keep the data.
+        if !matches!(self.store.get(&keys::stack(stack)).await, Ok(None)) {
+            return;
+        }
+        match self.rt.remove_stack_volumes(stack).await {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(stack, volumes = ?removed, "removed volumes of deleted stack (removeVolumesOnDelete)");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(stack, error = %crate::error_chain(&e), "removing volumes failed")
+            }
         }
     }
 
