@@ -40,6 +40,8 @@ clean:
 	$(CARGO) clean
 	rm -rf .berth
 
-# Benchmarks (not tests): see README.md, "Scheduler benchmark".
-bench: setup
-	$(CARGO) bench --bench scheduler
+# Benchmarks (not tests), results in docs/benchmarks.md: the pure scheduler, then
+# convergence against raw Docker and docker-compose on the local engine (about 12 minutes).
+bench:
+	./scripts/setup.sh --bench
+	$(CARGO) bench --bench scheduler --bench converge

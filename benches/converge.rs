@@ -150,6 +150,18 @@ fn count(events: &[DockerEvent], stack: &str, action: &str) -> (usize, i64) {
     (names.len(), last)
 }
 
+/// When Docker first did anything for `stack` (its network or one of its containers).
+fn first_event(events: &[DockerEvent], stack: &str) -> i64 {
+    let prefix = format!("{stack}.");
+    let net = format!("berth-{stack}");
+    events
+        .iter()
+        .filter(|e| e.name == net || (e.typ == "container" && e.name.starts_with(&prefix)))
+        .map(|e| e.nanos)
+        .min()
+        .unwrap_or(0)
+}
+
 fn network_event(events: &[DockerEvent], name: &str, action: &str) -> Option<i64> {
     events
         .iter()
@@ -192,6 +204,8 @@ struct BerthUp {
     status: f64,
     /// put -> Docker's last `start` event.
     docker: f64,
+    /// put -> Docker's first event for the stack (the network, or a container).
+    first: f64,
     load: Load,
 }
 
@@ -212,12 +226,14 @@ async fn berth_up(c: &Cluster, d: &Docker, id: &str, n: usize) -> Res<BerthUp> {
         })
         .await?;
     let docker = (count(&events.seen, id, "start").1 - nanos(wall)) as f64 / 1e9;
+    let first = (first_event(&events.seen, id) - nanos(wall)) as f64 / 1e9;
     // Let the last reports and events land before counting the writes.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let upto = c.etcd.revision().await?;
     Ok(BerthUp {
         status: (running - t0).as_secs_f64(),
         docker,
+        first,
         load: load_between(c, &before, rev, upto).await?,
     })
 }
@@ -225,6 +241,8 @@ async fn berth_up(c: &Cluster, d: &Docker, id: &str, n: usize) -> Res<BerthUp> {
 struct BerthDown {
     /// delete -> Docker's last `destroy` (containers and the stack network).
     docker: f64,
+    /// delete -> Docker's first event for the stack (a container killed).
+    first: f64,
     /// delete -> the status key removed (everything reported gone).
     status: f64,
     load: Load,
@@ -252,6 +270,7 @@ async fn berth_down(c: &Cluster, d: &Docker, id: &str, n: usize) -> Res<BerthDow
     let upto = c.etcd.revision().await?;
     Ok(BerthDown {
         docker: (last - nanos(wall)) as f64 / 1e9,
+        first: (first_event(&events.seen, id) - nanos(wall)) as f64 / 1e9,
         status: (gone - t0).as_secs_f64(),
         load: load_between(c, &before, rev, upto).await?,
     })
@@ -437,7 +456,9 @@ async fn compose(file: &Path, n: usize, args: &[&str]) -> Res<f64> {
 struct Round {
     berth_up: f64,
     berth_up_docker: f64,
+    berth_up_first: f64,
     berth_down: f64,
+    berth_down_first: f64,
     berth_down_status: f64,
     raw_up: f64,
     raw_down: f64,
@@ -476,6 +497,8 @@ async fn converge_size(
                     let down = berth_down(c, d, &id, n).await?;
                     round.berth_up = up.status;
                     round.berth_up_docker = up.docker;
+                    round.berth_up_first = up.first;
+                    round.berth_down_first = down.first;
                     round.berth_down = down.docker;
                     round.berth_down_status = down.status;
                     add_load(&mut out.up_load, &up.load);
@@ -836,6 +859,18 @@ fn report_size(s: &SizeResult, compose: bool, detail: bool, sum: &mut Summary) {
             fmt3(stats(&col(&|r| r.berth_down))),
             fmt3(stats(&col(&|r| r.raw_down))),
             fmt3(down_ratio),
+        );
+        let med = |f: &dyn Fn(&Round) -> f64| stats(&col(f)).0;
+        println!(
+            "\nWhere Berth's time goes (medians): up: `put` -> Docker's first event for the stack {:.2} s (controller places the stack and writes the assignment; the agent reads it, lists its containers, inspects the network); first event -> last container started {:.2} s (raw Docker's whole run: {:.2} s); last started -> status Running {:.2} s (reports, then the controller's status). Down: `delete` -> first container stopped {:.2} s; then -> all removed {:.2} s (raw: {:.2} s); status key gone after {:.2} s.",
+            med(&|r| r.berth_up_first),
+            med(&|r| r.berth_up_docker - r.berth_up_first),
+            med(&|r| r.raw_up),
+            med(&|r| r.berth_up - r.berth_up_docker),
+            med(&|r| r.berth_down_first),
+            med(&|r| r.berth_down - r.berth_down_first),
+            med(&|r| r.raw_down),
+            med(&|r| r.berth_down_status),
         );
         sum.add(
             &format!("convergence, {n} services: Berth/raw (median of rounds)"),

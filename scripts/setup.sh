@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Berth needs to build, run and test on a Debian machine, idempotently:
 # etcd, busybox (for the test image), protoc (etcd-client's build), prometheus (for the
-# metrics test), and a Docker engine if none answers. Then builds the test image.
+# metrics test), and a Docker engine if none answers; with --bench, docker-compose too (for
+# `make bench`). Then builds the test image.
 set -euo pipefail
 
 SUDO=""
@@ -16,6 +17,10 @@ command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 # tests/prometheus.rs scrapes a running controller and agent with a real Prometheus.
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# `make bench` (setup.sh --bench) compares Berth with docker-compose; the tests do not.
+if [ "${1:-}" = "--bench" ]; then
+  command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+fi
 
 docker_ok() { docker info >/dev/null 2>&1; }
 if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; then

@@ -40,7 +40,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Default)]
 struct EtcdArgs {
     /// etcd endpoints, comma separated.
     #[arg(
@@ -54,6 +54,89 @@ struct EtcdArgs {
     /// Key prefix every Berth key lives under.
     #[arg(long, global = true, env = "BERTH_PREFIX", default_value = "/berth")]
     prefix: String,
+    #[command(flatten)]
+    auth: EtcdAuthArgs,
+}
+
+/// TLS for a `tcp://` Docker engine (see SECURITY.md).
+#[derive(Args, Clone, Default)]
+struct DockerTlsArgs {
+    /// CA certificate (PEM) the Docker engine's certificate must chain to.
+    #[arg(long = "tls-ca", env = "BERTH_DOCKER_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) presented to the Docker engine.
+    #[arg(long = "tls-cert", env = "BERTH_DOCKER_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Key (PEM) of --tls-cert.
+    #[arg(long = "tls-key", env = "BERTH_DOCKER_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Accept plain TCP to Docker (anyone on the network could run containers).
+    #[arg(long, env = "BERTH_INSECURE_DOCKER")]
+    insecure_docker: bool,
+}
+
+impl DockerTlsArgs {
+    fn tls(&self) -> berth::agent::runtime::DockerTls {
+        berth::agent::runtime::DockerTls {
+            ca: self.tls_ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            insecure: self.insecure_docker,
+        }
+    }
+}
+
+/// etcd TLS and user authentication (see SECURITY.md).
+#[derive(Args, Clone, Default)]
+struct EtcdAuthArgs {
+    /// CA certificate (PEM) to trust for etcd's TLS; use https:// endpoints.
+    #[arg(long, global = true, env = "BERTH_ETCD_CA")]
+    etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's TLS client authentication.
+    #[arg(long, global = true, env = "BERTH_ETCD_CERT", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// Key (PEM) of --etcd-cert.
+    #[arg(long, global = true, env = "BERTH_ETCD_KEY", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user; the password comes from --etcd-password-file or BERTH_ETCD_PASSWORD,
+    /// never from a flag value (which `ps` would show).
+    #[arg(long, global = true, env = "BERTH_ETCD_USER")]
+    etcd_user: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long, global = true, env = "BERTH_ETCD_PASSWORD_FILE")]
+    etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdAuthArgs {
+    fn load(&self) -> Result<berth::store::EtcdAuth> {
+        let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>> {
+            p.as_ref()
+                .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+                .transpose()
+        };
+        let user = match &self.etcd_user {
+            None => None,
+            Some(u) => {
+                let password = match (&self.etcd_password_file, std::env::var("BERTH_ETCD_PASSWORD")) {
+                    (Some(f), _) => std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_owned(),
+                    (None, Ok(p)) => p,
+                    (None, Err(_)) => bail!(
+                        "--etcd-user {u} needs a password: --etcd-password-file or BERTH_ETCD_PASSWORD"
+                    ),
+                };
+                Some((u.clone(), password))
+            }
+        };
+        Ok(berth::store::EtcdAuth {
+            ca: read(&self.etcd_ca)?,
+            cert: read(&self.etcd_cert)?,
+            key: read(&self.etcd_key)?,
+            user,
+        })
+    }
 }
 
 #[derive(Args, Clone)]
@@ -101,6 +184,8 @@ struct AgentArgs {
     /// Full pass at least this often, even without Docker events.
     #[arg(long, env = "BERTH_RESYNC_INTERVAL", value_parser = humantime::parse_duration, default_value = "30s")]
     resync_interval: Duration,
+    #[command(flatten)]
+    docker_tls: DockerTlsArgs,
     /// Allow bind mounts of host paths under this prefix; repeat for more. None by
     /// default: a spec asking for a bind mount is refused here.
     #[arg(
@@ -112,6 +197,23 @@ struct AgentArgs {
     /// TTL of the host registration's lease.
     #[arg(long, env = "BERTH_LEASE_TTL", value_parser = humantime::parse_duration, default_value = "10s")]
     lease_ttl: Duration,
+}
+
+#[derive(Subcommand)]
+enum RbacAction {
+    /// Create roles and users (controller, operator, one agent per host), write each new
+    /// user's random password to OUT/<user>.password (mode 600), and enable etcd auth.
+    Setup {
+        /// Host ids to create agent users for, comma separated.
+        #[arg(long, env = "BERTH_RBAC_HOSTS", value_delimiter = ',', required = true)]
+        hosts: Vec<String>,
+        /// Directory for the password files.
+        #[arg(long, env = "BERTH_RBAC_OUT")]
+        out: PathBuf,
+        /// File holding the password to give etcd's `root` user.
+        #[arg(long, env = "BERTH_RBAC_ROOT_PASSWORD_FILE")]
+        root_password_file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +247,8 @@ enum HostAction {
             value_delimiter = ','
         )]
         allow_bind_prefixes: Vec<String>,
+        #[command(flatten)]
+        docker_tls: DockerTlsArgs,
     },
     /// Stop driving an agentless host (its containers keep running).
     Remove { host: String },
@@ -180,6 +284,8 @@ enum Command {
         etcd_endpoints: Option<Vec<String>>,
         #[arg(long, env = "BERTH_PREFIX", default_value = "/berth")]
         prefix: String,
+        #[command(flatten)]
+        etcd_auth: EtcdAuthArgs,
         /// Where the embedded etcd keeps its data.
         #[arg(long, env = "BERTH_DATA_DIR", default_value = ".berth")]
         data_dir: PathBuf,
@@ -245,6 +351,13 @@ enum Command {
         etcd: EtcdArgs,
         #[command(subcommand)]
         action: HostAction,
+    },
+    /// etcd roles and users for least privilege (see SECURITY.md).
+    EtcdRbac {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        #[command(subcommand)]
+        action: RbacAction,
     },
     /// Show how a stack would be placed afresh (dry run); `--apply` asks the controller
     /// to do it. Nothing moves otherwise: placement is sticky.
@@ -390,8 +503,45 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     ExitCode::from(worst)
 }
 
+/// 24 random bytes from the kernel, hex encoded.
+fn random_password() -> Result<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Write a file only its owner can read.
+fn write_secret_file(path: &std::path::Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// An absolute path as text (the controllers read it, perhaps from another directory).
+fn path_string(p: &Option<PathBuf>) -> Result<Option<String>> {
+    p.as_ref()
+        .map(|p| {
+            let abs =
+                std::fs::canonicalize(p).with_context(|| format!("reading {}", p.display()))?;
+            Ok(abs.display().to_string())
+        })
+        .transpose()
+}
+
 async fn connect(etcd: &EtcdArgs) -> Result<Store> {
-    Store::connect(&etcd.etcd_endpoints, &etcd.prefix)
+    let auth = etcd.auth.load()?;
+    Store::connect_with(&etcd.etcd_endpoints, &etcd.prefix, &auth)
         .await
         .with_context(|| format!("connecting to etcd at {}", etcd.etcd_endpoints.join(",")))
 }
@@ -413,6 +563,7 @@ fn agent_config(a: &AgentArgs) -> Result<AgentConfig> {
         resync_interval: a.resync_interval,
         lease_ttl: a.lease_ttl,
         allow_bind_prefixes: a.allow_bind_prefixes.clone(),
+        docker_tls: a.docker_tls.tls(),
     })
 }
 
@@ -482,6 +633,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Up {
             etcd_endpoints,
             prefix,
+            etcd_auth,
             data_dir,
             etcd_port,
             host_id,
@@ -503,6 +655,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             let store = connect(&EtcdArgs {
                 etcd_endpoints: endpoints.clone(),
                 prefix: prefix.clone(),
+                auth: etcd_auth,
             })
             .await?;
             let cancel = shutdown_token();
@@ -518,6 +671,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                     resync_interval: Duration::from_secs(30),
                     lease_ttl: Duration::from_secs(10),
                     allow_bind_prefixes: allow_bind_prefixes.clone(),
+                    docker_tls: Default::default(),
                 },
                 cancel.clone(),
             )?;
@@ -617,6 +771,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                     datacenter,
                     labels,
                     allow_bind_prefixes,
+                    docker_tls,
                 } => {
                     if !spec::is_host_id(host) {
                         bail!(
@@ -636,7 +791,17 @@ async fn run(command: Command) -> Result<ExitCode> {
                         datacenter: datacenter.clone(),
                         labels: l,
                         allow_bind_prefixes: allow_bind_prefixes.clone(),
+                        tls_ca: path_string(&docker_tls.tls_ca)?,
+                        tls_cert: path_string(&docker_tls.tls_cert)?,
+                        tls_key: path_string(&docker_tls.tls_key)?,
+                        insecure: docker_tls.insecure_docker,
                     };
+                    if docker_host.starts_with("tcp://")
+                        && spec.tls_cert.is_none()
+                        && !spec.insecure
+                    {
+                        bail!("{docker_host} is plain TCP: give --tls-ca/--tls-cert/--tls-key, or --insecure-docker to accept that anyone on the network could run containers there");
+                    }
                     store
                         .put(&keys::agentless(host), serde_json::to_vec(&spec)?)
                         .await?;
@@ -667,6 +832,41 @@ async fn run(command: Command) -> Result<ExitCode> {
                     println!("host {host} uncordoned");
                 }
             }
+        }
+        Command::EtcdRbac {
+            etcd,
+            action:
+                RbacAction::Setup {
+                    hosts,
+                    out,
+                    root_password_file,
+                },
+        } => {
+            for h in &hosts {
+                if !spec::is_host_id(h) {
+                    bail!("host id {h:?} is not valid");
+                }
+            }
+            let root = std::fs::read_to_string(&root_password_file)
+                .with_context(|| format!("reading {}", root_password_file.display()))?;
+            let store = connect(&etcd).await?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let roles = berth::store::rbac::plan(&hosts);
+            let mut users = Vec::new();
+            for r in &roles {
+                let file = out.join(format!("{}.password", r.name));
+                let password = random_password()?;
+                write_secret_file(&file, &password)?;
+                users.push((r.name.clone(), password, r.name.clone()));
+            }
+            berth::store::rbac::apply(&store, &roles, &users, root.trim_end()).await?;
+            for (user, _, _) in &users {
+                println!(
+                    "user {user}: password in {}",
+                    out.join(format!("{user}.password")).display()
+                );
+            }
+            println!("etcd authentication enabled");
         }
         Command::Rebalance { etcd, stack, apply } => {
             let store = connect(&etcd).await?;

@@ -43,6 +43,8 @@ pub struct AgentConfig {
     pub lease_ttl: Duration,
     /// Host paths under which bind mounts are allowed (none by default).
     pub allow_bind_prefixes: Vec<String>,
+    /// TLS (or an explicit `insecure`) for a TCP `docker_host`.
+    pub docker_tls: runtime::DockerTls,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +102,7 @@ async fn run(
     let host = cfg.host_id.clone();
     let rt = tokio::select! {
         _ = cancel.cancelled() => return,
-        rt = connect_docker(&cfg.docker_host) => rt,
+        rt = connect_docker(&cfg.docker_host, &cfg.docker_tls) => rt,
     };
     docker_ok.store(true, Ordering::Relaxed);
     let facts = rt.facts().await.ok();
@@ -182,10 +184,10 @@ async fn run(
     tracing::info!("agent stopped; containers left running");
 }
 
-async fn connect_docker(endpoint: &str) -> Runtime {
+async fn connect_docker(endpoint: &str, tls: &runtime::DockerTls) -> Runtime {
     let mut policy = retry::Policy::new();
     loop {
-        match Runtime::connect(endpoint).await {
+        match Runtime::connect_with(endpoint, tls).await {
             Ok(rt) => return rt,
             Err(e) => {
                 let delay = policy.next_delay();

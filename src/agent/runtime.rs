@@ -55,6 +55,8 @@ pub enum RuntimeError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("refusing plain TCP to Docker at {endpoint}: anyone on the network could run containers; give TLS client certificates (CA, cert, key) or allow it explicitly with --insecure-docker")]
+    InsecureRefused { endpoint: String },
     #[error("image {image} not found locally and pull failed")]
     ImageUnavailable {
         image: String,
@@ -74,12 +76,13 @@ impl RuntimeError {
                     if (400..500).contains(status_code) && *status_code != 404 && *status_code != 409
             ),
             RuntimeError::Connect { .. } => true,
+            RuntimeError::InsecureRefused { .. } => false,
         }
     }
 
     pub fn metric_label(&self) -> &'static str {
         match self {
-            RuntimeError::Connect { .. } => "docker_connect",
+            RuntimeError::Connect { .. } | RuntimeError::InsecureRefused { .. } => "docker_connect",
             RuntimeError::Request { .. } => "docker_request",
             RuntimeError::ImageUnavailable { .. } => "image_unavailable",
         }
@@ -142,6 +145,16 @@ pub struct CreateRequest<'a> {
     pub network: &'a str,
 }
 
+/// How to reach a Docker engine over TCP: TLS client certificates, or an explicit
+/// acceptance of plain TCP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerTls {
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    pub insecure: bool,
+}
+
 /// A Docker engine, reached over a unix socket or TCP.
 #[derive(Clone)]
 pub struct Runtime {
@@ -155,12 +168,38 @@ impl Runtime {
     /// Connect and agree on an API version (the engines here speak 1.41, older than
     /// bollard's default).
     pub async fn connect(endpoint: &str) -> Result<Runtime, RuntimeError> {
+        Runtime::connect_with(endpoint, &DockerTls::default()).await
+    }
+
+    /// [`connect`](Runtime::connect); TCP needs TLS client certificates unless
+    /// `tls.insecure`.
+    pub async fn connect_with(endpoint: &str, tls: &DockerTls) -> Result<Runtime, RuntimeError> {
         let connect_err = |source| RuntimeError::Connect {
             endpoint: endpoint.to_owned(),
             source,
         };
-        let docker = if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
-            Docker::connect_with_http(endpoint, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+        let tcp = endpoint.starts_with("tcp://")
+            || endpoint.starts_with("http://")
+            || endpoint.starts_with("https://");
+        let docker = if tcp {
+            match (&tls.ca, &tls.cert, &tls.key) {
+                (Some(ca), Some(cert), Some(key)) => Docker::connect_with_ssl(
+                    endpoint,
+                    key,
+                    cert,
+                    ca,
+                    TIMEOUT_SECS,
+                    bollard::API_DEFAULT_VERSION,
+                ),
+                _ if tls.insecure => {
+                    Docker::connect_with_http(endpoint, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                }
+                _ => {
+                    return Err(RuntimeError::InsecureRefused {
+                        endpoint: endpoint.to_owned(),
+                    })
+                }
+            }
         } else {
             let path = endpoint.trim_start_matches("unix://");
             Docker::connect_with_unix(path, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
@@ -760,6 +799,23 @@ fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn plain_tcp_to_docker_is_refused_unless_explicitly_allowed() {
+        let refused = Runtime::connect_with("tcp://127.0.0.1:9", &DockerTls::default()).await;
+        assert!(matches!(refused, Err(RuntimeError::InsecureRefused { .. })));
+        let allowed = DockerTls {
+            insecure: true,
+            ..DockerTls::default()
+        };
+        // Allowed, so it gets as far as trying (and nothing listens on port 9).
+        let tried = Runtime::connect_with("tcp://127.0.0.1:9", &allowed).await;
+        assert!(
+            matches!(tried, Err(RuntimeError::Connect { .. })),
+            "{:?}",
+            tried.err()
+        );
+    }
 
     #[test]
     fn image_references_split_into_repo_and_tag() {

@@ -207,6 +207,12 @@ impl Controller {
                 resync_interval: Duration::from_secs(30),
                 lease_ttl: self.cfg.leader_ttl,
                 allow_bind_prefixes: spec.allow_bind_prefixes.clone(),
+                docker_tls: crate::agent::runtime::DockerTls {
+                    ca: spec.tls_ca.as_ref().map(Into::into),
+                    cert: spec.tls_cert.as_ref().map(Into::into),
+                    key: spec.tls_key.as_ref().map(Into::into),
+                    insecure: spec.insecure,
+                },
             };
             match crate::agent::spawn(self.store.clone(), cfg, token.clone()) {
                 Ok(_) => {

@@ -38,6 +38,16 @@ pub struct AgentlessHost {
     /// Host paths under which bind mounts are allowed there (none by default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_bind_prefixes: Vec<String>,
+    /// TLS client files for `tcp://` Docker, as paths on the controllers' machines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
+    /// Plain TCP was accepted explicitly (`--insecure-docker`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Default)]

@@ -4,6 +4,7 @@
 mod election;
 pub mod keys;
 mod lease;
+pub mod rbac;
 mod reflector;
 
 use std::time::Duration;
@@ -84,6 +85,27 @@ pub enum Write {
     },
 }
 
+/// How to authenticate to etcd: TLS (a CA to trust, and optionally a client certificate)
+/// and/or a user and password. PEM contents, not paths.
+#[derive(Clone, Default)]
+pub struct EtcdAuth {
+    pub ca: Option<Vec<u8>>,
+    pub cert: Option<Vec<u8>>,
+    pub key: Option<Vec<u8>>,
+    pub user: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for EtcdAuth {
+    // Never print the password or the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdAuth")
+            .field("tls", &self.ca.is_some())
+            .field("client_cert", &self.cert.is_some())
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
 /// A handle on etcd under one prefix. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -95,11 +117,33 @@ impl Store {
     /// Connect and prove the connection with a real request: `Client::connect` alone
     /// succeeds even when nothing listens.
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Store, StoreError> {
+        Store::connect_with(endpoints, prefix, &EtcdAuth::default()).await
+    }
+
+    /// [`connect`](Store::connect) with TLS and/or user authentication.
+    pub async fn connect_with(
+        endpoints: &[String],
+        prefix: &str,
+        auth: &EtcdAuth,
+    ) -> Result<Store, StoreError> {
         let joined = endpoints.join(",");
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+        if auth.ca.is_some() || auth.cert.is_some() {
+            let mut tls = etcd_client::TlsOptions::new();
+            if let Some(ca) = &auth.ca {
+                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(ca));
+            }
+            if let (Some(cert), Some(key)) = (&auth.cert, &auth.key) {
+                tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+            }
+            opts = opts.with_tls(tls);
+        }
+        if let Some((user, password)) = &auth.user {
+            opts = opts.with_user(user.clone(), password.clone());
+        }
         let mut client = Client::connect(endpoints, Some(opts))
             .await
             .map_err(|source| StoreError::Connect {

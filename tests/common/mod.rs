@@ -80,6 +80,7 @@ impl Cluster {
                 resync_interval: Duration::from_secs(5),
                 lease_ttl: Duration::from_secs(10),
                 allow_bind_prefixes: vec!["/tmp/berth-it".into()],
+                docker_tls: Default::default(),
             },
             self.agent.clone(),
         )
