@@ -32,6 +32,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures::future::join_all;
+use futures::StreamExt;
 
 use support::{
     docker, docker_cli, err, nanos, stats, sweep, Cluster, DockerEvent, Events, Metrics, Res,
@@ -360,18 +361,23 @@ async fn raw_stop_remove(d: &Docker, name: &str) -> Res<()> {
     d.remove_container(name, Some(rm)).await.map_err(err)
 }
 
-async fn raw_up(d: &Docker, n: usize) -> Res<f64> {
+/// Create and start `n` containers, at most `limit` at a time (`n`: all at once, as
+/// Berth does within one start-order level).
+async fn raw_up(d: &Docker, n: usize, limit: usize) -> Res<f64> {
     let net = format!("bench-raw-n{n}");
     let t0 = Instant::now();
     raw_network(d, &net).await?;
-    let results = join_all((1..=n).map(|i| {
-        let net = net.clone();
-        async move {
-            let name = format!("{net}.{}", svc(i));
-            raw_create_start(d, &net, &name, &svc(i), Some(PORTS_RAW + i as u16)).await
-        }
-    }))
-    .await;
+    let results: Vec<Res<()>> = futures::stream::iter(1..=n)
+        .map(|i| {
+            let net = net.clone();
+            async move {
+                let name = format!("{net}.{}", svc(i));
+                raw_create_start(d, &net, &name, &svc(i), Some(PORTS_RAW + i as u16)).await
+            }
+        })
+        .buffer_unordered(limit.max(1))
+        .collect()
+        .await;
     results.into_iter().collect::<Res<Vec<()>>>()?;
     Ok(t0.elapsed().as_secs_f64())
 }
@@ -505,7 +511,7 @@ async fn converge_size(
                     add_load(&mut out.down_load, &down.load);
                 }
                 1 => {
-                    round.raw_up = raw_up(d, n).await?;
+                    round.raw_up = raw_up(d, n, n).await?;
                     settle().await;
                     round.raw_down = raw_down(d, n).await?;
                 }
@@ -547,6 +553,40 @@ fn add_load(into: &mut Load, l: &Load) {
 
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// Raw Docker at several concurrency limits, rounds interleaved: does the engine on this
+/// machine create containers faster when fewer calls run at once?
+async fn concurrency_sweep(
+    d: &Docker,
+    n: usize,
+    limits: &[usize],
+    rounds: usize,
+) -> Res<BTreeMap<usize, Vec<f64>>> {
+    let mut out: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for r in 0..rounds {
+        for k in 0..limits.len() {
+            let limit = limits[(r + k) % limits.len()];
+            let t = raw_up(d, n, limit).await?;
+            settle().await;
+            raw_down(d, n).await?;
+            settle().await;
+            eprintln!("  concurrency {limit}: {t:.2}s");
+            out.entry(limit).or_default().push(t);
+        }
+    }
+    Ok(out)
+}
+
+fn report_sweep(n: usize, sweep: &BTreeMap<usize, Vec<f64>>) {
+    println!("\n### Raw Docker: create+start of {n} containers at several concurrency limits (seconds)\n");
+    println!("| at most at once | median | min | max | vs all at once |");
+    println!("|---|---|---|---|---|");
+    let all = sweep.get(&n).map(|v| stats(v).0).unwrap_or(f64::NAN);
+    for (limit, v) in sweep {
+        let (m, lo, hi) = stats(v);
+        println!("| {limit} | {m:.2} | {lo:.2} | {hi:.2} | {:.2}x |", m / all);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -891,8 +931,14 @@ fn report_size(s: &SizeResult, compose: bool, detail: bool, sum: &mut Summary) {
                     .filter_map(|r| Some(r.compose_down? / r.berth_down))
                     .collect::<Vec<_>>(),
             );
+            let raw_ratio = stats(
+                &s.rounds
+                    .iter()
+                    .filter_map(|r| Some(r.compose_up? / r.raw_up))
+                    .collect::<Vec<_>>(),
+            );
             println!(
-                "compose up {}, compose/Berth {}; compose down {}, compose/Berth down {}.",
+                "compose up {}, compose/Berth {} (compose/raw Docker {}: the most any tool driving this engine could gain over compose); compose down {}, compose/Berth down {}.",
                 fmt3(stats(
                     &s.rounds
                         .iter()
@@ -900,6 +946,7 @@ fn report_size(s: &SizeResult, compose: bool, detail: bool, sum: &mut Summary) {
                         .collect::<Vec<_>>()
                 )),
                 fmt3(c_ratio),
+                fmt3(raw_ratio),
                 fmt3(stats(
                     &s.rounds
                         .iter()
@@ -1175,6 +1222,11 @@ async fn run(cfg: &Config) -> Res<()> {
             }
             report_scaling(&sizes, compose);
             report_load(&sizes);
+        }
+        if cfg.runs("concurrency") {
+            eprintln!("raw Docker concurrency sweep: 30 containers");
+            let s = concurrency_sweep(&d, 30, &[2, 4, 8, 30], 2).await?;
+            report_sweep(30, &s);
         }
         if cfg.runs("react") {
             eprintln!("reaction: {} repeats", cfg.repeats);

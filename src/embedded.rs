@@ -52,6 +52,15 @@ impl EmbeddedEtcd {
         data_dir: &Path,
         client_port: Option<u16>,
     ) -> Result<EmbeddedEtcd, EmbeddedError> {
+        EmbeddedEtcd::start_with(data_dir, client_port, &[]).await
+    }
+
+    /// [`start`](EmbeddedEtcd::start) with extra etcd flags.
+    pub async fn start_with(
+        data_dir: &Path,
+        client_port: Option<u16>,
+        extra: &[&str],
+    ) -> Result<EmbeddedEtcd, EmbeddedError> {
         std::fs::create_dir_all(data_dir).map_err(|source| EmbeddedError::DataDir {
             dir: data_dir.to_owned(),
             source,
@@ -78,6 +87,7 @@ impl EmbeddedEtcd {
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
             .arg(format!("--initial-cluster=berth={peer_url}"))
             .arg("--log-level=warn")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))

@@ -125,6 +125,20 @@ async fn a_frozen_leader_is_replaced_within_its_lease_and_its_late_writes_do_not
     .await;
     let other = 1 - leader;
 
+    // The follower's campaign blocks for as long as the leader leads: no request timeout
+    // may cut it short, and no failed campaign may leave a lease behind.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let leases = Command::new("etcdctl")
+        .args(["--endpoints", &etcd.client_url, "lease", "list"])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap();
+    let leases = String::from_utf8_lossy(&leases.stdout).to_string();
+    assert!(
+        leases.starts_with("found 3 leases"),
+        "one lease per controller and one for the host: {leases}"
+    );
+
     store
         .put(&keys::stack("ha"), stack_json("one").into_bytes())
         .await

@@ -481,3 +481,47 @@ async fn apply_dry_run_shows_the_placement_and_writes_nothing() {
         "nothing written"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_value_is_invalid_and_does_not_wedge_the_controller() {
+    berth::telemetry::init(berth::telemetry::LogFormat::Human);
+    let dir = tempfile::tempdir().unwrap();
+    // etcd itself would refuse a value this big by default (1.5 MiB); an operator may
+    // raise that, and Berth must still cope.
+    let etcd = EmbeddedEtcd::start_with(dir.path(), None, &["--max-request-bytes=33554432"])
+        .await
+        .unwrap();
+    let store = Store::connect(std::slice::from_ref(&etcd.client_url), "/berth")
+        .await
+        .unwrap();
+    let (_h1, _c1) = register(&store, "h1", &[]);
+    let _c = controller(&store, "c1", Duration::from_secs(30));
+    // 10 MB: more than the spec limit, and more than gRPC's default 4 MB message.
+    let huge = format!(
+        r#"{{"itemListElement":[{{"name":"a","image":"i","description":"{}"}}]}}"#,
+        "x".repeat(10 << 20)
+    );
+    store
+        .put(&keys::stack("huge"), huge.into_bytes())
+        .await
+        .unwrap();
+    let st = eventually("the huge stack is Invalid", T, || async {
+        let s = status(&store, "huge").await?;
+        (s.phase == Phase::Invalid).then_some(s)
+    })
+    .await;
+    assert!(
+        st.message.contains("the limit is 1048576 bytes"),
+        "{}",
+        st.message
+    );
+    // Everything else keeps converging.
+    store
+        .put(&keys::stack("after"), SPREAD2.as_bytes().to_vec())
+        .await
+        .unwrap();
+    eventually("a stack put afterwards is placed", T, || async {
+        (placements(&store, "after").await.len() == 2).then_some(())
+    })
+    .await;
+}

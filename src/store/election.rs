@@ -42,7 +42,8 @@ impl Leadership {
                 source,
             }
         };
-        let mut client = store.client();
+        // No request timeout: a campaign blocks until this controller is elected.
+        let mut client = store.long_client();
         let ttl_secs = ttl.as_secs().max(2) as i64;
         let lease = client
             .lease_grant(ttl_secs, None)
@@ -77,20 +78,30 @@ impl Leadership {
                 lost.cancel();
             });
         }
-        let campaign = client.campaign(name.clone(), id.to_owned(), lease);
-        let resp = tokio::select! {
-            _ = cancel.cancelled() => {
+        let mut campaigner = client.clone();
+        let campaign = campaigner.campaign(name.clone(), id.to_owned(), lease);
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => None,
+            _ = lost.cancelled() => Some(Err(StoreError::LeaseLost { key: name.clone() })),
+            r = campaign => Some(r.map_err(req("campaign"))),
+        };
+        let resp = match outcome {
+            Some(Ok(resp)) => resp,
+            // Not elected: end the keep-alive and hand the lease back, or it would live
+            // on with no key (a leak per failed campaign).
+            other => {
                 lost.cancel();
                 let _ = client.lease_revoke(lease).await;
-                return Ok(None);
+                return match other {
+                    None => Ok(None),
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(_)) => unreachable!("matched above"),
+                };
             }
-            _ = lost.cancelled() => {
-                return Err(StoreError::LeaseLost { key: name });
-            }
-            r = campaign => r.map_err(req("campaign"))?,
         };
         let Some(leader) = resp.leader() else {
             lost.cancel();
+            let _ = client.lease_revoke(lease).await;
             return Err(StoreError::LeaseLost { key: name });
         };
         Ok(Some(Leadership {
@@ -117,7 +128,7 @@ impl Leadership {
     /// for the lease to expire.
     pub async fn resign(self) {
         self.lost.cancel();
-        let _ = self.store.client().lease_revoke(self.lease).await;
+        let _ = self.store.long_client().lease_revoke(self.lease).await;
     }
 }
 

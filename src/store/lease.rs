@@ -86,7 +86,7 @@ async fn hold(
             source,
         }
     };
-    let mut client = store.client();
+    let mut client = store.long_client();
     let ttl_secs = ttl.as_secs().max(2) as i64;
     let lease = client
         .lease_grant(ttl_secs, None)

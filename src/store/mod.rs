@@ -109,9 +109,20 @@ impl std::fmt::Debug for EtcdAuth {
 /// A handle on etcd under one prefix. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Unary requests, each bounded by a timeout.
     client: Client,
+    /// No request timeout: for calls that block by design (an election campaign) and for
+    /// long-lived streams (lease keep-alives).
+    long: Client,
+    /// KV and watch with a decoding limit far above etcd's own request limit, so one
+    /// oversized value cannot wedge every list and watch of the prefix.
+    kv: etcd_client::KvClient,
+    watch: etcd_client::WatchClient,
     prefix: String,
 }
+
+/// Largest etcd response Berth decodes (a list of a whole prefix included).
+const MAX_DECODE: usize = 256 * 1024 * 1024;
 
 impl Store {
     /// Connect and prove the connection with a real request: `Client::connect` alone
@@ -129,7 +140,6 @@ impl Store {
         let joined = endpoints.join(",");
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
-            .with_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
         if auth.ca.is_some() || auth.cert.is_some() {
             let mut tls = etcd_client::TlsOptions::new();
@@ -144,12 +154,17 @@ impl Store {
         if let Some((user, password)) = &auth.user {
             opts = opts.with_user(user.clone(), password.clone());
         }
-        let mut client = Client::connect(endpoints, Some(opts))
+        let connect_err = |source| StoreError::Connect {
+            endpoints: joined.clone(),
+            source,
+        };
+        let long = Client::connect(endpoints, Some(opts.clone()))
             .await
-            .map_err(|source| StoreError::Connect {
-                endpoints: joined.clone(),
-                source,
-            })?;
+            .map_err(connect_err)?;
+        let mut client =
+            Client::connect(endpoints, Some(opts.with_timeout(Duration::from_secs(5))))
+                .await
+                .map_err(connect_err)?;
         client
             .status()
             .await
@@ -159,7 +174,13 @@ impl Store {
             })?;
         let mut prefix = prefix.trim_end_matches('/').to_owned();
         prefix.push('/');
-        Ok(Store { client, prefix })
+        Ok(Store {
+            kv: client.kv_client().max_decoding_message_size(MAX_DECODE),
+            watch: long.watch_client().max_decoding_message_size(MAX_DECODE),
+            client,
+            long,
+            prefix,
+        })
     }
 
     pub fn prefix(&self) -> &str {
@@ -187,7 +208,7 @@ impl Store {
 
     pub async fn get(&self, key: &str) -> Result<Option<Kv>, StoreError> {
         let full = self.full(key);
-        let resp = self.client.clone().get(full.clone(), None).await;
+        let resp = self.kv.clone().get(full.clone(), None).await;
         let resp = observe("get", resp).map_err(|source| StoreError::Request {
             op: "get",
             key: full,
@@ -200,7 +221,7 @@ impl Store {
     pub async fn list(&self, prefix: &str) -> Result<(Vec<Kv>, i64), StoreError> {
         let full = self.full(prefix);
         let resp = self
-            .client
+            .kv
             .clone()
             .get(full.clone(), Some(GetOptions::new().with_prefix()))
             .await;
@@ -270,7 +291,7 @@ impl Store {
             Write::Put { key, .. } | Write::Delete { key, .. } => self.full(key),
         };
         let resp = self
-            .client
+            .kv
             .clone()
             .txn(Txn::new().when(compares).and_then(ops))
             .await;
@@ -293,7 +314,7 @@ impl Store {
 
     /// Does the leader key behind `fence` still exist as created?
     pub async fn holds(&self, fence: &Fence) -> Result<bool, StoreError> {
-        let resp = self.client.clone().get(fence.key.clone(), None).await;
+        let resp = self.kv.clone().get(fence.key.clone(), None).await;
         let resp = observe("get", resp).map_err(|source| StoreError::Request {
             op: "get",
             key: String::from_utf8_lossy(&fence.key).into_owned(),
@@ -308,7 +329,7 @@ impl Store {
     /// Unconditional put, for users' own commands (`berth apply`).
     pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<i64, StoreError> {
         let full = self.full(key);
-        let resp = self.client.clone().put(full.clone(), value, None).await;
+        let resp = self.kv.clone().put(full.clone(), value, None).await;
         let resp = observe("put", resp).map_err(|source| StoreError::Request {
             op: "put",
             key: full,
@@ -321,7 +342,7 @@ impl Store {
     pub async fn delete(&self, key: &str) -> Result<i64, StoreError> {
         let full = self.full(key);
         let resp = self
-            .client
+            .kv
             .clone()
             .delete(full.clone(), None::<DeleteOptions>)
             .await;
@@ -337,7 +358,7 @@ impl Store {
     pub async fn delete_prefix(&self, prefix: &str) -> Result<i64, StoreError> {
         let full = self.full(prefix);
         let resp = self
-            .client
+            .kv
             .clone()
             .delete(full.clone(), Some(DeleteOptions::new().with_prefix()))
             .await;
@@ -351,6 +372,15 @@ impl Store {
 
     pub(crate) fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// A client without a request timeout (campaigns, keep-alive streams).
+    pub(crate) fn long_client(&self) -> Client {
+        self.long.clone()
+    }
+
+    pub(crate) fn watch_client(&self) -> etcd_client::WatchClient {
+        self.watch.clone()
     }
 
     pub(crate) fn put_options_with_lease(lease: i64) -> PutOptions {

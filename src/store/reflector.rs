@@ -133,7 +133,7 @@ async fn reflect_once(
         .with_start_revision(revision + 1)
         .with_progress_notify();
     let mut stream = store
-        .client()
+        .watch_client()
         .watch(full.clone(), Some(opts))
         .await
         .map_err(|source| StoreError::Request {
