@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::spec::ActionStatus;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SlotReport {
@@ -46,24 +48,13 @@ impl SlotReport {
 pub struct ActionRecord {
     pub key: String,
     pub host: String,
-    pub results: Vec<ActionResult>,
+    /// The same shape the service's status shows.
+    pub results: Vec<ActionStatus>,
 }
 
 impl ActionRecord {
     /// The first action that failed; the ones after it did not run.
-    pub fn failure(&self) -> Option<&ActionResult> {
+    pub fn failure(&self) -> Option<&ActionStatus> {
         self.results.iter().find(|r| !r.ok)
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActionResult {
-    pub name: String,
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i64>,
-    /// Why it failed, with the tail of its output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
 }

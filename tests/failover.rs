@@ -4,35 +4,17 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth::assignment::Assignment;
 use berth::embedded::EmbeddedEtcd;
 use berth::spec::HostRegistration;
 use berth::store::{keys, LeasedKey, Store};
-use common::{eventually, http_get};
+use common::{eventually, free_port, http_get, Proc};
 use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(30);
-
-/// A child process killed (even when stopped) when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")

@@ -14,11 +14,6 @@ use tokio_util::sync::CancellationToken;
 const T: Duration = Duration::from_secs(60);
 
 /// A loopback port nothing listens on right now.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
-
 /// Percent-encode a PromQL query for a URL's query string.
 fn encode(q: &str) -> String {
     q.bytes()

@@ -12,14 +12,6 @@ use common::*;
 
 const T: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_reach_the_container_and_no_env_value_leaks_into_logs_events_metrics_or_status() {
     // The harness's own controller and agent are stopped: a `berth up` process with debug

@@ -710,7 +710,7 @@ impl Pass {
                             if running.contains(&name) {
                                 name
                             } else {
-                                results.push(crate::report::ActionResult {
+                                results.push(crate::spec::ActionStatus {
                                     name: a.name.clone(),
                                     ok: false,
                                     exit_code: None,
@@ -730,13 +730,13 @@ impl Pass {
                         .exec(&target, &argv, a.working_directory.as_deref(), timeout)
                         .await;
                     let result = match r {
-                        Ok(o) if o.exit_code == Some(0) => crate::report::ActionResult {
+                        Ok(o) if o.exit_code == Some(0) => crate::spec::ActionStatus {
                             name: a.name.clone(),
                             ok: true,
                             exit_code: Some(0),
                             message: None,
                         },
-                        Ok(o) => crate::report::ActionResult {
+                        Ok(o) => crate::spec::ActionStatus {
                             name: a.name.clone(),
                             ok: false,
                             exit_code: o.exit_code,
@@ -750,7 +750,7 @@ impl Pass {
                                 format!("output: {}", o.output_tail)
                             }),
                         },
-                        Err(e) => crate::report::ActionResult {
+                        Err(e) => crate::spec::ActionStatus {
                             name: a.name.clone(),
                             ok: false,
                             exit_code: None,

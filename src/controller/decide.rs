@@ -282,27 +282,32 @@ pub fn preview_apply(
 ) -> Placement {
     let next = world.stacks.get(stack).map_or(1, |(r, _)| r + 1);
     world.stacks.insert(stack.to_owned(), (next, raw));
+    let mut placement = preview(world, stack, false, max_unavailable_fraction);
+    placement.hosts.retain(|sid, _| sid.stack == stack);
+    placement.unschedulable.retain(|(s, _), _| s == stack);
+    placement
+}
+
+/// What `berth rebalance STACK` would do now: the moves of placing that stack afresh.
+pub fn preview_rebalance(world: &World, stack: &str, max_unavailable_fraction: f64) -> Placement {
+    preview(world, stack, true, max_unavailable_fraction)
+}
+
+/// The controller's decision as the CLI can make it: without the controller's grace
+/// clock, hosts that are assigned but unregistered count as not ready (their slots stay,
+/// nothing new goes there). Moves are kept for `stack` only.
+fn preview(
+    world: &World,
+    stack: &str,
+    rebalance: bool,
+    max_unavailable_fraction: f64,
+) -> Placement {
     let parsed: Parsed = world
         .stacks
         .iter()
         .map(|(id, (rev, raw))| (id.clone(), (*rev, parse_one(id, raw, &Limits::default()))))
         .collect();
-    let absent = absent_as_not_ready(world);
-    let opts = Options {
-        max_unavailable_fraction,
-        rebalance: BTreeSet::new(),
-    };
-    let mut placement = decide(world, &parsed, &absent, &opts).placement;
-    placement.hosts.retain(|sid, _| sid.stack == stack);
-    placement.unschedulable.retain(|(s, _), _| s == stack);
-    placement.moves.retain(|m| m.slot.stack == stack);
-    placement
-}
-
-/// Without the controller's grace clock, hosts that are assigned but unregistered count
-/// as not ready: their slots stay, nothing new goes there.
-fn absent_as_not_ready(world: &World) -> BTreeMap<String, (Liveness, HostRegistration)> {
-    world
+    let absent: BTreeMap<String, (Liveness, HostRegistration)> = world
         .unregistered_hosts()
         .into_iter()
         .map(|h| {
@@ -312,21 +317,14 @@ fn absent_as_not_ready(world: &World) -> BTreeMap<String, (Liveness, HostRegistr
             };
             (h.to_owned(), (Liveness::NotReady, reg))
         })
-        .collect()
-}
-
-/// What `berth rebalance STACK` would do now: the moves of placing that stack afresh.
-/// Hosts that are unregistered count as not ready (the CLI has no grace clock).
-pub fn preview_rebalance(world: &World, stack: &str, max_unavailable_fraction: f64) -> Placement {
-    let parsed: Parsed = world
-        .stacks
-        .iter()
-        .map(|(id, (rev, raw))| (id.clone(), (*rev, parse_one(id, raw, &Limits::default()))))
         .collect();
-    let absent = absent_as_not_ready(world);
     let opts = Options {
         max_unavailable_fraction,
-        rebalance: BTreeSet::from([stack.to_owned()]),
+        rebalance: if rebalance {
+            BTreeSet::from([stack.to_owned()])
+        } else {
+            BTreeSet::new()
+        },
     };
     let mut placement = decide(world, &parsed, &absent, &opts).placement;
     placement.moves.retain(|m| m.slot.stack == stack);

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use crate::assignment::Assignment;
 use crate::report::{ActionRecord, SlotReport};
 use crate::spec::{
-    ActionStatus, Condition, DesiredState, Endpoint, HostRegistration, Phase, Problem,
-    ServiceStatus, Stack, StackStatus,
+    Condition, DesiredState, Endpoint, HostRegistration, Phase, Problem, ServiceStatus, Stack,
+    StackStatus,
 };
 
 /// What the controller knows about one stack this pass.
@@ -116,16 +116,7 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
             ));
         }
         if let Some(s) = services.get_mut(*svc) {
-            s.actions = record
-                .results
-                .iter()
-                .map(|r| ActionStatus {
-                    name: r.name.clone(),
-                    ok: r.ok,
-                    exit_code: r.exit_code,
-                    message: r.message.clone(),
-                })
-                .collect();
+            s.actions = record.results.clone();
         }
     }
     for (svc, why) in &i.unschedulable {

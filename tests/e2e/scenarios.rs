@@ -16,7 +16,7 @@ use crate::harness::{
     LEASE_TTL, R,
 };
 
-/// One scenario: its number, title, the stacks it may leave behind, and its body.
+/// One scenario: its number, title and the stacks it may leave behind; [`run`] has its body.
 pub struct Scenario {
     pub n: u32,
     pub title: &'static str,
