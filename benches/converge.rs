@@ -435,24 +435,76 @@ fn write_compose(dir: &Path, n: usize) -> Res<std::path::PathBuf> {
     Ok(path)
 }
 
-async fn compose(file: &Path, n: usize, args: &[&str]) -> Res<f64> {
+/// How long docker-compose may go without Docker doing anything for its project before
+/// it counts as hung: docker-compose 1.29 sometimes deadlocks while creating many services
+/// at once (see docs/benchmarks.md).
+const COMPOSE_STALL: Duration = Duration::from_secs(20);
+
+/// The compose project of `n` services in this run. Unique per run: a compose killed
+/// mid-create can leave a network Docker refuses to remove (a stale endpoint) until the
+/// engine restarts, and the next run must not trip over it.
+fn compose_project(n: usize) -> String {
+    format!("berthbench{n}x{}", std::process::id())
+}
+
+/// What a killed docker-compose may leave behind: containers it was still creating when
+/// `down` listed the project, and so the network.
+fn compose_cleanup(n: usize) {
+    let label = format!("label=com.docker.compose.project={}", compose_project(n));
+    for id in docker_cli(&["ps", "-aq", "--filter", &label]).lines() {
+        docker_cli(&["rm", "-f", id]);
+    }
+    docker_cli(&["network", "rm", &format!("{}_default", compose_project(n))]);
+}
+
+/// Run `docker-compose <args>` for the `n`-service project; its time, or `None` when it
+/// hung (it is then killed).
+async fn compose(d: &Docker, file: &Path, n: usize, args: &[&str]) -> Res<Option<f64>> {
+    let project = compose_project(n);
+    let log = file.with_extension(format!("{}.log", args[0]));
+    let mut events = Events::since(d, SystemTime::now());
     let t0 = Instant::now();
-    let out = tokio::process::Command::new("docker-compose")
+    let mut child = tokio::process::Command::new("docker-compose")
         .arg("-p")
-        .arg(format!("berthbench{n}"))
+        .arg(&project)
         .arg("-f")
         .arg(file)
         .args(args)
-        .output()
-        .await
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).map_err(err)?)
+        .kill_on_drop(true)
+        .spawn()
         .map_err(err)?;
-    if !out.status.success() {
-        return Err(format!(
-            "docker-compose {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+    let mut progress = (0, Instant::now());
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                if !status.map_err(err)?.success() {
+                    return Err(format!(
+                        "docker-compose {args:?} failed: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    ));
+                }
+                return Ok(Some(t0.elapsed().as_secs_f64()));
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                events.drain();
+                let ours = events.seen.iter().filter(|e| e.name.starts_with(&project)).count();
+                if ours > progress.0 {
+                    progress = (ours, Instant::now());
+                }
+                if progress.1.elapsed() > COMPOSE_STALL {
+                    let _ = child.kill().await;
+                    eprintln!(
+                        "  docker-compose {args:?} of {n} services hung: no Docker event for {}s after {ours} events; killed",
+                        COMPOSE_STALL.as_secs()
+                    );
+                    return Ok(None);
+                }
+            }
+        }
     }
-    Ok(t0.elapsed().as_secs_f64())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -470,6 +522,7 @@ struct Round {
     raw_down: f64,
     compose_up: Option<f64>,
     compose_down: Option<f64>,
+    compose_hung: bool,
 }
 
 struct SizeResult {
@@ -517,9 +570,18 @@ async fn converge_size(
                 }
                 _ => {
                     if let Some(f) = compose_file {
-                        round.compose_up = Some(compose(f, n, &["up", "-d"]).await?);
+                        round.compose_up = compose(d, f, n, &["up", "-d"]).await?;
+                        round.compose_hung = round.compose_up.is_none();
                         settle().await;
-                        round.compose_down = Some(compose(f, n, &["down"]).await?);
+                        if round.compose_hung {
+                            // Taking down half a project is no comparison; just clean up,
+                            // once the creates it had in flight are done.
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            let _ = compose(d, f, n, &["down"]).await;
+                            compose_cleanup(n);
+                        } else {
+                            round.compose_down = compose(d, f, n, &["down"]).await?;
+                        }
                     }
                 }
             }
@@ -532,10 +594,14 @@ async fn converge_size(
             round.berth_down,
             round.raw_up,
             round.raw_down,
-            round
-                .compose_up
-                .zip(round.compose_down)
-                .map_or("-".to_owned(), |(u, d)| format!("{u:.2}s/{d:.2}s"))
+            if round.compose_hung {
+                "hung".to_owned()
+            } else {
+                round
+                    .compose_up
+                    .zip(round.compose_down)
+                    .map_or("-".to_owned(), |(u, d)| format!("{u:.2}s/{d:.2}s"))
+            }
         );
         out.rounds.push(round);
     }
@@ -877,7 +943,10 @@ fn report_size(s: &SizeResult, compose: bool, detail: bool, sum: &mut Summary) {
                 r.berth_up,
                 r.berth_up_docker,
                 r.raw_up,
-                r.compose_up.map_or("-".into(), |v| format!("{v:.2}")),
+                r.compose_up.map_or(
+                    if r.compose_hung { "hung" } else { "-" }.into(),
+                    |v| format!("{v:.2}")
+                ),
                 r.berth_up / r.raw_up,
                 r.compose_up.map_or("-".into(), |v| format!("{:.2}x", v / r.berth_up)),
                 r.berth_down,
@@ -988,10 +1057,16 @@ fn report_scaling(sizes: &[SizeResult], compose: bool) {
             }
         };
         let n = s.n as f64;
+        let hung = s.rounds.iter().filter(|r| r.compose_hung).count();
         println!(
-            "| {} | {} | {:.2} | {:.2} | {} | {:.2}x | {} | {:.3} | {:.3} | {:.2} | {:.2} | {} | {:.2}x |",
+            "| {} | {}{} | {:.2} | {:.2} | {} | {:.2}x | {} | {:.3} | {:.3} | {:.2} | {:.2} | {} | {:.2}x |",
             s.n,
             s.rounds.len(),
+            if hung > 0 {
+                format!(" (compose hung in {hung})")
+            } else {
+                String::new()
+            },
             col(&|r| r.berth_up),
             col(&|r| r.raw_up),
             ocol(&|r| r.compose_up),
