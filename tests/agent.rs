@@ -368,7 +368,9 @@ async fn bind_mounts_are_allowed_only_under_the_hosts_prefixes() {
     let rev = c.put_stack("bind-it", &stack("/etc")).await;
     let st = c
         .wait_status("bind-it", T, |s| {
-            s.phase == Phase::Pending && s.observed_revision == rev
+            s.phase == Phase::Pending
+                && s.observed_revision == rev
+                && s.message.contains("does not allow bind mounts of /etc")
         })
         .await;
     assert!(

@@ -64,6 +64,7 @@ impl Cluster {
             stacks: Default::default(),
         };
         c.start_agent();
+        c.wait_registered().await;
         c
     }
 
@@ -86,6 +87,22 @@ impl Cluster {
         )
         .expect("agent config");
         self.agent_done = Some(h.done);
+    }
+
+    /// Wait until this cluster's host is registered, so a stack put next is placed at once
+    /// rather than reported as having no host.
+    pub async fn wait_registered(&self) {
+        let store = self.store.clone();
+        let key = keys::host(&self.host_id);
+        eventually(
+            "the agent registered its host",
+            Duration::from_secs(30),
+            || {
+                let (store, key) = (store.clone(), key.clone());
+                async move { store.get(&key).await.ok()?.map(|_| ()) }
+            },
+        )
+        .await;
     }
 
     pub async fn stop_agent(&mut self) {
