@@ -224,6 +224,19 @@ impl Metrics {
             .sum()
     }
 
+    /// Mean of histogram `name` per value of `label`: (sum, count) from its `_sum` and
+    /// `_count` series.
+    pub fn histogram(&self, name: &str, label: &str) -> BTreeMap<String, (f64, f64)> {
+        let sums = self.by(&format!("{name}_sum"), label);
+        let counts = self.by(&format!("{name}_count"), label);
+        sums.into_iter()
+            .map(|(k, s)| {
+                let c = counts.get(&k).copied().unwrap_or(0.0);
+                (k, (s, c))
+            })
+            .collect()
+    }
+
     /// Samples of `name` grouped by the value of `label`.
     pub fn by(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
@@ -451,6 +464,31 @@ impl Etcd {
             }
         }
         Ok(w)
+    }
+
+    /// When the first change under `prefix` arrives (from now on); the watch is in place
+    /// when this returns.
+    pub async fn first_change(
+        &self,
+        prefix: &str,
+    ) -> Res<tokio::task::JoinHandle<Option<Instant>>> {
+        let mut stream = self
+            .client
+            .clone()
+            .watch(
+                format!("{PREFIX}{prefix}"),
+                Some(WatchOptions::new().with_prefix()),
+            )
+            .await
+            .map_err(err)?;
+        Ok(tokio::spawn(async move {
+            while let Ok(Some(resp)) = stream.message().await {
+                if !resp.events().is_empty() {
+                    return Some(Instant::now());
+                }
+            }
+            None
+        }))
     }
 
     pub fn status(&self, id: &str) -> Option<(i64, String)> {
