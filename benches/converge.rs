@@ -1167,7 +1167,7 @@ fn report_size(s: &SizeResult, compose: bool, detail: bool, sum: &mut Summary) {
         );
         let completed = s.rounds.iter().filter(|r| r.compose_up.is_some()).count();
         if compose && completed == 0 {
-            println!("docker-compose hung in every round: no comparison.");
+            println!("\ndocker-compose hung in every round: no comparison.");
             sum.add(
                 &format!("convergence, {n} services: compose/Berth (how much faster Berth is)"),
                 "compose hung".to_owned(),
@@ -1194,7 +1194,7 @@ fn report_size(s: &SizeResult, compose: bool, detail: bool, sum: &mut Summary) {
                     .collect::<Vec<_>>(),
             );
             println!(
-                "compose up {}, compose/Berth {} (compose/raw Docker {}: the most any tool driving this engine could gain over compose); compose down {}, compose/Berth down {}.",
+                "\ncompose up {}, compose/Berth {} (compose/raw Docker {}: the most any tool driving this engine could gain over compose); compose down {}, compose/Berth down {}.",
                 fmt3(stats(
                     &s.rounds
                         .iter()
