@@ -395,3 +395,70 @@ async fn bind_mounts_are_allowed_only_under_the_hosts_prefixes() {
         "from the host"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_network_docker_refused_to_remove_is_removed_once_it_can_be() {
+    let c = Cluster::start("netsweep").await;
+    let json = serde_json::json!({
+        "itemListElement": [
+            {"name": "web", "image": "berth-test/busybox:latest", "command": busybox("sleep 100000")}
+        ]
+    })
+    .to_string();
+    let rev = c.put_stack("netsweep-it", &json).await;
+    c.wait_status("netsweep-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let net = "berth-netsweep-it";
+    assert_eq!(
+        docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{index .Labels \"berth.host\"}}",
+            net
+        ]),
+        c.host_id,
+        "the network names the host that made it"
+    );
+    // A container Berth does not manage holds the network: Docker refuses to remove it.
+    let squatter = "netsweep-it-squatter";
+    docker(&["rm", "-f", squatter]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        squatter,
+        "--network",
+        net,
+        "berth-test/busybox:latest",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 100000 & wait",
+    ]);
+    c.delete_stack("netsweep-it").await;
+    eventually("the stack's containers are removed", T, || async {
+        containers_of(&c.host_id, "netsweep-it")
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !docker(&["network", "ls", "-q", "--filter", &format!("name=^{net}$")]).is_empty(),
+        "Docker refused while the squatter is attached"
+    );
+    assert!(
+        !docker(&["ps", "-q", "--filter", &format!("name={squatter}")]).is_empty(),
+        "Berth left the unmanaged container alone"
+    );
+    // Once it can be removed, a later pass removes it: nothing else touches the host.
+    docker(&["rm", "-f", squatter]);
+    eventually("the network is removed on a later pass", T, || async {
+        docker(&["network", "ls", "-q", "--filter", &format!("name=^{net}$")])
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}

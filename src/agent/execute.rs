@@ -56,7 +56,7 @@ pub async fn execute(
         .iter()
         .filter(|a| creating.contains(a.stack.as_str()))
     {
-        if let Err(e) = prepare_stack(rt, a).await {
+        if let Err(e) = prepare_stack(rt, host, a).await {
             infra_failed.insert(a.stack.as_str(), slot_error(&e));
         }
     }
@@ -84,7 +84,8 @@ pub async fn execute(
         }
     }
     // A stack gone from this host takes its network with it (volumes stay: data is never
-    // deleted by surprise).
+    // deleted by surprise). Networks that carry their host are the sweep's, every pass
+    // (`Pass::sweep_networks`); this removes the older ones without it.
     let gone: BTreeSet<&str> = removals
         .iter()
         .filter_map(|a| match a {
@@ -283,8 +284,8 @@ async fn create_and_start_as(
     Ok(())
 }
 
-async fn prepare_stack(rt: &Runtime, a: &Assignment) -> Result<(), RuntimeError> {
-    rt.ensure_network(&a.network.name, &a.network.driver, &a.stack)
+async fn prepare_stack(rt: &Runtime, host: &str, a: &Assignment) -> Result<(), RuntimeError> {
+    rt.ensure_network(&a.network.name, &a.network.driver, &a.stack, host)
         .await?;
     for v in &a.volumes {
         rt.ensure_volume(&v.name, &v.driver, &a.stack, v.remove_on_delete)

@@ -6,6 +6,7 @@
 
 mod desired;
 mod execute;
+mod inspected;
 pub mod plan;
 mod report;
 pub mod runtime;
@@ -155,6 +156,8 @@ async fn run(
         lease,
         actions_started: Default::default(),
         adopted: false,
+        network_errors: BTreeMap::new(),
+        network_retry: retry::Policy::with(Duration::from_secs(1), Duration::from_secs(60)),
         events: crate::events::Recorder::new(store.clone(), "agent", Some(cfg.host_id.clone())),
     };
     assignments.wait_synced().await;
@@ -261,6 +264,10 @@ struct Pass {
     events: crate::events::Recorder,
     /// Containers found running at start-up are adopted, not restarted: counted once.
     adopted: bool,
+    /// Stack networks Docker refused to remove, with its last answer, and the pace of
+    /// trying again.
+    network_errors: BTreeMap<String, String>,
+    network_retry: retry::Policy,
     /// Post-start action runs started by this agent, by actions key: never run twice,
     /// even before the controller has seen their record.
     actions_started: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -499,6 +506,9 @@ impl Pass {
             actual = self.rt.list_managed(&self.host).await?;
             self.merge_probe_health(&mut actual);
         }
+        if let Some(d) = self.sweep_networks(&desired, &actual).await {
+            wait = Some(wait.map_or(d, |w| w.min(d)));
+        }
         // Forget errors of containers no longer wanted here.
         self.errors.retain(|name, _| by_name.contains_key(name));
         self.crash.retain(|name, _| by_name.contains_key(name));
@@ -628,6 +638,49 @@ impl Pass {
                 .map_err(|n| format!("secret {n} not found"))?;
         }
         Ok(Some(copy))
+    }
+
+    /// Level-triggered network cleanup: every pass removes the networks this host made for
+    /// stacks with no container here, so a removal Docker refused once (it can keep a
+    /// stale endpoint after a crash) is tried again with backoff instead of forgotten.
+    /// Returns how soon to try again.
+    async fn sweep_networks(
+        &mut self,
+        desired: &[DesiredContainer],
+        actual: &[plan::ActualContainer],
+    ) -> Option<Duration> {
+        let nets = match self.rt.host_networks(&self.host).await {
+            Ok(nets) => nets,
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "listing stack networks failed");
+                return None;
+            }
+        };
+        let mut failed = false;
+        for name in plan::stale_networks(&nets, desired, actual) {
+            match self.rt.remove_network(&name).await {
+                Ok(()) => {
+                    self.network_errors.remove(&name);
+                }
+                Err(e) => {
+                    let message = crate::error_chain(&e);
+                    // Once per distinct refusal, not on every retry.
+                    if self.network_errors.get(&name) != Some(&message) {
+                        tracing::warn!(network = %name, error = %message, "Docker refused to remove a stack network no Berth container here uses; trying again");
+                    }
+                    self.network_errors.insert(name, message);
+                    failed = true;
+                }
+            }
+        }
+        self.network_errors
+            .retain(|n, _| nets.iter().any(|(name, _)| name == n));
+        if failed {
+            Some(self.network_retry.next_delay())
+        } else {
+            self.network_retry.reset();
+            None
+        }
     }
 
     /// A stack that left this host may have moved or been deleted; only a deleted one

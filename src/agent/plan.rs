@@ -1,7 +1,7 @@
 //! The heart of the agent: compare the containers that should exist with the ones that do
 //! and list the actions that close the gap. Pure: no IO, no clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::desired::DesiredContainer;
 
@@ -239,6 +239,26 @@ pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Act
 
 /// The container to keep for a slot, and the rest. Prefer the current spec, then a running
 /// one, then the expected name, then the lowest id, so the choice is stable across passes.
+/// The stack networks this host made (as (name, stack)) whose stack has no container
+/// here any more, wanted or running: a stack that left the host, or was deleted. Nothing
+/// is removed while a container of the stack is still wanted or still exists.
+pub fn stale_networks(
+    networks: &[(String, String)],
+    desired: &[DesiredContainer],
+    actual: &[ActualContainer],
+) -> Vec<String> {
+    let here: BTreeSet<&str> = desired
+        .iter()
+        .map(|d| d.stack.as_str())
+        .chain(actual.iter().map(|a| a.stack.as_str()))
+        .collect();
+    networks
+        .iter()
+        .filter(|(_, stack)| !here.contains(stack.as_str()))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 fn pick<'a>(
     d: &DesiredContainer,
     mut candidates: Vec<&'a ActualContainer>,
@@ -315,6 +335,54 @@ mod tests {
                 .filter_map(|p| Some((p.host_port?, p.protocol.clone())))
                 .collect(),
             order: d.order,
+        }
+    }
+
+    #[test]
+    fn stale_networks_table() {
+        let web = want("web", "img:1", 0);
+        let other = DesiredContainer {
+            stack: "t".into(),
+            ..web.clone()
+        };
+        let nets = vec![
+            ("berth-s".to_owned(), "s".to_owned()),
+            ("berth-t".to_owned(), "t".to_owned()),
+        ];
+        let cases: Vec<(&str, Vec<DesiredContainer>, Vec<ActualContainer>, Vec<&str>)> = vec![
+            (
+                "both stacks wanted: keep both",
+                vec![web.clone(), other.clone()],
+                vec![],
+                vec![],
+            ),
+            (
+                "stack deleted, its container still being removed: keep",
+                vec![other.clone()],
+                vec![have("c1", &web, RunState::Exited)],
+                vec![],
+            ),
+            (
+                "stack deleted and its containers gone: remove its network only",
+                vec![other.clone()],
+                vec![have("c2", &other, RunState::Running)],
+                vec!["berth-s"],
+            ),
+            (
+                "wanted but not created yet (network made first): keep",
+                vec![web.clone()],
+                vec![have("c2", &other, RunState::Running)],
+                vec![],
+            ),
+            (
+                "nothing here at all: remove both",
+                vec![],
+                vec![],
+                vec!["berth-s", "berth-t"],
+            ),
+        ];
+        for (name, desired, actual, want) in cases {
+            assert_eq!(stale_networks(&nets, &desired, &actual), want, "{name}");
         }
     }
 

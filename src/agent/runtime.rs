@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
@@ -21,6 +22,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::{Stream, StreamExt, TryStreamExt};
 
+use super::inspected::{Inspected, Listed};
 use super::plan::{ActualContainer, RunState};
 use crate::assignment::{ContainerSpec, MountSpec};
 use crate::metrics;
@@ -160,6 +162,9 @@ pub struct DockerTls {
 pub struct Runtime {
     docker: Docker,
     endpoint: String,
+    /// Last inspect of each managed container; shared by clones (the agent's pass, its
+    /// executor and its event pump all hold one).
+    inspected: Arc<Mutex<Inspected>>,
 }
 
 const TIMEOUT_SECS: u64 = 120;
@@ -209,6 +214,7 @@ impl Runtime {
         Ok(Runtime {
             docker,
             endpoint: endpoint.to_owned(),
+            inspected: Arc::default(),
         })
     }
 
@@ -225,7 +231,9 @@ impl Runtime {
         })
     }
 
-    /// Every container this host's agent manages (label `berth.host` = `host`), inspected.
+    /// Every container this host's agent manages (label `berth.host` = `host`). One `list`,
+    /// then an inspect of each container whose list entry disagrees with the last inspect
+    /// of it (see [`super::inspected`]).
     pub async fn list_managed(&self, host: &str) -> Result<Vec<ActualContainer>, RuntimeError> {
         let filters: HashMap<String, Vec<String>> = HashMap::from([(
             "label".to_owned(),
@@ -245,26 +253,69 @@ impl Runtime {
             self.docker.list_containers(Some(opts)),
         )
         .await?;
-        let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
-        let inspected: Vec<Option<ContainerInspectResponse>> = futures::stream::iter(ids)
-            .map(|id| async move {
-                match call("inspect", &id, self.docker.inspect_container(&id, None)).await {
-                    Ok(c) => Ok(Some(c)),
-                    // Removed between list and inspect: it is simply not there.
-                    Err(e) if e.is_not_found() => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        let mut out: Vec<ActualContainer> = inspected
+        let listed: Vec<Listed> = summaries
             .into_iter()
-            .flatten()
-            .filter_map(to_actual)
+            .filter_map(|s| {
+                Some(Listed {
+                    id: s.id?,
+                    name: s
+                        .names
+                        .unwrap_or_default()
+                        .first()
+                        .map(|n| n.trim_start_matches('/').to_owned())
+                        .unwrap_or_default(),
+                    state: s.state.map(|st| st.to_string()).unwrap_or_default(),
+                    status: s.status.unwrap_or_default(),
+                })
+            })
             .collect();
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut out = Vec::with_capacity(listed.len());
+        let mut stale = Vec::new();
+        {
+            let mut cache = self.lock_inspected();
+            cache.retain_listed(&listed);
+            for l in listed {
+                match cache.get(&l, now, wall) {
+                    Some(c) => out.push(c),
+                    None => stale.push(l),
+                }
+            }
+        }
+        let inspected: Vec<Option<(Listed, ContainerInspectResponse)>> =
+            futures::stream::iter(stale)
+                .map(|l| async move {
+                    match call("inspect", &l.id, self.docker.inspect_container(&l.id, None)).await {
+                        Ok(c) => Ok(Some((l, c))),
+                        // Removed between list and inspect: it is simply not there.
+                        Err(e) if e.is_not_found() => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffer_unordered(8)
+                .try_collect()
+                .await?;
+        {
+            let mut cache = self.lock_inspected();
+            for (l, c) in inspected.into_iter().flatten() {
+                if let Some(actual) = to_actual(c) {
+                    cache.put(&l, actual.clone(), now);
+                    out.push(actual);
+                }
+            }
+        }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    fn lock_inspected(&self) -> std::sync::MutexGuard<'_, Inspected> {
+        // The cache holds no invariant a panicking holder could break: use it anyway.
+        self.inspected.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whatever Berth does to a container, the next pass looks at it afresh.
+    fn forget_inspect(&self, id: &str) {
+        self.lock_inspected().forget(id);
     }
 
     /// Host ports published by running containers Berth does not manage, so the
@@ -325,12 +376,14 @@ impl Runtime {
             })
     }
 
-    /// Create the network unless it exists. Berth labels the ones it creates.
+    /// Create the network unless it exists. Berth labels the ones it creates, with the
+    /// host whose agent created it, which removes it again (see [`Runtime::host_networks`]).
     pub async fn ensure_network(
         &self,
         name: &str,
         driver: &str,
         stack: &str,
+        host: &str,
     ) -> Result<(), RuntimeError> {
         if call(
             "inspect_network",
@@ -348,6 +401,7 @@ impl Runtime {
             labels: Some(HashMap::from([
                 (labels::MANAGED.to_owned(), "true".to_owned()),
                 (labels::STACK.to_owned(), stack.to_owned()),
+                (labels::HOST.to_owned(), host.to_owned()),
             ])),
             ..Default::default()
         };
@@ -391,7 +445,30 @@ impl Runtime {
             .map(|_| ())
     }
 
-    /// Remove the networks Berth created for `stack` on this engine. A network still in
+    /// The stack networks this host's agent created on this engine, as (name, stack).
+    pub async fn host_networks(&self, host: &str) -> Result<Vec<(String, String)>, RuntimeError> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([(
+            "label".to_owned(),
+            vec![
+                format!("{}=true", labels::MANAGED),
+                format!("{}={host}", labels::HOST),
+            ],
+        )]);
+        let opts = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let nets = call("list_networks", host, self.docker.list_networks(Some(opts))).await?;
+        Ok(nets
+            .into_iter()
+            .filter_map(|n| {
+                let stack = n.labels.as_ref()?.get(labels::STACK)?.clone();
+                Some((n.name?, stack))
+            })
+            .collect())
+    }
+
+    /// Remove the networks Berth created for `stack` on this engine before networks
+    /// carried their host (those the agent's sweep cannot tell apart). A network still in
     /// use (another stack shares it) is left alone.
     pub async fn remove_stack_networks(&self, stack: &str) -> Result<(), RuntimeError> {
         let filters: HashMap<String, Vec<String>> = HashMap::from([(
@@ -410,14 +487,32 @@ impl Runtime {
             self.docker.list_networks(Some(opts)),
         )
         .await?;
-        for name in nets.into_iter().filter_map(|n| n.name) {
-            match call("remove_network", &name, self.docker.remove_network(&name)).await {
-                Ok(()) => tracing::info!(network = %name, stack, "removed stack network"),
-                Err(e) if e.is_not_found() || e.is_conflict() || e.status_code() == Some(403) => {}
+        let legacy = nets.into_iter().filter(|n| {
+            n.labels
+                .as_ref()
+                .is_none_or(|l| !l.contains_key(labels::HOST))
+        });
+        for name in legacy.filter_map(|n| n.name) {
+            match self.remove_network(&name).await {
+                Ok(()) => {}
+                Err(e) if e.is_conflict() || e.status_code() == Some(403) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+
+    /// Remove one network; already gone is success. Docker refuses (403 or 409) while
+    /// containers are attached.
+    pub async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        match call("remove_network", name, self.docker.remove_network(name)).await {
+            Ok(()) => {
+                tracing::info!(network = %name, "removed stack network");
+                Ok(())
+            }
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Remove the volumes Berth created for `stack` with `berth.remove-on-delete`; never a
@@ -471,6 +566,7 @@ impl Runtime {
     }
 
     pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.forget_inspect(id);
         call("start", id, self.docker.start_container(id, None)).await
     }
 
@@ -479,6 +575,7 @@ impl Runtime {
         let opts = StopContainerOptionsBuilder::default()
             .t(grace.as_secs() as i32)
             .build();
+        self.forget_inspect(id);
         match call("stop", id, self.docker.stop_container(id, Some(opts))).await {
             Err(RuntimeError::Request {
                 source:
@@ -494,6 +591,7 @@ impl Runtime {
     /// Remove a (stopped) container; already gone is success.
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+        self.forget_inspect(id);
         match call("remove", id, self.docker.remove_container(id, Some(opts))).await {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
@@ -573,6 +671,7 @@ impl Runtime {
 
     pub async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
         let opts = RenameContainerOptionsBuilder::default().name(name).build();
+        self.forget_inspect(id);
         call("rename", id, self.docker.rename_container(id, opts)).await
     }
 
@@ -584,12 +683,18 @@ impl Runtime {
             ("label".to_owned(), vec![format!("{}={host}", labels::HOST)]),
         ]);
         let opts = EventsOptionsBuilder::default().filters(&filters).build();
-        self.docker.events(Some(opts)).map(|r| {
-            r.map(to_event).map_err(|source| RuntimeError::Request {
+        // Events missed before this subscription may have changed any container.
+        self.lock_inspected().clear();
+        let rt = self.clone();
+        self.docker.events(Some(opts)).map(move |r| {
+            let ev = r.map(to_event).map_err(|source| RuntimeError::Request {
                 op: "events",
                 target: "stream".to_owned(),
                 source,
-            })
+            })?;
+            // Whatever Docker says happened to a container, the next pass inspects it.
+            rt.forget_inspect(&ev.id);
+            Ok(ev)
         })
     }
 }

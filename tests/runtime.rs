@@ -1,0 +1,98 @@
+//! The agent's Docker adapter against the real engine: a pass inspects only containers
+//! whose `list` entry changed, and still sees every change made behind its back. One test
+//! in this binary, so the in-process Docker call counters are its own.
+
+mod common;
+
+use std::time::Duration;
+
+use berth::agent::plan::RunState;
+use berth::agent::runtime::Runtime;
+use berth::metrics::DOCKER_REQUESTS;
+use common::*;
+
+fn inspects() -> u64 {
+    DOCKER_REQUESTS
+        .with_label_values(&["inspect", "success"])
+        .get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_reinspects_only_containers_that_changed_even_behind_its_back() {
+    let host = format!("rt-{}", std::process::id());
+    remove_containers_of(&host);
+    let rt = Runtime::connect("unix:///var/run/docker.sock")
+        .await
+        .expect("docker");
+    let run = |name: &str| {
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--label",
+            "berth.managed=true",
+            "--label",
+            "berth.stack=s",
+            "--label",
+            &format!("berth.host={host}"),
+            "berth-test/busybox:latest",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; sleep 100000 & wait",
+        ])
+    };
+    let a = run(&format!("{host}-a"));
+    let b = run(&format!("{host}-b"));
+    assert!(!a.is_empty() && !b.is_empty(), "test containers started");
+
+    let before = inspects();
+    let first = rt.list_managed(&host).await.expect("list");
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        inspects() - before,
+        2,
+        "a first listing inspects every container"
+    );
+
+    let before = inspects();
+    let second = rt.list_managed(&host).await.expect("list");
+    assert_eq!(second, first, "nothing changed, nothing differs");
+    assert_eq!(inspects() - before, 0, "nothing changed: no inspect");
+
+    // Restarted by hand, with no event pump running: only `list`'s uptime says so.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    docker(&["restart", "-t", "0", &a]);
+    let before = inspects();
+    let third = rt.list_managed(&host).await.expect("list");
+    assert_eq!(
+        inspects() - before,
+        1,
+        "only the restarted container is inspected"
+    );
+    let find = |list: &[berth::agent::plan::ActualContainer], id: &str| {
+        list.iter().find(|c| c.id == id).cloned().expect("listed")
+    };
+    assert_ne!(
+        find(&third, &a).started_at,
+        find(&first, &a).started_at,
+        "the restart is seen"
+    );
+    assert_eq!(find(&third, &b), find(&first, &b));
+
+    // Killed, then renamed, by hand.
+    docker(&["kill", &b]);
+    let fourth = rt.list_managed(&host).await.expect("list");
+    let killed = find(&fourth, &b);
+    assert_eq!(killed.state, RunState::Exited);
+    assert_eq!(killed.exit_code, Some(137));
+    docker(&["rename", &format!("{host}-b"), &format!("{host}-b2")]);
+    let fifth = rt.list_managed(&host).await.expect("list");
+    assert_eq!(find(&fifth, &b).name, format!("{host}-b2"));
+
+    // Removed by hand: gone from the listing.
+    docker(&["rm", "-f", &a]);
+    let sixth = rt.list_managed(&host).await.expect("list");
+    assert_eq!(sixth.len(), 1);
+    remove_containers_of(&host);
+}
