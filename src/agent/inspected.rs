@@ -229,7 +229,8 @@ mod tests {
         // Started 100 s before `wall`.
         let started = "2026-12-02T09:58:20.123456789Z";
         let base = listed("web-1", "running", "Up About a minute");
-        let cases: Vec<(&str, Listed, Option<&str>, Duration, bool)> = vec![
+        type Case<'a> = (&'a str, Listed, Option<&'a str>, Duration, bool);
+        let cases: Vec<Case> = vec![
             (
                 "nothing changed: reuse",
                 base.clone(),

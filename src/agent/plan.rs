@@ -349,7 +349,13 @@ mod tests {
             ("berth-s".to_owned(), "s".to_owned()),
             ("berth-t".to_owned(), "t".to_owned()),
         ];
-        let cases: Vec<(&str, Vec<DesiredContainer>, Vec<ActualContainer>, Vec<&str>)> = vec![
+        type Case<'a> = (
+            &'a str,
+            Vec<DesiredContainer>,
+            Vec<ActualContainer>,
+            Vec<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "both stacks wanted: keep both",
                 vec![web.clone(), other.clone()],
