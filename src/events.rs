@@ -2,18 +2,24 @@
 //! reschedules, restarts, replacements, orphan removals, failed actions. Kept in etcd at
 //! `events/<writer>/<stack>/<time>-<n>` (the writer is `controller` or a host id, so
 //! etcd permissions can keep each agent to its own keys), at most [`MAX_PER_STACK`] per
-//! stack and writer (the oldest go). Recording never blocks a reconcile and never fails
-//! one.
+//! stack and writer (the oldest go, within about [`PRUNE_DELAY`]). Recording never blocks
+//! a reconcile and never fails one.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{keys, Store};
+use crate::store::{keys, Store, StoreError};
 
 pub const MAX_PER_STACK: usize = 100;
+
+/// How long a prune waits for more events of its stack: a burst (a teardown records one
+/// event per container) then costs one or two prunes instead of one per event.
+pub const PRUNE_DELAY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,6 +46,9 @@ pub struct Recorder {
     component: &'static str,
     host: Option<String>,
     seq: Arc<AtomicU64>,
+    /// Prefixes with a prune running, each with whether an event landed since that prune
+    /// last read (so it goes round once more rather than a second prune starting).
+    pruning: Arc<Mutex<HashMap<String, bool>>>,
 }
 
 impl Recorder {
@@ -49,6 +58,7 @@ impl Recorder {
             component,
             host,
             seq: Arc::new(AtomicU64::new(0)),
+            pruning: Arc::default(),
         }
     }
 
@@ -79,38 +89,69 @@ impl Recorder {
             reason: reason.to_owned(),
             message,
         };
-        let store = self.store.clone();
+        let recorder = self.clone();
         tokio::spawn(async move {
             let value = serde_json::to_vec(&event).unwrap_or_default();
-            if let Err(e) = store.put(&key, value).await {
+            if let Err(e) = recorder.store.put(&key, value).await {
                 tracing::debug!(error = %crate::error_chain(&e), "event not recorded");
                 return;
             }
-            prune(&store, &prefix).await;
+            recorder.prune(prefix).await;
         });
+    }
+
+    /// Prune `prefix` soon, unless a prune of it is already running: then that one goes
+    /// round once more. One prune per prefix at a time, so concurrent events never
+    /// delete the same keys over and over.
+    async fn prune(&self, prefix: String) {
+        {
+            let mut pruning = self.pruning.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(again) = pruning.get_mut(&prefix) {
+                *again = true;
+                return;
+            }
+            pruning.insert(prefix.clone(), false);
+        }
+        loop {
+            tokio::time::sleep(PRUNE_DELAY).await;
+            // Cleared before the read: an event put after this is flagged again, and one
+            // put before it is seen by the read.
+            if let Some(again) = self
+                .pruning
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(&prefix)
+            {
+                *again = false;
+            }
+            if let Err(e) = prune(&self.store, &prefix).await {
+                tracing::debug!(error = %crate::error_chain(&e), "events not pruned");
+            }
+            // Check and leave under one lock, so no event is flagged to a prune that left.
+            let mut pruning = self.pruning.lock().unwrap_or_else(PoisonError::into_inner);
+            if pruning.get(&prefix) != Some(&true) {
+                pruning.remove(&prefix);
+                return;
+            }
+        }
     }
 }
 
-/// Drop the oldest events of a stack beyond the bound.
-async fn prune(store: &Store, prefix: &str) {
-    let Ok((kvs, _)) = store.list(prefix).await else {
-        return;
-    };
-    if kvs.len() <= MAX_PER_STACK {
-        return;
+/// Drop the oldest events of a stack beyond the bound, in one range delete: keys start
+/// with a fixed-width time, so the ones older than the oldest kept are all below it.
+async fn prune(store: &Store, prefix: &str) -> Result<(), StoreError> {
+    let (newest, total) = store.last_keys(prefix, MAX_PER_STACK).await?;
+    if total <= MAX_PER_STACK as i64 {
+        return Ok(());
     }
-    let mut keys: Vec<String> = kvs.into_iter().map(|kv| kv.key).collect();
-    keys.sort();
-    for key in keys.iter().take(keys.len() - MAX_PER_STACK) {
-        let _ = store.delete(key).await;
+    if let Some(oldest_kept) = newest.last() {
+        store.delete_range(prefix, oldest_kept).await?;
     }
+    Ok(())
 }
 
 /// Every event (or one stack's), from every writer, oldest first.
-pub async fn list(
-    store: &Store,
-    stack: Option<&str>,
-) -> Result<Vec<Event>, crate::store::StoreError> {
+pub async fn list(store: &Store, stack: Option<&str>) -> Result<Vec<Event>, StoreError> {
     let (kvs, _) = store.list(keys::EVENTS).await?;
     let mut events: Vec<(String, Event)> = kvs
         .into_iter()
@@ -125,11 +166,36 @@ pub async fn list(
     Ok(events.into_iter().map(|(_, e)| e).collect())
 }
 
-/// Forget every writer's events of a deleted stack.
-pub async fn forget(store: &Store, stack: &str) -> Result<(), crate::store::StoreError> {
-    let (kvs, _) = store.list(keys::EVENTS).await?;
-    for kv in kvs.iter().filter(|kv| stack_of(&kv.key) == Some(stack)) {
-        store.delete(&kv.key).await?;
+/// The (writer, stack) pairs that hold events, from keys under `events/` (others are
+/// ignored).
+pub fn holders<'k>(event_keys: impl IntoIterator<Item = &'k str>) -> BTreeSet<(&'k str, &'k str)> {
+    event_keys
+        .into_iter()
+        .filter_map(|key| match keys::parts(key, keys::EVENTS)?.as_slice() {
+            [writer, stack, _, ..] => Some((*writer, *stack)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Forget the events of deleted stacks: one prefix delete per (writer, stack) pair, a few
+/// at a time. The prefix ends with `/`, so stack `web` leaves `web2` alone.
+pub async fn forget<'a>(
+    store: &Store,
+    holders: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), StoreError> {
+    let prefixes: Vec<String> = holders
+        .into_iter()
+        .map(|(writer, stack)| keys::events_of(writer, stack))
+        .collect();
+    let mut deletes = futures::stream::iter(prefixes)
+        .map(|prefix| {
+            let store = store.clone();
+            async move { store.delete_prefix(&prefix).await }
+        })
+        .buffer_unordered(8);
+    while let Some(deleted) = deletes.next().await {
+        deleted?;
     }
     Ok(())
 }
@@ -137,4 +203,27 @@ pub async fn forget(store: &Store, stack: &str) -> Result<(), crate::store::Stor
 /// The stack of an `events/<writer>/<stack>/...` key.
 fn stack_of(key: &str) -> Option<&str> {
     keys::parts(key, keys::EVENTS)?.get(1).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_are_the_writer_and_stack_of_each_event_key() {
+        let keys = [
+            "events/controller/web/0001-0",
+            "events/controller/web/0002-1",
+            "events/h1/web2/0003-0",
+            "events/h1/web/0004-0",
+            // Not an event: too short, or not below `events/`.
+            "events/h1/web",
+            "events/",
+            "stacks/web",
+        ];
+        let want: BTreeSet<(&str, &str)> = [("controller", "web"), ("h1", "web"), ("h1", "web2")]
+            .into_iter()
+            .collect();
+        assert_eq!(holders(keys), want);
+    }
 }

@@ -9,6 +9,7 @@ pub mod status;
 pub mod world;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -393,7 +394,7 @@ impl Controller {
         metrics::RECONCILE
             .with_label_values(&["status", label])
             .inc();
-        statuses?;
+        let live = statuses?;
         metrics::HOSTS
             .with_label_values(&["ready"])
             .set(world.hosts.len() as i64);
@@ -407,7 +408,29 @@ impl Controller {
                 .filter(|m| m.cordoned || m.draining)
                 .count() as i64,
         );
+        self.forget_events(snap, &live).await?;
         Ok(next_wake)
+    }
+
+    /// Events of stacks that are gone go too, read from the cache rather than from etcd:
+    /// no request at all while there is nothing to forget. Level-triggered, so a failed
+    /// delete is tried again next pass, and events an agent records while removing a
+    /// deleted stack's containers go as well.
+    async fn forget_events(&self, snap: &Cache, live: &BTreeSet<String>) -> Result<(), StoreError> {
+        let event_keys = snap
+            .entries
+            .range::<str, _>((Bound::Included(keys::EVENTS), Bound::Unbounded))
+            .map(|(k, _)| k.as_str())
+            .take_while(|k| k.starts_with(keys::EVENTS));
+        let gone: Vec<(&str, &str)> = crate::events::holders(event_keys)
+            .into_iter()
+            .filter(|(_, stack)| !live.contains(*stack))
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(holders = gone.len(), "forgetting events of deleted stacks");
+        crate::events::forget(&self.store, gone).await
     }
 
     async fn write_assignments(
@@ -438,12 +461,14 @@ impl Controller {
         self.apply(writes).await
     }
 
+    /// Write each stack's status; returns the stacks that still exist (a spec, an
+    /// assignment or a report of a listed host), whose events are kept.
     async fn write_statuses(
         &mut self,
         world: &World,
         decision: &decide::Decision,
         absent: &BTreeMap<String, (Liveness, HostRegistration)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<BTreeSet<String>, StoreError> {
         let now_text = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         // Reports of hosts gone past their grace no longer speak for anything.
         let listed = |h: &str| {
@@ -463,6 +488,7 @@ impl Controller {
         let mut phases: BTreeMap<Phase, i64> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
         let (mut placed, mut pending) = (0i64, 0i64);
         let mut writes = Vec::new();
+        let mut live = BTreeSet::new();
         for id in &ids {
             let spec = self
                 .parsed
@@ -487,12 +513,11 @@ impl Controller {
                         key,
                         expect: Expect::Revision(*rev),
                     });
-                    // The stack is gone for good: so is its history.
-                    crate::events::forget(&self.store, id).await?;
                 }
                 self.seen.remove(id);
                 continue;
             }
+            live.insert(id.clone());
             let mut unschedulable: BTreeMap<&str, String> = decision
                 .placement
                 .unschedulable
@@ -564,7 +589,8 @@ impl Controller {
         }
         metrics::SLOTS.with_label_values(&["placed"]).set(placed);
         metrics::SLOTS.with_label_values(&["pending"]).set(pending);
-        self.apply(writes).await
+        self.apply(writes).await?;
+        Ok(live)
     }
 
     /// Seconds from this controller first seeing a spec revision to that revision running.

@@ -10,7 +10,8 @@ mod reflector;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp,
 };
 
 pub use election::{Fence, Leadership};
@@ -239,6 +240,37 @@ impl Store {
         Ok((kvs, revision))
     }
 
+    /// The last `limit` (at least 1) keys under `prefix` in key order, last first, without
+    /// their values; and how many keys there are under `prefix` in all.
+    pub async fn last_keys(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, i64), StoreError> {
+        let full = self.full(prefix);
+        let opts = GetOptions::new()
+            .with_prefix()
+            .with_keys_only()
+            .with_sort(SortTarget::Key, SortOrder::Descend)
+            // etcd reads a limit of 0 as no limit.
+            .with_limit(limit.max(1) as i64);
+        let resp = self.kv.clone().get(full.clone(), Some(opts)).await;
+        let resp = observe("list", resp).map_err(|source| StoreError::Request {
+            op: "list",
+            key: full,
+            source,
+        })?;
+        let keys = resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let key = std::str::from_utf8(kv.key()).ok()?;
+                Some(key.strip_prefix(&self.prefix)?.to_owned())
+            })
+            .collect();
+        Ok((keys, resp.count()))
+    }
+
     /// Apply `writes` atomically. `Ok(false)`: some expectation did not hold and nothing
     /// was written; the caller re-reads and decides again.
     pub async fn write(&self, writes: &[Write]) -> Result<bool, StoreError> {
@@ -365,6 +397,26 @@ impl Store {
         let resp = observe("delete", resp).map_err(|source| StoreError::Request {
             op: "delete",
             key: full,
+            source,
+        })?;
+        Ok(resp.deleted())
+    }
+
+    /// Delete every key from `from` (included) to `to` (excluded), in one request;
+    /// returns how many went.
+    pub async fn delete_range(&self, from: &str, to: &str) -> Result<i64, StoreError> {
+        let (full, end) = (self.full(from), self.full(to));
+        let resp = self
+            .kv
+            .clone()
+            .delete(
+                full.clone(),
+                Some(DeleteOptions::new().with_range(end.clone())),
+            )
+            .await;
+        let resp = observe("delete", resp).map_err(|source| StoreError::Request {
+            op: "delete",
+            key: format!("[{full}, {end})"),
             source,
         })?;
         Ok(resp.deleted())

@@ -27,9 +27,15 @@ pub struct Cluster {
     stacks: std::sync::Mutex<Vec<String>>,
 }
 
-impl Cluster {
-    /// etcd + controller + one agent for the local Docker engine, as host `it-<name>`.
-    pub async fn start(name: &str) -> Cluster {
+/// A real etcd in a temp dir and a store on it, for tests that need no Docker.
+pub struct Etcd {
+    pub etcd: EmbeddedEtcd,
+    _dir: tempfile::TempDir,
+    pub store: Store,
+}
+
+impl Etcd {
+    pub async fn start() -> Etcd {
         berth::telemetry::init(berth::telemetry::LogFormat::Human);
         let dir = tempfile::tempdir().expect("tempdir");
         let etcd = EmbeddedEtcd::start(dir.path(), None)
@@ -38,21 +44,42 @@ impl Cluster {
         let store = Store::connect(std::slice::from_ref(&etcd.client_url), "/berth")
             .await
             .expect("connect to etcd");
+        Etcd {
+            etcd,
+            _dir: dir,
+            store,
+        }
+    }
+}
+
+/// Run a controller named `it-controller-<name>` until `cancel` fires.
+pub fn spawn_controller(store: &Store, name: &str, cancel: &CancellationToken) {
+    controller::spawn(
+        store.clone(),
+        ControllerConfig {
+            id: format!("it-controller-{name}"),
+            host_down_grace: Duration::from_secs(30),
+            max_unavailable_fraction: 0.5,
+            leader_ttl: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(5),
+            limits: Default::default(),
+        },
+        cancel.clone(),
+    );
+}
+
+impl Cluster {
+    /// etcd + controller + one agent for the local Docker engine, as host `it-<name>`.
+    pub async fn start(name: &str) -> Cluster {
+        let Etcd {
+            etcd,
+            _dir: dir,
+            store,
+        } = Etcd::start().await;
         let host_id = format!("it-{name}");
         remove_containers_of(&host_id);
         let controller = CancellationToken::new();
-        controller::spawn(
-            store.clone(),
-            ControllerConfig {
-                id: format!("it-controller-{name}"),
-                host_down_grace: Duration::from_secs(30),
-                max_unavailable_fraction: 0.5,
-                leader_ttl: Duration::from_secs(5),
-                resync_interval: Duration::from_secs(5),
-                limits: Default::default(),
-            },
-            controller.clone(),
-        );
+        spawn_controller(&store, name, &controller);
         let mut c = Cluster {
             etcd: Some(etcd),
             _dir: dir,

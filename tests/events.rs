@@ -1,0 +1,174 @@
+//! Events against a real etcd (no Docker needed): pruning a burst to the bound in a few
+//! requests, and the controller forgetting a deleted stack's events, every writer's.
+
+mod common;
+
+use std::time::Duration;
+
+use berth::events::{self, Recorder, MAX_PER_STACK};
+use berth::metrics::ETCD_REQUESTS;
+use berth::store::{keys, Store};
+use common::{eventually, Etcd};
+use tokio_util::sync::CancellationToken;
+
+const T: Duration = Duration::from_secs(30);
+
+/// The request counters are process-wide: these tests run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// etcd requests of `op` made so far by this process, answered or not.
+fn requests(op: &str) -> u64 {
+    ["success", "error"]
+        .iter()
+        .map(|result| ETCD_REQUESTS.with_label_values(&[op, result]).get())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_events_is_pruned_to_the_newest_hundred_in_a_few_deletes() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let etcd = Etcd::start().await;
+    let store = etcd.store.clone();
+    let recorder = Recorder::new(store.clone(), "agent", Some("h1".into()));
+    let (puts, deletes) = (requests("put"), requests("delete"));
+
+    for i in 0..250 {
+        recorder.record("web", Some("api"), "Restarted", format!("event {i:03}"));
+    }
+    // Once every put is answered and only the bound is left, pruning is over: no prune
+    // ever deletes one of the newest hundred.
+    let kept = eventually("250 events recorded and pruned to the bound", T, || {
+        let store = store.clone();
+        async move {
+            if requests("put") - puts < 250 {
+                return None;
+            }
+            let kept = events::list(&store, Some("web")).await.ok()?;
+            (kept.len() == MAX_PER_STACK).then_some(kept)
+        }
+    })
+    .await;
+
+    let messages: Vec<String> = kept.into_iter().map(|e| e.message).collect();
+    let newest: Vec<String> = (150..250).map(|i| format!("event {i:03}")).collect();
+    assert_eq!(messages, newest);
+    let deletes = requests("delete") - deletes;
+    println!("etcd delete requests to prune 150 of 250 events: {deletes}");
+    // One request per pruned key (let alone per key per event) would be 150 or more.
+    assert!(
+        deletes <= 10,
+        "{deletes} etcd delete requests to prune 150 events"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stack_loses_every_writers_events_and_no_other_stack_does() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let etcd = Etcd::start().await;
+    let store = etcd.store.clone();
+    let cancel = CancellationToken::new();
+    common::spawn_controller(&store, "events", &cancel);
+    // `web` is a prefix of `web2`: forgetting one must not reach into the other.
+    for stack in ["web", "web2"] {
+        put_stack_and_wait_for_status(&store, stack).await;
+    }
+    let writers = ["controller", "h1", "h2"];
+    let mut web2_events = Vec::new();
+    for writer in writers {
+        put_event(&store, writer, "web", 1).await;
+        web2_events.push(put_event(&store, writer, "web2", 1).await);
+    }
+
+    store
+        .delete(&keys::stack("web"))
+        .await
+        .expect("delete stack");
+    for writer in writers {
+        wait_for_no_events(&store, writer, "web").await;
+    }
+
+    for key in &web2_events {
+        assert!(
+            store.get(key).await.expect("get event").is_some(),
+            "{key} is gone with stack web"
+        );
+    }
+    assert!(store
+        .get(&keys::status("web2"))
+        .await
+        .expect("get status")
+        .is_some());
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_recorded_after_their_stack_went_go_too() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let etcd = Etcd::start().await;
+    let store = etcd.store.clone();
+    let cancel = CancellationToken::new();
+    common::spawn_controller(&store, "late-events", &cancel);
+    put_stack_and_wait_for_status(&store, "web").await;
+    store
+        .delete(&keys::stack("web"))
+        .await
+        .expect("delete stack");
+    eventually("the status of web is deleted", T, || {
+        let store = store.clone();
+        async move {
+            let status = store.get(&keys::status("web")).await.ok()?;
+            status.is_none().then_some(())
+        }
+    })
+    .await;
+
+    // As an agent does when it removes the containers of a stack that is gone.
+    put_event(&store, "h1", "web", 2).await;
+    wait_for_no_events(&store, "h1", "web").await;
+    cancel.cancel();
+}
+
+/// Put stack `id` (placed nowhere: there are no hosts) and wait for the controller to
+/// write its status.
+async fn put_stack_and_wait_for_status(store: &Store, id: &str) {
+    let spec = common::web_stack(common::free_port(), id);
+    store
+        .put(&keys::stack(id), spec.into_bytes())
+        .await
+        .expect("put stack");
+    eventually(&format!("a status for {id}"), T, || {
+        let store = store.clone();
+        let key = keys::status(id);
+        async move { store.get(&key).await.ok()?.map(|_| ()) }
+    })
+    .await;
+}
+
+/// Put the `n`th event of `stack` as `writer` would; returns its key.
+async fn put_event(store: &Store, writer: &str, stack: &str, n: u32) -> String {
+    let key = format!("{}{n:024}-0", keys::events_of(writer, stack));
+    let event = serde_json::json!({
+        "time": "2025-01-01T00:00:00.000Z",
+        "stack": stack,
+        "component": "agent",
+        "reason": "OrphanRemoved",
+        "message": "test event",
+    });
+    store
+        .put(&key, event.to_string().into_bytes())
+        .await
+        .expect("put event");
+    key
+}
+
+async fn wait_for_no_events(store: &Store, writer: &str, stack: &str) {
+    let prefix = keys::events_of(writer, stack);
+    eventually(&format!("no events under {prefix}"), T, || {
+        let (store, prefix) = (store.clone(), prefix.clone());
+        async move {
+            let (kvs, _) = store.list(&prefix).await.ok()?;
+            kvs.is_empty().then_some(())
+        }
+    })
+    .await;
+}
