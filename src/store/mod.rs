@@ -210,11 +210,7 @@ impl Store {
     pub async fn get(&self, key: &str) -> Result<Option<Kv>, StoreError> {
         let full = self.full(key);
         let resp = self.kv.clone().get(full.clone(), None).await;
-        let resp = observe("get", resp).map_err(|source| StoreError::Request {
-            op: "get",
-            key: full,
-            source,
-        })?;
+        let resp = observe("get", full, resp)?;
         Ok(resp.kvs().first().and_then(|kv| self.relative(kv)))
     }
 
@@ -226,11 +222,7 @@ impl Store {
             .clone()
             .get(full.clone(), Some(GetOptions::new().with_prefix()))
             .await;
-        let resp = observe("list", resp).map_err(|source| StoreError::Request {
-            op: "list",
-            key: full,
-            source,
-        })?;
+        let resp = observe("list", full, resp)?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
         let kvs = resp
             .kvs()
@@ -255,11 +247,7 @@ impl Store {
             // etcd reads a limit of 0 as no limit.
             .with_limit(limit.max(1) as i64);
         let resp = self.kv.clone().get(full.clone(), Some(opts)).await;
-        let resp = observe("list", resp).map_err(|source| StoreError::Request {
-            op: "list",
-            key: full,
-            source,
-        })?;
+        let resp = observe("list", full, resp)?;
         let keys = resp
             .kvs()
             .iter()
@@ -327,11 +315,7 @@ impl Store {
             .clone()
             .txn(Txn::new().when(compares).and_then(ops))
             .await;
-        let resp = observe("txn", resp).map_err(|source| StoreError::Request {
-            op: "txn",
-            key: first.clone(),
-            source,
-        })?;
+        let resp = observe("txn", first.clone(), resp)?;
         if resp.succeeded() {
             return Ok(true);
         }
@@ -347,11 +331,11 @@ impl Store {
     /// Does the leader key behind `fence` still exist as created?
     pub async fn holds(&self, fence: &Fence) -> Result<bool, StoreError> {
         let resp = self.kv.clone().get(fence.key.clone(), None).await;
-        let resp = observe("get", resp).map_err(|source| StoreError::Request {
-            op: "get",
-            key: String::from_utf8_lossy(&fence.key).into_owned(),
-            source,
-        })?;
+        let resp = observe(
+            "get",
+            String::from_utf8_lossy(&fence.key).into_owned(),
+            resp,
+        )?;
         Ok(resp
             .kvs()
             .first()
@@ -362,11 +346,7 @@ impl Store {
     pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<i64, StoreError> {
         let full = self.full(key);
         let resp = self.kv.clone().put(full.clone(), value, None).await;
-        let resp = observe("put", resp).map_err(|source| StoreError::Request {
-            op: "put",
-            key: full,
-            source,
-        })?;
+        let resp = observe("put", full, resp)?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
 
@@ -378,11 +358,7 @@ impl Store {
             .clone()
             .delete(full.clone(), None::<DeleteOptions>)
             .await;
-        let resp = observe("delete", resp).map_err(|source| StoreError::Request {
-            op: "delete",
-            key: full,
-            source,
-        })?;
+        let resp = observe("delete", full, resp)?;
         Ok(resp.deleted())
     }
 
@@ -394,11 +370,7 @@ impl Store {
             .clone()
             .delete(full.clone(), Some(DeleteOptions::new().with_prefix()))
             .await;
-        let resp = observe("delete", resp).map_err(|source| StoreError::Request {
-            op: "delete",
-            key: full,
-            source,
-        })?;
+        let resp = observe("delete", full, resp)?;
         Ok(resp.deleted())
     }
 
@@ -414,11 +386,7 @@ impl Store {
                 Some(DeleteOptions::new().with_range(end.clone())),
             )
             .await;
-        let resp = observe("delete", resp).map_err(|source| StoreError::Request {
-            op: "delete",
-            key: format!("[{full}, {end})"),
-            source,
-        })?;
+        let resp = observe("delete", format!("[{full}, {end})"), resp)?;
         Ok(resp.deleted())
     }
 
@@ -441,10 +409,15 @@ impl Store {
 }
 
 /// Count every etcd request by op and result, in one place.
-fn observe<T>(op: &'static str, r: Result<T, etcd_client::Error>) -> Result<T, etcd_client::Error> {
+/// Count one etcd request, and name it and its key in the error.
+fn observe<T>(
+    op: &'static str,
+    key: String,
+    r: Result<T, etcd_client::Error>,
+) -> Result<T, StoreError> {
     let result = if r.is_ok() { "success" } else { "error" };
     metrics::ETCD_REQUESTS
         .with_label_values(&[op, result])
         .inc();
-    r
+    r.map_err(|source| StoreError::Request { op, key, source })
 }
