@@ -2,11 +2,15 @@
 //! process, for large clusters. Prints one line per size with a ratio against a baseline
 //! measured in the same run (placing onto an empty map of the same hosts with the simplest
 //! strategy), because absolute numbers vary from machine to machine.
+//!
+//! `BERTH_BENCH_STRATEGY=datacenter` (or `auto`, `spread`) gives every stack that one
+//! strategy instead of the mix. Each line ends with a checksum of the whole result, so a
+//! change meant only to be faster can show it places exactly as before.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use berth::scheduler::plan::{plan, HostView, Liveness, Options};
+use berth::scheduler::plan::{plan, HostView, Liveness, Options, Placement};
 use berth::spec::{parse_stack, HostRegistration, Stack};
 
 fn hosts(n: usize) -> Vec<HostRegistration> {
@@ -27,11 +31,12 @@ fn hosts(n: usize) -> Vec<HostRegistration> {
         .collect()
 }
 
-/// `n_stacks` stacks of 10 services each, a mix of strategies, ports and constraints.
-fn stacks(n_stacks: usize) -> Vec<(String, Stack)> {
+/// `n_stacks` stacks of 10 services each, a mix of strategies (or `only` one), ports and
+/// constraints.
+fn stacks(n_stacks: usize, only: Option<&str>) -> Vec<(String, Stack)> {
     (0..n_stacks)
         .map(|s| {
-            let strategy = ["auto", "spread", "datacenter"][s % 3];
+            let strategy = only.unwrap_or(["auto", "spread", "datacenter"][s % 3]);
             let items: Vec<serde_json::Value> = (0..10)
                 .map(|i| {
                     let mut v = serde_json::json!({"name": format!("svc{i}"), "image": "i", "resources": {"cpus": 0.1, "memoryMb": 64}});
@@ -50,7 +55,17 @@ fn stacks(n_stacks: usize) -> Vec<(String, Stack)> {
         .collect()
 }
 
-fn run(label: &str, n_hosts: usize, n_slots: usize) {
+/// FNV-1a of the result's debug text: placements, unschedulable reasons, moves, storm.
+/// Stable across runs and toolchains, unlike `DefaultHasher`.
+fn checksum(p: &Placement) -> u64 {
+    format!("{p:?}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+fn run(label: &str, n_hosts: usize, n_slots: usize, only: Option<&str>) {
     let regs = hosts(n_hosts);
     let views: Vec<HostView> = regs
         .iter()
@@ -61,7 +76,7 @@ fn run(label: &str, n_hosts: usize, n_slots: usize) {
             draining: false,
         })
         .collect();
-    let st = stacks(n_slots / 10);
+    let st = stacks(n_slots / 10, only);
     let refs: Vec<(&str, &Stack)> = st.iter().map(|(i, s)| (i.as_str(), s)).collect();
     let opts = Options {
         max_unavailable_fraction: 0.5,
@@ -80,13 +95,14 @@ fn run(label: &str, n_hosts: usize, n_slots: usize) {
     assert_eq!(again.hosts, p.hosts);
 
     println!(
-        "{label}: {placed} slots on {n_hosts} hosts: fresh placement {:.3}s = {:.0} placements/s; re-plan of a converged cluster {:.3}s = {:.0} slots/s; ratio fresh/re-plan {:.1}x; unschedulable {}",
+        "{label}: {placed} slots on {n_hosts} hosts: fresh placement {:.3}s = {:.0} placements/s; re-plan of a converged cluster {:.3}s = {:.0} slots/s; ratio fresh/re-plan {:.1}x; unschedulable {}; checksum {:016x}",
         fresh,
         placed as f64 / fresh,
         sticky,
         placed as f64 / sticky,
         fresh / sticky,
-        p.unschedulable.len()
+        p.unschedulable.len(),
+        checksum(&p)
     );
 }
 
@@ -97,6 +113,11 @@ fn main() {
         println!("scheduler benchmark skipped: run it with `make bench`");
         return;
     }
-    run("small", 1_000, 10_000);
-    run("large", 5_000, 100_000);
+    let only = std::env::var("BERTH_BENCH_STRATEGY").ok();
+    let label = |size: &str| match &only {
+        Some(s) => format!("{size} ({s})"),
+        None => size.to_owned(),
+    };
+    run(&label("small"), 1_000, 10_000, only.as_deref());
+    run(&label("large"), 5_000, 100_000, only.as_deref());
 }

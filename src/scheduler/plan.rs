@@ -200,12 +200,30 @@ struct Range {
 /// percentageOfNodesToScore: placement stays fast and still deterministic.
 const SCORE_LIMIT: usize = 100;
 
+/// The hosts a slot may go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    Any,
+    /// One datacenter's hosts, by index into [`Scheduler::dcs`].
+    Datacenter(usize),
+    /// None at all: a `datacenter` stack that fits in no datacenter.
+    Empty,
+}
+
 struct Scheduler<'a> {
     hosts: Vec<&'a HostView<'a>>,
     by_id: BTreeMap<&'a str, usize>,
     books: Vec<Book>,
     /// `(slots, host index)`, so the least-loaded hosts come first.
     load: BTreeSet<(usize, usize)>,
+    /// Every datacenter name, sorted; hosts that name none are in `""`.
+    dcs: Vec<&'a str>,
+    /// Each host's datacenter, as an index into `dcs`.
+    dc: Vec<usize>,
+    /// `load` split by datacenter: the least-loaded host of one datacenter without
+    /// walking past every other datacenter's hosts, which a `datacenter` stack leaves the
+    /// least loaded precisely because it keeps out of them.
+    load_by_dc: Vec<BTreeSet<(usize, usize)>>,
     /// Hosts holding each stack's slots, and each service's.
     by_stack: HashMap<String, Vec<usize>>,
     by_service: HashMap<(String, String), Vec<usize>>,
@@ -233,11 +251,30 @@ impl<'a> Scheduler<'a> {
             })
             .collect();
         let load = (0..sorted.len()).map(|h| (0, h)).collect();
+        let dc_name = |h: &HostView<'a>| h.reg.datacenter.as_deref().unwrap_or("");
+        let dcs: Vec<&str> = sorted
+            .iter()
+            .map(|h| dc_name(h))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let dc: Vec<usize> = sorted
+            .iter()
+            // Always found: `dcs` was collected from these very names.
+            .map(|h| dcs.binary_search(&dc_name(h)).unwrap_or_default())
+            .collect();
+        let mut load_by_dc = vec![BTreeSet::new(); dcs.len()];
+        for (h, d) in dc.iter().enumerate() {
+            load_by_dc[*d].insert((0, h));
+        }
         Scheduler {
             hosts: sorted,
             by_id,
             books,
             load,
+            dcs,
+            dc,
+            load_by_dc,
             by_stack: HashMap::new(),
             by_service: HashMap::new(),
         }
@@ -247,6 +284,9 @@ impl<'a> Scheduler<'a> {
         let b = &mut self.books[h];
         self.load.remove(&(b.slots, h));
         self.load.insert((b.slots + 1, h));
+        let by_dc = &mut self.load_by_dc[self.dc[h]];
+        by_dc.remove(&(b.slots, h));
+        by_dc.insert((b.slots + 1, h));
         self.by_stack.entry(slot.stack.clone()).or_default().push(h);
         self.by_service
             .entry((slot.stack.clone(), slot.service.clone()))
@@ -399,17 +439,36 @@ impl<'a> Scheduler<'a> {
         s
     }
 
-    /// Hosts passing `ok`, least loaded first, at most `limit` of them (all on small
-    /// clusters), skipping `exclude`.
-    fn feasible(&self, limit: usize, exclude: &[usize], ok: impl Fn(usize) -> bool) -> Vec<usize> {
+    /// The datacenter called `name` (hosts naming none are in `""`).
+    fn dc_index(&self, name: &str) -> Option<usize> {
+        self.dcs.binary_search(&name).ok()
+    }
+
+    /// The hosts of `pool`, least loaded first, ties by host id.
+    fn by_load(&self, pool: Pool) -> impl Iterator<Item = usize> + '_ {
+        let set = match pool {
+            Pool::Any => Some(&self.load),
+            Pool::Datacenter(d) => self.load_by_dc.get(d),
+            Pool::Empty => None,
+        };
+        set.into_iter().flatten().map(|(_, h)| *h)
+    }
+
+    /// Hosts of `pool` passing `ok`, least loaded first, at most `limit` of them (all on
+    /// small clusters), skipping `exclude`.
+    fn feasible(
+        &self,
+        pool: Pool,
+        limit: usize,
+        exclude: &[usize],
+        ok: impl Fn(usize) -> bool,
+    ) -> Vec<usize> {
         let limit = if self.hosts.len() <= 2 * SCORE_LIMIT {
             usize::MAX
         } else {
             limit
         };
-        self.load
-            .iter()
-            .map(|(_, h)| *h)
+        self.by_load(pool)
             .filter(|h| !exclude.contains(h) && ok(*h))
             .take(limit)
             .collect()
@@ -420,22 +479,28 @@ impl<'a> Scheduler<'a> {
     fn candidates(
         &self,
         strategy: PlacementStrategy,
-        pool: Option<&[bool]>,
+        pool: Pool,
         need: &Need<'_>,
         extra: &Book,
         exclude: &[usize],
     ) -> Vec<usize> {
-        let in_pool = |h: usize| pool.is_none_or(|p| p[h]);
-        let fits = |h: usize| in_pool(h) && self.filter(h, need, extra).is_ok();
+        let fits = |h: usize| self.filter(h, need, extra).is_ok();
         let limit = match strategy {
             PlacementStrategy::Spread | PlacementStrategy::Datacenter => 1,
             _ => SCORE_LIMIT,
         };
-        let mut c = self.feasible(limit, exclude, fits);
+        let mut c = self.feasible(pool, limit, exclude, fits);
         if limit > 1 {
-            if let Some(dc) = need.preferred_dc {
-                let in_dc = self.feasible(limit, exclude, |h| {
-                    self.hosts[h].reg.datacenter.as_deref() == Some(dc) && fits(h)
+            if let Some(d) = need.preferred_dc.and_then(|dc| self.dc_index(dc)) {
+                let preferred = match pool {
+                    Pool::Any => Pool::Datacenter(d),
+                    Pool::Datacenter(p) if p == d => pool,
+                    _ => Pool::Empty,
+                };
+                // Preferring "" means hosts that name "", not hosts that name none,
+                // although `dcs` files both under "".
+                let in_dc = self.feasible(preferred, limit, exclude, |h| {
+                    self.hosts[h].reg.datacenter.is_some() && fits(h)
                 });
                 for h in in_dc {
                     if !c.contains(&h) {
@@ -631,7 +696,7 @@ pub fn plan(
                 }
             } else {
                 // Every slot's checks against each host, with the other slots' load.
-                let candidates = s.feasible(SCORE_LIMIT, &[], |h| {
+                let candidates = s.feasible(Pool::Any, SCORE_LIMIT, &[], |h| {
                     slots.iter().all(|p| {
                         let mut others = together.clone();
                         others.cpus -= p.need.cpus;
@@ -650,32 +715,28 @@ pub fn plan(
 
         // Datacenter stacks keep to one datacenter: the one they are in, else the
         // preferred one if anything fits there, else the first that fits.
-        let mut dc_pool: Option<Vec<bool>> = None;
+        let mut pool = Pool::Any;
         if !single && strategy == PlacementStrategy::Datacenter {
-            let dc_of = |h: usize| s.hosts[h].reg.datacenter.as_deref().unwrap_or("");
-            let existing = placed_here.first().map(|h| dc_of(*h).to_owned());
-            let mut dcs: Vec<&str> = (0..s.hosts.len())
-                .map(dc_of)
-                .collect::<BTreeSet<_>>()
+            let existing = placed_here.first().map(|h| s.dc[*h]);
+            let preferred = slots
+                .iter()
+                .find_map(|p| p.need.preferred_dc)
+                .and_then(|p| s.dc_index(p));
+            let mut order = preferred
                 .into_iter()
-                .collect();
-            if let Some(p) = slots.iter().find_map(|p| p.need.preferred_dc) {
-                dcs.sort_by_key(|d| *d != p);
-            }
-            let fits_in = |dc: &str| {
+                .chain((0..s.dcs.len()).filter(|d| Some(*d) != preferred));
+            let fits_in = |d: usize| {
                 slots.iter().all(|p| {
-                    !s.feasible(1, &[], |h| {
-                        dc_of(h) == dc && s.filter(h, &p.need, &Book::default()).is_ok()
-                    })
-                    .is_empty()
+                    s.by_load(Pool::Datacenter(d))
+                        .any(|h| s.filter(h, &p.need, &Book::default()).is_ok())
                 })
             };
-            let dc = existing.or_else(|| dcs.iter().find(|d| fits_in(d)).map(|d| (*d).to_owned()));
-            dc_pool = Some(
-                (0..s.hosts.len())
-                    .map(|h| dc.as_deref() == Some(dc_of(h)))
-                    .collect(),
-            );
+            // No datacenter has room for every slot: place none of them rather than
+            // split the stack.
+            pool = match existing.or_else(|| order.find(|d| fits_in(*d))) {
+                Some(d) => Pool::Datacenter(d),
+                None => Pool::Empty,
+            };
         }
 
         for p in slots {
@@ -717,7 +778,6 @@ pub fn plan(
                     .get(&(p.slot.stack.clone(), p.slot.service.clone()))
                     .cloned()
                     .unwrap_or_default();
-                let pool = dc_pool.as_deref();
                 let apart = s.candidates(strategy, pool, &p.need, &none, &siblings);
                 s.choose(strategy, &apart, &p.need, &none)
                     .or_else(|| {
@@ -725,8 +785,13 @@ pub fn plan(
                         s.choose(strategy, &any, &p.need, &none)
                     })
                     .ok_or_else(|| {
-                        let within: Option<Vec<usize>> =
-                            pool.map(|p| (0..p.len()).filter(|h| p[*h]).collect());
+                        let within: Option<Vec<usize>> = match pool {
+                            Pool::Any => None,
+                            Pool::Datacenter(d) => {
+                                Some((0..s.hosts.len()).filter(|h| s.dc[*h] == d).collect())
+                            }
+                            Pool::Empty => Some(Vec::new()),
+                        };
                         s.explain(&p.need, &none, within.as_deref())
                     })
             };

@@ -272,6 +272,21 @@ fn placement_table() {
             ..Default::default()
         },
         Case {
+            name: "datacenter: hosts that name no datacenter form one of their own",
+            stacks: vec![("d", DC)],
+            hosts: vec![
+                ready(leak(host("n1"))),
+                ready(leak(host("n2"))),
+                state(
+                    ready(leak(with(host("e1"), |h| h.datacenter = Some("eu".into())))),
+                    |v| v.cordoned = true,
+                ),
+                ready(leak(with(host("u1"), |h| h.datacenter = Some("us".into())))),
+            ],
+            want_counts: Some(vec![("n1", 2), ("n2", 1)]),
+            ..Default::default()
+        },
+        Case {
             name: "constraints: the message counts each reason like the kube scheduler",
             stacks: vec![("s", SSD), ("o", PORT8080)],
             hosts: views(vec![
