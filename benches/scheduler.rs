@@ -1,11 +1,12 @@
 //! `cargo bench --bench scheduler`: placements per second of the pure planner, in
-//! process, for large clusters. Prints one line per size with a ratio against a baseline
-//! measured in the same run (placing onto an empty map of the same hosts with the simplest
-//! strategy), because absolute numbers vary from machine to machine.
+//! process, for large clusters. Prints one line per size for the mixed workload, then the
+//! large size once per strategy, all in the same run: absolute numbers vary from machine
+//! to machine, so compare within a run (each strategy against the mix, and the fresh
+//! placement against the re-plan of the same converged cluster).
 //!
 //! `BERTH_BENCH_STRATEGY=datacenter` (or `auto`, `spread`) gives every stack that one
-//! strategy instead of the mix. Each line ends with a checksum of the whole result, so a
-//! change meant only to be faster can show it places exactly as before.
+//! strategy instead of the mix, and runs only that. Each line ends with a checksum of the
+//! whole result, so a change meant only to be faster can show it places exactly as before.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -120,4 +121,14 @@ fn main() {
     };
     run(&label("small"), 1_000, 10_000, only.as_deref());
     run(&label("large"), 5_000, 100_000, only.as_deref());
+    if only.is_none() {
+        for strategy in ["auto", "spread", "datacenter"] {
+            run(
+                &format!("large ({strategy})"),
+                5_000,
+                100_000,
+                Some(strategy),
+            );
+        }
+    }
 }

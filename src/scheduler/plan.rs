@@ -784,15 +784,18 @@ pub fn plan(
                         let any = s.candidates(strategy, pool, &p.need, &none, &[]);
                         s.choose(strategy, &any, &p.need, &none)
                     })
-                    .ok_or_else(|| {
-                        let within: Option<Vec<usize>> = match pool {
-                            Pool::Any => None,
-                            Pool::Datacenter(d) => {
-                                Some((0..s.hosts.len()).filter(|h| s.dc[*h] == d).collect())
-                            }
-                            Pool::Empty => Some(Vec::new()),
-                        };
-                        s.explain(&p.need, &none, within.as_deref())
+                    .ok_or_else(|| match pool {
+                        Pool::Any => s.explain(&p.need, &none, None),
+                        Pool::Datacenter(d) => {
+                            let within: Vec<usize> =
+                                (0..s.hosts.len()).filter(|h| s.dc[*h] == d).collect();
+                            s.explain(&p.need, &none, Some(&within))
+                        }
+                        // This slot may fit somewhere; the stack as a whole fits nowhere.
+                        Pool::Empty => format!(
+                            "no single datacenter has room for every service of this datacenter stack; for this service, {}",
+                            s.explain(&p.need, &none, None)
+                        ),
                     })
             };
             match chosen {

@@ -69,6 +69,8 @@ const SPREAD6: &str = r#"{"deployment":{"mode":"multi-host","placementStrategy":
   {"name":"w4","image":"i"},{"name":"w5","image":"i"},{"name":"w6","image":"i"}]}"#;
 const DC: &str = r#"{"deployment":{"mode":"multi-host","placementStrategy":"datacenter","hostConstraints":[{"preferredDatacenter":"eu"}]},
   "itemListElement":[{"name":"a","image":"i"},{"name":"b","image":"i"},{"name":"c","image":"i"}]}"#;
+const DC_SSD: &str = r#"{"deployment":{"mode":"multi-host","placementStrategy":"datacenter"},
+  "itemListElement":[{"name":"a","image":"i"},{"name":"db","image":"i","hostConstraints":{"requiredLabels":{"disk":"ssd"}}}]}"#;
 const SSD: &str = r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"db","image":"i",
   "hostConstraints":{"requiredLabels":{"disk":"ssd"}},"ports":[{"containerPort":80,"hostPort":8080}]}]}"#;
 const BIG: &str = r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"big","image":"i","hostConstraints":{"minCPU":3}}]}"#;
@@ -284,6 +286,19 @@ fn placement_table() {
                 ready(leak(with(host("u1"), |h| h.datacenter = Some("us".into())))),
             ],
             want_counts: Some(vec![("n1", 2), ("n2", 1)]),
+            ..Default::default()
+        },
+        Case {
+            name: "datacenter: a stack no datacenter can hold whole says so, not 'no hosts'",
+            stacks: vec![("d", DC_SSD)],
+            hosts: vec![
+                ready(leak(with(host("e1"), |h| h.datacenter = Some("eu".into())))),
+                ready(leak(with(host("u1"), |h| h.datacenter = Some("us".into())))),
+            ],
+            unschedulable: vec![
+                "no single datacenter has room for every service of this datacenter stack; for this service, 2/2 hosts fit",
+                "no single datacenter has room for every service of this datacenter stack; for this service, 0/2 hosts fit: 2 lack label disk=ssd",
+            ],
             ..Default::default()
         },
         Case {
