@@ -111,6 +111,18 @@ fn run_id() -> u32 {
     std::process::id() % 100_000
 }
 
+/// The convergence round under way: names of what a round creates end in it too, so a
+/// network Docker refused to remove in one round is never met again in the next.
+static ROUND: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn round_id() -> String {
+    format!(
+        "{}r{}",
+        run_id(),
+        ROUND.load(std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 fn svc(i: usize) -> String {
     format!("s{i:03}")
 }
@@ -439,7 +451,7 @@ async fn raw_stop_remove(d: &Docker, name: &str) -> Res<()> {
 /// Create and start `n` containers, at most `limit` at a time (`n`: all at once, as
 /// Berth does within one start-order level).
 async fn raw_up(d: &Docker, n: usize, limit: usize) -> Res<f64> {
-    let net = format!("bench-raw-n{n}-{}", run_id());
+    let net = format!("bench-raw-n{n}-{}", round_id());
     let t0 = Instant::now();
     raw_network(d, &net).await?;
     let results: Vec<Res<()>> = futures::stream::iter(1..=n)
@@ -458,7 +470,7 @@ async fn raw_up(d: &Docker, n: usize, limit: usize) -> Res<f64> {
 }
 
 async fn raw_down(d: &Docker, n: usize) -> Res<f64> {
-    let net = format!("bench-raw-n{n}-{}", run_id());
+    let net = format!("bench-raw-n{n}-{}", round_id());
     let t0 = Instant::now();
     let results = join_all((1..=n).map(|i| {
         let name = format!("{net}.{}", svc(i));
@@ -518,11 +530,11 @@ fn write_compose(dir: &Path, n: usize) -> Res<std::path::PathBuf> {
 /// at once (see docs/benchmarks.md).
 const COMPOSE_STALL: Duration = Duration::from_secs(20);
 
-/// The compose project of `n` services in this run. Unique per run: a compose killed
-/// mid-create can leave a network Docker refuses to remove (a stale endpoint) until the
-/// engine restarts, and the next run must not trip over it.
+/// The compose project of `n` services in this round. Unique per round: a compose killed
+/// mid-create, or Docker's stale-endpoint refusal, can leave a network Docker refuses to
+/// remove until the engine restarts, and the next round must not trip over it.
 fn compose_project(n: usize) -> String {
-    format!("berthbench{n}x{}", std::process::id())
+    format!("berthbench{n}x{}", round_id())
 }
 
 /// What a killed docker-compose may leave behind: containers it was still creating when
@@ -564,7 +576,7 @@ async fn compose(d: &Docker, file: &Path, n: usize, args: &[&str]) -> Res<Option
                     let label = format!("label=com.docker.compose.project={project}");
                     // Docker's stale-endpoint refusal (docs/benchmarks.md) hits compose's
                     // network too: every container is gone, so the teardown is timed
-                    // and the network left (the next round's `up` reuses it).
+                    // and the network left (the next round's project has another name).
                     if args[0] == "down"
                         && out.contains("has active endpoints")
                         && docker_cli(&["ps", "-aq", "--filter", &label]).is_empty()
@@ -630,7 +642,6 @@ async fn converge_size(
     rounds: usize,
     compose_file: Option<&Path>,
 ) -> Res<SizeResult> {
-    let id = format!("bench-n{n}-{}", run_id());
     let mut out = SizeResult {
         n,
         rounds: Vec::new(),
@@ -638,6 +649,8 @@ async fn converge_size(
         down_load: Load::default(),
     };
     for r in 0..rounds {
+        ROUND.store(r, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("bench-n{n}-{}", round_id());
         let mut round = Round::default();
         // Rotate who goes first: the engine warms up and the machine's load drifts.
         for k in 0..3 {
