@@ -84,8 +84,8 @@ pub async fn execute(
         }
     }
     // A stack gone from this host takes its network with it (volumes stay: data is never
-    // deleted by surprise). Networks that carry their host are the sweep's, every pass
-    // (`Pass::sweep_networks`); this removes the older ones without it.
+    // deleted by surprise). At once, so a teardown ends when its network is gone; what
+    // Docker refuses here, the pass's network sweep tries again.
     let gone: BTreeSet<&str> = removals
         .iter()
         .filter_map(|a| match a {

@@ -467,9 +467,9 @@ impl Runtime {
             .collect())
     }
 
-    /// Remove the networks Berth created for `stack` on this engine before networks
-    /// carried their host (those the agent's sweep cannot tell apart). A network still in
-    /// use (another stack shares it) is left alone.
+    /// Remove the networks Berth created for `stack` on this engine, right after its last
+    /// container here went. A network still in use (another stack or host shares it) is
+    /// left alone; the agent's sweep tries the ones its host created again later.
     pub async fn remove_stack_networks(&self, stack: &str) -> Result<(), RuntimeError> {
         let filters: HashMap<String, Vec<String>> = HashMap::from([(
             "label".to_owned(),
@@ -487,12 +487,7 @@ impl Runtime {
             self.docker.list_networks(Some(opts)),
         )
         .await?;
-        let legacy = nets.into_iter().filter(|n| {
-            n.labels
-                .as_ref()
-                .is_none_or(|l| !l.contains_key(labels::HOST))
-        });
-        for name in legacy.filter_map(|n| n.name) {
+        for name in nets.into_iter().filter_map(|n| n.name) {
             match self.remove_network(&name).await {
                 Ok(()) => {}
                 Err(e) if e.is_conflict() || e.status_code() == Some(403) => {}
