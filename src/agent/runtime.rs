@@ -445,19 +445,29 @@ impl Runtime {
             .map(|_| ())
     }
 
-    /// The stack networks this host's agent created on this engine, as (name, stack).
-    pub async fn host_networks(&self, host: &str) -> Result<Vec<(String, String)>, RuntimeError> {
+    /// Berth's stack networks on this engine with the label `key` = `value`, as
+    /// (name, stack).
+    async fn stack_networks(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<(String, String)>, RuntimeError> {
         let filters: HashMap<String, Vec<String>> = HashMap::from([(
             "label".to_owned(),
             vec![
                 format!("{}=true", labels::MANAGED),
-                format!("{}={host}", labels::HOST),
+                format!("{key}={value}"),
             ],
         )]);
         let opts = ListNetworksOptionsBuilder::default()
             .filters(&filters)
             .build();
-        let nets = call("list_networks", host, self.docker.list_networks(Some(opts))).await?;
+        let nets = call(
+            "list_networks",
+            value,
+            self.docker.list_networks(Some(opts)),
+        )
+        .await?;
         Ok(nets
             .into_iter()
             .filter_map(|n| {
@@ -467,27 +477,16 @@ impl Runtime {
             .collect())
     }
 
+    /// The stack networks this host's agent created on this engine, as (name, stack).
+    pub async fn host_networks(&self, host: &str) -> Result<Vec<(String, String)>, RuntimeError> {
+        self.stack_networks(labels::HOST, host).await
+    }
+
     /// Remove the networks Berth created for `stack` on this engine, right after its last
     /// container here went. A network still in use (another stack or host shares it) is
     /// left alone; the agent's sweep tries the ones its host created again later.
     pub async fn remove_stack_networks(&self, stack: &str) -> Result<(), RuntimeError> {
-        let filters: HashMap<String, Vec<String>> = HashMap::from([(
-            "label".to_owned(),
-            vec![
-                format!("{}=true", labels::MANAGED),
-                format!("{}={stack}", labels::STACK),
-            ],
-        )]);
-        let opts = ListNetworksOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        let nets = call(
-            "list_networks",
-            stack,
-            self.docker.list_networks(Some(opts)),
-        )
-        .await?;
-        for name in nets.into_iter().filter_map(|n| n.name) {
+        for (name, _) in self.stack_networks(labels::STACK, stack).await? {
             match self.remove_network(&name).await {
                 Ok(()) => {}
                 Err(e) if e.is_conflict() || e.status_code() == Some(403) => {}
