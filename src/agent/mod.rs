@@ -317,7 +317,7 @@ impl Pass {
             desired.iter().map(|d| (d.name.clone(), d)).collect();
 
         // A failed list returns an error, never an empty list: nothing gets removed.
-        let mut actual = self.rt.list_managed(&self.host).await?;
+        let (mut actual, mut used_ports) = self.rt.list_host(&self.host).await?;
         let now = Instant::now();
         self.forgive_stable(&actual, now);
         self.merge_probe_health(&mut actual);
@@ -503,7 +503,7 @@ impl Pass {
                 self.action_retry.reset();
             }
             self.errors.extend(outcome.errors);
-            actual = self.rt.list_managed(&self.host).await?;
+            (actual, used_ports) = self.rt.list_host(&self.host).await?;
             self.merge_probe_health(&mut actual);
         }
         if let Some(d) = self.sweep_networks(&desired, &actual).await {
@@ -514,12 +514,10 @@ impl Pass {
         self.crash.retain(|name, _| by_name.contains_key(name));
 
         // Ports taken by containers Berth does not manage change behind our back.
-        if let Ok(ports) = self.rt.unmanaged_host_ports().await {
-            if ports != self.registration.used_ports {
-                self.registration.used_ports = ports;
-                self.lease
-                    .update(serde_json::to_vec(&self.registration).unwrap_or_default());
-            }
+        if used_ports != self.registration.used_ports {
+            self.registration.used_ports = used_ports;
+            self.lease
+                .update(serde_json::to_vec(&self.registration).unwrap_or_default());
         }
         self.sync_probes(&desired, &actual);
         update_container_gauge(&actual);

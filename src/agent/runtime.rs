@@ -9,10 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings,
-    EventMessage, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountType,
-    NetworkCreateRequest, NetworkingConfig, PortBinding as DockerPortBinding, PortSummaryTypeEnum,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
+    ContainerSummaryStateEnum, EndpointSettings, EventMessage, HealthConfig, HealthStatusEnum,
+    HostConfig, Mount, MountType, NetworkCreateRequest, NetworkingConfig,
+    PortBinding as DockerPortBinding, PortSummaryTypeEnum, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
@@ -235,40 +236,52 @@ impl Runtime {
     /// then an inspect of each container whose list entry disagrees with the last inspect
     /// of it (see [`super::inspected`]).
     pub async fn list_managed(&self, host: &str) -> Result<Vec<ActualContainer>, RuntimeError> {
-        let filters: HashMap<String, Vec<String>> = HashMap::from([(
-            "label".to_owned(),
-            vec![
-                format!("{}=true", labels::MANAGED),
-                labels::STACK.to_owned(),
-                format!("{}={host}", labels::HOST),
-            ],
-        )]);
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
+        Ok(self.list_host(host).await?.0)
+    }
+
+    /// What a pass needs of this engine, from one `list` of every container: the
+    /// containers this host's agent manages (as [`Runtime::list_managed`]) and the host
+    /// ports held by running containers Berth does not manage.
+    pub async fn list_host(
+        &self,
+        host: &str,
+    ) -> Result<(Vec<ActualContainer>, Vec<UsedPort>), RuntimeError> {
+        let opts = ListContainersOptionsBuilder::default().all(true).build();
         let summaries = call(
             "list",
             "containers",
             self.docker.list_containers(Some(opts)),
         )
         .await?;
-        let listed: Vec<Listed> = summaries
-            .into_iter()
-            .filter_map(|s| {
-                Some(Listed {
-                    id: s.id?,
-                    name: s
-                        .names
-                        .unwrap_or_default()
-                        .first()
-                        .map(|n| n.trim_start_matches('/').to_owned())
-                        .unwrap_or_default(),
-                    state: s.state.map(|st| st.to_string()).unwrap_or_default(),
-                    status: s.status.unwrap_or_default(),
-                })
-            })
-            .collect();
+        let mut listed: Vec<Listed> = Vec::new();
+        let mut unmanaged = Vec::new();
+        for s in summaries {
+            let l = s.labels.as_ref();
+            let label = |k: &str| l.and_then(|l| l.get(k)).map(String::as_str);
+            if label(labels::MANAGED) != Some("true") {
+                if s.state == Some(ContainerSummaryStateEnum::RUNNING) {
+                    unmanaged.push(s);
+                }
+                continue;
+            }
+            // Another host's agent may share this engine (tests do): not ours.
+            if label(labels::HOST) != Some(host) || label(labels::STACK).is_none() {
+                continue;
+            }
+            let Some(id) = s.id else { continue };
+            listed.push(Listed {
+                id,
+                name: s
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default(),
+                state: s.state.map(|st| st.to_string()).unwrap_or_default(),
+                status: s.status.unwrap_or_default(),
+            });
+        }
+        let ports = published_ports(unmanaged);
         let (now, wall) = (Instant::now(), SystemTime::now());
         let mut out = Vec::with_capacity(listed.len());
         let mut stale = Vec::new();
@@ -305,7 +318,7 @@ impl Runtime {
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok((out, ports))
     }
 
     fn lock_inspected(&self) -> std::sync::MutexGuard<'_, Inspected> {
@@ -321,30 +334,12 @@ impl Runtime {
     /// Host ports published by running containers Berth does not manage, so the
     /// scheduler can keep clear of them.
     pub async fn unmanaged_host_ports(&self) -> Result<Vec<UsedPort>, RuntimeError> {
-        let all = call("list", "containers", self.docker.list_containers(None)).await?;
-        let mut ports: Vec<UsedPort> = all
-            .into_iter()
-            .filter(|c| {
-                c.labels
-                    .as_ref()
-                    .is_none_or(|l| l.get(labels::MANAGED).map(String::as_str) != Some("true"))
-            })
-            .flat_map(|c| c.ports.unwrap_or_default())
-            .filter_map(|p| {
-                let protocol = match p.typ {
-                    Some(PortSummaryTypeEnum::UDP) => "udp",
-                    Some(PortSummaryTypeEnum::SCTP) => "sctp",
-                    _ => "tcp",
-                };
-                Some(UsedPort {
-                    port: p.public_port?,
-                    protocol: protocol.to_owned(),
-                })
-            })
-            .collect();
-        ports.sort();
-        ports.dedup();
-        Ok(ports)
+        let running = call("list", "containers", self.docker.list_containers(None)).await?;
+        Ok(published_ports(running.into_iter().filter(|c| {
+            c.labels
+                .as_ref()
+                .is_none_or(|l| l.get(labels::MANAGED).map(String::as_str) != Some("true"))
+        })))
     }
 
     /// Make sure `image` is present: use the local copy, else pull it.
@@ -698,6 +693,28 @@ fn to_event(e: EventMessage) -> ContainerEvent {
         id: e.actor.and_then(|a| a.id).unwrap_or_default(),
         action: e.action.unwrap_or_default(),
     }
+}
+
+/// The host ports `containers` publish, sorted, each once.
+fn published_ports(containers: impl IntoIterator<Item = ContainerSummary>) -> Vec<UsedPort> {
+    let mut ports: Vec<UsedPort> = containers
+        .into_iter()
+        .flat_map(|c| c.ports.unwrap_or_default())
+        .filter_map(|p| {
+            let protocol = match p.typ {
+                Some(PortSummaryTypeEnum::UDP) => "udp",
+                Some(PortSummaryTypeEnum::SCTP) => "sctp",
+                _ => "tcp",
+            };
+            Some(UsedPort {
+                port: p.public_port?,
+                protocol: protocol.to_owned(),
+            })
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    ports
 }
 
 /// Time and count one Docker call, and name it in the error.

@@ -863,9 +863,12 @@ async fn quorum_lost(c: &mut Cluster) -> R<String> {
     until("etcd answers", T, || c.revision()).await?;
     c.wait_hosts_ready(T).await?;
     c.wait_running(id, rev, T).await?;
-    let rev2 = c
-        .put_stack("e2e-quorum-after", spread_of(&["x", "y"]))
-        .await?;
+    // The first request after the outage can still meet a member mid-election ("leader
+    // changed"), as any client can: retry it, as a user would (the put is idempotent).
+    let rev2 = until("the put after the outage", T, || {
+        c.put_stack("e2e-quorum-after", spread_of(&["x", "y"]))
+    })
+    .await?;
     c.wait_running("e2e-quorum-after", rev2, T).await?;
     let recovered = up.elapsed();
     check!(
