@@ -47,7 +47,7 @@ async fn listing_reinspects_only_containers_that_changed_even_behind_its_back() 
     assert!(!a.is_empty() && !b.is_empty(), "test containers started");
 
     let before = inspects();
-    let first = rt.list_managed(&host).await.expect("list");
+    let first = rt.list_host(&host).await.expect("list").0;
     assert_eq!(first.len(), 2);
     assert_eq!(
         inspects() - before,
@@ -56,7 +56,7 @@ async fn listing_reinspects_only_containers_that_changed_even_behind_its_back() 
     );
 
     let before = inspects();
-    let second = rt.list_managed(&host).await.expect("list");
+    let second = rt.list_host(&host).await.expect("list").0;
     assert_eq!(second, first, "nothing changed, nothing differs");
     assert_eq!(inspects() - before, 0, "nothing changed: no inspect");
 
@@ -64,7 +64,7 @@ async fn listing_reinspects_only_containers_that_changed_even_behind_its_back() 
     tokio::time::sleep(Duration::from_secs(3)).await;
     docker(&["restart", "-t", "0", &a]);
     let before = inspects();
-    let third = rt.list_managed(&host).await.expect("list");
+    let third = rt.list_host(&host).await.expect("list").0;
     assert_eq!(
         inspects() - before,
         1,
@@ -82,17 +82,17 @@ async fn listing_reinspects_only_containers_that_changed_even_behind_its_back() 
 
     // Killed, then renamed, by hand.
     docker(&["kill", &b]);
-    let fourth = rt.list_managed(&host).await.expect("list");
+    let fourth = rt.list_host(&host).await.expect("list").0;
     let killed = find(&fourth, &b);
     assert_eq!(killed.state, RunState::Exited);
     assert_eq!(killed.exit_code, Some(137));
     docker(&["rename", &format!("{host}-b"), &format!("{host}-b2")]);
-    let fifth = rt.list_managed(&host).await.expect("list");
+    let fifth = rt.list_host(&host).await.expect("list").0;
     assert_eq!(find(&fifth, &b).name, format!("{host}-b2"));
 
     // Removed by hand: gone from the listing.
     docker(&["rm", "-f", &a]);
-    let sixth = rt.list_managed(&host).await.expect("list");
+    let sixth = rt.list_host(&host).await.expect("list").0;
     assert_eq!(sixth.len(), 1);
     remove_containers_of(&host);
 }

@@ -232,16 +232,11 @@ impl Runtime {
         })
     }
 
-    /// Every container this host's agent manages (label `berth.host` = `host`). One `list`,
-    /// then an inspect of each container whose list entry disagrees with the last inspect
-    /// of it (see [`super::inspected`]).
-    pub async fn list_managed(&self, host: &str) -> Result<Vec<ActualContainer>, RuntimeError> {
-        Ok(self.list_host(host).await?.0)
-    }
-
     /// What a pass needs of this engine, from one `list` of every container: the
-    /// containers this host's agent manages (as [`Runtime::list_managed`]) and the host
-    /// ports held by running containers Berth does not manage.
+    /// containers this host's agent manages (label `berth.host` = `host`), each inspected
+    /// only when its list entry disagrees with the last inspect of it (see
+    /// [`super::inspected`]), and the host ports held by running containers Berth does not
+    /// manage.
     pub async fn list_host(
         &self,
         host: &str,
