@@ -41,7 +41,7 @@ clean:
 	rm -rf .berth
 
 # Benchmarks (not tests), results in docs/benchmarks.md: the pure scheduler, then
-# convergence against raw Docker and docker-compose on the local engine (about 10 minutes).
+# convergence against raw Docker and docker-compose on the local engine (about 12 minutes).
 bench:
 	./scripts/setup.sh --bench
 	$(CARGO) bench --bench scheduler --bench converge

@@ -205,6 +205,35 @@ struct Load {
     controller_ops: BTreeMap<String, f64>,
     /// Docker call latency seen by the agent: (seconds, calls) by op.
     docker_latency: BTreeMap<String, (f64, f64)>,
+    /// Reconcile passes of the agent and of the controller's scheduler.
+    agent_passes: f64,
+    controller_passes: f64,
+    /// CPU seconds the agent and the controller used.
+    agent_cpu: f64,
+    controller_cpu: f64,
+}
+
+/// The processes' counters when a phase starts.
+struct Before {
+    agent: Metrics,
+    controller: Metrics,
+    agent_cpu: f64,
+    controller_cpu: f64,
+}
+
+async fn before(c: &Cluster) -> Before {
+    Before {
+        agent: c.agent.scrape().await,
+        controller: c.controller.scrape().await,
+        agent_cpu: c.agent.usage().cpu_secs,
+        controller_cpu: c.controller.usage().cpu_secs,
+    }
+}
+
+fn passes(m: &Metrics, component: &str) -> f64 {
+    m.sum("berth_reconcile_total", |l| {
+        l.get("component").map(String::as_str) == Some(component)
+    })
 }
 
 /// `after - before`, by key, dropping what did not grow.
@@ -217,18 +246,13 @@ fn delta(after: BTreeMap<String, f64>, before: BTreeMap<String, f64>) -> BTreeMa
     out
 }
 
-async fn load_between(
-    c: &Cluster,
-    before: &(Metrics, Metrics),
-    after_rev: i64,
-    upto: i64,
-) -> Res<Load> {
+async fn load_between(c: &Cluster, before: &Before, after_rev: i64, upto: i64) -> Res<Load> {
     let agent = c.agent.scrape().await;
     let ctl = c.controller.scrape().await;
     let etcd_ops = "berth_etcd_requests_total";
     let latency = "berth_docker_request_duration_seconds";
     let mut docker_latency = agent.histogram(latency, "op");
-    for (op, (s, n)) in before.0.histogram(latency, "op") {
+    for (op, (s, n)) in before.agent.histogram(latency, "op") {
         let e = docker_latency.entry(op).or_default();
         e.0 -= s;
         e.1 -= n;
@@ -236,15 +260,19 @@ async fn load_between(
     docker_latency.retain(|_, (_, n)| *n > 0.0);
     Ok(Load {
         writes: c.etcd.replay(after_rev, upto).await?,
-        agent_etcd: agent.etcd_writes() - before.0.etcd_writes(),
-        controller_etcd: ctl.etcd_writes() - before.1.etcd_writes(),
+        agent_etcd: agent.etcd_writes() - before.agent.etcd_writes(),
+        controller_etcd: ctl.etcd_writes() - before.controller.etcd_writes(),
         docker_calls: delta(
             agent.by("berth_docker_requests_total", "op"),
-            before.0.by("berth_docker_requests_total", "op"),
+            before.agent.by("berth_docker_requests_total", "op"),
         ),
-        agent_ops: delta(agent.by(etcd_ops, "op"), before.0.by(etcd_ops, "op")),
-        controller_ops: delta(ctl.by(etcd_ops, "op"), before.1.by(etcd_ops, "op")),
+        agent_ops: delta(agent.by(etcd_ops, "op"), before.agent.by(etcd_ops, "op")),
+        controller_ops: delta(ctl.by(etcd_ops, "op"), before.controller.by(etcd_ops, "op")),
         docker_latency,
+        agent_passes: passes(&agent, "agent") - passes(&before.agent, "agent"),
+        controller_passes: passes(&ctl, "scheduler") - passes(&before.controller, "scheduler"),
+        agent_cpu: c.agent.usage().cpu_secs - before.agent_cpu,
+        controller_cpu: c.controller.usage().cpu_secs - before.controller_cpu,
     })
 }
 
@@ -262,7 +290,7 @@ struct BerthUp {
 
 async fn berth_up(c: &Cluster, d: &Docker, id: &str, n: usize) -> Res<BerthUp> {
     let json = stack_json(n, Some(PORTS_BERTH), &BTreeMap::new());
-    let before = (c.agent.scrape().await, c.controller.scrape().await);
+    let before = before(c).await;
     let assignment = c.etcd.first_change("assignments/").await?;
     let wall = SystemTime::now();
     let mut events = Events::since(d, wall);
@@ -312,7 +340,7 @@ struct BerthDown {
 }
 
 async fn berth_down(c: &Cluster, d: &Docker, id: &str, n: usize) -> Res<BerthDown> {
-    let before = (c.agent.scrape().await, c.controller.scrape().await);
+    let before = before(c).await;
     let net = format!("berth-{id}");
     let assignment = c.etcd.first_change("assignments/").await?;
     let wall = SystemTime::now();
@@ -469,8 +497,13 @@ async fn raw_up(d: &Docker, n: usize, limit: usize) -> Res<f64> {
     Ok(t0.elapsed().as_secs_f64())
 }
 
-async fn raw_down(d: &Docker, n: usize) -> Res<f64> {
+/// Stop and remove the `n` containers of `raw_up`, all at once, then their network; the
+/// seconds it took, and from its first call to Docker's first event (a `kill`), which is
+/// Docker's own share of Berth's "delete to first event".
+async fn raw_down(d: &Docker, n: usize) -> Res<(f64, f64)> {
     let net = format!("bench-raw-n{n}-{}", round_id());
+    let wall = SystemTime::now();
+    let mut events = Events::since(d, wall);
     let t0 = Instant::now();
     let results = join_all((1..=n).map(|i| {
         let name = format!("{net}.{}", svc(i));
@@ -482,7 +515,16 @@ async fn raw_down(d: &Docker, n: usize) -> Res<f64> {
         // Docker on this machine sometimes keeps a phantom endpoint (docs/benchmarks.md).
         eprintln!("  raw Docker could not remove network {net}: {e}");
     }
-    Ok(t0.elapsed().as_secs_f64())
+    let total = t0.elapsed().as_secs_f64();
+    events
+        .until(
+            Duration::from_secs(10),
+            "raw Docker's destroy events",
+            |s| count(s, &net, "destroy").0 >= n,
+        )
+        .await?;
+    let first = (first_event(&events.seen, &net) - nanos(wall)) as f64 / 1e9;
+    Ok((total, first))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -622,6 +664,7 @@ struct Round {
     berth_down_status: f64,
     raw_up: f64,
     raw_down: f64,
+    raw_down_first: f64,
     compose_up: Option<f64>,
     compose_down: Option<f64>,
     compose_hung: bool,
@@ -673,7 +716,7 @@ async fn converge_size(
                 1 => {
                     round.raw_up = raw_up(d, n, n).await?;
                     settle().await;
-                    round.raw_down = raw_down(d, n).await?;
+                    (round.raw_down, round.raw_down_first) = raw_down(d, n).await?;
                 }
                 _ => {
                     if let Some(f) = compose_file {
@@ -719,6 +762,10 @@ fn add_load(into: &mut Load, l: &Load) {
     into.writes.add(&l.writes);
     into.agent_etcd += l.agent_etcd;
     into.controller_etcd += l.controller_etcd;
+    into.agent_passes += l.agent_passes;
+    into.controller_passes += l.controller_passes;
+    into.agent_cpu += l.agent_cpu;
+    into.controller_cpu += l.controller_cpu;
     for (from, to) in [
         (&l.docker_calls, &mut into.docker_calls),
         (&l.agent_ops, &mut into.agent_ops),
@@ -1164,7 +1211,7 @@ fn report_size(s: &SizeResult, compose: bool, detail: bool, sum: &mut Summary) {
             med(&|r| r.berth_down_assigned),
         );
         println!(
-            "| then Docker's first event for the stack (the agent's pass up to its first call that changes something) | {:.3} | {:.3} |",
+            "| then Docker's first event for the stack (the agent's pass up to its first call, then Docker's own delay to its first event) | {:.3} | {:.3} |",
             med(&|r| r.berth_up_first - r.berth_up_assigned),
             med(&|r| r.berth_down_first - r.berth_down_assigned),
         );
@@ -1177,6 +1224,10 @@ fn report_size(s: &SizeResult, compose: bool, detail: bool, sum: &mut Summary) {
             "| raw Docker's whole run, for comparison | {:.3} | {:.3} |",
             med(&|r| r.raw_up),
             med(&|r| r.raw_down),
+        );
+        println!(
+            "| raw Docker from its first call to its first event (inside its whole run; Berth waits for it too) | - | {:.3} |",
+            med(&|r| r.raw_down_first),
         );
         println!(
             "| then status Running / status key removed | {:.3} | {:.3} |",
@@ -1362,6 +1413,15 @@ fn report_load(sizes: &[SizeResult]) {
                 load.docker_calls.values().fold(0.0, |a, b| a + b) / per,
                 calls.join(", "),
                 latency.join(", ")
+            );
+            let rounds = s.rounds.len() as f64;
+            println!(
+                "| {} | {phase} | passes per round: agent / controller | {:.1} / {:.1} | CPU per container: agent {:.1} ms, controller {:.1} ms |",
+                s.n,
+                load.agent_passes / rounds,
+                load.controller_passes / rounds,
+                1000.0 * load.agent_cpu / per,
+                1000.0 * load.controller_cpu / per,
             );
         }
     }

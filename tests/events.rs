@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use berth::events::{self, Recorder, MAX_PER_STACK};
 use berth::metrics::ETCD_REQUESTS;
-use berth::store::{keys, Store};
+use berth::store::{keys, Reflector, Store};
 use common::{eventually, Etcd};
 use tokio_util::sync::CancellationToken;
 
@@ -128,14 +128,60 @@ async fn events_recorded_after_their_stack_went_go_too() {
     cancel.cancel();
 }
 
-/// Put stack `id` (placed nowhere: there are no hosts) and wait for the controller to
-/// write its status.
-async fn put_stack_and_wait_for_status(store: &Store, id: &str) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_records_fill_the_controllers_cache_without_waking_it() {
+    let etcd = Etcd::start().await;
+    let store = etcd.store.clone();
+    let cancel = CancellationToken::new();
+    let cache = Reflector::spawn_waking(
+        store.clone(),
+        String::new(),
+        cancel.clone(),
+        berth::controller::wakes_on,
+    );
+    cache.wait_synced().await;
+    let mut wake = cache.subscribe();
+    wake.borrow_and_update();
+
+    let event = put_event(&store, "h1", "web", 1).await;
+    eventually("the event in the cache", T, || {
+        let (cache, event) = (cache.clone(), event.clone());
+        async move {
+            cache
+                .read(|c| c.entries.contains_key(&event))
+                .await?
+                .then_some(())
+        }
+    })
+    .await;
+    // The wake-up, were there one, is sent right after the cache is written.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !wake.has_changed().expect("reflector alive"),
+        "an event record woke the controller"
+    );
+
+    put_stack(&store, "web").await;
+    tokio::time::timeout(T, wake.changed())
+        .await
+        .expect("a stack put wakes the controller")
+        .expect("reflector alive");
+    cancel.cancel();
+}
+
+/// Put stack `id` as a user would.
+async fn put_stack(store: &Store, id: &str) {
     let spec = common::web_stack(common::free_port(), id);
     store
         .put(&keys::stack(id), spec.into_bytes())
         .await
         .expect("put stack");
+}
+
+/// Put stack `id` (placed nowhere: there are no hosts) and wait for the controller to
+/// write its status.
+async fn put_stack_and_wait_for_status(store: &Store, id: &str) {
+    put_stack(store, id).await;
     eventually(&format!("a status for {id}"), T, || {
         let store = store.clone();
         let key = keys::status(id);

@@ -47,7 +47,7 @@ pub struct ControllerHandle {
 }
 
 pub fn spawn(store: Store, cfg: ControllerConfig, cancel: CancellationToken) -> ControllerHandle {
-    let cache = Reflector::spawn(store.clone(), String::new(), cancel.clone());
+    let cache = Reflector::spawn_waking(store.clone(), String::new(), cancel.clone(), wakes_on);
     let ready: ReadyCheck = {
         let cache = cache.clone();
         Arc::new(move || {
@@ -62,6 +62,17 @@ pub fn spawn(store: Store, cfg: ControllerConfig, cancel: CancellationToken) -> 
     };
     let done = tokio::spawn(run(store, cfg, cache, cancel));
     ControllerHandle { ready, done }
+}
+
+/// The least time between the starts of two passes woken by changes.
+const PASS_SPACING: Duration = Duration::from_millis(20);
+
+/// The keys (relative to the store's prefix) whose change calls for a pass. Not event
+/// records: the controller only prunes them, which any later pass (at the latest the
+/// resync) does as well, and every container an agent touches writes one, so waking a
+/// pass for each would compete with the agents and Docker for CPU during a rollout.
+pub fn wakes_on(key: &str) -> bool {
+    !key.starts_with(keys::EVENTS)
 }
 
 async fn run(store: Store, cfg: ControllerConfig, cache: Reflector, cancel: CancellationToken) {
@@ -106,6 +117,7 @@ async fn run(store: Store, cfg: ControllerConfig, cache: Reflector, cancel: Canc
         );
         let mut pass_policy = retry::Policy::new();
         let resign = loop {
+            let pass_started = Instant::now();
             let next = match cache.snapshot().await {
                 Some(snap) => match c.reconcile(&snap).await {
                     Ok(wait) => {
@@ -125,8 +137,13 @@ async fn run(store: Store, cfg: ControllerConfig, cache: Reflector, cancel: Canc
                 _ = cancel.cancelled() => break true,
                 _ = lost.cancelled() => break false,
                 _ = wake.notified() => {
-                    // Let a burst of watch events land before the next pass.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // A change after a quiet spell starts a pass at once (a user's put
+                    // or delete is one change); within a burst, passes start at least
+                    // PASS_SPACING apart, so the burst lands in a few passes.
+                    let since = pass_started.elapsed();
+                    if since < PASS_SPACING {
+                        tokio::time::sleep(PASS_SPACING - since).await;
+                    }
                 }
                 _ = tokio::time::sleep(next) => {}
             }

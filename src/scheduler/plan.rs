@@ -8,7 +8,7 @@
 //! by the stack's strategy, through one filter (readiness, cordon, labels, capacity,
 //! ports) and a strategy-specific choice among the hosts that pass.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::spec::{
     DeploymentMode, HostConstraints, HostRegistration, PlacementStrategy, Service, Stack,
@@ -90,27 +90,35 @@ pub struct Placement {
     pub storm: Option<String>,
 }
 
-/// What is already booked on one host.
+/// What is already booked on one host. Ports borrow their protocol from the specs and
+/// registrations, so booking a slot copies no strings.
 #[derive(Debug, Clone, Default)]
-struct Book {
+struct Book<'a> {
     slots: usize,
     cpus: f64,
     memory_mb: u64,
-    ports: BTreeSet<(u16, String)>,
+    ports: BTreeSet<(u16, &'a str)>,
 }
 
 /// One slot's needs, resolved from its service and stack.
 struct Need<'s> {
     svc: &'s Service,
+    /// The stack's index in the plan's sorted stacks, and the service's in the stack:
+    /// who holds what is tracked by index, not by cloned names.
+    stack: usize,
+    service: usize,
     constraints: Vec<&'s HostConstraints>,
-    ports: Vec<(u16, String)>,
+    ports: Vec<(u16, &'s str)>,
     cpus: f64,
     memory_mb: u64,
+    /// The largest `minCpu` and `minMemory` of the constraints, 0 for none.
+    min_cpu: f64,
+    min_memory: i64,
     preferred_dc: Option<&'s str>,
 }
 
 impl<'s> Need<'s> {
-    fn of(stack: &'s Stack, svc: &'s Service) -> Need<'s> {
+    fn of(stack: &'s Stack, at: (usize, usize), svc: &'s Service) -> Need<'s> {
         let mut constraints: Vec<&HostConstraints> = stack
             .deployment
             .iter()
@@ -121,9 +129,22 @@ impl<'s> Need<'s> {
             .iter()
             .rev()
             .find_map(|c| c.preferred_datacenter.as_deref());
+        let min_cpu = constraints
+            .iter()
+            .filter_map(|c| c.min_cpu)
+            .fold(0.0, f64::max);
+        let min_memory = constraints
+            .iter()
+            .filter_map(|c| c.min_memory)
+            .max()
+            .unwrap_or(0) as i64;
         Need {
             svc,
+            stack: at.0,
+            service: at.1,
             constraints,
+            min_cpu,
+            min_memory,
             ports: host_ports(svc),
             cpus: svc.resources.as_ref().and_then(|r| r.cpus).unwrap_or(0.0),
             memory_mb: svc
@@ -136,30 +157,34 @@ impl<'s> Need<'s> {
     }
 }
 
-fn host_ports(svc: &Service) -> Vec<(u16, String)> {
+fn host_ports(svc: &Service) -> Vec<(u16, &str)> {
     svc.ports
         .iter()
         .filter_map(|p| {
             let hp = u16::try_from(p.host_port?).ok()?;
-            Some((hp, p.protocol().to_owned()))
+            Some((hp, p.protocol()))
         })
         .collect()
 }
 
-/// Why a host was filtered out; the first failing check wins.
+/// Why a host was filtered out; the first failing check wins. It borrows from the spec
+/// rather than formatting: most rejections are only counted or dropped, so the text is
+/// made only when [`Reject::describe`] is asked for it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Reject {
+enum Reject<'s> {
     NotReady,
     Cordoned,
     Degraded,
-    Label(String),
-    BindMount(String),
+    /// A required label `key=value`.
+    Label(&'s str, &'s str),
+    BindMount(&'s str),
     Cpu,
     Memory,
-    Port(String),
+    /// A host port and its protocol.
+    Port(u16, &'s str),
 }
 
-impl Reject {
+impl Reject<'_> {
     fn describe(&self, n: usize) -> String {
         let one = n == 1;
         let text = match self {
@@ -174,13 +199,18 @@ impl Reject {
                     "do not allow"
                 }
             ),
-            Reject::Label(l) => format!("{} label {l}", if one { "lacks" } else { "lack" }),
+            Reject::Label(k, v) => {
+                format!("{} label {k}={v}", if one { "lacks" } else { "lack" })
+            }
             Reject::Cpu => format!("{} too little free CPU", if one { "has" } else { "have" }),
             Reject::Memory => format!(
                 "{} too little free memory",
                 if one { "has" } else { "have" }
             ),
-            Reject::Port(p) => format!("{} port {p} taken", if one { "has" } else { "have" }),
+            Reject::Port(port, proto) => format!(
+                "{} port {port}/{proto} taken",
+                if one { "has" } else { "have" }
+            ),
         };
         format!("{n} {text}")
     }
@@ -213,7 +243,7 @@ enum Pool {
 struct Scheduler<'a> {
     hosts: Vec<&'a HostView<'a>>,
     by_id: BTreeMap<&'a str, usize>,
-    books: Vec<Book>,
+    books: Vec<Book<'a>>,
     /// `(slots, host index)`, so the least-loaded hosts come first.
     load: BTreeSet<(usize, usize)>,
     /// Every datacenter name, sorted; hosts that name none are in `""`.
@@ -224,9 +254,10 @@ struct Scheduler<'a> {
     /// walking past every other datacenter's hosts, which a `datacenter` stack leaves the
     /// least loaded precisely because it keeps out of them.
     load_by_dc: Vec<BTreeSet<(usize, usize)>>,
-    /// Hosts holding each stack's slots, and each service's.
-    by_stack: HashMap<String, Vec<usize>>,
-    by_service: HashMap<(String, String), Vec<usize>>,
+    /// Hosts holding each stack's slots, and each service's, by [`Need::stack`] and
+    /// [`Need::service`]; grown on demand.
+    by_stack: Vec<Vec<usize>>,
+    by_service: Vec<Vec<Vec<usize>>>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -245,7 +276,7 @@ impl<'a> Scheduler<'a> {
                     .reg
                     .used_ports
                     .iter()
-                    .map(|p| (p.port, p.protocol.clone()))
+                    .map(|p| (p.port, p.protocol.as_str()))
                     .collect(),
                 ..Book::default()
             })
@@ -275,51 +306,69 @@ impl<'a> Scheduler<'a> {
             dcs,
             dc,
             load_by_dc,
-            by_stack: HashMap::new(),
-            by_service: HashMap::new(),
+            by_stack: Vec::new(),
+            by_service: Vec::new(),
         }
     }
 
-    fn book(&mut self, h: usize, need: &Need<'_>, slot: &SlotId) {
+    fn book(&mut self, h: usize, need: &Need<'a>) {
         let b = &mut self.books[h];
         self.load.remove(&(b.slots, h));
         self.load.insert((b.slots + 1, h));
         let by_dc = &mut self.load_by_dc[self.dc[h]];
         by_dc.remove(&(b.slots, h));
         by_dc.insert((b.slots + 1, h));
-        self.by_stack.entry(slot.stack.clone()).or_default().push(h);
-        self.by_service
-            .entry((slot.stack.clone(), slot.service.clone()))
-            .or_default()
-            .push(h);
+        if self.by_stack.len() <= need.stack {
+            self.by_stack.resize_with(need.stack + 1, Vec::new);
+            self.by_service.resize_with(need.stack + 1, Vec::new);
+        }
+        self.by_stack[need.stack].push(h);
+        let services = &mut self.by_service[need.stack];
+        if services.len() <= need.service {
+            services.resize_with(need.service + 1, Vec::new);
+        }
+        services[need.service].push(h);
         b.slots += 1;
         b.cpus += need.cpus;
         b.memory_mb += need.memory_mb;
-        b.ports.extend(need.ports.iter().cloned());
+        b.ports.extend(need.ports.iter().copied());
     }
 
-    fn labels_fit(&self, h: usize, need: &Need<'_>) -> Result<(), Reject> {
+    /// Hosts holding slots of the stack at `stack` (an index, as [`Need::stack`]).
+    fn stack_hosts(&self, stack: usize) -> &[usize] {
+        self.by_stack.get(stack).map_or(&[], Vec::as_slice)
+    }
+
+    /// Hosts holding replicas of `need`'s service.
+    fn service_hosts(&self, need: &Need<'_>) -> &[usize] {
+        self.by_service
+            .get(need.stack)
+            .and_then(|s| s.get(need.service))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    fn labels_fit(&self, h: usize, need: &Need<'a>) -> Result<(), Reject<'a>> {
         let reg = self.hosts[h].reg;
         for c in &need.constraints {
             for (k, v) in &c.required_labels {
                 if reg.labels.get(k) != Some(v) {
-                    return Err(Reject::Label(format!("{k}={v}")));
+                    return Err(Reject::Label(k, v));
                 }
             }
         }
         Ok(())
     }
 
-    fn ports_fit(&self, h: usize, need: &Need<'_>) -> Result<(), Reject> {
+    fn ports_fit(&self, h: usize, need: &Need<'a>) -> Result<(), Reject<'a>> {
         match need.ports.iter().find(|p| self.books[h].ports.contains(*p)) {
-            Some((port, proto)) => Err(Reject::Port(format!("{port}/{proto}"))),
+            Some(&(port, proto)) => Err(Reject::Port(port, proto)),
             None => Ok(()),
         }
     }
 
     /// Every check a new placement must pass, `extra` being what else lands on the host
     /// in the same decision (the rest of a single-host stack).
-    fn filter(&self, h: usize, need: &Need<'_>, extra: &Book) -> Result<(), Reject> {
+    fn filter(&self, h: usize, need: &Need<'a>, extra: &Book<'a>) -> Result<(), Reject<'a>> {
         let view = self.hosts[h];
         if view.liveness != Liveness::Ready {
             return Err(Reject::NotReady);
@@ -334,43 +383,34 @@ impl<'a> Scheduler<'a> {
             m.type_.as_deref() == Some("bind")
                 && !crate::spec::bind_allowed(&m.source, &view.reg.allow_bind_prefixes)
         }) {
-            return Err(Reject::BindMount(m.source.clone()));
+            return Err(Reject::BindMount(&m.source));
         }
         self.labels_fit(h, need)?;
         let reg = view.reg;
         let b = &self.books[h];
         let free_cpu = reg.cpus - b.cpus - extra.cpus;
-        let min_cpu = need
-            .constraints
-            .iter()
-            .filter_map(|c| c.min_cpu)
-            .fold(0.0, f64::max);
+        let min_cpu = need.min_cpu;
         if (min_cpu > 0.0 && free_cpu < min_cpu)
             || (need.cpus > 0.0 && reg.cpus > 0.0 && free_cpu < need.cpus)
         {
             return Err(Reject::Cpu);
         }
         let free_mem = reg.memory_mb as i64 - b.memory_mb as i64 - extra.memory_mb as i64;
-        let min_mem = need
-            .constraints
-            .iter()
-            .filter_map(|c| c.min_memory)
-            .max()
-            .unwrap_or(0) as i64;
+        let min_mem = need.min_memory;
         if (min_mem > 0 && free_mem < min_mem)
             || (need.memory_mb > 0 && reg.memory_mb > 0 && free_mem < need.memory_mb as i64)
         {
             return Err(Reject::Memory);
         }
         self.ports_fit(h, need)?;
-        if let Some((port, proto)) = need.ports.iter().find(|p| extra.ports.contains(*p)) {
-            return Err(Reject::Port(format!("{port}/{proto}")));
+        if let Some(&(port, proto)) = need.ports.iter().find(|p| extra.ports.contains(*p)) {
+            return Err(Reject::Port(port, proto));
         }
         Ok(())
     }
 
     /// "0/3 hosts fit: 2 lack label disk=ssd, 1 has port 8080/tcp taken".
-    fn explain(&self, need: &Need<'_>, extra: &Book, within: Option<&[usize]>) -> String {
+    fn explain(&self, need: &Need<'a>, extra: &Book<'a>, within: Option<&[usize]>) -> String {
         let all: Vec<usize> = match within {
             Some(w) => w.to_vec(),
             None => (0..self.hosts.len()).collect(),
@@ -400,7 +440,7 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Free CPU and memory on host `h` once `need` and `extra` are added.
-    fn free_after(&self, h: usize, need: &Need<'_>, extra: &Book) -> (f64, f64) {
+    fn free_after(&self, h: usize, need: &Need<'a>, extra: &Book<'a>) -> (f64, f64) {
         let reg = self.hosts[h].reg;
         let b = &self.books[h];
         let cpu = (reg.cpus - b.cpus - extra.cpus - need.cpus).max(0.0);
@@ -413,7 +453,7 @@ impl<'a> Scheduler<'a> {
     /// The auto strategy's score, in thousandths: base 100; free CPU 0-30 and free
     /// memory 0-30, each relative to the candidate with the most; fewer slots +10 down to
     /// more slots -10; the preferred datacenter +20, another one -20.
-    fn score(&self, h: usize, need: &Need<'_>, extra: &Book, range: &Range) -> i64 {
+    fn score(&self, h: usize, need: &Need<'a>, extra: &Book<'a>, range: &Range) -> i64 {
         let (cpu, mem) = self.free_after(h, need, extra);
         let mut s: i64 = 100_000;
         if range.max_cpu > 0.0 {
@@ -468,10 +508,13 @@ impl<'a> Scheduler<'a> {
         } else {
             limit
         };
-        self.by_load(pool)
-            .filter(|h| !exclude.contains(h) && ok(*h))
-            .take(limit)
-            .collect()
+        let mut found = Vec::with_capacity(limit.min(self.hosts.len()));
+        found.extend(
+            self.by_load(pool)
+                .filter(|h| !exclude.contains(h) && ok(*h))
+                .take(limit),
+        );
+        found
     }
 
     /// Candidates for one slot: the least-loaded fitting hosts, plus for `auto` the
@@ -480,8 +523,8 @@ impl<'a> Scheduler<'a> {
         &self,
         strategy: PlacementStrategy,
         pool: Pool,
-        need: &Need<'_>,
-        extra: &Book,
+        need: &Need<'a>,
+        extra: &Book<'a>,
         exclude: &[usize],
     ) -> Vec<usize> {
         let fits = |h: usize| self.filter(h, need, extra).is_ok();
@@ -517,8 +560,8 @@ impl<'a> Scheduler<'a> {
         &self,
         strategy: PlacementStrategy,
         candidates: &[usize],
-        need: &Need<'_>,
-        extra: &Book,
+        need: &Need<'a>,
+        extra: &Book<'a>,
     ) -> Option<usize> {
         match strategy {
             PlacementStrategy::Auto | PlacementStrategy::Manual => {
@@ -597,14 +640,14 @@ pub fn plan(
         need: Need<'s>,
         from: Option<(String, MoveReason)>,
     }
-    let mut pending: Vec<(&str, &Stack, Vec<Pending>)> = Vec::new();
-    for (id, stack) in &sorted {
+    let mut pending: Vec<(usize, &Stack, Vec<Pending>)> = Vec::new();
+    for (stack_index, (id, stack)) in sorted.iter().enumerate() {
         let single = stack.mode() == DeploymentMode::SingleHost;
         let rebalance = opts.rebalance.contains(*id);
         let mut stack_host: Option<usize> = None;
         let mut left = Vec::new();
-        for (slot, svc) in slots_of(id, stack) {
-            let need = Need::of(stack, svc);
+        for (slot, service_index, svc) in slots_of(id, stack) {
+            let need = Need::of(stack, (stack_index, service_index), svc);
             let Some(cur) = current.get(&slot) else {
                 left.push(Pending {
                     slot,
@@ -645,7 +688,7 @@ pub fn plan(
             };
             match reason {
                 None => {
-                    s.book(h, &need, &slot);
+                    s.book(h, &need);
                     if pinned.is_some() && view.liveness != Liveness::Ready {
                         out.unschedulable.insert(
                             (slot.stack.clone(), slot.service.clone()),
@@ -663,15 +706,15 @@ pub fn plan(
             }
         }
         if !left.is_empty() {
-            pending.push((id, stack, left));
+            pending.push((stack_index, stack, left));
         }
     }
 
     // Pass 2: everything else, stack by stack.
-    for (id, stack, slots) in pending {
+    for (stack_index, stack, slots) in pending {
         let strategy = stack.strategy();
         let single = stack.mode() == DeploymentMode::SingleHost;
-        let placed_here: Vec<usize> = s.by_stack.get(id).cloned().unwrap_or_default();
+        let placed_here: Vec<usize> = s.stack_hosts(stack_index).to_vec();
 
         // Single-host stacks choose one host for all their remaining slots at once.
         let mut stack_choice: Option<Result<usize, String>> = None;
@@ -773,12 +816,8 @@ pub fn plan(
                 };
                 let none = Book::default();
                 // Replicas of one service on distinct hosts when possible.
-                let siblings = s
-                    .by_service
-                    .get(&(p.slot.stack.clone(), p.slot.service.clone()))
-                    .cloned()
-                    .unwrap_or_default();
-                let apart = s.candidates(strategy, pool, &p.need, &none, &siblings);
+                let siblings = s.service_hosts(&p.need);
+                let apart = s.candidates(strategy, pool, &p.need, &none, siblings);
                 s.choose(strategy, &apart, &p.need, &none)
                     .or_else(|| {
                         let any = s.candidates(strategy, pool, &p.need, &none, &[]);
@@ -800,7 +839,7 @@ pub fn plan(
             };
             match chosen {
                 Ok(h) => {
-                    s.book(h, &p.need, &p.slot);
+                    s.book(h, &p.need);
                     let to = s.hosts[h].reg.id.clone();
                     if let Some((from, reason)) = p.from {
                         if from != to {
@@ -821,7 +860,7 @@ pub fn plan(
                     // Nowhere better to go: stay where it was rather than vanish.
                     if let Some((from, _)) = p.from {
                         if let Some(&h) = s.by_id.get(from.as_str()) {
-                            s.book(h, &p.need, &p.slot);
+                            s.book(h, &p.need);
                         }
                         out.hosts.insert(p.slot, from);
                     }
@@ -832,8 +871,8 @@ pub fn plan(
     out
 }
 
-/// Every slot of a stack, in start order.
-fn slots_of<'s>(id: &str, stack: &'s Stack) -> Vec<(SlotId, &'s Service)> {
+/// Every slot of a stack, in start order, with its service's index in the stack.
+fn slots_of<'s>(id: &str, stack: &'s Stack) -> Vec<(SlotId, usize, &'s Service)> {
     let mut v = Vec::new();
     for i in crate::spec::start_order(stack) {
         let Some(svc) = stack.item_list_element.get(i) else {
@@ -846,6 +885,7 @@ fn slots_of<'s>(id: &str, stack: &'s Stack) -> Vec<(SlotId, &'s Service)> {
                     service: svc.name.clone(),
                     replica: r,
                 },
+                i,
                 svc,
             ));
         }

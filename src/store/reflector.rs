@@ -21,21 +21,54 @@ pub struct Cache {
     pub revision: i64,
 }
 
-/// Keeps a [`Cache`] of one prefix current; readers wait on [`Reflector::changed`].
+/// Keeps a [`Cache`] of one prefix current; readers wait on [`Reflector::subscribe`].
 #[derive(Clone)]
 pub struct Reflector {
     cache: Arc<RwLock<Cache>>,
     /// Bumped on every change; `None` until the first list completed.
     version: watch::Receiver<Option<u64>>,
+    /// Bumped on every relist and on every watch batch touching a key that `wakes`.
+    wake: watch::Receiver<Option<u64>>,
     connected: watch::Receiver<bool>,
 }
 
+/// Which changed keys (relative to the store's prefix) wake [`Reflector::subscribe`]rs.
+pub type WakeFilter = fn(&str) -> bool;
+
+/// Senders of one reflector's channels.
+struct Signals {
+    version: watch::Sender<Option<u64>>,
+    wake: watch::Sender<Option<u64>>,
+    connected: watch::Sender<bool>,
+    wakes: WakeFilter,
+}
+
 impl Reflector {
-    /// Start reflecting `prefix` until `cancel` fires.
+    /// Start reflecting `prefix` until `cancel` fires; every change wakes subscribers.
     pub fn spawn(store: Store, prefix: String, cancel: CancellationToken) -> Reflector {
+        Reflector::spawn_waking(store, prefix, cancel, |_| true)
+    }
+
+    /// Like [`Reflector::spawn`], but a watch batch wakes subscribers only when one of
+    /// its keys passes `wakes`: the cache still holds every key, while a reader that
+    /// does not act on some keys (the controller on event records) is not woken by
+    /// them. A relist always wakes.
+    pub fn spawn_waking(
+        store: Store,
+        prefix: String,
+        cancel: CancellationToken,
+        wakes: WakeFilter,
+    ) -> Reflector {
         let cache = Arc::new(RwLock::new(Cache::default()));
         let (version_tx, version) = watch::channel(None);
+        let (wake_tx, wake) = watch::channel(None);
         let (connected_tx, connected) = watch::channel(false);
+        let signals = Signals {
+            version: version_tx,
+            wake: wake_tx,
+            connected: connected_tx,
+            wakes,
+        };
         let task_cache = cache.clone();
         tokio::spawn(async move {
             let mut bumps = 0u64;
@@ -45,8 +78,7 @@ impl Reflector {
                     &store,
                     &prefix,
                     &task_cache,
-                    &version_tx,
-                    &connected_tx,
+                    &signals,
                     &mut bumps,
                     &mut policy,
                 );
@@ -54,7 +86,7 @@ impl Reflector {
                     _ = cancel.cancelled() => return,
                     r = run => r,
                 };
-                connected_tx.send_replace(false);
+                signals.connected.send_replace(false);
                 let err = match outcome {
                     Ok(()) => return,
                     Err(e) => e,
@@ -71,6 +103,7 @@ impl Reflector {
         Reflector {
             cache,
             version,
+            wake,
             connected,
         }
     }
@@ -97,9 +130,10 @@ impl Reflector {
         *self.connected.borrow()
     }
 
-    /// A receiver that fires on every change of the view.
+    /// A receiver that fires on every change of the view that the reflector's wake
+    /// filter lets through (every change, for [`Reflector::spawn`]).
     pub fn subscribe(&self) -> watch::Receiver<Option<u64>> {
-        self.version.clone()
+        self.wake.clone()
     }
 
     /// Wait until the first list completed.
@@ -113,8 +147,7 @@ async fn reflect_once(
     store: &Store,
     prefix: &str,
     cache: &RwLock<Cache>,
-    version: &watch::Sender<Option<u64>>,
-    connected: &watch::Sender<bool>,
+    signals: &Signals,
     bumps: &mut u64,
     policy: &mut retry::Policy,
 ) -> Result<(), StoreError> {
@@ -125,7 +158,8 @@ async fn reflect_once(
         c.revision = revision;
     }
     *bumps += 1;
-    version.send_replace(Some(*bumps));
+    signals.version.send_replace(Some(*bumps));
+    signals.wake.send_replace(Some(*bumps));
 
     let full = format!("{}{}", store.prefix(), prefix);
     let opts = WatchOptions::new()
@@ -164,19 +198,21 @@ async fn reflect_once(
             });
         }
         if resp.created() {
-            connected.send_replace(true);
+            signals.connected.send_replace(true);
             policy.reset();
         }
         if resp.events().is_empty() {
             continue;
         }
         let mut c = cache.write().await;
+        let mut wake = false;
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
             let Some(rel) = store.relative(kv) else {
                 continue;
             };
             c.revision = c.revision.max(rel.mod_revision);
+            wake = wake || (signals.wakes)(&rel.key);
             match event.event_type() {
                 EventType::Put => {
                     c.entries.insert(rel.key.clone(), rel);
@@ -188,6 +224,9 @@ async fn reflect_once(
         }
         drop(c);
         *bumps += 1;
-        version.send_replace(Some(*bumps));
+        signals.version.send_replace(Some(*bumps));
+        if wake {
+            signals.wake.send_replace(Some(*bumps));
+        }
     }
 }
