@@ -141,6 +141,49 @@ async fn a_replacement_without_shared_ports_starts_before_the_old_container_stop
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_image_that_cannot_be_had_is_reported_and_the_old_container_kept() {
+    let c = Cluster::start("badimage").await;
+    // A published host port: the replacement would stop the old container first.
+    let port = free_port();
+    let spec = |image: &str| {
+        serde_json::json!({"itemListElement": [
+            {"name": "web", "image": image, "command": busybox("httpd -f -p 8080 -h /"),
+             "ports": [{"containerPort": 8080, "hostPort": port}]}
+        ]})
+        .to_string()
+    };
+    let rev = c
+        .put_stack("badimage-it", &spec("berth-test/busybox:latest"))
+        .await;
+    c.wait_status("badimage-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let old = containers_of(&c.host_id, "badimage-it");
+    assert_eq!(old.len(), 1);
+
+    let missing = "berth-test/no-such-image:latest";
+    c.put_stack("badimage-it", &spec(missing)).await;
+    let st = c
+        .wait_status("badimage-it", T, |s| {
+            s.services.get("web").is_some_and(|w| {
+                w.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("not found locally and pull failed"))
+            })
+        })
+        .await;
+    let msg = st.services["web"].message.clone().unwrap_or_default();
+    assert!(msg.contains(missing), "{msg}");
+    assert_eq!(
+        containers_of(&c.host_id, "badimage-it"),
+        old,
+        "the old container is still the one there"
+    );
+    assert_eq!(inspect(&old[0], "{{.State.Running}}"), "true");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_by_hand_is_put_back_and_unmanaged_containers_are_left_alone() {
     let c = Cluster::start("drift").await;
     let rev = c.put_stack("drift-it", &web_stack(18188, "drift")).await;

@@ -139,9 +139,11 @@ async fn event_records_fill_the_controllers_cache_without_waking_it() {
         cancel.clone(),
         berth::controller::wakes_on,
     );
-    cache.wait_synced().await;
     let mut wake = cache.subscribe();
-    wake.borrow_and_update();
+    // The first list's wake-up, seen and so spent.
+    wake.wait_for(Option::is_some)
+        .await
+        .expect("reflector alive");
 
     let event = put_event(&store, "h1", "web", 1).await;
     eventually("the event in the cache", T, || {

@@ -1,20 +1,87 @@
 //! The agent's Docker adapter against the real engine: a pass inspects only containers
-//! whose `list` entry changed, and still sees every change made behind its back. One test
-//! in this binary, so the in-process Docker call counters are its own.
+//! whose `list` entry changed, and still sees every change made behind its back; a create
+//! looks for its image only when Docker says it is missing. The in-process Docker call
+//! counters are shared: each test counts calls the other never makes.
 
 mod common;
 
 use std::time::Duration;
 
 use berth::agent::plan::RunState;
-use berth::agent::runtime::Runtime;
+use berth::agent::runtime::{CreateRequest, Runtime, RuntimeError};
+use berth::assignment::ContainerSpec;
 use berth::metrics::DOCKER_REQUESTS;
 use common::*;
 
 fn inspects() -> u64 {
-    DOCKER_REQUESTS
-        .with_label_values(&["inspect", "success"])
-        .get()
+    calls("inspect")
+}
+
+/// Docker calls of `op` made so far by this process, answered or not.
+fn calls(op: &str) -> u64 {
+    ["success", "error"]
+        .iter()
+        .map(|result| DOCKER_REQUESTS.with_label_values(&[op, result]).get())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_looks_for_its_image_only_when_docker_says_it_is_missing() {
+    let host = format!("rt-img-{}", std::process::id());
+    remove_containers_of(&host);
+    let rt = Runtime::connect("unix:///var/run/docker.sock")
+        .await
+        .expect("docker");
+    let spec = |image: &str| -> ContainerSpec {
+        serde_json::from_value(serde_json::json!({"image": image, "command": ["true"]}))
+            .expect("spec")
+    };
+    let labels = |host: &str| {
+        [
+            ("berth.managed", "true"),
+            ("berth.stack", "s"),
+            ("berth.host", host),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    };
+
+    let present = spec("berth-test/busybox:latest");
+    let before = calls("inspect_image");
+    let id = rt
+        .create(CreateRequest {
+            name: &format!("{host}-present"),
+            spec: &present,
+            labels: labels(&host),
+            network: "bridge",
+        })
+        .await
+        .expect("create from a present image");
+    assert!(!id.is_empty());
+    assert_eq!(
+        calls("inspect_image") - before,
+        0,
+        "the image is there: no inspect"
+    );
+
+    let missing = spec("berth-test/no-such-image:latest");
+    let before = calls("inspect_image");
+    let err = rt
+        .create(CreateRequest {
+            name: &format!("{host}-missing"),
+            spec: &missing,
+            labels: labels(&host),
+            network: "bridge",
+        })
+        .await
+        .expect_err("nothing can be pulled here");
+    assert!(
+        matches!(&err, RuntimeError::ImageUnavailable { image, .. } if image == "berth-test/no-such-image:latest"),
+        "{err}"
+    );
+    assert_eq!(calls("inspect_image") - before, 1, "looked for once");
+    remove_containers_of(&host);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

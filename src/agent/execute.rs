@@ -241,7 +241,10 @@ async fn run_in_span(
                 rt.remove(old_id).await?;
                 rt.rename(&temp, name).await
             } else {
-                // They would clash on a host port or a data directory: stop first.
+                // They would clash on a host port or a data directory: stop first, but
+                // only once the new image is known to be there, so a spec naming an
+                // image that cannot be had leaves the old container running.
+                rt.ensure_image(&d.spec.image).await?;
                 rt.stop(old_id, STOP_GRACE).await?;
                 rt.remove(old_id).await?;
                 create_and_start(rt, host, d).await
@@ -269,7 +272,6 @@ async fn create_and_start_as(
     d: &DesiredContainer,
     name: &str,
 ) -> Result<(), RuntimeError> {
-    rt.ensure_image(&d.spec.image).await?;
     let id = rt
         .create(CreateRequest {
             name,

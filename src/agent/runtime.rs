@@ -534,9 +534,22 @@ impl Runtime {
         Ok(removed)
     }
 
-    /// Create (not start) a container; returns its id.
+    /// Create (not start) a container; returns its id. The image is looked for only when
+    /// Docker answers that something is missing (404), then pulled if absent, and the
+    /// create tried once more, as `docker run` does: one call per container when the
+    /// image is there, which it is for every container of a stack but the first.
     pub async fn create(&self, req: CreateRequest<'_>) -> Result<String, RuntimeError> {
-        let body = create_body(&req);
+        match self.create_once(&req).await {
+            Err(e) if e.is_not_found() => {
+                self.ensure_image(&req.spec.image).await?;
+                self.create_once(&req).await
+            }
+            other => other,
+        }
+    }
+
+    async fn create_once(&self, req: &CreateRequest<'_>) -> Result<String, RuntimeError> {
+        let body = create_body(req);
         let opts = CreateContainerOptionsBuilder::default()
             .name(req.name)
             .build();

@@ -158,8 +158,9 @@ async fn reflect_once(
         c.revision = revision;
     }
     *bumps += 1;
-    signals.version.send_replace(Some(*bumps));
+    // Wake first: whoever saw the list complete (`wait_synced`) has seen its wake too.
     signals.wake.send_replace(Some(*bumps));
+    signals.version.send_replace(Some(*bumps));
 
     let full = format!("{}{}", store.prefix(), prefix);
     let opts = WatchOptions::new()
