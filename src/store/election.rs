@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{keys, Store, StoreError};
+use super::{grant_lease, keys, Store, StoreError};
 
 /// Proof of leadership to attach to writes: the leader key and its create revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,22 +34,10 @@ impl Leadership {
         cancel: &CancellationToken,
     ) -> Result<Option<Leadership>, StoreError> {
         let name = format!("{}{}", store.prefix(), keys::LEADER);
-        let req = |op: &'static str| {
-            let name = name.clone();
-            move |source| StoreError::Request {
-                op,
-                key: name,
-                source,
-            }
-        };
+        let req = |op| StoreError::request(op, name.clone());
         // No request timeout: a campaign blocks until this controller is elected.
         let mut client = store.long_client();
-        let ttl_secs = ttl.as_secs().max(2) as i64;
-        let lease = client
-            .lease_grant(ttl_secs, None)
-            .await
-            .map_err(req("lease grant"))?
-            .id();
+        let (lease, period) = grant_lease(&mut client, ttl, &name).await?;
         let (mut keeper, mut responses) = client
             .lease_keep_alive(lease)
             .await
@@ -58,7 +46,6 @@ impl Leadership {
         // Keep the lease alive while campaigning and while leading.
         {
             let lost = lost.clone();
-            let period = Duration::from_secs((ttl_secs as u64 / 3).max(1));
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(period);
                 loop {

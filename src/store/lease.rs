@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Store, StoreError};
+use super::{grant_lease, Store, StoreError};
 use crate::retry;
 
 /// Handle on a leased key; the key lives while the background task can keep its lease.
@@ -78,21 +78,9 @@ async fn hold(
     held: &watch::Sender<bool>,
 ) -> Result<(), StoreError> {
     let full = format!("{}{}", store.prefix(), key);
-    let req = |op: &'static str| {
-        let full = full.clone();
-        move |source| StoreError::Request {
-            op,
-            key: full,
-            source,
-        }
-    };
+    let req = |op| StoreError::request(op, full.clone());
     let mut client = store.long_client();
-    let ttl_secs = ttl.as_secs().max(2) as i64;
-    let lease = client
-        .lease_grant(ttl_secs, None)
-        .await
-        .map_err(req("lease grant"))?
-        .id();
+    let (lease, period) = grant_lease(&mut client, ttl, &full).await?;
     let current = value.borrow_and_update().clone();
     client
         .put(
@@ -107,7 +95,7 @@ async fn hold(
         .await
         .map_err(req("lease keep-alive"))?;
     held.send_replace(true);
-    let mut tick = tokio::time::interval(Duration::from_secs((ttl_secs as u64 / 3).max(1)));
+    let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {

@@ -50,6 +50,32 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         true
     }
+
+    /// For `map_err`: an etcd client error as a [`StoreError::Request`] naming the step
+    /// and the key.
+    pub(crate) fn request(
+        op: &'static str,
+        key: impl Into<String>,
+    ) -> impl FnOnce(etcd_client::Error) -> StoreError {
+        let key = key.into();
+        move |source| StoreError::Request { op, key, source }
+    }
+}
+
+/// Grant a lease of `ttl` for `key` (whole seconds, at least 2); returns its id and how
+/// often to keep it alive: a third of the TTL, so two keep-alives may fail before it ends.
+pub(crate) async fn grant_lease(
+    client: &mut Client,
+    ttl: Duration,
+    key: &str,
+) -> Result<(i64, Duration), StoreError> {
+    let ttl_secs = ttl.as_secs().max(2);
+    let lease = client
+        .lease_grant(ttl_secs as i64, None)
+        .await
+        .map_err(StoreError::request("lease grant", key))?
+        .id();
+    Ok((lease, Duration::from_secs((ttl_secs / 3).max(1))))
 }
 
 /// One key-value pair, with its key relative to the store's prefix.
@@ -419,5 +445,5 @@ fn observe<T>(
     metrics::ETCD_REQUESTS
         .with_label_values(&[op, result])
         .inc();
-    r.map_err(|source| StoreError::Request { op, key, source })
+    r.map_err(StoreError::request(op, key))
 }

@@ -96,12 +96,11 @@ pub async fn apply(
     root_password: &str,
 ) -> Result<(), StoreError> {
     let mut c = store.client();
-    let req = |op: &'static str, key: String| move |source| StoreError::Request { op, key, source };
     let exists = |e: &etcd_client::Error| e.to_string().contains("already exists");
     for r in roles {
         if let Err(e) = c.role_add(r.name.clone()).await {
             if !exists(&e) {
-                return Err(req("role add", r.name.clone())(e));
+                return Err(StoreError::request("role add", r.name.clone())(e));
             }
         }
         for grant in &r.grants {
@@ -116,7 +115,7 @@ pub async fn apply(
             }
             c.role_grant_permission(r.name.clone(), perm)
                 .await
-                .map_err(req("role grant", r.name.clone()))?;
+                .map_err(StoreError::request("role grant", r.name.clone()))?;
         }
     }
     let mut all = users.to_vec();
@@ -124,16 +123,16 @@ pub async fn apply(
     for (user, password, role) in &all {
         if let Err(e) = c.user_add(user.clone(), password.clone(), None).await {
             if !exists(&e) {
-                return Err(req("user add", user.clone())(e));
+                return Err(StoreError::request("user add", user.clone())(e));
             }
         }
         c.user_grant_role(user.clone(), role.clone())
             .await
-            .map_err(req("user grant", user.clone()))?;
+            .map_err(StoreError::request("user grant", user.clone()))?;
     }
     c.auth_enable()
         .await
-        .map_err(req("auth enable", String::new()))?;
+        .map_err(StoreError::request("auth enable", String::new()))?;
     Ok(())
 }
 

@@ -171,20 +171,12 @@ async fn reflect_once(
         .watch_client()
         .watch(full.clone(), Some(opts))
         .await
-        .map_err(|source| StoreError::Request {
-            op: "watch",
-            key: full.clone(),
-            source,
-        })?;
+        .map_err(StoreError::request("watch", full.clone()))?;
     loop {
         let msg = stream
             .message()
             .await
-            .map_err(|source| StoreError::Request {
-                op: "watch",
-                key: full.clone(),
-                source,
-            })?;
+            .map_err(StoreError::request("watch", full.clone()))?;
         let Some(resp) = msg else {
             return Err(StoreError::WatchEnded { key: full });
         };
