@@ -8,10 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth::assignment::Assignment;
-use berth::embedded::EmbeddedEtcd;
 use berth::spec::HostRegistration;
-use berth::store::{keys, LeasedKey, Store};
-use common::{eventually, free_port, http_get, Proc};
+use berth::store::{keys, LeasedKey};
+use common::{eventually, free_port, http_get, Etcd, Proc};
 use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(30);
@@ -47,12 +46,8 @@ fn stack_json(tag: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_is_replaced_within_its_lease_and_its_late_writes_do_not_land() {
-    berth::telemetry::init(berth::telemetry::LogFormat::Human);
-    let dir = tempfile::tempdir().unwrap();
-    let etcd = EmbeddedEtcd::start(dir.path(), None).await.unwrap();
-    let store = Store::connect(std::slice::from_ref(&etcd.client_url), "/berth")
-        .await
-        .unwrap();
+    let cluster = Etcd::start().await;
+    let (etcd, store) = (&cluster.etcd, cluster.store.clone());
     let reg = HostRegistration {
         id: "h1".into(),
         address: "10.99.0.1".into(),

@@ -8,34 +8,13 @@ use std::time::{Duration, Instant};
 
 use berth::assignment::Assignment;
 use berth::controller::{self, ControllerConfig};
-use berth::embedded::EmbeddedEtcd;
 use berth::report::SlotReport;
 use berth::spec::{HostRegistration, Phase, StackStatus};
 use berth::store::{keys, Expect, Leadership, LeasedKey, Store, StoreError, Write};
-use common::eventually;
+use common::{eventually, Etcd};
 use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(30);
-
-struct Etcd {
-    _etcd: EmbeddedEtcd,
-    _dir: tempfile::TempDir,
-    store: Store,
-}
-
-async fn etcd() -> Etcd {
-    berth::telemetry::init(berth::telemetry::LogFormat::Human);
-    let dir = tempfile::tempdir().unwrap();
-    let etcd = EmbeddedEtcd::start(dir.path(), None).await.unwrap();
-    let store = Store::connect(std::slice::from_ref(&etcd.client_url), "/berth")
-        .await
-        .unwrap();
-    Etcd {
-        _etcd: etcd,
-        _dir: dir,
-        store,
-    }
-}
 
 fn controller(store: &Store, id: &str, grace: Duration) -> CancellationToken {
     let cancel = CancellationToken::new();
@@ -103,7 +82,7 @@ const SPREAD2: &str = r#"{"deployment":{"mode":"multi-host","placementStrategy":
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leaders_writes_are_fenced_off() {
-    let e = etcd().await;
+    let e = Etcd::start().await;
     let never = CancellationToken::new();
     let a = Leadership::campaign(&e.store, "a", Duration::from_secs(5), &never)
         .await
@@ -163,7 +142,7 @@ async fn a_deposed_leaders_writes_are_fenced_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_of_a_lost_host_move_only_after_the_grace_period() {
-    let e = etcd().await;
+    let e = Etcd::start().await;
     let (_h1, h1_cancel) = register(&e.store, "h1", &[]);
     let (_h2, _h2_cancel) = register(&e.store, "h2", &[]);
     let _c = controller(&e.store, "c1", Duration::from_secs(3));
@@ -219,7 +198,7 @@ async fn slots_of_a_lost_host_move_only_after_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_storm_guard_holds_slots_when_most_hosts_vanish_at_once() {
-    let e = etcd().await;
+    let e = Etcd::start().await;
     let (_h1, h1_cancel) = register(&e.store, "h1", &[]);
     let (_h2, h2_cancel) = register(&e.store, "h2", &[]);
     let (_h3, _h3_cancel) = register(&e.store, "h3", &[]);
@@ -260,7 +239,7 @@ async fn the_storm_guard_holds_slots_when_most_hosts_vanish_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_placement_on_an_unknown_host_is_unschedulable_and_named() {
-    let e = etcd().await;
+    let e = Etcd::start().await;
     let (_h1, _c1) = register(&e.store, "host-1", &[]);
     let _c = controller(&e.store, "c1", Duration::from_secs(30));
     let manual = r#"{"deployment":{"mode":"multi-host","placementStrategy":"manual"},"itemListElement":[
@@ -304,7 +283,7 @@ async fn manual_placement_on_an_unknown_host_is_unschedulable_and_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_a_host_starts_each_replacement_before_removing_the_old_copy() {
-    let e = etcd().await;
+    let e = Etcd::start().await;
     let (_h1, _c1) = register(&e.store, "h1", &[]);
     let (_h2, _c2) = register(&e.store, "h2", &[]);
     let _c = controller(&e.store, "c1", Duration::from_secs(30));
@@ -388,7 +367,7 @@ async fn draining_a_host_starts_each_replacement_before_removing_the_old_copy() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adding_a_host_moves_nothing_until_a_rebalance_is_applied() {
-    let e = etcd().await;
+    let e = Etcd::start().await;
     let (_h1, _c1) = register(&e.store, "h1", &[]);
     let _c = controller(&e.store, "c1", Duration::from_secs(30));
     let four = r#"{"deployment":{"mode":"multi-host","placementStrategy":"spread"},"itemListElement":[
@@ -447,7 +426,7 @@ async fn adding_a_host_moves_nothing_until_a_rebalance_is_applied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_dry_run_shows_the_placement_and_writes_nothing() {
-    let e = etcd().await;
+    let e = Etcd::start().await;
     let (_h1, _c1) = register(&e.store, "h1", &[]);
     let (_h2, _c2) = register(&e.store, "h2", &[]);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
@@ -460,7 +439,7 @@ async fn apply_dry_run_shows_the_placement_and_writes_nothing() {
             "dry",
             "--dry-run",
         ])
-        .env("BERTH_ETCD_ENDPOINTS", &e._etcd.client_url)
+        .env("BERTH_ETCD_ENDPOINTS", &e.etcd.client_url)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -484,16 +463,10 @@ async fn apply_dry_run_shows_the_placement_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_value_is_invalid_and_does_not_wedge_the_controller() {
-    berth::telemetry::init(berth::telemetry::LogFormat::Human);
-    let dir = tempfile::tempdir().unwrap();
     // etcd itself would refuse a value this big by default (1.5 MiB); an operator may
     // raise that, and Berth must still cope.
-    let etcd = EmbeddedEtcd::start_with(dir.path(), None, &["--max-request-bytes=33554432"])
-        .await
-        .unwrap();
-    let store = Store::connect(std::slice::from_ref(&etcd.client_url), "/berth")
-        .await
-        .unwrap();
+    let e = Etcd::start_with(&["--max-request-bytes=33554432"]).await;
+    let store = e.store.clone();
     let (_h1, _c1) = register(&store, "h1", &[]);
     let _c = controller(&store, "c1", Duration::from_secs(30));
     // 10 MB: more than the spec limit, and more than gRPC's default 4 MB message.

@@ -1,37 +1,15 @@
 //! `berth status` and `berth hosts` against a real etcd holding hand-written keys: the
 //! wiring from etcd to the printed map, its JSON, `--watch` and the exit codes.
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
-use berth::embedded::EmbeddedEtcd;
-use berth::store::{keys, Store};
+use berth::store::keys;
+use common::Etcd;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-struct Etcd {
-    _etcd: EmbeddedEtcd,
-    _dir: tempfile::TempDir,
-    url: String,
-    store: Store,
-}
-
-async fn etcd() -> Etcd {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let etcd = EmbeddedEtcd::start(dir.path(), None)
-        .await
-        .expect("start etcd (is etcd-server installed?)");
-    let url = etcd.client_url.clone();
-    let store = Store::connect(std::slice::from_ref(&url), "/berth")
-        .await
-        .expect("connect");
-    Etcd {
-        _etcd: etcd,
-        _dir: dir,
-        url,
-        store,
-    }
-}
 
 impl Etcd {
     async fn put(&self, key: String, value: Value) {
@@ -45,7 +23,7 @@ impl Etcd {
     fn berth(&self, args: &[&str]) -> (i32, String, String) {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(args)
-            .env("BERTH_ETCD_ENDPOINTS", &self.url)
+            .env("BERTH_ETCD_ENDPOINTS", &self.etcd.client_url)
             .env_remove("COLUMNS")
             .env_remove("BERTH_OUTPUT")
             .output()
@@ -127,7 +105,7 @@ fn status(phase: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_prints_the_deployment_map_with_progress_hosts_and_connections() {
-    let e = etcd().await;
+    let e = Etcd::start().await;
     e.shop().await;
     let (code, out, err) = e.berth(&["status"]);
     assert_eq!(code, 0, "{err}");
@@ -150,7 +128,7 @@ async fn status_prints_the_deployment_map_with_progress_hosts_and_connections() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_json_prints_status_objects_and_exit_codes_say_what_is_missing() {
-    let e = etcd().await;
+    let e = Etcd::start().await;
     e.shop().await;
     let (code, out, _) = e.berth(&["status", "-o", "json"]);
     assert_eq!(code, 0);
@@ -180,7 +158,7 @@ async fn status_json_prints_status_objects_and_exit_codes_say_what_is_missing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_lists_readiness_capacity_and_slots_as_table_and_json() {
-    let e = etcd().await;
+    let e = Etcd::start().await;
     e.shop().await;
     e.put(keys::maintenance("h1"), json!({"cordoned": true}))
         .await;
@@ -211,11 +189,11 @@ async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildS
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_watch_prints_a_new_line_when_the_status_changes() {
-    let e = etcd().await;
+    let e = Etcd::start().await;
     e.shop().await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["status", "shop", "--watch", "-o", "json"])
-        .env("BERTH_ETCD_ENDPOINTS", &e.url)
+        .env("BERTH_ETCD_ENDPOINTS", &e.etcd.client_url)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

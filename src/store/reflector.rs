@@ -158,9 +158,10 @@ async fn reflect_once(
         c.revision = revision;
     }
     *bumps += 1;
-    // Wake first: whoever saw the list complete (`wait_synced`) has seen its wake too.
-    signals.wake.send_replace(Some(*bumps));
+    // The view first, then the wake-up: a subscriber woken by this list must find the
+    // view readable (`read` and `snapshot` go by `version`).
     signals.version.send_replace(Some(*bumps));
+    signals.wake.send_replace(Some(*bumps));
 
     let full = format!("{}{}", store.prefix(), prefix);
     let opts = WatchOptions::new()

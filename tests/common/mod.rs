@@ -36,9 +36,14 @@ pub struct Etcd {
 
 impl Etcd {
     pub async fn start() -> Etcd {
+        Etcd::start_with(&[]).await
+    }
+
+    /// With extra `etcd` flags.
+    pub async fn start_with(flags: &[&str]) -> Etcd {
         berth::telemetry::init(berth::telemetry::LogFormat::Human);
         let dir = tempfile::tempdir().expect("tempdir");
-        let etcd = EmbeddedEtcd::start(dir.path(), None)
+        let etcd = EmbeddedEtcd::start_with(dir.path(), None, flags)
             .await
             .expect("start etcd (is etcd-server installed?)");
         let store = Store::connect(std::slice::from_ref(&etcd.client_url), "/berth")
