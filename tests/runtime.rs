@@ -25,6 +25,28 @@ fn calls(op: &str) -> u64 {
         .sum()
 }
 
+/// Create (not start) a managed container `name` of `image` running `true`.
+async fn create(rt: &Runtime, name: &str, host: &str, image: &str) -> Result<String, RuntimeError> {
+    let spec: ContainerSpec =
+        serde_json::from_value(serde_json::json!({"image": image, "command": ["true"]}))
+            .expect("spec");
+    let labels = [
+        ("berth.managed", "true"),
+        ("berth.stack", "s"),
+        ("berth.host", host),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    rt.create(CreateRequest {
+        name,
+        spec: &spec,
+        labels,
+        network: "bridge",
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_looks_for_its_image_only_when_docker_says_it_is_missing() {
     let host = format!("rt-img-{}", std::process::id());
@@ -32,32 +54,15 @@ async fn a_create_looks_for_its_image_only_when_docker_says_it_is_missing() {
     let rt = Runtime::connect("unix:///var/run/docker.sock")
         .await
         .expect("docker");
-    let spec = |image: &str| -> ContainerSpec {
-        serde_json::from_value(serde_json::json!({"image": image, "command": ["true"]}))
-            .expect("spec")
-    };
-    let labels = |host: &str| {
-        [
-            ("berth.managed", "true"),
-            ("berth.stack", "s"),
-            ("berth.host", host),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-    };
-
-    let present = spec("berth-test/busybox:latest");
     let before = calls("inspect_image");
-    let id = rt
-        .create(CreateRequest {
-            name: &format!("{host}-present"),
-            spec: &present,
-            labels: labels(&host),
-            network: "bridge",
-        })
-        .await
-        .expect("create from a present image");
+    let id = create(
+        &rt,
+        &format!("{host}-present"),
+        &host,
+        "berth-test/busybox:latest",
+    )
+    .await
+    .expect("create from a present image");
     assert!(!id.is_empty());
     assert_eq!(
         calls("inspect_image") - before,
@@ -65,17 +70,15 @@ async fn a_create_looks_for_its_image_only_when_docker_says_it_is_missing() {
         "the image is there: no inspect"
     );
 
-    let missing = spec("berth-test/no-such-image:latest");
     let before = calls("inspect_image");
-    let err = rt
-        .create(CreateRequest {
-            name: &format!("{host}-missing"),
-            spec: &missing,
-            labels: labels(&host),
-            network: "bridge",
-        })
-        .await
-        .expect_err("nothing can be pulled here");
+    let err = create(
+        &rt,
+        &format!("{host}-missing"),
+        &host,
+        "berth-test/no-such-image:latest",
+    )
+    .await
+    .expect_err("nothing can be pulled here");
     assert!(
         matches!(&err, RuntimeError::ImageUnavailable { image, .. } if image == "berth-test/no-such-image:latest"),
         "{err}"
