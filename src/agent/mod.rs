@@ -116,7 +116,11 @@ async fn run(
         memory_mb: facts.as_ref().map(|f| f.memory_mb).unwrap_or(0),
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         docker_version: facts.as_ref().map(|f| f.version.clone()),
-        used_ports: rt.unmanaged_host_ports().await.unwrap_or_default(),
+        used_ports: rt
+            .list_host(&host)
+            .await
+            .map(|(_, ports)| ports)
+            .unwrap_or_default(),
         degraded: None,
         allow_bind_prefixes: cfg.allow_bind_prefixes.clone(),
     };

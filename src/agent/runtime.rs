@@ -326,17 +326,6 @@ impl Runtime {
         self.lock_inspected().forget(id);
     }
 
-    /// Host ports published by running containers Berth does not manage, so the
-    /// scheduler can keep clear of them.
-    pub async fn unmanaged_host_ports(&self) -> Result<Vec<UsedPort>, RuntimeError> {
-        let running = call("list", "containers", self.docker.list_containers(None)).await?;
-        Ok(published_ports(running.into_iter().filter(|c| {
-            c.labels
-                .as_ref()
-                .is_none_or(|l| l.get(labels::MANAGED).map(String::as_str) != Some("true"))
-        })))
-    }
-
     /// Make sure `image` is present: use the local copy, else pull it.
     pub async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
         if call("inspect_image", image, self.docker.inspect_image(image))

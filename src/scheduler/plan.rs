@@ -389,15 +389,13 @@ impl<'a> Scheduler<'a> {
         let reg = view.reg;
         let b = &self.books[h];
         let free_cpu = reg.cpus - b.cpus - extra.cpus;
-        let min_cpu = need.min_cpu;
-        if (min_cpu > 0.0 && free_cpu < min_cpu)
+        if (need.min_cpu > 0.0 && free_cpu < need.min_cpu)
             || (need.cpus > 0.0 && reg.cpus > 0.0 && free_cpu < need.cpus)
         {
             return Err(Reject::Cpu);
         }
         let free_mem = reg.memory_mb as i64 - b.memory_mb as i64 - extra.memory_mb as i64;
-        let min_mem = need.min_memory;
-        if (min_mem > 0 && free_mem < min_mem)
+        if (need.min_memory > 0 && free_mem < need.min_memory)
             || (need.memory_mb > 0 && reg.memory_mb > 0 && free_mem < need.memory_mb as i64)
         {
             return Err(Reject::Memory);

@@ -25,8 +25,8 @@ pub struct Cache {
 #[derive(Clone)]
 pub struct Reflector {
     cache: Arc<RwLock<Cache>>,
-    /// Bumped on every change; `None` until the first list completed.
-    version: watch::Receiver<Option<u64>>,
+    /// Set once the first list completed: the view is readable from then on.
+    synced: watch::Receiver<bool>,
     /// Bumped on every relist and on every watch batch touching a key that `wakes`.
     wake: watch::Receiver<Option<u64>>,
     connected: watch::Receiver<bool>,
@@ -37,7 +37,7 @@ pub type WakeFilter = fn(&str) -> bool;
 
 /// Senders of one reflector's channels.
 struct Signals {
-    version: watch::Sender<Option<u64>>,
+    synced: watch::Sender<bool>,
     wake: watch::Sender<Option<u64>>,
     connected: watch::Sender<bool>,
     wakes: WakeFilter,
@@ -60,11 +60,11 @@ impl Reflector {
         wakes: WakeFilter,
     ) -> Reflector {
         let cache = Arc::new(RwLock::new(Cache::default()));
-        let (version_tx, version) = watch::channel(None);
+        let (synced_tx, synced) = watch::channel(false);
         let (wake_tx, wake) = watch::channel(None);
         let (connected_tx, connected) = watch::channel(false);
         let signals = Signals {
-            version: version_tx,
+            synced: synced_tx,
             wake: wake_tx,
             connected: connected_tx,
             wakes,
@@ -102,7 +102,7 @@ impl Reflector {
         });
         Reflector {
             cache,
-            version,
+            synced,
             wake,
             connected,
         }
@@ -110,19 +110,19 @@ impl Reflector {
 
     /// A copy of the current view; `None` until the first list completed.
     pub async fn snapshot(&self) -> Option<Cache> {
-        (*self.version.borrow())?;
+        self.synced().then_some(())?;
         Some(self.cache.read().await.clone())
     }
 
     /// Read the view in place without copying it.
     pub async fn read<R>(&self, f: impl FnOnce(&Cache) -> R) -> Option<R> {
-        (*self.version.borrow())?;
+        self.synced().then_some(())?;
         Some(f(&*self.cache.read().await))
     }
 
     /// Has the first list completed?
     pub fn synced(&self) -> bool {
-        self.version.borrow().is_some()
+        *self.synced.borrow()
     }
 
     /// Is the watch currently established?
@@ -138,8 +138,8 @@ impl Reflector {
 
     /// Wait until the first list completed.
     pub async fn wait_synced(&self) {
-        let mut rx = self.version.clone();
-        let _ = rx.wait_for(Option::is_some).await;
+        let mut rx = self.synced.clone();
+        let _ = rx.wait_for(|s| *s).await;
     }
 }
 
@@ -158,9 +158,9 @@ async fn reflect_once(
         c.revision = revision;
     }
     *bumps += 1;
-    // The view first, then the wake-up: a subscriber woken by this list must find the
-    // view readable (`read` and `snapshot` go by `version`).
-    signals.version.send_replace(Some(*bumps));
+    // Readable first, then the wake-up: a subscriber woken by this list must find the
+    // view readable (`read` and `snapshot` go by `synced`).
+    signals.synced.send_replace(true);
     signals.wake.send_replace(Some(*bumps));
 
     let full = format!("{}{}", store.prefix(), prefix);
@@ -217,9 +217,8 @@ async fn reflect_once(
             }
         }
         drop(c);
-        *bumps += 1;
-        signals.version.send_replace(Some(*bumps));
         if wake {
+            *bumps += 1;
             signals.wake.send_replace(Some(*bumps));
         }
     }
