@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::slot::{slot_key, SlotId};
 use crate::spec::{DesiredState, HealthCheck, PotentialAction};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +20,16 @@ pub struct Assignment {
     #[serde(default)]
     pub volumes: Vec<VolumeSpec>,
     pub slots: Vec<Slot>,
+}
+
+impl Assignment {
+    /// The slot `id` names, if this assignment holds it.
+    pub fn slot(&self, id: &SlotId) -> Option<&Slot> {
+        if self.stack != id.stack {
+            return None;
+        }
+        self.slots.iter().find(|s| s.is(id))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +85,16 @@ impl Slot {
         slot_key(&self.service, self.replica)
     }
 
+    /// Its identity within `stack`.
+    pub fn id(&self, stack: &str) -> SlotId {
+        SlotId::new(stack, &self.service, self.replica)
+    }
+
+    /// Whether it is `id`'s slot (the caller knows the stack matches).
+    pub fn is(&self, id: &SlotId) -> bool {
+        self.replica == id.replica && self.service == id.service
+    }
+
     /// Identifies the version of the service its post-start actions belong to: its
     /// container spec and the actions themselves. Not the host: a move does not re-run.
     pub fn actions_key(&self, network: &str) -> String {
@@ -83,10 +104,6 @@ impl Slot {
         h.update(serde_json::to_vec(&self.post_start).unwrap_or_default());
         hex::encode(&h.finalize()[..8])
     }
-}
-
-pub fn slot_key(service: &str, replica: u32) -> String {
-    format!("{service}.{replica}")
 }
 
 /// The prefix of the variables injected for dependency `service`: `<NAME>_HOST`,

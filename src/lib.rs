@@ -12,11 +12,13 @@
 //! - [`controller`]: the loop that schedules and aggregates status.
 //! - [`agent`]: the per-host reconciler; `agent::runtime` is the only Docker client.
 //! - [`health`]: http/tcp probes and the health state machine.
+//! - [`slot`]: `SlotId`, the one identity of a slot, shared by scheduler, agent and controller.
 //! - [`assignment`], [`report`]: the internal contract between controller and agents.
 //! - [`events`]: recent events per stack, bounded, for `berth events`.
 //! - [`embedded`]: the local etcd `berth up` starts when given none.
 //! - [`metrics`], [`serve`], [`telemetry`]: observability.
-//! - [`retry`]: backoff delays (the one user of the `backoff` crate).
+//! - [`retry`]: backoff delays (the one user of the `backoff` crate); [`requeue`]: when a
+//!   reconcile wants to run again.
 //! - [`view`]: what `berth status` and `berth hosts` print, rendered purely from a snapshot.
 
 pub mod agent;
@@ -27,10 +29,12 @@ pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod report;
+pub mod requeue;
 pub mod retry;
 pub mod scheduler;
 pub mod schema;
 pub mod serve;
+pub mod slot;
 pub mod spec;
 pub mod store;
 pub mod telemetry;

@@ -72,6 +72,38 @@ pub static RECONCILE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["component", "reason"],
     )
 });
+/// How one reconcile pass ended, for [`observe_reconcile`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassResult {
+    Success,
+    /// Succeeded, and asked to run again before the resync.
+    Requeue,
+    /// Failed; `reason` is the error's bounded `metric_label()`.
+    Error {
+        reason: &'static str,
+    },
+}
+
+/// Record one reconcile pass of `component` (agent|scheduler|status) that began at
+/// `started`: its duration, its result and, on failure, its reason. The one place the
+/// three reconcile metrics are written together.
+pub fn observe_reconcile(component: &str, started: std::time::Instant, result: PassResult) {
+    RECONCILE_DURATION
+        .with_label_values(&[component])
+        .observe(started.elapsed().as_secs_f64());
+    let label = match result {
+        PassResult::Success => "success",
+        PassResult::Requeue => "requeue",
+        PassResult::Error { reason } => {
+            RECONCILE_ERRORS
+                .with_label_values(&[component, reason])
+                .inc();
+            "error"
+        }
+    };
+    RECONCILE.with_label_values(&[component, label]).inc();
+}
+
 /// `action` = create|start|restart|replace|stop|remove|adopt|rename.
 pub static CONTAINER_ACTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::assignment::Slot;
+use crate::slot::SlotId;
 use crate::spec::ActionStatus;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,11 +19,8 @@ pub struct SlotReport {
     pub spec_hash: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
-    /// Docker's state (`running`, `exited`, `created`, ...), `missing` before creation, or
-    /// `failed` when the agent cannot create it at all (the message says why).
-    pub state: String,
-    /// `healthy`, `unhealthy`, `starting` or `none`.
-    pub health: String,
+    pub state: SlotState,
+    pub health: SlotHealth,
     pub restarts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
@@ -31,12 +30,92 @@ pub struct SlotReport {
 
 impl SlotReport {
     pub fn is_running(&self) -> bool {
-        self.state == "running"
+        self.state == SlotState::Running
     }
 
     /// Running and not known to be unhealthy or still starting.
     pub fn is_available(&self) -> bool {
-        self.is_running() && (self.health == "healthy" || self.health == "none")
+        self.is_running() && matches!(self.health, SlotHealth::Healthy | SlotHealth::NotChecked)
+    }
+
+    /// Whether it speaks of `slot`.
+    pub fn is_for(&self, slot: &SlotId) -> bool {
+        slot.is(&self.stack, &self.service, self.replica)
+    }
+
+    /// Whether it speaks of `slot`, assigned within `stack` (an assigned slot carries no
+    /// stack of its own).
+    pub fn is_for_assigned(&self, stack: &str, slot: &Slot) -> bool {
+        self.replica == slot.replica && self.service == slot.service && self.stack == stack
+    }
+}
+
+/// A slot's state as its agent reports it: Docker's state of the container, or why there
+/// is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+    /// Not created yet.
+    Missing,
+    /// Held back until a `waitForHealthy` dependency is healthy.
+    Waiting,
+    /// The agent cannot create it at all until the spec changes; the message says why.
+    Failed,
+}
+
+impl SlotState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotState::Created => "created",
+            SlotState::Running => "running",
+            SlotState::Paused => "paused",
+            SlotState::Restarting => "restarting",
+            SlotState::Removing => "removing",
+            SlotState::Exited => "exited",
+            SlotState::Dead => "dead",
+            SlotState::Missing => "missing",
+            SlotState::Waiting => "waiting",
+            SlotState::Failed => "failed",
+        }
+    }
+}
+
+/// Reads the wire name (`running`, `missing`, ...), as serde does.
+impl std::str::FromStr for SlotState {
+    type Err = serde_json::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned()))
+    }
+}
+
+/// A slot's health as its agent reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotHealth {
+    Healthy,
+    Unhealthy,
+    /// Checked, but no verdict yet (inside the start period).
+    Starting,
+    /// No health check, or the container is not running: `none` on the wire.
+    #[serde(rename = "none")]
+    NotChecked,
+}
+
+impl SlotHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotHealth::Healthy => "healthy",
+            SlotHealth::Unhealthy => "unhealthy",
+            SlotHealth::Starting => "starting",
+            SlotHealth::NotChecked => "none",
+        }
     }
 }
 
@@ -56,5 +135,13 @@ impl ActionRecord {
     /// The first action that failed; the ones after it did not run.
     pub fn failure(&self) -> Option<&ActionStatus> {
         self.results.iter().find(|r| !r.ok)
+    }
+}
+
+/// Reads the wire name (`healthy`, `none`, ...), as serde does.
+impl std::str::FromStr for SlotHealth {
+    type Err = serde_json::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned()))
     }
 }

@@ -598,7 +598,7 @@ fn a_status_like_the_controllers_validates_against_the_status_schema() {
         problems: Vec::new(),
         conditions: vec![Condition {
             type_: "Valid".into(),
-            status: "True".into(),
+            status: spec::ConditionStatus::True,
             reason: "Valid".into(),
             message: String::new(),
             last_transition_time: "2026-11-22T09:12:21Z".into(),

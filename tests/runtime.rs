@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use berth::agent::plan::RunState;
+use berth::agent::actual::RunState;
 use berth::agent::runtime::{CreateRequest, Runtime, RuntimeError};
 use berth::assignment::ContainerSpec;
 use berth::metrics::DOCKER_REQUESTS;
@@ -140,7 +140,7 @@ async fn listing_reinspects_only_containers_that_changed_even_behind_its_back() 
         1,
         "only the restarted container is inspected"
     );
-    let find = |list: &[berth::agent::plan::ActualContainer], id: &str| {
+    let find = |list: &[berth::agent::actual::ActualContainer], id: &str| {
         list.iter().find(|c| c.id == id).cloned().expect("listed")
     };
     assert_ne!(

@@ -258,7 +258,7 @@ async fn manual_placement_on_an_unknown_host_is_unschedulable_and_named() {
         .iter()
         .find(|c| c.type_ == "Scheduled")
         .unwrap();
-    assert_eq!(sched.status, "False");
+    assert_eq!(sched.status, berth::spec::ConditionStatus::False);
     assert_eq!(sched.reason, "Unschedulable");
     assert!(
         st.services["b"]
@@ -341,8 +341,8 @@ async fn draining_a_host_starts_each_replacement_before_removing_the_old_copy() 
         spec_revision: rev,
         spec_hash: "x".into(),
         container_id: Some("c".into()),
-        state: "running".into(),
-        health: "none".into(),
+        state: berth::report::SlotState::Running,
+        health: berth::report::SlotHealth::NotChecked,
         restarts: 0,
         exit_code: None,
         message: None,

@@ -114,7 +114,7 @@ async fn an_invalid_stack_reports_every_problem_while_other_stacks_keep_running(
     );
     assert!(bad.message.contains("sideways"), "{}", bad.message);
     let valid = bad.conditions.iter().find(|c| c.type_ == "Valid").unwrap();
-    assert_eq!(valid.status, "False");
+    assert_eq!(valid.status, berth::spec::ConditionStatus::False);
     let junk = c
         .wait_status("junk-it", T, |s| {
             s.phase == Phase::Invalid && s.observed_revision == junk_rev

@@ -3,49 +3,48 @@
 
 use std::collections::BTreeMap;
 
-use super::runtime::labels;
+use super::labels;
 use crate::assignment::{Assignment, ContainerSpec, Slot};
+use crate::slot::SlotId;
 use crate::spec::DesiredState;
 
-/// One container the host should have.
+/// One container the host should have: its slot as assigned, plus what the agent derives
+/// from it. Service, replica, order and container spec are read from `slot`, never copied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredContainer {
-    pub stack: String,
-    pub service: String,
-    pub replica: u32,
-    /// Docker name: `<stack>.<service>.<replica>` (stack ids and service names have no dots).
+    pub id: SlotId,
+    /// Docker name: `<stack>.<service>.<replica>` (see [`SlotId::container_name`]).
     pub name: String,
-    pub spec: ContainerSpec,
     pub spec_hash: String,
     pub spec_revision: i64,
     /// Should it be running (`desiredState: running`) or merely exist, stopped?
     pub run: bool,
     pub network: String,
-    pub order: u32,
     pub slot: Slot,
 }
 
 impl DesiredContainer {
+    pub fn spec(&self) -> &ContainerSpec {
+        &self.slot.container
+    }
+
+    /// Its position in the stack's start order.
+    pub fn order(&self) -> u32 {
+        self.slot.order
+    }
+
     /// Berth's identity labels plus the user's own.
     pub fn labels(&self, host: &str) -> BTreeMap<String, String> {
-        let mut l = self.spec.labels.clone();
+        let mut l = self.spec().labels.clone();
         l.insert(labels::MANAGED.into(), "true".into());
-        l.insert(labels::STACK.into(), self.stack.clone());
-        l.insert(labels::SERVICE.into(), self.service.clone());
-        l.insert(labels::REPLICA.into(), self.replica.to_string());
+        l.insert(labels::STACK.into(), self.id.stack.clone());
+        l.insert(labels::SERVICE.into(), self.id.service.clone());
+        l.insert(labels::REPLICA.into(), self.id.replica.to_string());
         l.insert(labels::HOST.into(), host.into());
         l.insert(labels::SPEC_HASH.into(), self.spec_hash.clone());
-        l.insert(labels::ORDER.into(), self.order.to_string());
+        l.insert(labels::ORDER.into(), self.order().to_string());
         l
     }
-
-    pub fn slot_key(&self) -> (String, String, u32) {
-        (self.stack.clone(), self.service.clone(), self.replica)
-    }
-}
-
-pub fn container_name(stack: &str, service: &str, replica: u32) -> String {
-    format!("{stack}.{service}.{replica}")
 }
 
 /// The container's `berth.spec-hash` (see [`ContainerSpec::hash`]).
@@ -59,17 +58,14 @@ pub fn desired_containers<'a>(
     let mut out = Vec::new();
     for a in assignments {
         for slot in &a.slots {
+            let id = SlotId::new(&a.stack, &slot.service, slot.replica);
             out.push(DesiredContainer {
-                stack: a.stack.clone(),
-                service: slot.service.clone(),
-                replica: slot.replica,
-                name: container_name(&a.stack, &slot.service, slot.replica),
+                name: id.container_name(),
+                id,
                 spec_hash: spec_hash(&slot.container, &a.network.name),
-                spec: slot.container.clone(),
                 spec_revision: a.spec_revision,
                 run: a.desired_state == DesiredState::Running,
                 network: a.network.name.clone(),
-                order: slot.order,
                 slot: slot.clone(),
             });
         }
@@ -77,7 +73,6 @@ pub fn desired_containers<'a>(
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,7 @@ pub async fn execute(
         .iter()
         .filter_map(|a| match a {
             Action::Create { name } | Action::Replace { name, .. } => {
-                desired.get(name).map(|d| d.stack.as_str())
+                desired.get(name).map(|d| d.id.stack.as_str())
             }
             _ => None,
         })
@@ -92,7 +92,7 @@ pub async fn execute(
             Action::Remove { stack, .. } => Some(stack.as_str()),
             _ => None,
         })
-        .filter(|s| !desired.values().any(|d| d.stack == *s))
+        .filter(|s| !desired.values().any(|d| d.id.stack == *s))
         .collect();
     for stack in gone {
         if let Err(e) = rt.remove_stack_networks(stack).await {
@@ -107,7 +107,7 @@ pub async fn execute(
     for a in rest {
         let order = target_name(&a)
             .and_then(|n| desired.get(n))
-            .map(|d| d.order)
+            .map(|d| d.order())
             .unwrap_or(0);
         waves.entry(order).or_default().push(a);
     }
@@ -117,13 +117,13 @@ pub async fn execute(
             .filter(|a| {
                 let stack = target_name(a)
                     .and_then(|n| desired.get(n))
-                    .map(|d| d.stack.as_str());
+                    .map(|d| d.id.stack.as_str());
                 !matches!(stack, Some(s) if infra_failed.contains_key(s))
             })
             .collect();
         for a in wave.iter().filter(|a| !runnable.contains(a)) {
             if let Some(name) = target_name(a) {
-                let stack = desired.get(name).map(|d| d.stack.as_str()).unwrap_or("");
+                let stack = desired.get(name).map(|d| d.id.stack.as_str()).unwrap_or("");
                 if let Some(e) = infra_failed.get(stack) {
                     out.errors.insert(name.to_owned(), e.clone());
                 }
@@ -190,7 +190,7 @@ async fn run(
     let name = target_name(action).unwrap_or_default();
     let (stack, service) = desired
         .get(name)
-        .map(|d| (d.stack.as_str(), d.service.as_str()))
+        .map(|d| (d.id.stack.as_str(), d.id.service.as_str()))
         .unwrap_or_else(|| {
             let mut p = name.split('.');
             (p.next().unwrap_or_default(), p.next().unwrap_or_default())
@@ -244,7 +244,7 @@ async fn run_in_span(
                 // They would clash on a host port or a data directory: stop first, but
                 // only once the new image is known to be there, so a spec naming an
                 // image that cannot be had leaves the old container running.
-                rt.ensure_image(&d.spec.image).await?;
+                rt.ensure_image(&d.spec().image).await?;
                 rt.stop(old_id, STOP_GRACE).await?;
                 rt.remove(old_id).await?;
                 create_and_start(rt, host, d).await
@@ -275,7 +275,7 @@ async fn create_and_start_as(
     let id = rt
         .create(CreateRequest {
             name,
-            spec: &d.spec,
+            spec: d.spec(),
             labels: d.labels(host),
             network: &d.network,
         })

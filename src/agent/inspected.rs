@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::plan::ActualContainer;
+use super::actual::ActualContainer;
 
 /// Even an entry nothing contradicts is looked at again this often, so a change that
 /// neither an event nor `list` shows cannot hide for long.
@@ -150,15 +150,14 @@ fn uptime_at_most(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::plan::RunState;
+    use crate::agent::actual::RunState;
+    use crate::slot::SlotId;
 
     fn container(started_at: Option<&str>) -> ActualContainer {
         ActualContainer {
             id: "c1".into(),
             name: "web-1".into(),
-            stack: "s".into(),
-            service: "web".into(),
-            replica: 0,
+            slot: SlotId::new("s", "web", 0),
             spec_hash: "h".into(),
             state: RunState::Running,
             exit_code: None,

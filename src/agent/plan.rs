@@ -3,62 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::actual::{ActualContainer, RunState};
 use super::desired::DesiredContainer;
-
-/// Docker's view of a container's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    Created,
-    Running,
-    Paused,
-    Restarting,
-    Removing,
-    Exited,
-    Dead,
-}
-
-impl RunState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Created => "created",
-            RunState::Running => "running",
-            RunState::Paused => "paused",
-            RunState::Restarting => "restarting",
-            RunState::Removing => "removing",
-            RunState::Exited => "exited",
-            RunState::Dead => "dead",
-        }
-    }
-}
-
-/// A managed container as Docker reports it (identity from its `berth.*` labels).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActualContainer {
-    pub id: String,
-    pub name: String,
-    pub stack: String,
-    pub service: String,
-    pub replica: u32,
-    pub spec_hash: String,
-    pub state: RunState,
-    pub exit_code: Option<i64>,
-    /// Docker's own health status when the container has a HEALTHCHECK.
-    pub docker_health: Option<String>,
-    /// What the agent believes: Docker's status, or its own probe's for http/tcp checks.
-    pub health: Option<String>,
-    pub ip: Option<String>,
-    pub started_at: Option<String>,
-    /// Host ports it publishes, as (port, protocol).
-    pub host_ports: Vec<(u16, String)>,
-    /// Its start-order level (label `berth.order`).
-    pub order: u32,
-}
-
-impl ActualContainer {
-    fn slot_key(&self) -> (String, String, u32) {
-        (self.stack.clone(), self.service.clone(), self.replica)
-    }
-}
+use crate::health::Health;
+use crate::slot::SlotId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoveReason {
@@ -138,7 +86,7 @@ fn remove(c: &ActualContainer, reason: RemoveReason) -> Action {
     Action::Remove {
         id: c.id.clone(),
         name: c.name.clone(),
-        stack: c.stack.clone(),
+        stack: c.slot.stack.clone(),
         order: c.order,
         reason,
     }
@@ -148,27 +96,27 @@ fn remove(c: &ActualContainer, reason: RemoveReason) -> Action {
 /// host port, and not when the new one mounts a volume or host path the old may be
 /// writing (two databases on one data directory).
 fn can_coexist(old: &ActualContainer, new: &DesiredContainer) -> bool {
-    let shares_port = new.spec.ports.iter().any(|p| {
+    let shares_port = new.spec().ports.iter().any(|p| {
         p.host_port.is_some_and(|hp| {
             old.host_ports
                 .iter()
                 .any(|(op, proto)| *op == hp && *proto == p.protocol)
         })
     });
-    let mounts_data = new.spec.mounts.iter().any(|m| m.kind != "tmpfs");
+    let mounts_data = new.spec().mounts.iter().any(|m| m.kind != "tmpfs");
     !shares_port && !mounts_data && old.state == RunState::Running
 }
 
 /// Removals come first (they free names and host ports), then everything else in the
 /// desired containers' start order.
 pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Action> {
-    let mut by_slot: BTreeMap<(String, String, u32), Vec<&ActualContainer>> = BTreeMap::new();
+    let mut by_slot: BTreeMap<&SlotId, Vec<&ActualContainer>> = BTreeMap::new();
     for a in actual {
         // Docker is already removing it; acting again would only fail.
         if a.state == RunState::Removing {
             continue;
         }
-        by_slot.entry(a.slot_key()).or_default().push(a);
+        by_slot.entry(&a.slot).or_default().push(a);
     }
 
     let mut removals = Vec::new();
@@ -176,8 +124,8 @@ pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Act
     for d in desired {
         // Waiting for a dependency to be healthy: bring nothing new up for this slot.
         let gated = !d.slot.waiting_for.is_empty();
-        let mut push = |a: Action| ordered.push((d.order, &d.name, a));
-        let candidates = by_slot.remove(&d.slot_key()).unwrap_or_default();
+        let mut push = |a: Action| ordered.push((d.order(), &d.name, a));
+        let candidates = by_slot.remove(&d.id).unwrap_or_default();
         let Some((keep, extra)) = pick(d, candidates) else {
             if !gated {
                 push(Action::Create {
@@ -212,7 +160,7 @@ pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Act
                 name: d.name.clone(),
                 restart: keep.state == RunState::Exited,
             }),
-            (true, RunState::Running) if keep.health.as_deref() == Some("unhealthy") => {
+            (true, RunState::Running) if keep.health == Some(Health::Unhealthy) => {
                 push(Action::Restart {
                     id: keep.id.clone(),
                     name: d.name.clone(),
@@ -237,8 +185,6 @@ pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Act
     removals
 }
 
-/// The container to keep for a slot, and the rest. Prefer the current spec, then a running
-/// one, then the expected name, then the lowest id, so the choice is stable across passes.
 /// The stack networks this host made (as (name, stack)) whose stack has no container
 /// here any more, wanted or running: a stack that left the host, or was deleted. Nothing
 /// is removed while a container of the stack is still wanted or still exists.
@@ -249,8 +195,8 @@ pub fn stale_networks(
 ) -> Vec<String> {
     let here: BTreeSet<&str> = desired
         .iter()
-        .map(|d| d.stack.as_str())
-        .chain(actual.iter().map(|a| a.stack.as_str()))
+        .map(|d| d.id.stack.as_str())
+        .chain(actual.iter().map(|a| a.slot.stack.as_str()))
         .collect();
     networks
         .iter()
@@ -259,6 +205,8 @@ pub fn stale_networks(
         .collect()
 }
 
+/// The container to keep for a slot, and the rest. Prefer the current spec, then a running
+/// one, then the expected name, then the lowest id, so the choice is stable across passes.
 fn pick<'a>(
     d: &DesiredContainer,
     mut candidates: Vec<&'a ActualContainer>,
@@ -281,7 +229,7 @@ fn pick<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::desired::{container_name, spec_hash};
+    use crate::agent::desired::spec_hash;
     use crate::assignment::{ContainerSpec, Slot};
 
     fn want(service: &str, image: &str, order: u32) -> DesiredContainer {
@@ -289,11 +237,10 @@ mod tests {
             image: image.into(),
             ..Default::default()
         };
+        let id = SlotId::new("s", service, 1);
         DesiredContainer {
-            stack: "s".into(),
-            service: service.into(),
-            replica: 1,
-            name: container_name("s", service, 1),
+            name: id.container_name(),
+            id,
             spec_hash: spec_hash(&spec, "net"),
             slot: Slot {
                 service: service.into(),
@@ -306,11 +253,9 @@ mod tests {
                 post_start: Vec::new(),
                 actions_done: false,
             },
-            spec,
             spec_revision: 7,
             run: true,
             network: "net".into(),
-            order,
         }
     }
 
@@ -318,9 +263,7 @@ mod tests {
         ActualContainer {
             id: id.into(),
             name: d.name.clone(),
-            stack: d.stack.clone(),
-            service: d.service.clone(),
-            replica: d.replica,
+            slot: d.id.clone(),
             spec_hash: d.spec_hash.clone(),
             state,
             exit_code: None,
@@ -329,12 +272,12 @@ mod tests {
             ip: None,
             started_at: None,
             host_ports: d
-                .spec
+                .spec()
                 .ports
                 .iter()
                 .filter_map(|p| Some((p.host_port?, p.protocol.clone())))
                 .collect(),
-            order: d.order,
+            order: d.order(),
         }
     }
 
@@ -342,7 +285,7 @@ mod tests {
     fn stale_networks_table() {
         let web = want("web", "img:1", 0);
         let other = DesiredContainer {
-            stack: "t".into(),
+            id: SlotId::new("t", "web", 1),
             ..web.clone()
         };
         let nets = vec![
@@ -408,7 +351,7 @@ mod tests {
         waiting_v2.slot.waiting_for = vec!["db (h2)".into()];
         let with_port = |d: &DesiredContainer| {
             let mut d = d.clone();
-            d.spec.ports.push(crate::assignment::PortBinding {
+            d.slot.container.ports.push(crate::assignment::PortBinding {
                 container_port: 80,
                 host_port: Some(8080),
                 protocol: "tcp".into(),
@@ -418,7 +361,7 @@ mod tests {
         let web_port = with_port(&web);
         let web_port_v2 = with_port(&web_v2);
         let unhealthy = ActualContainer {
-            health: Some("unhealthy".into()),
+            health: Some(Health::Unhealthy),
             ..have("c1", &web, RunState::Running)
         };
         let renamed = ActualContainer {

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use super::actual::{ActualContainer, RunState};
 use super::desired::DesiredContainer;
-use super::plan::{ActualContainer, RunState};
-use crate::report::SlotReport;
+use crate::health::Health;
+use crate::report::{SlotHealth, SlotReport, SlotState};
 
 /// A slot the agent could not converge, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,23 +31,21 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
         .iter()
         .map(|d| {
             // Only a container with the current spec speaks for the slot.
-            let current = o.actual.iter().find(|a| {
-                a.stack == d.stack
-                    && a.service == d.service
-                    && a.replica == d.replica
-                    && a.spec_hash == d.spec_hash
-            });
+            let current = o
+                .actual
+                .iter()
+                .find(|a| a.slot == d.id && a.spec_hash == d.spec_hash);
             let err = o.errors.get(&d.name);
             let waiting = !d.slot.waiting_for.is_empty();
             let state = match (current, err) {
-                (_, Some(e)) if e.permanent => "failed".to_owned(),
-                (Some(a), _) => a.state.as_str().to_owned(),
-                (None, _) if waiting => "waiting".to_owned(),
-                (None, _) => "missing".to_owned(),
+                (_, Some(e)) if e.permanent => SlotState::Failed,
+                (Some(a), _) => a.state.into(),
+                (None, _) if waiting => SlotState::Waiting,
+                (None, _) => SlotState::Missing,
             };
             let health = match current {
                 Some(a) if a.state == RunState::Running => health_of(d, a),
-                _ => "none".to_owned(),
+                _ => SlotHealth::NotChecked,
             };
             let message = err.map(|e| e.message.clone()).or_else(|| {
                 (waiting && current.is_none_or(|a| a.state != RunState::Running)).then(|| {
@@ -57,9 +56,9 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
                 })
             });
             SlotReport {
-                stack: d.stack.clone(),
-                service: d.service.clone(),
-                replica: d.replica,
+                stack: d.id.stack.clone(),
+                service: d.id.service.clone(),
+                replica: d.id.replica,
                 host: o.host.to_owned(),
                 spec_revision: d.spec_revision,
                 spec_hash: d.spec_hash.clone(),
@@ -76,18 +75,37 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
         .collect()
 }
 
-fn health_of(d: &DesiredContainer, a: &ActualContainer) -> String {
+fn health_of(d: &DesiredContainer, a: &ActualContainer) -> SlotHealth {
     if d.slot.health_check.is_none() {
-        return "none".to_owned();
+        return SlotHealth::NotChecked;
     }
-    a.health.clone().unwrap_or_else(|| "starting".to_owned())
+    match a.health {
+        Some(Health::Healthy) => SlotHealth::Healthy,
+        Some(Health::Unhealthy) => SlotHealth::Unhealthy,
+        Some(Health::Starting) | None => SlotHealth::Starting,
+    }
+}
+
+impl From<RunState> for SlotState {
+    fn from(s: RunState) -> SlotState {
+        match s {
+            RunState::Created => SlotState::Created,
+            RunState::Running => SlotState::Running,
+            RunState::Paused => SlotState::Paused,
+            RunState::Restarting => SlotState::Restarting,
+            RunState::Removing => SlotState::Removing,
+            RunState::Exited => SlotState::Exited,
+            RunState::Dead => SlotState::Dead,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::desired::{container_name, spec_hash};
+    use crate::agent::desired::spec_hash;
     use crate::assignment::{ContainerSpec, Slot};
+    use crate::slot::SlotId;
     use crate::spec::HealthCheck;
 
     fn desired(check: Option<&str>) -> DesiredContainer {
@@ -96,10 +114,8 @@ mod tests {
             ..Default::default()
         };
         DesiredContainer {
-            stack: "s".into(),
-            service: "web".into(),
-            replica: 1,
-            name: container_name("s", "web", 1),
+            id: SlotId::new("s", "web", 1),
+            name: "s.web.1".into(),
             spec_hash: spec_hash(&spec, "n"),
             slot: Slot {
                 service: "web".into(),
@@ -115,11 +131,9 @@ mod tests {
                 post_start: Vec::new(),
                 actions_done: false,
             },
-            spec,
             spec_revision: 3,
             run: true,
             network: "n".into(),
-            order: 0,
         }
     }
 
@@ -127,14 +141,12 @@ mod tests {
         ActualContainer {
             id: "c1".into(),
             name: d.name.clone(),
-            stack: "s".into(),
-            service: "web".into(),
-            replica: 1,
+            slot: d.id.clone(),
             spec_hash: hash.into(),
             state,
             exit_code: Some(3),
-            docker_health: Some("healthy".into()),
-            health: Some("healthy".into()),
+            docker_health: Some(Health::Healthy),
+            health: Some(Health::Healthy),
             ip: None,
             started_at: None,
             host_ports: vec![],
@@ -165,7 +177,7 @@ mod tests {
             &DesiredContainer,
             Vec<ActualContainer>,
             &BTreeMap<String, SlotError>,
-            Option<&'static str>,
+            Option<Health>,
             &str,
             &str,
             bool,
@@ -185,7 +197,7 @@ mod tests {
                 &http,
                 vec![actual(&http, RunState::Running, &h)],
                 &no_errors,
-                Some("healthy"),
+                Some(Health::Healthy),
                 "running",
                 "healthy",
                 true,
@@ -205,7 +217,7 @@ mod tests {
                 &cmd,
                 vec![actual(&cmd, RunState::Running, &h)],
                 &no_errors,
-                Some("healthy"),
+                Some(Health::Healthy),
                 "running",
                 "healthy",
                 true,
@@ -255,7 +267,7 @@ mod tests {
             let act: Vec<ActualContainer> = act
                 .into_iter()
                 .map(|mut a| {
-                    a.health = probe.map(str::to_owned);
+                    a.health = probe;
                     a
                 })
                 .collect();
@@ -274,8 +286,8 @@ mod tests {
                 );
             }
             assert_eq!(r.len(), 1, "{name}");
-            assert_eq!(r[0].state, state, "{name}");
-            assert_eq!(r[0].health, health, "{name}");
+            assert_eq!(r[0].state.as_str(), state, "{name}");
+            assert_eq!(r[0].health.as_str(), health, "{name}");
             assert_eq!(r[0].container_id.is_some(), has_container, "{name}");
             assert_eq!(r[0].spec_revision, 3, "{name}");
         }

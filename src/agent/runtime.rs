@@ -23,25 +23,14 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::{Stream, StreamExt, TryStreamExt};
 
+use super::actual::{ActualContainer, RunState};
 use super::inspected::{Inspected, Listed};
-use super::plan::{ActualContainer, RunState};
+use super::labels;
 use crate::assignment::{ContainerSpec, MountSpec};
+use crate::health::Health;
 use crate::metrics;
+use crate::slot::SlotId;
 use crate::spec::UsedPort;
-
-/// Labels every managed container (and network/volume Berth creates) carries.
-pub mod labels {
-    pub const MANAGED: &str = "berth.managed";
-    pub const STACK: &str = "berth.stack";
-    pub const SERVICE: &str = "berth.service";
-    pub const REPLICA: &str = "berth.replica";
-    pub const HOST: &str = "berth.host";
-    pub const SPEC_HASH: &str = "berth.spec-hash";
-    /// Start-order level, so removal can go in reverse.
-    pub const ORDER: &str = "berth.order";
-    /// On a volume: remove it when its stack is deleted (`removeVolumesOnDelete`).
-    pub const REMOVE_ON_DELETE: &str = "berth.remove-on-delete";
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -845,12 +834,11 @@ fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> {
         .and_then(|s| s.health.as_ref())
         .and_then(|h| h.status)
         .and_then(|s| match s {
-            HealthStatusEnum::HEALTHY => Some("healthy"),
-            HealthStatusEnum::UNHEALTHY => Some("unhealthy"),
-            HealthStatusEnum::STARTING => Some("starting"),
+            HealthStatusEnum::HEALTHY => Some(Health::Healthy),
+            HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
+            HealthStatusEnum::STARTING => Some(Health::Starting),
             _ => None,
-        })
-        .map(str::to_owned);
+        });
     let stack = labels.get(labels::STACK)?.clone();
     let mut host_ports: Vec<(u16, String)> = c
         .host_config
@@ -888,16 +876,18 @@ fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> {
             .unwrap_or_default()
             .trim_start_matches('/')
             .to_owned(),
-        stack,
-        service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
-        replica: labels
-            .get(labels::REPLICA)
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(0),
+        slot: SlotId {
+            stack,
+            service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
+            replica: labels
+                .get(labels::REPLICA)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0),
+        },
         spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
         state: run_state,
         exit_code: state.and_then(|s| s.exit_code),
-        health: docker_health.clone(),
+        health: docker_health,
         docker_health,
         ip,
         started_at: state.and_then(|s| s.started_at.clone()),

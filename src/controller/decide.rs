@@ -9,7 +9,16 @@ use crate::scheduler::assign;
 use crate::scheduler::plan::{self, HostView, Liveness, MoveReason, Options, Placement, SlotId};
 use crate::spec::{HostRegistration, Limits, Problem, Stack};
 
-pub type Parsed = BTreeMap<String, (i64, Result<Stack, Vec<Problem>>)>;
+/// Each stack's spec as last parsed, by stack id.
+pub type Parsed = BTreeMap<String, ParsedSpec>;
+
+/// One stack key, parsed and validated.
+#[derive(Debug, Clone)]
+pub struct ParsedSpec {
+    /// The key's `mod_revision`: parsing again is needed only when it changes.
+    pub revision: i64,
+    pub spec: Result<Stack, Vec<Problem>>,
+}
 
 pub struct Decision {
     pub placement: Placement,
@@ -47,12 +56,12 @@ pub fn decide(
     let mut current: BTreeMap<SlotId, String> = BTreeMap::new();
     for ((host, stack), (a, _)) in &world.assignments {
         for slot in a.slots.iter().filter(|s| !s.handoff) {
-            current.insert(slot_id(stack, slot), host.clone());
+            current.insert(slot.id(stack), host.clone());
         }
     }
     let valid: Vec<(&str, &Stack)> = parsed
         .iter()
-        .filter_map(|(id, (_, p))| p.as_ref().ok().map(|s| (id.as_str(), s)))
+        .filter_map(|(id, p)| p.spec.as_ref().ok().map(|s| (id.as_str(), s)))
         .collect();
     let placement = plan::plan(&valid, &views, &current, opts);
 
@@ -60,13 +69,13 @@ pub fn decide(
     // version keeps running); a deleted one gets nothing.
     let mut out: BTreeMap<(String, String), Assignment> = BTreeMap::new();
     for (id, stack) in &valid {
-        let rev = parsed.get(*id).map(|(r, _)| *r).unwrap_or(0);
+        let rev = parsed.get(*id).map_or(0, |p| p.revision);
         for (host, a) in assign::assignments_for(id, stack, rev, &placement.hosts, &regs) {
             out.insert((host, (*id).to_owned()), a);
         }
     }
     for ((host, stack), (a, _)) in &world.assignments {
-        if matches!(parsed.get(stack), Some((_, Err(_)))) {
+        if parsed.get(stack).is_some_and(|p| p.spec.is_err()) {
             out.insert((host.clone(), stack.clone()), a.clone());
         }
     }
@@ -78,21 +87,17 @@ pub fn decide(
         let Some(host) = placement.hosts.get(sid) else {
             return false;
         };
-        let rev = parsed.get(&sid.stack).map(|(r, _)| *r).unwrap_or(0);
-        world.reports.iter().any(|r| {
-            &r.host == host
-                && r.stack == sid.stack
-                && r.service == sid.service
-                && r.replica == sid.replica
-                && r.spec_revision == rev
-                && r.is_available()
-        })
+        let rev = parsed.get(&sid.stack).map_or(0, |p| p.revision);
+        world
+            .reports
+            .iter()
+            .any(|r| &r.host == host && r.is_for(sid) && r.spec_revision == rev && r.is_available())
     };
     let live = |h: &str| world.hosts.contains_key(h);
     let mut handoffs: BTreeSet<(String, SlotId)> = BTreeSet::new();
     for ((host, stack), (a, _)) in &world.assignments {
         for slot in a.slots.iter().filter(|s| s.handoff) {
-            let sid = slot_id(stack, slot);
+            let sid = slot.id(stack);
             if live(host) && placement.hosts.get(&sid) != Some(host) && !available(&sid) {
                 handoffs.insert((host.clone(), sid));
             }
@@ -107,11 +112,7 @@ pub fn decide(
         let Some((old, _)) = world.assignments.get(&(host.clone(), sid.stack.clone())) else {
             continue;
         };
-        let Some(slot) = old
-            .slots
-            .iter()
-            .find(|s| s.service == sid.service && s.replica == sid.replica)
-        else {
+        let Some(slot) = old.slot(&sid) else {
             continue;
         };
         let a = out
@@ -120,11 +121,7 @@ pub fn decide(
                 slots: Vec::new(),
                 ..old.clone()
             });
-        if !a
-            .slots
-            .iter()
-            .any(|s| s.service == sid.service && s.replica == sid.replica)
-        {
+        if a.slot(&sid).is_none() {
             a.slots.push(Slot {
                 handoff: true,
                 ..slot.clone()
@@ -159,46 +156,38 @@ pub fn mark_waiting(
     placement: &Placement,
     reports: &[crate::report::SlotReport],
 ) {
-    // (stack, service, replica) -> (host, expected hash), from what is being assigned.
-    let mut expected: BTreeMap<(&str, &str, u32), (&str, String)> = BTreeMap::new();
+    // slot -> (host, expected hash), from what is being assigned.
+    let mut expected: BTreeMap<SlotId, (&str, String)> = BTreeMap::new();
     for ((host, stack), a) in out.iter() {
         for slot in a.slots.iter().filter(|s| !s.handoff) {
             expected.insert(
-                (stack.as_str(), slot.service.as_str(), slot.replica),
+                slot.id(stack),
                 (host.as_str(), slot.container.hash(&a.network.name)),
             );
         }
     }
-    let healthy = |stack: &str, service: &str, replica: u32| -> Result<(), String> {
-        let Some((host, hash)) = expected.get(&(stack, service, replica)) else {
-            let sid = SlotId {
-                stack: stack.to_owned(),
-                service: service.to_owned(),
-                replica,
-            };
+    let healthy = |sid: &SlotId| -> Result<(), String> {
+        let service = &sid.service;
+        let Some((host, hash)) = expected.get(sid) else {
             let on = placement
                 .hosts
-                .get(&sid)
+                .get(sid)
                 .map_or("not scheduled", String::as_str);
             return Err(format!("{service} ({on})"));
         };
-        let ok = reports.iter().any(|r| {
-            r.host == *host
-                && r.stack == stack
-                && r.service == service
-                && r.replica == replica
-                && &r.spec_hash == hash
-                && r.is_available()
-        });
+        let ok = reports
+            .iter()
+            .any(|r| r.host == *host && r.is_for(sid) && &r.spec_hash == hash && r.is_available());
         if ok {
             Ok(())
         } else {
             Err(format!("{service} ({host})"))
         }
     };
-    let mut waits: BTreeMap<(String, String, String, u32), Vec<String>> = BTreeMap::new();
+    // (host, slot) -> the dependencies it waits for.
+    let mut waits: BTreeMap<(String, SlotId), Vec<String>> = BTreeMap::new();
     for ((host, stack), a) in out.iter() {
-        let Some((_, Ok(spec))) = parsed.get(stack) else {
+        let Some(Ok(spec)) = parsed.get(stack).map(|p| &p.spec) else {
             continue;
         };
         for slot in &a.slots {
@@ -221,32 +210,20 @@ pub fn mark_waiting(
                     .find(|s| s.name == dep.name)
                     .map_or(1, |s| s.replica_count());
                 if let Some(Err(w)) = (1..=replicas)
-                    .map(|r| healthy(stack, &dep.name, r))
+                    .map(|r| healthy(&SlotId::new(stack, &dep.name, r)))
                     .find(Result::is_err)
                 {
                     waiting.push(w);
                 }
             }
             if !waiting.is_empty() {
-                waits.insert(
-                    (
-                        host.clone(),
-                        stack.clone(),
-                        slot.service.clone(),
-                        slot.replica,
-                    ),
-                    waiting,
-                );
+                waits.insert((host.clone(), slot.id(stack)), waiting);
             }
         }
     }
-    for ((host, stack, service, replica), w) in waits {
-        if let Some(a) = out.get_mut(&(host, stack)) {
-            if let Some(slot) = a
-                .slots
-                .iter_mut()
-                .find(|s| s.service == service && s.replica == replica)
-            {
+    for ((host, sid), w) in waits {
+        if let Some(a) = out.get_mut(&(host, sid.stack.clone())) {
+            if let Some(slot) = a.slots.iter_mut().find(|s| s.is(&sid)) {
                 slot.waiting_for = w;
             }
         }
@@ -305,7 +282,16 @@ fn preview(
     let parsed: Parsed = world
         .stacks
         .iter()
-        .map(|(id, (rev, raw))| (id.clone(), (*rev, parse_one(id, raw, &Limits::default()))))
+        .map(|(id, (rev, raw))| {
+            let spec = parse_one(id, raw, &Limits::default());
+            (
+                id.clone(),
+                ParsedSpec {
+                    revision: *rev,
+                    spec,
+                },
+            )
+        })
         .collect();
     let absent: BTreeMap<String, (Liveness, HostRegistration)> = world
         .unregistered_hosts()
@@ -331,14 +317,6 @@ fn preview(
     placement
 }
 
-fn slot_id(stack: &str, slot: &Slot) -> SlotId {
-    SlotId {
-        stack: stack.to_owned(),
-        service: slot.service.clone(),
-        replica: slot.replica,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,8 +338,8 @@ mod tests {
             spec_revision: 1,
             spec_hash: hash.into(),
             container_id: None,
-            state: state.into(),
-            health: health.into(),
+            state: state.parse().unwrap(),
+            health: health.parse().unwrap(),
             restarts: 0,
             exit_code: None,
             message: None,
@@ -386,16 +364,15 @@ mod tests {
             .collect();
         let mut placement = Placement::default();
         for (svc, h) in [("db", "h1"), ("cache", "h1"), ("app", "h2")] {
-            placement.hosts.insert(
-                SlotId {
-                    stack: "s".into(),
-                    service: svc.into(),
-                    replica: 1,
-                },
-                h.into(),
-            );
+            placement.hosts.insert(SlotId::new("s", svc, 1), h.into());
         }
-        let parsed: Parsed = BTreeMap::from([("s".to_owned(), (1, Ok(stack.clone())))]);
+        let parsed: Parsed = BTreeMap::from([(
+            "s".to_owned(),
+            ParsedSpec {
+                revision: 1,
+                spec: Ok(stack.clone()),
+            },
+        )]);
         let base: BTreeMap<(String, String), Assignment> =
             assignments_for("s", &stack, 1, &placement.hosts, &hosts)
                 .into_iter()

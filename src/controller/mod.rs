@@ -16,15 +16,17 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use self::decide::{decide, Parsed};
+use self::decide::{decide, Parsed, ParsedSpec};
 use self::world::{AgentlessHost, World};
 use crate::agent::AgentConfig;
+use crate::metrics::{self, PassResult};
 use crate::report::SlotReport;
+use crate::requeue::Requeue;
+use crate::retry;
 use crate::scheduler::plan::{Liveness, Options};
 use crate::serve::ReadyCheck;
 use crate::spec::{HostRegistration, Phase};
 use crate::store::{keys, Cache, Expect, Fence, Leadership, Reflector, Store, StoreError, Write};
-use crate::{metrics, retry};
 
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -120,9 +122,9 @@ async fn run(store: Store, cfg: ControllerConfig, cache: Reflector, cancel: Canc
             let pass_started = Instant::now();
             let next = match cache.snapshot().await {
                 Some(snap) => match c.reconcile(&snap).await {
-                    Ok(wait) => {
+                    Ok(requeue) => {
                         pass_policy.reset();
-                        wait.unwrap_or(cfg.resync_interval).min(cfg.resync_interval)
+                        requeue.delay(cfg.resync_interval)
                     }
                     Err(StoreError::Deposed) => break false,
                     Err(e) => {
@@ -159,6 +161,26 @@ async fn run(store: Store, cfg: ControllerConfig, cache: Reflector, cancel: Canc
     tracing::info!("controller stopped");
 }
 
+/// One stack revision on its way to running, as this controller saw it.
+#[derive(Debug, Clone, Copy)]
+struct Convergence {
+    revision: i64,
+    /// When this controller first saw the revision.
+    since: Instant,
+    /// Its convergence time has been recorded.
+    observed: bool,
+}
+
+/// A pass's result as the reconcile metrics count it.
+fn pass_result<T>(r: &Result<T, StoreError>) -> PassResult {
+    match r {
+        Ok(_) => PassResult::Success,
+        Err(e) => PassResult::Error {
+            reason: e.metric_label(),
+        },
+    }
+}
+
 struct Controller {
     store: Store,
     cfg: ControllerConfig,
@@ -170,8 +192,8 @@ struct Controller {
     gone_since: HashMap<String, Instant>,
     /// The last registration seen of each host, for hosts in their grace period.
     last_seen: HashMap<String, HostRegistration>,
-    /// Stack id -> (revision, when this controller first saw it), for convergence time.
-    seen: HashMap<String, (i64, Instant, bool)>,
+    /// When this controller first saw each stack's current revision, for convergence time.
+    seen: HashMap<String, Convergence>,
     /// Ends with this leadership term.
     term: CancellationToken,
     /// Reconcilers this leader runs for agentless hosts.
@@ -242,33 +264,24 @@ impl Controller {
         }
     }
 
+    /// One pass, with its metrics. A pass that asks to run again early (a host's grace
+    /// running out) still counts as a success: the scheduler's passes are not requeues.
     #[tracing::instrument(skip_all)]
-    async fn reconcile(&mut self, snap: &Cache) -> Result<Option<Duration>, StoreError> {
+    async fn reconcile(&mut self, snap: &Cache) -> Result<Requeue, StoreError> {
         let started = Instant::now();
-        let r = self.reconcile_inner(snap).await;
-        metrics::RECONCILE_DURATION
-            .with_label_values(&["scheduler"])
-            .observe(started.elapsed().as_secs_f64());
-        let label = if r.is_ok() { "success" } else { "error" };
-        metrics::RECONCILE
-            .with_label_values(&["scheduler", label])
-            .inc();
-        if r.is_err() {
-            metrics::RECONCILE_ERRORS
-                .with_label_values(&["scheduler", "etcd"])
-                .inc();
-        }
+        let r = self.pass(snap).await;
+        metrics::observe_reconcile("scheduler", started, pass_result(&r));
         r
     }
 
     fn parse(&mut self, world: &World) {
         self.parsed.retain(|id, _| world.stacks.contains_key(id));
         for (id, (rev, raw)) in &world.stacks {
-            if self.parsed.get(id).is_some_and(|(r, _)| r == rev) {
+            if self.parsed.get(id).is_some_and(|p| p.revision == *rev) {
                 continue;
             }
-            let parsed = decide::parse_one(id, raw, &self.cfg.limits);
-            if let Err(problems) = &parsed {
+            let spec = decide::parse_one(id, raw, &self.cfg.limits);
+            if let Err(problems) = &spec {
                 tracing::warn!(stack = %id, problems = problems.len(), "stack spec is invalid");
                 let first: Vec<String> = problems.iter().take(3).map(|p| p.to_string()).collect();
                 self.events.record(
@@ -282,7 +295,13 @@ impl Controller {
                     ),
                 );
             }
-            self.parsed.insert(id.clone(), (*rev, parsed));
+            self.parsed.insert(
+                id.clone(),
+                ParsedSpec {
+                    revision: *rev,
+                    spec,
+                },
+            );
         }
     }
 
@@ -291,10 +310,7 @@ impl Controller {
         &mut self,
         world: &World,
         now: Instant,
-    ) -> (
-        BTreeMap<String, (Liveness, HostRegistration)>,
-        Option<Duration>,
-    ) {
+    ) -> (BTreeMap<String, (Liveness, HostRegistration)>, Requeue) {
         for (id, reg) in &world.hosts {
             self.last_seen.insert(id.clone(), reg.clone());
         }
@@ -302,13 +318,13 @@ impl Controller {
         self.gone_since
             .retain(|h, _| unregistered.contains(h.as_str()));
         let mut absent = BTreeMap::new();
-        let mut next: Option<Duration> = None;
+        let mut next = Requeue::AtResync;
         for h in unregistered {
             let since = *self.gone_since.entry(h.to_owned()).or_insert(now);
             let gone_for = now.duration_since(since);
             let liveness = if gone_for < self.cfg.host_down_grace {
                 let left = self.cfg.host_down_grace - gone_for;
-                next = Some(next.map_or(left, |n| n.min(left)));
+                next = next.min(Requeue::After(left));
                 Liveness::NotReady
             } else {
                 Liveness::Down
@@ -326,7 +342,7 @@ impl Controller {
         (absent, next)
     }
 
-    async fn reconcile_inner(&mut self, snap: &Cache) -> Result<Option<Duration>, StoreError> {
+    async fn pass(&mut self, snap: &Cache) -> Result<Requeue, StoreError> {
         let world = World::decode(snap);
         let now = Instant::now();
         self.sync_agentless(&world);
@@ -358,12 +374,10 @@ impl Controller {
             .hosts
             .keys()
             .filter(|sid| {
-                !world.assignments.values().any(|(a, _)| {
-                    a.stack == sid.stack
-                        && a.slots
-                            .iter()
-                            .any(|s| s.service == sid.service && s.replica == sid.replica)
-                })
+                !world
+                    .assignments
+                    .values()
+                    .any(|(a, _)| a.slot(sid).is_some())
             })
             .count();
         metrics::PLACEMENTS.inc_by((new_slots + placement.moves.len()) as u64);
@@ -379,8 +393,10 @@ impl Controller {
             .keys()
             .filter(|(stack, service)| match self.parsed.get(stack) {
                 None => true,
-                Some((_, Ok(spec))) => !spec.item_list_element.iter().any(|s| &s.name == service),
-                Some((_, Err(_))) => false,
+                Some(ParsedSpec { spec: Ok(spec), .. }) => {
+                    !spec.item_list_element.iter().any(|s| &s.name == service)
+                }
+                Some(ParsedSpec { spec: Err(_), .. }) => false,
             })
             .map(|(stack, service)| {
                 let host = &world.actions[&(stack.clone(), service.clone())].host;
@@ -404,13 +420,7 @@ impl Controller {
 
         let status_started = Instant::now();
         let statuses = self.write_statuses(&world, &decision, &absent).await;
-        metrics::RECONCILE_DURATION
-            .with_label_values(&["status"])
-            .observe(status_started.elapsed().as_secs_f64());
-        let label = if statuses.is_ok() { "success" } else { "error" };
-        metrics::RECONCILE
-            .with_label_values(&["status", label])
-            .inc();
+        metrics::observe_reconcile("status", status_started, pass_result(&statuses));
         let live = statuses?;
         metrics::HOSTS
             .with_label_values(&["ready"])
@@ -510,7 +520,7 @@ impl Controller {
             let spec = self
                 .parsed
                 .get(id)
-                .map(|(_, p)| p.as_ref().map_err(|v| v.as_slice()));
+                .map(|p| p.spec.as_ref().map_err(|v| v.as_slice()));
             let assignments: BTreeMap<&str, &crate::assignment::Assignment> = decision
                 .assignments
                 .iter()
@@ -613,16 +623,18 @@ impl Controller {
     /// Seconds from this controller first seeing a spec revision to that revision running.
     fn observe_convergence(&mut self, id: &str, revision: i64, phase: Phase) {
         let now = Instant::now();
-        let entry = self
-            .seen
-            .entry(id.to_owned())
-            .or_insert((revision, now, false));
-        if entry.0 != revision {
-            *entry = (revision, now, false);
+        let fresh = Convergence {
+            revision,
+            since: now,
+            observed: false,
+        };
+        let entry = self.seen.entry(id.to_owned()).or_insert(fresh);
+        if entry.revision != revision {
+            *entry = fresh;
         }
-        if phase == Phase::Running && !entry.2 {
-            entry.2 = true;
-            metrics::CONVERGENCE.observe(now.duration_since(entry.1).as_secs_f64());
+        if phase == Phase::Running && !entry.observed {
+            entry.observed = true;
+            metrics::CONVERGENCE.observe(now.duration_since(entry.since).as_secs_f64());
         }
     }
 

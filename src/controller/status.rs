@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use crate::assignment::Assignment;
-use crate::report::{ActionRecord, SlotReport};
+use crate::report::{ActionRecord, SlotHealth, SlotReport, SlotState};
 use crate::spec::{
-    Condition, DesiredState, Endpoint, HostRegistration, Phase, Problem, ServiceStatus, Stack,
-    StackStatus,
+    Condition, ConditionStatus, DesiredState, Endpoint, HostRegistration, Phase, Problem,
+    ServiceStatus, Stack, StackStatus,
 };
 
 /// What the controller knows about one stack this pass.
@@ -31,41 +31,63 @@ pub struct Inputs<'a> {
     pub now: &'a str,
 }
 
+/// What a stack's slots add up to this pass: the counts the phase is decided on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Slots assigned (hand-off copies not counted).
+    pub total: usize,
+    /// Reported on the current revision.
+    pub current: usize,
+    /// Current, running, and healthy or without a check.
+    pub available: usize,
+    /// Current and neither available nor still starting.
+    pub bad: usize,
+    /// Current and exited or created.
+    pub stopped: usize,
+    /// The stack asks for `desiredState: stopped`.
+    pub desired_stopped: bool,
+}
+
+/// A stack's phase and the message that explains it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub phase: Phase,
+    pub message: String,
+    /// `None` for a deleted stack; else whether the spec is valid, and if not why.
+    pub valid: Option<Result<(), String>>,
+}
+
 pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
     let mut services: BTreeMap<String, ServiceStatus> = BTreeMap::new();
-    let mut total = 0usize;
-    let mut available = 0usize;
-    let mut current = 0usize;
+    let mut t = Tally::default();
     let mut failed: Vec<String> = Vec::new();
-    let mut stopped = 0usize;
-    let mut bad = 0usize;
-    let mut desired_stopped = false;
 
     for (host, a) in &i.assignments {
-        desired_stopped |= a.desired_state == DesiredState::Stopped;
+        t.desired_stopped |= a.desired_state == DesiredState::Stopped;
         // A hand-off copy is on its way out; its replacement speaks for the slot.
         for slot in a.slots.iter().filter(|s| !s.handoff) {
-            total += 1;
-            let report = i.reports.iter().find(|r| {
-                r.host == *host && r.service == slot.service && r.replica == slot.replica
-            });
+            t.total += 1;
+            let report = i
+                .reports
+                .iter()
+                .find(|r| r.host == *host && r.is_for_assigned(&a.stack, slot));
             let fresh = report.filter(|r| r.spec_revision == a.spec_revision);
             if let Some(r) = fresh {
-                current += 1;
+                t.current += 1;
                 if r.is_available() {
-                    available += 1;
-                } else if !(r.is_running() && r.health == "starting") {
-                    bad += 1;
+                    t.available += 1;
+                } else if !(r.is_running() && r.health == SlotHealth::Starting) {
+                    t.bad += 1;
                 }
-                if r.state == "failed" {
+                if r.state == SlotState::Failed {
                     failed.push(format!(
                         "{}: {}",
                         slot.service,
                         r.message.clone().unwrap_or_default()
                     ));
                 }
-                if matches!(r.state.as_str(), "exited" | "created") {
-                    stopped += 1;
+                if matches!(r.state, SlotState::Exited | SlotState::Created) {
+                    t.stopped += 1;
                 }
             }
             let endpoint = slot
@@ -83,10 +105,10 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
                 host: Some((*host).to_owned()),
                 container_id: report.and_then(|r| r.container_id.clone()),
                 state: report
-                    .map(|r| r.state.clone())
+                    .map(|r| r.state.as_str().to_owned())
                     .unwrap_or_else(|| "pending".to_owned()),
                 health: report
-                    .map(|r| r.health.clone())
+                    .map(|r| r.health.as_str().to_owned())
                     .unwrap_or_else(|| "none".to_owned()),
                 restarts: report.map(|r| r.restarts).unwrap_or(0),
                 endpoint,
@@ -135,77 +157,41 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
             });
     }
 
-    let mut problem_list = Vec::new();
-    let (phase, message, valid) = match &i.spec {
-        None => (
-            Phase::Progressing,
-            format!("stack deleted; removing {total} container(s)"),
-            None,
-        ),
-        Some(Err(problems)) => {
-            let msgs: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            problem_list = msgs.clone();
-            let kept = if total > 0 {
-                " (the last valid version keeps running)"
-            } else {
-                ""
-            };
-            (
-                Phase::Invalid,
-                format!("invalid spec{kept}: {}", msgs.join("; ")),
-                Some(Err(msgs.join("; "))),
-            )
-        }
-        Some(Ok(_)) => {
-            let (p, m) = if !failed.is_empty() {
-                (Phase::Failed, failed.join("; "))
-            } else if !i.unschedulable.is_empty() {
-                let why: Vec<String> = i
-                    .unschedulable
-                    .iter()
-                    .map(|(s, w)| format!("{s}: {w}"))
-                    .collect();
-                (Phase::Pending, format!("unschedulable: {}", why.join("; ")))
-            } else if desired_stopped && current == total && stopped == total {
-                (Phase::Stopped, format!("{total} container(s) stopped"))
-            } else if total > 0 && available == total && current == total {
-                (
-                    Phase::Running,
-                    format!("{available}/{total} containers running"),
-                )
-            } else if bad > 0 && !desired_stopped {
-                (
-                    Phase::Degraded,
-                    format!("{available}/{total} containers running and healthy"),
-                )
-            } else {
-                (
-                    Phase::Progressing,
-                    format!("{available}/{total} containers running"),
-                )
-            };
-            (p, m, Some(Ok(())))
-        }
+    let problems: Vec<String> = match i.spec {
+        Some(Err(problems)) => problems.iter().map(|p| p.to_string()).collect(),
+        _ => Vec::new(),
     };
+    let spec = match i.spec {
+        None => SpecState::Deleted,
+        Some(Err(_)) => SpecState::Invalid(&problems),
+        Some(Ok(_)) => SpecState::Valid,
+    };
+    let Verdict {
+        phase,
+        message,
+        valid,
+    } = verdict(spec, &t, &failed, &i.unschedulable);
+    let (total, available) = (t.total, t.available);
 
     let mut conditions = Vec::new();
     if let Some(v) = valid {
+        use ConditionStatus::{False, True};
         let (status, reason, msg) = match v {
-            Ok(()) => ("True", "Valid", String::new()),
-            Err(m) => ("False", "InvalidSpec", m),
+            Ok(()) => (True, "Valid", String::new()),
+            Err(m) => (False, "InvalidSpec", m),
         };
         conditions.push(condition(i, "Valid", status, reason, &msg));
-        if status == "True" {
+        if status == True {
             let (s, r, m) = if i.unschedulable.is_empty() {
-                ("True", "Scheduled", String::new())
+                (True, "Scheduled", String::new())
             } else {
-                ("False", "Unschedulable", message.clone())
+                (False, "Unschedulable", message.clone())
             };
             conditions.push(condition(i, "Scheduled", s, r, &m));
             let (s, r) = if phase == Phase::Running {
-                ("True", "AllRunning")
+                (True, "AllRunning")
             } else {
-                ("False", "NotAllRunning")
+                (False, "NotAllRunning")
             };
             conditions.push(condition(
                 i,
@@ -222,9 +208,91 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
         observed_revision: i.revision,
         phase,
         message,
-        problems: problem_list,
+        problems,
         conditions,
         services,
+    }
+}
+
+/// What became of a stack's spec key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecState<'a> {
+    Deleted,
+    /// Each problem, with its JSON path.
+    Invalid(&'a [String]),
+    Valid,
+}
+
+/// The phase, from the spec's state, the tally, the failures (slots the agents cannot
+/// create, post-start actions that failed) and the services without a host. The first
+/// that applies wins: deleted, invalid, failed, pending, stopped, running, degraded,
+/// progressing.
+pub fn verdict(
+    spec: SpecState<'_>,
+    t: &Tally,
+    failed: &[String],
+    unschedulable: &BTreeMap<&str, &str>,
+) -> Verdict {
+    let Tally {
+        total,
+        current,
+        available,
+        bad,
+        stopped,
+        desired_stopped,
+    } = *t;
+    match spec {
+        SpecState::Deleted => {
+            return Verdict {
+                phase: Phase::Progressing,
+                message: format!("stack deleted; removing {total} container(s)"),
+                valid: None,
+            }
+        }
+        SpecState::Invalid(problems) => {
+            let kept = if total > 0 {
+                " (the last valid version keeps running)"
+            } else {
+                ""
+            };
+            return Verdict {
+                phase: Phase::Invalid,
+                message: format!("invalid spec{kept}: {}", problems.join("; ")),
+                valid: Some(Err(problems.join("; "))),
+            };
+        }
+        SpecState::Valid => {}
+    }
+    let (phase, message) = if !failed.is_empty() {
+        (Phase::Failed, failed.join("; "))
+    } else if !unschedulable.is_empty() {
+        let why: Vec<String> = unschedulable
+            .iter()
+            .map(|(s, w)| format!("{s}: {w}"))
+            .collect();
+        (Phase::Pending, format!("unschedulable: {}", why.join("; ")))
+    } else if desired_stopped && current == total && stopped == total {
+        (Phase::Stopped, format!("{total} container(s) stopped"))
+    } else if total > 0 && available == total && current == total {
+        (
+            Phase::Running,
+            format!("{available}/{total} containers running"),
+        )
+    } else if bad > 0 && !desired_stopped {
+        (
+            Phase::Degraded,
+            format!("{available}/{total} containers running and healthy"),
+        )
+    } else {
+        (
+            Phase::Progressing,
+            format!("{available}/{total} containers running"),
+        )
+    };
+    Verdict {
+        phase,
+        message,
+        valid: Some(Ok(())),
     }
 }
 
@@ -249,7 +317,13 @@ fn merge_replica(services: &mut BTreeMap<String, ServiceStatus>, name: &str, s: 
     }
 }
 
-fn condition(i: &Inputs<'_>, type_: &str, status: &str, reason: &str, message: &str) -> Condition {
+fn condition(
+    i: &Inputs<'_>,
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+) -> Condition {
     let last = i
         .previous
         .and_then(|p| p.conditions.iter().find(|c| c.type_ == type_))
@@ -258,7 +332,7 @@ fn condition(i: &Inputs<'_>, type_: &str, status: &str, reason: &str, message: &
         .unwrap_or_else(|| i.now.to_owned());
     Condition {
         type_: type_.to_owned(),
-        status: status.to_owned(),
+        status,
         reason: reason.to_owned(),
         message: message.to_owned(),
         last_transition_time: last,
@@ -303,8 +377,8 @@ mod tests {
             spec_revision: rev,
             spec_hash: "x".into(),
             container_id: Some("c".into()),
-            state: state.into(),
-            health: health.into(),
+            state: state.parse().unwrap(),
+            health: health.parse().unwrap(),
             restarts: 0,
             exit_code: None,
             message: None,
@@ -312,8 +386,144 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::type_complexity)] // one row per case reads best as a tuple
     fn phase_table() {
+        let problems = vec!["itemListElement: a stack needs at least one service".to_owned()];
+        let failed = vec!["web: image i not found".to_owned()];
+        let no_host = BTreeMap::from([("web", "no ready host")]);
+        let none = BTreeMap::new();
+        let tally = |current, available, bad, stopped, desired_stopped| Tally {
+            total: 1,
+            current,
+            available,
+            bad,
+            stopped,
+            desired_stopped,
+        };
+        let running = tally(1, 1, 0, 0, false);
+        // (name, spec, tally, failed, unschedulable, phase)
+        type Case<'a> = (
+            &'a str,
+            SpecState<'a>,
+            Tally,
+            &'a [String],
+            &'a BTreeMap<&'a str, &'a str>,
+            Phase,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "all current and available",
+                SpecState::Valid,
+                running,
+                &[],
+                &none,
+                Phase::Running,
+            ),
+            (
+                "still starting",
+                SpecState::Valid,
+                tally(1, 0, 0, 0, false),
+                &[],
+                &none,
+                Phase::Progressing,
+            ),
+            (
+                "not reported on this revision yet",
+                SpecState::Valid,
+                tally(0, 0, 0, 0, false),
+                &[],
+                &none,
+                Phase::Progressing,
+            ),
+            (
+                "unhealthy or exited",
+                SpecState::Valid,
+                tally(1, 0, 1, 1, false),
+                &[],
+                &none,
+                Phase::Degraded,
+            ),
+            (
+                "a slot cannot be created",
+                SpecState::Valid,
+                running,
+                &failed,
+                &none,
+                Phase::Failed,
+            ),
+            (
+                "a failure outranks no host",
+                SpecState::Valid,
+                running,
+                &failed,
+                &no_host,
+                Phase::Failed,
+            ),
+            (
+                "no host",
+                SpecState::Valid,
+                Tally::default(),
+                &[],
+                &no_host,
+                Phase::Pending,
+            ),
+            (
+                "stopped as asked",
+                SpecState::Valid,
+                tally(1, 0, 1, 1, true),
+                &[],
+                &none,
+                Phase::Stopped,
+            ),
+            (
+                "stopping as asked, not yet stopped",
+                SpecState::Valid,
+                tally(1, 0, 1, 0, true),
+                &[],
+                &none,
+                Phase::Progressing,
+            ),
+            (
+                "nothing placed yet",
+                SpecState::Valid,
+                Tally::default(),
+                &[],
+                &none,
+                Phase::Progressing,
+            ),
+            (
+                "invalid",
+                SpecState::Invalid(&problems),
+                running,
+                &[],
+                &none,
+                Phase::Invalid,
+            ),
+            (
+                "invalid outranks failed",
+                SpecState::Invalid(&problems),
+                running,
+                &failed,
+                &none,
+                Phase::Invalid,
+            ),
+            (
+                "deleted",
+                SpecState::Deleted,
+                running,
+                &[],
+                &none,
+                Phase::Progressing,
+            ),
+        ];
+        for (name, spec, t, failed, unschedulable, want) in cases {
+            let v = verdict(spec, &t, failed, unschedulable);
+            assert_eq!(v.phase, want, "case: {name}: {}", v.message);
+        }
+    }
+
+    #[test]
+    #[allow(clippy::type_complexity)] // one row per case reads best as a tuple
+    fn reports_fold_into_the_phase() {
         let stack = Stack::default();
         let problems = vec![Problem {
             path: "itemListElement".into(),

@@ -14,12 +14,7 @@ use crate::spec::{
     DeploymentMode, HostConstraints, HostRegistration, PlacementStrategy, Service, Stack,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SlotId {
-    pub stack: String,
-    pub service: String,
-    pub replica: u32,
-}
+pub use crate::slot::SlotId;
 
 /// How the controller judges a host's lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

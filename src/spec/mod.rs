@@ -10,5 +10,7 @@ mod validate;
 pub use host::{bind_allowed, HostRegistration, UsedPort};
 pub use secret::{is_secret_name, secret_refs, substitute};
 pub use stack::*;
-pub use status::{ActionStatus, Condition, Endpoint, Phase, ServiceStatus, StackStatus};
+pub use status::{
+    ActionStatus, Condition, ConditionStatus, Endpoint, Phase, ServiceStatus, StackStatus,
+};
 pub use validate::*;

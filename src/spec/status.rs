@@ -74,15 +74,20 @@ pub struct Condition {
     /// `Valid`, `Scheduled` or `Available`.
     #[serde(rename = "type")]
     pub type_: String,
-    /// `True` or `False`.
-    #[schemars(extend("enum" = ["True", "False"]))]
-    pub status: String,
+    pub status: ConditionStatus,
     /// Why, in one CamelCase word.
     pub reason: String,
     /// Why, for people.
     pub message: String,
     /// RFC 3339; changes only when `status` flips.
     pub last_transition_time: String,
+}
+
+/// Whether a condition holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
 }
 
 /// Where and how one service's containers run.

@@ -51,6 +51,14 @@ impl StoreError {
         true
     }
 
+    /// A bounded label for `berth_reconcile_errors_total{reason}`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            StoreError::Deposed => "deposed",
+            _ => "etcd",
+        }
+    }
+
     /// For `map_err`: an etcd client error as a [`StoreError::Request`] naming the step
     /// and the key.
     pub(crate) fn request(

@@ -191,9 +191,9 @@ fn stack_line(w: &World, spec: Option<&Stack>, id: &str) -> StackLine {
 }
 
 fn report_of<'w>(w: &'w World, host: &str, stack: &str, slot: &Slot) -> Option<&'w SlotReport> {
-    w.reports.iter().find(|r| {
-        r.host == host && r.stack == stack && r.service == slot.service && r.replica == slot.replica
-    })
+    w.reports
+        .iter()
+        .find(|r| r.host == host && r.is_for_assigned(stack, slot))
 }
 
 fn slot_line(w: &World, spec: Option<&Stack>, host: &str, stack: &str, slot: &Slot) -> SlotLine {
@@ -219,8 +219,8 @@ fn slot_line(w: &World, spec: Option<&Stack>, host: &str, stack: &str, slot: &Sl
         } else {
             slot.service.clone()
         },
-        state: report.map_or_else(|| "pending".to_owned(), |r| r.state.clone()),
-        health: report.map_or_else(|| "-".to_owned(), |r| r.health.clone()),
+        state: report.map_or_else(|| "pending".to_owned(), |r| r.state.as_str().to_owned()),
+        health: report.map_or_else(|| "-".to_owned(), |r| r.health.as_str().to_owned()),
         restarts: report.map_or(0, |r| r.restarts),
         ports: slot.container.ports.iter().filter_map(published).collect(),
         connects,

@@ -1,0 +1,54 @@
+//! What Docker says runs on this host: each managed container as the planner sees it,
+//! identified by its `berth.*` labels. Pure data, beside [`desired`](super::desired):
+//! the planner compares the two, and the runtime adapter fills this one in.
+
+use crate::health::Health;
+use crate::slot::SlotId;
+
+/// Docker's view of a container's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Created => "created",
+            RunState::Running => "running",
+            RunState::Paused => "paused",
+            RunState::Restarting => "restarting",
+            RunState::Removing => "removing",
+            RunState::Exited => "exited",
+            RunState::Dead => "dead",
+        }
+    }
+}
+
+/// A managed container as Docker reports it (identity from its `berth.*` labels).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActualContainer {
+    pub id: String,
+    pub name: String,
+    /// From its `berth.stack`, `berth.service` and `berth.replica` labels.
+    pub slot: SlotId,
+    pub spec_hash: String,
+    pub state: RunState,
+    pub exit_code: Option<i64>,
+    /// Docker's own health status when the container has a HEALTHCHECK.
+    pub docker_health: Option<Health>,
+    /// What the agent believes: Docker's status, or its own probe's for http/tcp checks.
+    pub health: Option<Health>,
+    pub ip: Option<String>,
+    pub started_at: Option<String>,
+    /// Host ports it publishes, as (port, protocol).
+    pub host_ports: Vec<(u16, String)>,
+    /// Its start-order level (label `berth.order`).
+    pub order: u32,
+}

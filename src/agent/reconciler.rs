@@ -1,0 +1,601 @@
+//! The host's reconciler: the agent's long-lived state (backoffs, errors, probes, its
+//! registration) and the level-triggered pass that uses it. Each pass re-reads the
+//! assignments and the containers, plans, gates, acts, and reports every slot; nothing in
+//! it branches on what changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::Notify;
+
+use super::actual::{ActualContainer, RunState};
+use super::crash_backoff::CrashBackoff;
+use super::desired::{desired_containers, DesiredContainer};
+use super::gate::{gate, Holds};
+use super::plan::{self, Action};
+use super::post_start::PostStart;
+use super::report::{self, SlotError};
+use super::runtime::{Runtime, RuntimeError};
+use super::{execute, secrets};
+use crate::assignment::Assignment;
+use crate::health::{Probes, Target};
+use crate::metrics::{self, PassResult};
+use crate::report::SlotReport;
+use crate::requeue::Requeue;
+use crate::spec::{HealthCheckKind, HostRegistration};
+use crate::store::{keys, Expect, Kv, LeasedKey, Reflector, Store, Write};
+use crate::{events, retry};
+
+pub struct Reconciler {
+    pub(super) store: Store,
+    pub(super) rt: Runtime,
+    pub(super) host: String,
+    pub(super) probes: Probes,
+    pub(super) crash: CrashBackoff,
+    pub(super) wake: Arc<Notify>,
+    /// Per-container failures, kept until that container's next success.
+    pub(super) errors: BTreeMap<String, SlotError>,
+    /// Paces retries of actions that failed for a passing reason (a port still held, a
+    /// Docker hiccup) so they come back sooner than the resync but not in a hot loop.
+    pub(super) action_retry: retry::Policy,
+    /// What this host publishes about itself; re-written when it changes.
+    pub(super) registration: HostRegistration,
+    pub(super) lease: LeasedKey,
+    pub(super) events: events::Recorder,
+    /// Containers found running at start-up are adopted, not restarted: counted once.
+    pub(super) adopted: bool,
+    /// Stack networks Docker refused to remove, with its last answer, and the pace of
+    /// trying again.
+    pub(super) network_errors: BTreeMap<String, String>,
+    pub(super) network_retry: retry::Policy,
+    pub(super) post_start: PostStart,
+}
+
+impl Reconciler {
+    /// One level-triggered pass, with its metrics.
+    #[tracing::instrument(skip_all, fields(host = %self.host))]
+    pub async fn reconcile(
+        &mut self,
+        assignments: &Reflector,
+        reports: &Reflector,
+    ) -> Result<Requeue, RuntimeError> {
+        let started = Instant::now();
+        let result = self.pass(assignments, reports).await;
+        let outcome = match &result {
+            Ok(Requeue::After(_)) => PassResult::Requeue,
+            Ok(Requeue::AtResync) => PassResult::Success,
+            Err(e) => PassResult::Error {
+                reason: e.metric_label(),
+            },
+        };
+        metrics::observe_reconcile("agent", started, outcome);
+        result
+    }
+
+    async fn pass(
+        &mut self,
+        assignments: &Reflector,
+        reports: &Reflector,
+    ) -> Result<Requeue, RuntimeError> {
+        // Never act on a partial view: without a complete list of assignments, do nothing.
+        let Some((assigned, unreadable)) = assignments.read(decode_assignments).await else {
+            return Ok(Requeue::After(Duration::from_millis(200)));
+        };
+        let desired = desired_containers(assigned.iter());
+        let by_name: BTreeMap<String, &DesiredContainer> =
+            desired.iter().map(|d| (d.name.clone(), d)).collect();
+
+        // A failed list returns an error, never an empty list: nothing gets removed.
+        let (mut actual, mut used_ports) = self.rt.list_host(&self.host).await?;
+        let now = Instant::now();
+        self.crash.forgive(
+            now,
+            |name| {
+                actual
+                    .iter()
+                    .any(|a| a.name == name && a.state == RunState::Running)
+            },
+            |name| by_name.contains_key(name),
+        );
+        self.merge_probe_health(&mut actual);
+        self.count_adopted(&actual, &by_name);
+
+        let gated = gate(
+            plan::plan(&desired, &actual),
+            &Holds {
+                desired: &desired,
+                unreadable: &unreadable,
+                allow_bind_prefixes: &self.registration.allow_bind_prefixes,
+                errors: &self.errors,
+                crash: &self.crash,
+                now,
+            },
+        );
+        self.errors.extend(gated.refused);
+        let mut requeue = gated.requeue;
+        let mut actions = gated.actions;
+        let mut restarts = previous_restarts(reports, &desired).await;
+
+        // Secrets go in only now, into copies handed to Docker.
+        let mut resolved: BTreeMap<String, DesiredContainer> = BTreeMap::new();
+        let mut unresolved: Vec<String> = Vec::new();
+        for a in &actions {
+            let (Action::Create { name } | Action::Replace { name, .. }) = a else {
+                continue;
+            };
+            let Some(d) = by_name.get(name) else { continue };
+            match secrets::resolve(&self.store, d).await {
+                Ok(Some(copy)) => {
+                    resolved.insert(name.clone(), copy);
+                }
+                Ok(None) => {}
+                Err(message) => {
+                    self.errors.insert(
+                        name.clone(),
+                        SlotError {
+                            message,
+                            permanent: false,
+                        },
+                    );
+                    unresolved.push(name.clone());
+                }
+            }
+        }
+        if !unresolved.is_empty() {
+            actions.retain(|a| !matches!(a, Action::Create { name } | Action::Replace { name, .. } if unresolved.contains(name)));
+            requeue = requeue.min(Requeue::After(self.action_retry.next_delay()));
+        }
+        let mut exec_view = by_name.clone();
+        for (name, d) in &resolved {
+            exec_view.insert(name.clone(), d);
+        }
+
+        if !actions.is_empty() {
+            let run = Run {
+                actions,
+                by_name: &by_name,
+                exec_view: &exec_view,
+                assigned: &assigned,
+                now,
+            };
+            requeue = requeue.min(self.execute(run, &mut restarts).await);
+            (actual, used_ports) = self.rt.list_host(&self.host).await?;
+            self.merge_probe_health(&mut actual);
+        }
+        if let Some(d) = self.sweep_networks(&desired, &actual).await {
+            requeue = requeue.min(Requeue::After(d));
+        }
+        // Forget errors of containers no longer wanted here.
+        self.errors.retain(|name, _| by_name.contains_key(name));
+
+        // Ports taken by containers Berth does not manage change behind our back.
+        if used_ports != self.registration.used_ports {
+            self.registration.used_ports = used_ports;
+            self.lease
+                .update(serde_json::to_vec(&self.registration).unwrap_or_default());
+        }
+        self.sync_probes(&desired, &actual);
+        update_container_gauge(&actual);
+        let built = report::build(&report::Observed {
+            host: &self.host,
+            desired: &desired,
+            actual: &actual,
+            errors: &self.errors,
+            restarts: &restarts,
+        });
+        self.write_reports(built, reports).await;
+        self.post_start.start_due(&desired, &actual);
+        Ok(requeue)
+    }
+
+    /// Containers found running with their current spec when the agent starts are
+    /// adopted as they are; counted on the first pass only.
+    fn count_adopted(
+        &mut self,
+        actual: &[ActualContainer],
+        by_name: &BTreeMap<String, &DesiredContainer>,
+    ) {
+        if self.adopted {
+            return;
+        }
+        self.adopted = true;
+        let adopted = actual
+            .iter()
+            .filter(|a| {
+                by_name
+                    .get(&a.name)
+                    .is_some_and(|d| d.spec_hash == a.spec_hash)
+            })
+            .count();
+        metrics::CONTAINER_ACTIONS
+            .with_label_values(&["adopt"])
+            .inc_by(adopted as u64);
+        if adopted > 0 {
+            tracing::info!(containers = adopted, "adopted running containers");
+        }
+    }
+
+    /// Walk the gated actions against Docker and fold the outcome into the reconciler's
+    /// state: errors, restart counts and backoffs, events, volumes of deleted stacks.
+    /// Returns how soon a failed action should be tried again.
+    async fn execute(&mut self, run: Run<'_>, restarts: &mut BTreeMap<String, u32>) -> Requeue {
+        let touched: Vec<String> = run
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create { name }
+                | Action::Replace { name, .. }
+                | Action::Restart { name, .. }
+                | Action::Start { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let outcome = execute::execute(
+            &self.rt,
+            &self.host,
+            run.actions,
+            run.exec_view,
+            run.assigned,
+        )
+        .await;
+        for name in touched {
+            if !outcome.errors.contains_key(&name) {
+                self.errors.remove(&name);
+            }
+        }
+        for name in &outcome.restarted {
+            *restarts.entry(name.clone()).or_default() += 1;
+            metrics::CONTAINER_RESTARTS.inc();
+            self.crash.restarted(name, run.now);
+        }
+        for a in &outcome.done {
+            let (reason, message, name) = event_of(a);
+            let (stack, service) = stack_and_service(name, run.by_name);
+            self.events
+                .record(&stack, service.as_deref(), reason, message);
+        }
+        for stack in &outcome.gone_stacks {
+            self.remove_deleted_stack_volumes(stack).await;
+        }
+        for (name, e) in &outcome.errors {
+            // Once per distinct failure, not on every retry.
+            if self.errors.get(name).map(|old| &old.message) != Some(&e.message) {
+                let (stack, service) = stack_and_service(name, run.by_name);
+                self.events
+                    .record(&stack, service.as_deref(), "Failed", e.message.clone());
+            }
+        }
+        let requeue = if outcome.errors.values().any(|e| !e.permanent) {
+            Requeue::After(self.action_retry.next_delay())
+        } else {
+            self.action_retry.reset();
+            Requeue::AtResync
+        };
+        self.errors.extend(outcome.errors);
+        requeue
+    }
+
+    /// Level-triggered network cleanup: every pass removes the networks this host made for
+    /// stacks with no container here, so a removal Docker refused once (it can keep a
+    /// stale endpoint after a crash) is tried again with backoff instead of forgotten.
+    /// Returns how soon to try again.
+    async fn sweep_networks(
+        &mut self,
+        desired: &[DesiredContainer],
+        actual: &[ActualContainer],
+    ) -> Option<Duration> {
+        let nets = match self.rt.host_networks(&self.host).await {
+            Ok(nets) => nets,
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "listing stack networks failed");
+                return None;
+            }
+        };
+        let mut failed = false;
+        for name in plan::stale_networks(&nets, desired, actual) {
+            match self.rt.remove_network(&name).await {
+                Ok(()) => {
+                    self.network_errors.remove(&name);
+                }
+                Err(e) => {
+                    let message = crate::error_chain(&e);
+                    // Once per distinct refusal, not on every retry.
+                    if self.network_errors.get(&name) != Some(&message) {
+                        tracing::warn!(network = %name, error = %message, "Docker refused to remove a stack network no Berth container here uses; trying again");
+                    }
+                    self.network_errors.insert(name, message);
+                    failed = true;
+                }
+            }
+        }
+        self.network_errors
+            .retain(|n, _| nets.iter().any(|(name, _)| name == n));
+        if failed {
+            Some(self.network_retry.next_delay())
+        } else {
+            self.network_retry.reset();
+            None
+        }
+    }
+
+    /// A stack that left this host may have moved or been deleted; only a deleted one
+    /// (its spec key gone, read just now) takes the volumes it asked to remove.
+    async fn remove_deleted_stack_volumes(&self, stack: &str) {
+        // Still there (moved elsewhere), or unknown: keep the data.
+        if !matches!(self.store.get(&keys::stack(stack)).await, Ok(None)) {
+            return;
+        }
+        match self.rt.remove_stack_volumes(stack).await {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(stack, volumes = ?removed, "removed volumes of deleted stack (removeVolumesOnDelete)");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(stack, error = %crate::error_chain(&e), "removing volumes failed")
+            }
+        }
+    }
+
+    /// Say in the host registration whether this host can run containers now.
+    pub fn set_degraded(&mut self, why: Option<String>) {
+        if self.registration.degraded.is_some() == why.is_some() {
+            return;
+        }
+        self.registration.degraded = why;
+        self.lease
+            .update(serde_json::to_vec(&self.registration).unwrap_or_default());
+    }
+
+    /// The agent's own probe result wins for http/tcp checks; Docker's for command checks.
+    fn merge_probe_health(&self, actual: &mut [ActualContainer]) {
+        for a in actual {
+            if let Some(h) = self.probes.health_of(&probe_key(a)) {
+                a.health = Some(h);
+            }
+        }
+    }
+
+    fn sync_probes(&mut self, desired: &[DesiredContainer], actual: &[ActualContainer]) {
+        let mut targets = Vec::new();
+        for d in desired {
+            let Some(check) = &d.slot.health_check else {
+                continue;
+            };
+            if !matches!(
+                check.kind(),
+                Some(HealthCheckKind::Http | HealthCheckKind::Tcp)
+            ) {
+                continue;
+            }
+            let port = check
+                .port
+                .and_then(|p| u16::try_from(p).ok())
+                .or_else(|| d.spec().ports.first().map(|p| p.container_port));
+            for a in actual {
+                if a.name != d.name || a.spec_hash != d.spec_hash || a.state != RunState::Running {
+                    continue;
+                }
+                if let (Some(ip), Some(port)) = (&a.ip, port) {
+                    targets.push(Target {
+                        key: probe_key(a),
+                        ip: ip.clone(),
+                        port,
+                        check: check.clone(),
+                    });
+                }
+            }
+        }
+        self.probes.sync(targets, &self.wake);
+    }
+
+    /// Write reports that changed (compare-and-swap on what we last saw) and delete those
+    /// of slots no longer here. A lost race is fixed by the next pass.
+    async fn write_reports(&self, built: Vec<SlotReport>, reports: &Reflector) {
+        let existing: BTreeMap<String, Kv> = reports
+            .read(|c| c.entries.clone())
+            .await
+            .unwrap_or_default();
+        let mut writes = Vec::new();
+        let mut wanted = BTreeSet::new();
+        for r in built {
+            let key = keys::report(
+                &self.host,
+                &r.stack,
+                &crate::slot::slot_key(&r.service, r.replica),
+            );
+            wanted.insert(key.clone());
+            let prev = existing.get(&key);
+            if prev.and_then(|kv| serde_json::from_slice::<SlotReport>(&kv.value).ok())
+                == Some(r.clone())
+            {
+                continue;
+            }
+            writes.push(Write::Put {
+                key,
+                value: serde_json::to_vec(&r).unwrap_or_default(),
+                expect: prev.map_or(Expect::Absent, |kv| Expect::Revision(kv.mod_revision)),
+            });
+        }
+        for (key, kv) in &existing {
+            if !wanted.contains(key) {
+                writes.push(Write::Delete {
+                    key: key.clone(),
+                    expect: Expect::Revision(kv.mod_revision),
+                });
+            }
+        }
+        let results = futures::stream::iter(writes)
+            .map(|w| async move { self.store.write(std::slice::from_ref(&w)).await })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        for r in results {
+            match r {
+                Ok(true) => {}
+                Ok(false) => self.wake.notify_one(),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), "writing slot report failed");
+                }
+            }
+        }
+    }
+}
+
+/// The actions one pass hands to Docker, and what they refer to.
+struct Run<'a> {
+    actions: Vec<Action>,
+    by_name: &'a BTreeMap<String, &'a DesiredContainer>,
+    /// `by_name` with secrets filled in: only Docker sees it.
+    exec_view: &'a BTreeMap<String, &'a DesiredContainer>,
+    assigned: &'a [Assignment],
+    now: Instant,
+}
+
+/// Restart counts carry over from this host's last reports while the spec is the same.
+async fn previous_restarts(
+    reports: &Reflector,
+    desired: &[DesiredContainer],
+) -> BTreeMap<String, u32> {
+    let previous: BTreeMap<String, SlotReport> = reports
+        .read(|c| {
+            c.entries
+                .values()
+                .filter_map(|kv| serde_json::from_slice::<SlotReport>(&kv.value).ok())
+                .map(|r| {
+                    (
+                        crate::slot::container_name(&r.stack, &r.service, r.replica),
+                        r,
+                    )
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+    desired
+        .iter()
+        .map(|d| {
+            let prev = previous
+                .get(&d.name)
+                .filter(|r| r.spec_hash == d.spec_hash)
+                .map(|r| r.restarts)
+                .unwrap_or(0);
+            (d.name.clone(), prev)
+        })
+        .collect()
+}
+
+/// The event an action that succeeded records: reason, message, and the container.
+fn event_of(a: &Action) -> (&'static str, String, &str) {
+    match a {
+        Action::Create { name } => ("Created", "container created and started".to_owned(), name),
+        Action::Start {
+            name,
+            restart: false,
+            ..
+        } => ("Started", "container started".to_owned(), name),
+        Action::Start {
+            name,
+            restart: true,
+            ..
+        } => (
+            "Restarted",
+            "container had exited; started again".to_owned(),
+            name,
+        ),
+        Action::Restart { name, .. } => (
+            "Unhealthy",
+            "container stayed unhealthy; restarted".to_owned(),
+            name,
+        ),
+        Action::Replace {
+            name, start_first, ..
+        } => (
+            "Replaced",
+            format!(
+                "spec changed; replaced ({})",
+                if *start_first {
+                    "new container started first"
+                } else {
+                    "old container stopped first"
+                }
+            ),
+            name,
+        ),
+        Action::Stop { name, .. } => ("Stopped", "stopped as desiredState asks".to_owned(), name),
+        Action::Rename { to, .. } => (
+            "Renamed",
+            "container was renamed by hand; name put back".to_owned(),
+            to,
+        ),
+        Action::Remove {
+            name,
+            reason: plan::RemoveReason::Orphan,
+            ..
+        } => (
+            "OrphanRemoved",
+            "no slot here wants it any more; removed".to_owned(),
+            name,
+        ),
+        Action::Remove { name, .. } => (
+            "DuplicateRemoved",
+            "a second container for one slot; removed".to_owned(),
+            name,
+        ),
+    }
+}
+
+/// The stack and service a container name belongs to: from the desired container, else
+/// from Berth's `<stack>.<service>.<replica>` naming.
+fn stack_and_service(
+    name: &str,
+    by_name: &BTreeMap<String, &DesiredContainer>,
+) -> (String, Option<String>) {
+    if let Some(d) = by_name.get(name) {
+        return (d.id.stack.clone(), Some(d.id.service.clone()));
+    }
+    let mut parts = name.split('.');
+    let stack = parts.next().unwrap_or_default().to_owned();
+    (stack, parts.next().map(str::to_owned))
+}
+
+/// Probes belong to one run of a container: a restart starts a fresh probe, so a
+/// container restarted for failing its checks gets its start period again.
+fn probe_key(a: &ActualContainer) -> String {
+    format!("{}@{}", a.id, a.started_at.as_deref().unwrap_or(""))
+}
+
+/// The readable assignments, and the stack ids of those that could not be read.
+fn decode_assignments(c: &crate::store::Cache) -> (Vec<Assignment>, Vec<String>) {
+    let mut ok = Vec::new();
+    let mut unreadable = Vec::new();
+    for kv in c.entries.values() {
+        match serde_json::from_slice::<Assignment>(&kv.value) {
+            Ok(a) => ok.push(a),
+            Err(e) => {
+                tracing::error!(key = %kv.key, error = %e, "unreadable assignment; its containers are left alone");
+                unreadable.push(kv.key.rsplit('/').next().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    (ok, unreadable)
+}
+
+fn update_container_gauge(actual: &[ActualContainer]) {
+    let states = [
+        RunState::Created,
+        RunState::Running,
+        RunState::Paused,
+        RunState::Restarting,
+        RunState::Removing,
+        RunState::Exited,
+        RunState::Dead,
+    ];
+    for s in states {
+        let n = actual.iter().filter(|a| a.state == s).count();
+        metrics::CONTAINERS
+            .with_label_values(&[s.as_str()])
+            .set(n as i64);
+    }
+}
