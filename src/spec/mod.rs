@@ -1,16 +1,40 @@
 //! What users write and read: the stack document, host registrations and stack status.
 //! Pure serde types plus validation; no IO.
+//!
+//! # Layout
+//! - `stack`, `host`, `status`: the documents, as serde types.
+//! - `vocabulary`: the typed enums and accepted spellings of the stack's string fields.
+//! - `names`: the rules for service names and host ids.
+//! - `parse`: untrusted bytes to a `Stack`, every problem at once; `validate`: the checks.
+//! - `problem`: one problem and the JSON path that locates it.
+//! - `order`: the dependency graph, its cycles and the start order.
+//! - `secret`: `{{secret:NAME}}` references in environment values.
 
+#[cfg(test)]
+mod fixtures;
 mod host;
+mod names;
+mod order;
+mod parse;
+mod problem;
 mod secret;
 mod stack;
 mod status;
 mod validate;
+mod vocabulary;
 
 pub use host::{bind_allowed, HostRegistration, UsedPort};
+pub use names::{is_dns_label, is_host_id, DNS_LABEL_PATTERN, HOST_ID_PATTERN};
+pub use order::start_order;
+pub use parse::{parse_stack, parse_stack_with, Limits};
+pub use problem::Problem;
 pub use secret::{is_secret_name, secret_refs, substitute};
 pub use stack::*;
 pub use status::{
     ActionStatus, Condition, ConditionStatus, Endpoint, Phase, ServiceStatus, StackStatus,
 };
-pub use validate::*;
+pub use validate::validate;
+pub use vocabulary::{
+    DeploymentMode, DesiredState, HealthCheckKind, PlacementStrategy, ENDPOINT_TYPES, MOUNT_TYPES,
+    PROTOCOLS,
+};

@@ -2,17 +2,23 @@
 //!
 //! Enum-like fields (`placementStrategy`, `healthCheck.type`, ...) are kept as strings here
 //! so that one unknown value becomes one validation message instead of a parse failure that
-//! hides every other problem; `validate` turns them into the typed enums below.
+//! hides every other problem; `validate` reports the unknown ones, and the accessors below
+//! read them as the typed enums of `vocabulary.rs`.
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::validate::{
-    DeploymentMode, DesiredState, HealthCheckKind, PlacementStrategy, DNS_LABEL_PATTERN,
-    ENDPOINT_TYPES, HOST_ID_PATTERN, MAX_REPLICAS, MOUNT_TYPES, PROTOCOLS,
+use super::names::{DNS_LABEL_PATTERN, HOST_ID_PATTERN};
+use super::vocabulary::{
+    DeploymentMode, DesiredState, HealthCheckKind, PlacementStrategy, ENDPOINT_TYPES, MOUNT_TYPES,
+    PROTOCOLS,
 };
+
+/// More replicas than this is almost surely a typo, and one stack should not be able to
+/// flood every host by accident.
+pub const MAX_REPLICAS: u32 = 100;
 
 // The `schemars` attributes below only shape the published JSON Schema (`berth schema
 // crds`); they restate what `validate` checks, so editors catch mistakes before etcd does.
@@ -74,6 +80,35 @@ pub struct Stack {
     /// (default false: data is never deleted by surprise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remove_volumes_on_delete: Option<bool>,
+}
+
+impl Stack {
+    /// The deployment mode; an unknown string falls back to the default, which only
+    /// matters for stacks that have not passed `validate`.
+    pub fn mode(&self) -> DeploymentMode {
+        self.deployment
+            .as_ref()
+            .and_then(|d| d.mode.as_deref())
+            .and_then(DeploymentMode::parse)
+            .unwrap_or_default()
+    }
+
+    /// The placement strategy, with the same fallback as [`Stack::mode`].
+    pub fn strategy(&self) -> PlacementStrategy {
+        self.deployment
+            .as_ref()
+            .and_then(|d| d.placement_strategy.as_deref())
+            .and_then(PlacementStrategy::parse)
+            .unwrap_or_default()
+    }
+
+    /// The desired state, with the same fallback as [`Stack::mode`].
+    pub fn desired_state(&self) -> DesiredState {
+        self.desired_state
+            .as_deref()
+            .and_then(DesiredState::parse)
+            .unwrap_or_default()
+    }
 }
 
 /// The Docker network of a stack.
@@ -349,6 +384,13 @@ pub struct HealthCheck {
     pub start_period: Option<f64>,
 }
 
+impl HealthCheck {
+    /// `None` for a type `validate` rejects.
+    pub fn kind(&self) -> Option<HealthCheckKind> {
+        HealthCheckKind::parse(&self.type_)
+    }
+}
+
 /// A named command that can be run in the stack's containers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -423,4 +465,25 @@ pub struct Resources {
     /// Memory in megabytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::fixtures::{doc, service};
+    use crate::spec::parse_stack;
+
+    #[test]
+    fn defaults_apply_when_deployment_and_state_are_absent() {
+        let stack = parse_stack(doc("", &service("")).as_bytes()).unwrap();
+        assert_eq!(stack.mode(), DeploymentMode::SingleHost);
+        assert_eq!(stack.strategy(), PlacementStrategy::Auto);
+        assert_eq!(stack.desired_state(), DesiredState::Running);
+
+        let top = r#""deployment":{"mode":"multi-host","placementStrategy":"datacenter"},"desiredState":"stopped""#;
+        let stack = parse_stack(doc(top, &service("")).as_bytes()).unwrap();
+        assert_eq!(stack.mode(), DeploymentMode::MultiHost);
+        assert_eq!(stack.strategy(), PlacementStrategy::Datacenter);
+        assert_eq!(stack.desired_state(), DesiredState::Stopped);
+    }
 }

@@ -1,0 +1,128 @@
+//! The closed vocabularies of a stack document: the typed enums for the string fields
+//! `stack.rs` keeps as strings, and the spellings each field accepts. Pure.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOLS: &[&str] = &["tcp", "udp"];
+pub const MOUNT_TYPES: &[&str] = &["volume", "bind", "tmpfs"];
+pub const ENDPOINT_TYPES: &[&str] = &["host-port"];
+
+/// The message for a `value` that is not one of the `valid` spellings of a `noun`.
+pub(super) fn not_one_of(value: &str, noun: &str, valid: &[&str]) -> String {
+    format!("{value:?} is not a {noun} ({})", valid.join(", "))
+}
+
+/// The typed view of a string field that `stack.rs` keeps as a plain string. The document
+/// spelling is written once per variant, so serde, `as_str` and `parse` cannot disagree.
+macro_rules! string_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident, $noun:literal {
+            $($(#[$variant_meta:meta])* $variant:ident = $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$variant_meta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The variant spelled exactly `s` in a stack document.
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+
+            /// The problem with `value`, if it is not one of the spellings.
+            pub(super) fn complaint(value: &str) -> Option<String> {
+                if Self::parse(value).is_some() {
+                    return None;
+                }
+                let valid: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                Some(not_one_of(value, $noun, &valid))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// How the scheduler picks a host for each service (`deployment.placementStrategy`).
+    #[derive(Default)]
+    PlacementStrategy, "placement strategy" {
+        /// Every service names its host in `targetHost`.
+        Manual = "manual",
+        #[default]
+        Auto = "auto",
+        Spread = "spread",
+        Datacenter = "datacenter",
+    }
+}
+
+string_enum! {
+    /// Whether a stack runs on one host or across many (`deployment.mode`).
+    #[derive(Default)]
+    DeploymentMode, "deployment mode" {
+        #[default]
+        SingleHost = "single-host",
+        MultiHost = "multi-host",
+    }
+}
+
+string_enum! {
+    /// Whether the stack's containers should exist and run (`desiredState`).
+    #[derive(Default)]
+    DesiredState, "desired state" {
+        #[default]
+        Running = "running",
+        Stopped = "stopped",
+    }
+}
+
+string_enum! {
+    /// How a service's health is probed (`healthCheck.type`).
+    HealthCheckKind, "health check type" {
+        Http = "http",
+        Tcp = "tcp",
+        Command = "command",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::HealthCheck;
+
+    #[test]
+    fn enum_spellings_agree_with_serde() {
+        fn check<T: Serialize + Copy>(all: &[T], as_str: fn(T) -> &'static str) {
+            for &v in all {
+                assert_eq!(serde_json::to_value(v).unwrap(), as_str(v));
+            }
+        }
+        check(PlacementStrategy::ALL, PlacementStrategy::as_str);
+        check(DeploymentMode::ALL, DeploymentMode::as_str);
+        check(DesiredState::ALL, DesiredState::as_str);
+        check(HealthCheckKind::ALL, HealthCheckKind::as_str);
+        let check = HealthCheck {
+            type_: "tcp".into(),
+            ..HealthCheck::default()
+        };
+        assert_eq!(check.kind(), Some(HealthCheckKind::Tcp));
+    }
+}
