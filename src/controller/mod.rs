@@ -28,6 +28,10 @@ use crate::serve::ReadyCheck;
 use crate::spec::{HostRegistration, Phase};
 use crate::store::{keys, Cache, Expect, Fence, Leadership, Reflector, Store, StoreError, Write};
 
+/// The storm guard's default: with more than half the hosts not ready at once, a network
+/// or etcd problem is likelier than that many dead hosts, so nothing is rescheduled.
+pub const DEFAULT_MAX_UNAVAILABLE_FRACTION: f64 = 0.5;
+
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
     /// Name in the leader election and in logs.

@@ -1,9 +1,11 @@
-//! What operators read in a terminal (`berth status`, `berth hosts`, `berth events`): pure rendering of
-//! the decoded cluster ([`World`]) into tables that fit 80 columns and into stable JSON.
+//! What operators read in a terminal (`berth status`, `berth hosts`, `berth events`,
+//! `berth apply --dry-run`): pure rendering of the decoded cluster ([`World`]) into tables
+//! that fit 80 columns and into stable JSON.
 
 mod deployment;
 mod events;
 mod hosts;
+mod preview;
 mod table;
 
 pub use deployment::{
@@ -12,6 +14,7 @@ pub use deployment::{
 };
 pub use events::render as render_events;
 pub use hosts::{hosts, render as render_hosts, HostView};
+pub use preview::render as render_apply_preview;
 pub use table::{truncate, Table};
 
 use crate::controller::world::World;

@@ -1,0 +1,78 @@
+//! `berth agent`: register this host and converge its Docker engine until Ctrl-C or
+//! SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::common::{
+    connect, parse_labels, serve_metrics, shutdown_token, DockerTlsArgs, EtcdArgs,
+};
+use berth::agent::{self, AgentConfig};
+
+#[derive(Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// This host's id (its key under hosts/).
+    #[arg(long, env = "BERTH_HOST_ID")]
+    host_id: String,
+    /// The IP other hosts use to reach ports published here.
+    #[arg(long, env = "BERTH_ADDRESS")]
+    address: String,
+    /// Docker engine to drive: unix:///path or tcp://host:port.
+    #[arg(
+        long,
+        env = "BERTH_DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    docker_host: String,
+    #[arg(long, env = "BERTH_DATACENTER")]
+    datacenter: Option<String>,
+    /// Host label `key=value`; repeat for more.
+    #[arg(long = "label", env = "BERTH_LABELS", value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Full pass at least this often, even without Docker events.
+    #[arg(long, env = "BERTH_RESYNC_INTERVAL", value_parser = humantime::parse_duration, default_value = "30s")]
+    resync_interval: Duration,
+    #[command(flatten)]
+    docker_tls: DockerTlsArgs,
+    /// Allow bind mounts of host paths under this prefix; repeat for more. None by
+    /// default: a spec asking for a bind mount is refused here.
+    #[arg(
+        long = "allow-bind-prefix",
+        env = "BERTH_ALLOW_BIND_PREFIXES",
+        value_delimiter = ','
+    )]
+    allow_bind_prefixes: Vec<String>,
+    /// TTL of the host registration's lease.
+    #[arg(long, env = "BERTH_LEASE_TTL", value_parser = humantime::parse_duration, default_value = "10s")]
+    lease_ttl: Duration,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "BERTH_METRICS_ADDR", default_value = "127.0.0.1:9421")]
+    metrics_addr: SocketAddr,
+}
+
+pub async fn run(args: AgentArgs) -> Result<ExitCode> {
+    // Before connecting: a bad flag is reported as such, not as an etcd problem.
+    let cfg = AgentConfig {
+        labels: parse_labels(&args.labels)?,
+        host_id: args.host_id,
+        address: args.address,
+        docker_host: args.docker_host,
+        datacenter: args.datacenter,
+        resync_interval: args.resync_interval,
+        lease_ttl: args.lease_ttl,
+        allow_bind_prefixes: args.allow_bind_prefixes,
+        docker_tls: args.docker_tls.tls(),
+    };
+    let store = connect(&args.etcd).await?;
+    let cancel = shutdown_token();
+    let h = agent::spawn(store, cfg, cancel.clone())?;
+    serve_metrics(args.metrics_addr, vec![h.ready], cancel.clone()).await?;
+    h.done.await.ok();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,70 @@
+//! `berth apply`: validate a stack file and write it to `stacks/<id>`, or with
+//! `--dry-run` show where the scheduler would place it and write nothing.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use super::common::{connect, emit, EtcdArgs, StormGuardArgs};
+use berth::controller::decide::preview_apply;
+use berth::spec;
+use berth::store::keys;
+use berth::view;
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    #[arg(short = 'f', long, env = "BERTH_APPLY_FILE")]
+    file: PathBuf,
+    #[arg(long, env = "BERTH_STACK_ID")]
+    id: Option<String>,
+    /// Show where the scheduler would place each slot (the same planner), and write
+    /// nothing.
+    #[arg(long, env = "BERTH_DRY_RUN")]
+    dry_run: bool,
+    #[command(flatten)]
+    storm_guard: StormGuardArgs,
+}
+
+/// Exit 1 for an invalid file, with its problems on stderr.
+pub async fn run(args: ApplyArgs) -> Result<ExitCode> {
+    let file = &args.file;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if let Err(problems) = spec::parse_stack(&bytes) {
+        for p in &problems {
+            eprintln!("{}: {p}", file.display());
+        }
+        return Ok(ExitCode::from(1));
+    }
+    let id = match args.id {
+        Some(i) => i,
+        None => file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    if !spec::is_dns_label(&id) {
+        bail!("stack id {id:?} is not a DNS label; pass --id");
+    }
+    let store = connect(&args.etcd).await?;
+    if args.dry_run {
+        let (kvs, revision) = store.list("").await?;
+        let mut world = view::world_of(kvs, revision);
+        let preview = preview_apply(
+            &mut world,
+            &id,
+            bytes,
+            args.storm_guard.max_unavailable_fraction,
+        );
+        emit(&view::render_apply_preview(&preview, view::DEFAULT_WIDTH))?;
+        println!("(dry run: nothing written)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rev = store.put(&keys::stack(&id), bytes).await?;
+    println!("stack {id} applied at revision {rev}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,74 @@
+//! `berth controller`: run the scheduling and status loop until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::common::{connect, serve_metrics, shutdown_token, EtcdArgs, StormGuardArgs};
+use berth::controller::{self, ControllerConfig};
+use berth::spec;
+
+#[derive(Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    #[command(flatten)]
+    ctl: ControllerSettings,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "BERTH_METRICS_ADDR", default_value = "127.0.0.1:9420")]
+    metrics_addr: SocketAddr,
+}
+
+/// The controller's settings, shared with `berth up`.
+#[derive(Args, Clone)]
+pub struct ControllerSettings {
+    /// How long a host may be unregistered before its slots are placed elsewhere.
+    #[arg(long, env = "BERTH_HOST_DOWN_GRACE", value_parser = humantime::parse_duration, default_value = "30s")]
+    host_down_grace: Duration,
+    /// Full recompute at least this often, even without events.
+    #[arg(long, env = "BERTH_CONTROLLER_RESYNC", value_parser = humantime::parse_duration, default_value = "30s")]
+    controller_resync: Duration,
+    #[command(flatten)]
+    storm_guard: StormGuardArgs,
+    /// This controller's name in the leader election (default: hostname and pid).
+    #[arg(long, env = "BERTH_CONTROLLER_ID")]
+    controller_id: Option<String>,
+    /// Largest stack spec accepted, in bytes; a larger one is Invalid without being parsed.
+    #[arg(long, env = "BERTH_MAX_SPEC_BYTES", default_value_t = 1024 * 1024)]
+    max_spec_bytes: usize,
+    /// Leadership lease TTL: how long a dead leader blocks failover.
+    #[arg(long, env = "BERTH_LEADER_TTL", value_parser = humantime::parse_duration, default_value = "10s")]
+    leader_ttl: Duration,
+}
+
+impl ControllerSettings {
+    pub fn config(&self) -> ControllerConfig {
+        let id = self.controller_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        ControllerConfig {
+            id,
+            host_down_grace: self.host_down_grace,
+            max_unavailable_fraction: self.storm_guard.max_unavailable_fraction,
+            leader_ttl: self.leader_ttl,
+            resync_interval: self.controller_resync,
+            limits: spec::Limits {
+                max_bytes: self.max_spec_bytes,
+                ..spec::Limits::default()
+            },
+        }
+    }
+}
+
+pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
+    let store = connect(&args.etcd).await?;
+    let cancel = shutdown_token();
+    let c = controller::spawn(store, args.ctl.config(), cancel.clone());
+    serve_metrics(args.metrics_addr, vec![c.ready], cancel.clone()).await?;
+    c.done.await.ok();
+    Ok(ExitCode::SUCCESS)
+}
