@@ -19,7 +19,8 @@
 //! - [`metrics`], [`serve`], [`telemetry`]: observability.
 //! - [`retry`]: backoff delays (the one user of the `backoff` crate); [`requeue`]: when a
 //!   reconcile wants to run again.
-//! - [`view`]: what `berth status` and `berth hosts` print, rendered purely from a snapshot.
+//! - [`view`]: what `berth status`, `berth hosts`, `berth events` and `berth apply --dry-run`
+//!   print, rendered purely from a snapshot.
 
 pub mod agent;
 pub mod assignment;

@@ -395,7 +395,11 @@ async fn adding_a_host_moves_nothing_until_a_rebalance_is_applied() {
         revision,
     };
     let world = berth::controller::world::World::decode(&cache);
-    let preview = berth::controller::decide::preview_rebalance(&world, "rb", 0.5);
+    let preview = berth::controller::decide::preview_rebalance(
+        &world,
+        "rb",
+        berth::controller::DEFAULT_MAX_UNAVAILABLE_FRACTION,
+    );
     assert_eq!(preview.moves.len(), 2, "{preview:?}");
     assert!(preview.moves.iter().all(|m| m.from == "h1" && m.to == "h2"));
     assert!(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::validate::HOST_ID_PATTERN;
+use super::names::HOST_ID_PATTERN;
 
 /// A host Berth may place containers on: the value of `/berth/hosts/<id>`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

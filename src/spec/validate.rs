@@ -13,9 +13,6 @@ use super::vocabulary::{
     MOUNT_TYPES, PROTOCOLS,
 };
 
-// `host.rs` reads the pattern from here; its home is `names.rs`.
-pub(super) use super::names::HOST_ID_PATTERN;
-
 /// A dense dependency graph has more cycles than anyone can read; the first few are enough
 /// to start untangling it.
 const MAX_CYCLES_REPORTED: usize = 16;
