@@ -9,11 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    ContainerSummaryStateEnum, EndpointSettings, EventMessage, HealthConfig, HealthStatusEnum,
-    HostConfig, Mount, MountType, NetworkCreateRequest, NetworkingConfig,
-    PortBinding as DockerPortBinding, PortSummaryTypeEnum, RestartPolicy, RestartPolicyNameEnum,
-    VolumeCreateRequest,
+    ContainerInspectResponse, ContainerSummaryStateEnum, NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
@@ -23,13 +19,14 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::{Stream, StreamExt, TryStreamExt};
 
-use super::actual::{ActualContainer, RunState};
+mod convert;
+
+use self::convert::{create_body, published_ports, split_image, to_actual, to_event};
+use super::actual::ActualContainer;
 use super::inspected::{Inspected, Listed};
 use super::labels;
-use crate::assignment::{ContainerSpec, MountSpec};
-use crate::health::Health;
+use crate::assignment::ContainerSpec;
 use crate::metrics;
-use crate::slot::SlotId;
 use crate::spec::UsedPort;
 
 #[derive(Debug, thiserror::Error)]
@@ -674,35 +671,6 @@ impl Runtime {
     }
 }
 
-fn to_event(e: EventMessage) -> ContainerEvent {
-    ContainerEvent {
-        id: e.actor.and_then(|a| a.id).unwrap_or_default(),
-        action: e.action.unwrap_or_default(),
-    }
-}
-
-/// The host ports `containers` publish, sorted, each once.
-fn published_ports(containers: impl IntoIterator<Item = ContainerSummary>) -> Vec<UsedPort> {
-    let mut ports: Vec<UsedPort> = containers
-        .into_iter()
-        .flat_map(|c| c.ports.unwrap_or_default())
-        .filter_map(|p| {
-            let protocol = match p.typ {
-                Some(PortSummaryTypeEnum::UDP) => "udp",
-                Some(PortSummaryTypeEnum::SCTP) => "sctp",
-                _ => "tcp",
-            };
-            Some(UsedPort {
-                port: p.public_port?,
-                protocol: protocol.to_owned(),
-            })
-        })
-        .collect();
-    ports.sort();
-    ports.dedup();
-    ports
-}
-
 /// Time and count one Docker call, and name it in the error.
 async fn call<T>(
     op: &'static str,
@@ -725,180 +693,6 @@ async fn call<T>(
     })
 }
 
-/// `repo[:tag]` with a registry port not mistaken for a tag; digests pass through whole.
-fn split_image(image: &str) -> (&str, &str) {
-    if image.contains('@') {
-        return (image, "");
-    }
-    match image.rfind(':') {
-        Some(i) if !image[i..].contains('/') => (&image[..i], &image[i + 1..]),
-        _ => (image, "latest"),
-    }
-}
-
-fn secs_to_nanos(s: f64) -> i64 {
-    (s.max(0.0) * 1e9) as i64
-}
-
-fn create_body(req: &CreateRequest<'_>) -> ContainerCreateBody {
-    let spec = req.spec;
-    let mut exposed = Vec::new();
-    let mut bindings: HashMap<String, Option<Vec<DockerPortBinding>>> = HashMap::new();
-    for p in &spec.ports {
-        let key = format!("{}/{}", p.container_port, p.protocol);
-        exposed.push(key.clone());
-        if let Some(host_port) = p.host_port {
-            bindings
-                .entry(key)
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(DockerPortBinding {
-                    host_ip: None,
-                    host_port: Some(host_port.to_string()),
-                });
-        }
-    }
-    let mounts: Vec<Mount> = spec.mounts.iter().map(to_mount).collect();
-    let healthcheck = spec.healthcheck.as_ref().map(|h| {
-        let mut test = vec!["CMD".to_owned()];
-        test.extend(h.command.iter().cloned());
-        HealthConfig {
-            test: Some(test),
-            interval: Some(secs_to_nanos(h.interval_secs)),
-            timeout: Some(secs_to_nanos(h.timeout_secs)),
-            retries: Some(h.retries as i64),
-            start_period: Some(secs_to_nanos(h.start_period_secs)),
-            start_interval: None,
-        }
-    });
-    let endpoint = EndpointSettings {
-        aliases: Some(spec.aliases.clone()),
-        ..Default::default()
-    };
-    ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: spec.command.clone(),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(req.labels.clone().into_iter().collect()),
-        exposed_ports: (!exposed.is_empty()).then_some(exposed),
-        healthcheck,
-        host_config: Some(HostConfig {
-            port_bindings: (!bindings.is_empty()).then_some(bindings),
-            mounts: (!mounts.is_empty()).then_some(mounts),
-            network_mode: Some(req.network.to_owned()),
-            // The agent owns restarts (with backoff and status); Docker restarting on its
-            // own would race it.
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::NO),
-                maximum_retry_count: None,
-            }),
-            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
-            memory: spec.memory_mb.map(|m| (m * 1024 * 1024) as i64),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(req.network.to_owned(), endpoint)])),
-        }),
-        ..Default::default()
-    }
-}
-
-fn to_mount(m: &MountSpec) -> Mount {
-    let typ = match m.kind.as_str() {
-        "bind" => MountType::BIND,
-        "tmpfs" => MountType::TMPFS,
-        _ => MountType::VOLUME,
-    };
-    Mount {
-        target: Some(m.target.clone()),
-        source: (typ != MountType::TMPFS).then(|| m.source.clone()),
-        typ: Some(typ),
-        read_only: Some(m.read_only),
-        ..Default::default()
-    }
-}
-
-fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> {
-    let labels = c.config.as_ref()?.labels.clone().unwrap_or_default();
-    let state = c.state.as_ref();
-    let run_state = match state.and_then(|s| s.status) {
-        Some(ContainerStateStatusEnum::RUNNING) => RunState::Running,
-        Some(ContainerStateStatusEnum::CREATED) => RunState::Created,
-        Some(ContainerStateStatusEnum::PAUSED) => RunState::Paused,
-        Some(ContainerStateStatusEnum::RESTARTING) => RunState::Restarting,
-        Some(ContainerStateStatusEnum::REMOVING) => RunState::Removing,
-        Some(ContainerStateStatusEnum::DEAD) => RunState::Dead,
-        _ => RunState::Exited,
-    };
-    let docker_health = state
-        .and_then(|s| s.health.as_ref())
-        .and_then(|h| h.status)
-        .and_then(|s| match s {
-            HealthStatusEnum::HEALTHY => Some(Health::Healthy),
-            HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
-            HealthStatusEnum::STARTING => Some(Health::Starting),
-            _ => None,
-        });
-    let stack = labels.get(labels::STACK)?.clone();
-    let mut host_ports: Vec<(u16, String)> = c
-        .host_config
-        .as_ref()
-        .and_then(|h| h.port_bindings.as_ref())
-        .map(|bindings| {
-            bindings
-                .iter()
-                .flat_map(|(key, b)| {
-                    let proto = key.split('/').nth(1).unwrap_or("tcp").to_owned();
-                    b.iter()
-                        .flatten()
-                        .filter_map(|pb| pb.host_port.as_ref()?.parse::<u16>().ok())
-                        .map(move |p| (p, proto.clone()))
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    host_ports.sort();
-    let ip = c
-        .network_settings
-        .as_ref()
-        .and_then(|n| n.networks.as_ref())
-        .and_then(|nets| {
-            nets.values()
-                .filter_map(|e| e.ip_address.clone())
-                .find(|ip| !ip.is_empty())
-        });
-    Some(ActualContainer {
-        id: c.id.clone()?,
-        name: c
-            .name
-            .clone()
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_owned(),
-        slot: SlotId {
-            stack,
-            service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
-            replica: labels
-                .get(labels::REPLICA)
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(0),
-        },
-        spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
-        state: run_state,
-        exit_code: state.and_then(|s| s.exit_code),
-        health: docker_health,
-        docker_health,
-        ip,
-        started_at: state.and_then(|s| s.started_at.clone()),
-        host_ports,
-        order: labels
-            .get(labels::ORDER)
-            .and_then(|o| o.parse().ok())
-            .unwrap_or(0),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -918,22 +712,5 @@ mod tests {
             "{:?}",
             tried.err()
         );
-    }
-
-    #[test]
-    fn image_references_split_into_repo_and_tag() {
-        let cases = [
-            ("busybox", ("busybox", "latest")),
-            (
-                "berth-test/busybox:latest",
-                ("berth-test/busybox", "latest"),
-            ),
-            ("postgres:17", ("postgres", "17")),
-            ("reg:5000/app", ("reg:5000/app", "latest")),
-            ("reg:5000/app:v2", ("reg:5000/app", "v2")),
-        ];
-        for (image, want) in cases {
-            assert_eq!(split_image(image), want, "{image}");
-        }
     }
 }
