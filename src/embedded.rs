@@ -30,6 +30,11 @@ pub enum EmbeddedError {
     },
     #[error("finding a free loopback port")]
     Port(#[source] std::io::Error),
+    #[error("etcd exited at start ({status}); its log is {log}")]
+    Exited {
+        status: std::process::ExitStatus,
+        log: PathBuf,
+    },
 }
 
 /// A running etcd; killed when dropped.
@@ -44,6 +49,27 @@ fn free_port() -> Result<u16, EmbeddedError> {
     Ok(l.local_addr().map_err(EmbeddedError::Port)?.port())
 }
 
+/// Whether the etcd on loopback `port` answers its `/health` with `"health":"true"`.
+async fn healthy(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .ok()?;
+        let mut body = Vec::new();
+        s.read_to_end(&mut body).await.ok()?;
+        Some(String::from_utf8_lossy(&body).contains(r#""health":"true""#))
+    };
+    tokio::time::timeout(Duration::from_secs(2), ask)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
 impl EmbeddedEtcd {
     /// Start `etcd` with its data in `data_dir`, listening on loopback only. A fixed
     /// `client_port` keeps the endpoint stable across restarts (`berth up`); `None` picks
@@ -55,8 +81,27 @@ impl EmbeddedEtcd {
         EmbeddedEtcd::start_with(data_dir, client_port, &[]).await
     }
 
-    /// [`start`](EmbeddedEtcd::start) with extra etcd flags.
+    /// [`start`](EmbeddedEtcd::start) with extra etcd flags. Free ports are picked by
+    /// binding port 0 and letting go, so another process may take one before etcd binds
+    /// it; etcd then exits, and a start on ports of our choosing tries again with others.
     pub async fn start_with(
+        data_dir: &Path,
+        client_port: Option<u16>,
+        extra: &[&str],
+    ) -> Result<EmbeddedEtcd, EmbeddedError> {
+        let mut tries = if client_port.is_some() { 1 } else { 3 };
+        loop {
+            tries -= 1;
+            match EmbeddedEtcd::start_once(data_dir, client_port, extra).await {
+                Err(EmbeddedError::Exited { status, log }) if tries > 0 => {
+                    tracing::warn!(%status, log = %log.display(), "etcd exited at start; trying other ports");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn start_once(
         data_dir: &Path,
         client_port: Option<u16>,
         extra: &[&str],
@@ -97,17 +142,19 @@ impl EmbeddedEtcd {
                 binary: binary.clone(),
                 source,
             })?;
-        let etcd = EmbeddedEtcd {
+        let mut etcd = EmbeddedEtcd {
             child,
             client_url,
             data_dir: data_dir.to_owned(),
         };
         let secs = 20;
         for _ in 0..(secs * 10) {
-            if tokio::net::TcpStream::connect(("127.0.0.1", client))
-                .await
-                .is_ok()
-            {
+            // Ask etcd itself: a bare TCP accept may come from any process that holds
+            // the port for a moment (another test picking a free port, say).
+            if let Ok(Some(status)) = etcd.child.try_wait() {
+                return Err(EmbeddedError::Exited { status, log });
+            }
+            if healthy(client).await && matches!(etcd.child.try_wait(), Ok(None)) {
                 return Ok(etcd);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
