@@ -1,5 +1,6 @@
 //! The agent against the real Docker engine: liveness restarts, waitForHealthy start
-//! order, start-first replacement, drift put back by hand.
+//! order, start-first replacement (gated on the new container's health), drift put back
+//! by hand.
 
 mod common;
 
@@ -109,7 +110,12 @@ async fn a_replacement_without_shared_ports_starts_before_the_old_container_stop
         s.phase == Phase::Running && s.observed_revision == rev
     })
     .await;
-    let new = containers_of(&c.host_id, "startfirst-it");
+    // The old container goes in the pass after the new one is found ready.
+    let new = eventually("the old container gone", T, || async {
+        let ids = containers_of(&c.host_id, "startfirst-it");
+        (ids.len() == 1).then_some(ids)
+    })
+    .await;
     assert_eq!(new.len(), 1);
     assert_ne!(new, old);
     assert_eq!(
@@ -504,4 +510,125 @@ async fn a_stack_network_docker_refused_to_remove_is_removed_once_it_can_be() {
             .then_some(())
     })
     .await;
+}
+
+/// A service whose container is healthy once `/ready` exists: `ready_after` seconds after
+/// it starts, or never.
+fn gated_spec(version: &str, ready_after: Option<u32>) -> String {
+    let cmd = match ready_after {
+        Some(secs) => format!("sleep {secs}; touch /ready; sleep 100000"),
+        None => "sleep 100000".to_owned(),
+    };
+    serde_json::json!({"itemListElement": [
+        {"name": "web", "image": "berth-test/busybox:latest", "command": busybox(&cmd),
+         "environment": {"VERSION": version},
+         "healthCheck": {"type": "command", "command": ["test", "-f", "/ready"],
+                         "interval": 0.5, "timeout": 1, "retries": 1}}
+    ]})
+    .to_string()
+}
+
+/// Docker's events for `stack` between `since` and now, as (time in ns, action, id).
+fn events_since(stack: &str, since: &str) -> Vec<(u128, String, String)> {
+    let until = docker(&["system", "info", "--format", "{{.SystemTime}}"]);
+    docker(&[
+        "events",
+        "--since",
+        since,
+        "--until",
+        &until,
+        "--filter",
+        &format!("label=berth.stack={stack}"),
+        "--format",
+        "{{.TimeNano}}|{{.Action}}|{{.Actor.ID}}",
+    ])
+    .lines()
+    .filter_map(|l| {
+        let mut p = l.splitn(3, '|');
+        Some((
+            p.next()?.parse().ok()?,
+            p.next()?.to_owned(),
+            p.next()?.to_owned(),
+        ))
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_first_replacement_stops_the_old_container_only_once_the_new_one_is_healthy() {
+    let c = Cluster::start("gated").await;
+    let rev = c.put_stack("gated-it", &gated_spec("1", Some(0))).await;
+    c.wait_status("gated-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let old = containers_of(&c.host_id, "gated-it");
+    assert_eq!(old.len(), 1);
+    let since = docker(&["system", "info", "--format", "{{.SystemTime}}"]);
+    // The new version turns healthy 3 s after it starts.
+    let rev = c.put_stack("gated-it", &gated_spec("2", Some(3))).await;
+    c.wait_status("gated-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let new = eventually("the old container gone", T, || async {
+        let ids = containers_of(&c.host_id, "gated-it");
+        (ids.len() == 1).then_some(ids)
+    })
+    .await;
+    assert_eq!(new.len(), 1, "the old container is gone");
+    assert_ne!(new, old);
+    assert_eq!(inspect(&new[0], "{{.Name}}"), "/gated-it.web.1");
+    let events = events_since("gated-it", &since);
+    let at = |id: &str, actions: &[&str]| {
+        events
+            .iter()
+            .find(|(_, a, i)| i == id && actions.iter().any(|x| a.starts_with(x)))
+            .map(|(t, _, _)| *t)
+    };
+    let new_started = at(&new[0], &["start"]);
+    let new_healthy = at(&new[0], &["health_status: healthy"]);
+    let old_stopped = at(&old[0], &["kill", "die", "stop"]);
+    assert!(
+        matches!((new_started, new_healthy, old_stopped), (Some(s), Some(h), Some(o)) if s < h && h <= o),
+        "the old container stopped only after the new one was healthy: {events:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_first_replacement_that_never_turns_healthy_leaves_the_old_container_serving() {
+    let c = Cluster::start("neverhealthy").await;
+    let rev = c
+        .put_stack("neverhealthy-it", &gated_spec("1", Some(0)))
+        .await;
+    c.wait_status("neverhealthy-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let old = containers_of(&c.host_id, "neverhealthy-it");
+    assert_eq!(old.len(), 1);
+    let since = docker(&["system", "info", "--format", "{{.SystemTime}}"]);
+    let rev = c.put_stack("neverhealthy-it", &gated_spec("2", None)).await;
+    // The new container has been found unhealthy and restarted: the agent has looked at
+    // the slot several times since.
+    let st = c
+        .wait_status("neverhealthy-it", T, |s| {
+            s.observed_revision == rev && s.services.get("web").is_some_and(|w| w.restarts >= 1)
+        })
+        .await;
+    assert_ne!(st.phase, Phase::Running, "{st:#?}");
+    assert_eq!(inspect(&old[0], "{{.State.Running}}"), "true");
+    assert_eq!(
+        inspect(&old[0], "{{.Name}}"),
+        "/neverhealthy-it.web.1",
+        "the old container keeps the slot's name"
+    );
+    let events = events_since("neverhealthy-it", &since);
+    assert!(
+        !events
+            .iter()
+            .any(|(_, a, id)| id == &old[0] && (a == "kill" || a == "die" || a == "stop")),
+        "the old container was never stopped: {events:#?}"
+    );
+    assert_eq!(containers_of(&c.host_id, "neverhealthy-it").len(), 2);
 }

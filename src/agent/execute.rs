@@ -232,14 +232,12 @@ async fn run_in_span(
                 return Ok(());
             };
             if *start_first {
-                // The new container runs under a temporary name until the old one is
-                // gone; a crash in between leaves two labelled containers, which the
-                // next plan resolves (keep the current spec, rename it back).
+                // Only the new container, under a temporary name beside the old one. The
+                // old one keeps serving until a later pass finds the new one ready
+                // (running, and healthy when it has a check): the plan then removes the
+                // old one and gives the new one its name back.
                 let temp = format!("{name}.{}", &d.spec_hash[..8.min(d.spec_hash.len())]);
-                create_and_start_as(rt, host, d, &temp).await?;
-                rt.stop(old_id, STOP_GRACE).await?;
-                rt.remove(old_id).await?;
-                rt.rename(&temp, name).await
+                create_and_start_as(rt, host, d, &temp).await
             } else {
                 // They would clash on a host port or a data directory: stop first, but
                 // only once the new image is known to be there, so a spec naming an

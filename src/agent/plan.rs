@@ -14,6 +14,8 @@ pub enum RemoveReason {
     Orphan,
     /// A second container for a slot that already has one.
     Duplicate,
+    /// The slot's new container (started first, beside it) is ready: its predecessor goes.
+    Replaced,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +39,11 @@ pub enum Action {
         id: String,
         name: String,
     },
-    /// Put `name` on the new spec in place of `old_id`. `start_first` when both can run
-    /// at once (no shared host port, no shared data mount): the slot is never empty.
+    /// Put `name` on the new spec in place of `old_id`. Stop-first: stop and remove the
+    /// old container, then create the new one. `start_first` when both can run at once
+    /// (no shared host port, no shared data mount): only create and start the new one,
+    /// under a temporary name; the old one keeps serving until a later pass finds the new
+    /// one ready and removes it ([`RemoveReason::Replaced`]), so the slot is never empty.
     Replace {
         old_id: String,
         name: String,
@@ -92,6 +97,12 @@ fn remove(c: &ActualContainer, reason: RemoveReason) -> Action {
     }
 }
 
+/// Ready to take over from a predecessor: running, and healthy when it has a check.
+fn ready(c: &ActualContainer, d: &DesiredContainer) -> bool {
+    c.state == RunState::Running
+        && (d.slot.health_check.is_none() || c.health == Some(Health::Healthy))
+}
+
 /// Can the replacement run beside the old container? Not when they would bind the same
 /// host port, and not when the new one mounts a volume or host path the old may be
 /// writing (two databases on one data directory).
@@ -134,11 +145,37 @@ pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Act
             }
             continue;
         };
+        // A start-first replacement under way: the new container (current spec) is not
+        // ready yet, so a predecessor still running keeps serving and keeps its name.
+        let current = keep.spec_hash == d.spec_hash;
+        let replacing = current && !ready(keep, d);
+        let mut held = false;
         for dup in extra {
-            removals.push(remove(dup, RemoveReason::Duplicate));
+            // The one it replaces still has the slot's name; an older-spec container under
+            // another name is a replacement given up on (the spec went back), a duplicate.
+            let predecessor = current
+                && dup.name == d.name
+                && dup.spec_hash != d.spec_hash
+                && dup.state == RunState::Running;
+            if predecessor && replacing {
+                held = true;
+                continue;
+            }
+            let reason = if predecessor {
+                RemoveReason::Replaced
+            } else {
+                RemoveReason::Duplicate
+            };
+            removals.push(remove(dup, reason));
+        }
+        // A dead replacement goes; its predecessor serves and holds the name meanwhile, so
+        // the next pass starts another replacement beside it.
+        if held && keep.state == RunState::Dead {
+            removals.push(remove(keep, RemoveReason::Duplicate));
+            continue;
         }
         // A dead container cannot be started again; a new spec needs a new container.
-        if keep.spec_hash != d.spec_hash || keep.state == RunState::Dead {
+        if !current || keep.state == RunState::Dead {
             if !gated {
                 push(Action::Replace {
                     old_id: keep.id.clone(),
@@ -148,7 +185,8 @@ pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Act
             }
             continue;
         }
-        if keep.name != d.name {
+        // The name is free once the predecessor is gone (removals run first).
+        if keep.name != d.name && !held {
             push(Action::Rename {
                 id: keep.id.clone(),
                 to: d.name.clone(),
@@ -368,6 +406,30 @@ mod tests {
             name: "someone-renamed-it".into(),
             ..have("c1", &web, RunState::Running)
         };
+        // A start-first replacement under way: the old container still has the slot's
+        // name, the new one (current spec) runs beside it under a temporary name.
+        let mut checked_v2 = web_v2.clone();
+        checked_v2.slot.health_check = Some(crate::spec::HealthCheck {
+            type_: "http".into(),
+            ..Default::default()
+        });
+        let old = have("old", &web, RunState::Running);
+        let new = |state: RunState, health: Option<Health>| ActualContainer {
+            name: "s.web.1.tempname".into(),
+            health,
+            ..have("new", &checked_v2, state)
+        };
+        let removed_old = Action::Remove {
+            id: "old".into(),
+            name: "s.web.1".into(),
+            stack: "s".into(),
+            order: 0,
+            reason: RemoveReason::Replaced,
+        };
+        let renamed_new = Action::Rename {
+            id: "new".into(),
+            to: "s.web.1".into(),
+        };
 
         struct Case {
             name: &'static str,
@@ -428,6 +490,74 @@ mod tests {
                     old_id: "c1".into(),
                     name: "s.web.1".into(),
                     start_first: false,
+                }],
+            },
+            Case {
+                name: "start-first replacement still starting: the old one keeps serving",
+                desired: vec![checked_v2.clone()],
+                actual: vec![old.clone(), new(RunState::Running, Some(Health::Starting))],
+                want: vec![],
+            },
+            Case {
+                name:
+                    "start-first replacement healthy: the old one goes, the new one takes the name",
+                desired: vec![checked_v2.clone()],
+                actual: vec![old.clone(), new(RunState::Running, Some(Health::Healthy))],
+                want: vec![removed_old.clone(), renamed_new.clone()],
+            },
+            Case {
+                name: "start-first replacement without a check: ready once running",
+                desired: vec![web_v2.clone()],
+                actual: vec![
+                    old.clone(),
+                    ActualContainer {
+                        name: "s.web.1.tempname".into(),
+                        ..have("new", &web_v2, RunState::Running)
+                    },
+                ],
+                want: vec![removed_old.clone(), renamed_new.clone()],
+            },
+            Case {
+                name: "start-first replacement unhealthy: restarted, the old one keeps serving",
+                desired: vec![checked_v2.clone()],
+                actual: vec![old.clone(), new(RunState::Running, Some(Health::Unhealthy))],
+                want: vec![Action::Restart {
+                    id: "new".into(),
+                    name: "s.web.1".into(),
+                }],
+            },
+            Case {
+                name: "start-first replacement crashed: started again, the old one keeps serving",
+                desired: vec![checked_v2.clone()],
+                actual: vec![old.clone(), new(RunState::Exited, None)],
+                want: vec![Action::Start {
+                    id: "new".into(),
+                    name: "s.web.1".into(),
+                    restart: true,
+                }],
+            },
+            Case {
+                name: "start-first replacement dead: removed, the old one keeps serving",
+                desired: vec![checked_v2.clone()],
+                actual: vec![old.clone(), new(RunState::Dead, None)],
+                want: vec![Action::Remove {
+                    id: "new".into(),
+                    name: "s.web.1.tempname".into(),
+                    stack: "s".into(),
+                    order: 0,
+                    reason: RemoveReason::Duplicate,
+                }],
+            },
+            Case {
+                name: "rolled back before the replacement was ready: the replacement goes",
+                desired: vec![web.clone()],
+                actual: vec![old.clone(), new(RunState::Running, Some(Health::Starting))],
+                want: vec![Action::Remove {
+                    id: "new".into(),
+                    name: "s.web.1.tempname".into(),
+                    stack: "s".into(),
+                    order: 0,
+                    reason: RemoveReason::Duplicate,
                 }],
             },
             Case {

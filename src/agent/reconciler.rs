@@ -374,7 +374,9 @@ impl Reconciler {
                 .and_then(|p| u16::try_from(p).ok())
                 .or_else(|| d.spec().ports.first().map(|p| p.container_port));
             for a in actual {
-                if a.name != d.name || a.spec_hash != d.spec_hash || a.state != RunState::Running {
+                // By slot, not name: a replacement started first runs under a temporary
+                // name, and must turn healthy before it may take over.
+                if a.slot != d.id || a.spec_hash != d.spec_hash || a.state != RunState::Running {
                     continue;
                 }
                 if let (Some(ip), Some(port)) = (&a.ip, port) {
@@ -510,23 +512,32 @@ fn event_of(a: &Action) -> (&'static str, String, &str) {
             name,
         ),
         Action::Replace {
-            name, start_first, ..
+            name,
+            start_first: true,
+            ..
+        } => (
+            "ReplacementStarted",
+            "spec changed; new container started beside the old one, which serves until the new one is ready".to_owned(),
+            name,
+        ),
+        Action::Replace { name, .. } => (
+            "Replaced",
+            "spec changed; replaced (old container stopped first)".to_owned(),
+            name,
+        ),
+        Action::Remove {
+            name,
+            reason: plan::RemoveReason::Replaced,
+            ..
         } => (
             "Replaced",
-            format!(
-                "spec changed; replaced ({})",
-                if *start_first {
-                    "new container started first"
-                } else {
-                    "old container stopped first"
-                }
-            ),
+            "spec changed; replaced (new container started first, old one removed once the new one was ready)".to_owned(),
             name,
         ),
         Action::Stop { name, .. } => ("Stopped", "stopped as desiredState asks".to_owned(), name),
         Action::Rename { to, .. } => (
             "Renamed",
-            "container was renamed by hand; name put back".to_owned(),
+            "renamed to its slot's name (a replacement taking over, or a rename by hand put back)".to_owned(),
             to,
         ),
         Action::Remove {
