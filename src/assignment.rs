@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::slot::{slot_key, SlotId};
-use crate::spec::{DesiredState, HealthCheck, PotentialAction};
+use crate::spec::{DesiredState, HealthCheck, PotentialAction, UpdateOrder};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -77,6 +77,10 @@ pub struct Slot {
     /// The actions have already run for this version (the controller saw their record).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub actions_done: bool,
+    /// The service's `update.order`; `None` means start-first where the old and new
+    /// containers can run side by side, else stop-first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_order: Option<UpdateOrder>,
 }
 
 impl Slot {

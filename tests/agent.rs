@@ -632,3 +632,43 @@ async fn a_start_first_replacement_that_never_turns_healthy_leaves_the_old_conta
     );
     assert_eq!(containers_of(&c.host_id, "neverhealthy-it").len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_asks_for_stop_first_is_stopped_before_its_replacement_starts() {
+    let c = Cluster::start("stopfirst").await;
+    let spec = |v: &str| {
+        serde_json::json!({"itemListElement": [
+            {"name": "worker", "image": "berth-test/busybox:latest", "command": busybox("sleep 100000"),
+             "environment": {"VERSION": v}, "update": {"order": "stop-first"}}
+        ]})
+        .to_string()
+    };
+    let rev = c.put_stack("stopfirst-it", &spec("1")).await;
+    c.wait_status("stopfirst-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let old = containers_of(&c.host_id, "stopfirst-it");
+    let since = docker(&["system", "info", "--format", "{{.SystemTime}}"]);
+    let rev = c.put_stack("stopfirst-it", &spec("2")).await;
+    c.wait_status("stopfirst-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let new = containers_of(&c.host_id, "stopfirst-it");
+    assert_eq!(new.len(), 1);
+    assert_ne!(new, old);
+    let events = events_since("stopfirst-it", &since);
+    let at = |id: &str, actions: &[&str]| {
+        events
+            .iter()
+            .find(|(_, a, i)| i == id && actions.contains(&a.as_str()))
+            .map(|(t, _, _)| *t)
+    };
+    let old_gone = at(&old[0], &["destroy"]);
+    let new_created = at(&new[0], &["create"]);
+    assert!(
+        matches!((old_gone, new_created), (Some(o), Some(n)) if o <= n),
+        "the old container was removed before the new one was created: {events:#?}"
+    );
+}

@@ -7,6 +7,7 @@ use super::actual::{ActualContainer, RunState};
 use super::desired::DesiredContainer;
 use crate::health::Health;
 use crate::slot::SlotId;
+use crate::spec::UpdateOrder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoveReason {
@@ -180,7 +181,8 @@ pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Act
                 push(Action::Replace {
                     old_id: keep.id.clone(),
                     name: d.name.clone(),
-                    start_first: can_coexist(keep, d),
+                    start_first: d.slot.update_order != Some(UpdateOrder::StopFirst)
+                        && can_coexist(keep, d),
                 });
             }
             continue;
@@ -290,6 +292,7 @@ mod tests {
                 waiting_for: Vec::new(),
                 post_start: Vec::new(),
                 actions_done: false,
+                update_order: None,
             },
             spec_revision: 7,
             run: true,
@@ -396,6 +399,13 @@ mod tests {
             });
             d
         };
+        let ordered = |order| {
+            let mut d = web_v2.clone();
+            d.slot.update_order = Some(order);
+            d
+        };
+        let stop_first_v2 = ordered(UpdateOrder::StopFirst);
+        let start_first_v2 = ordered(UpdateOrder::StartFirst);
         let web_port = with_port(&web);
         let web_port_v2 = with_port(&web_v2);
         let unhealthy = ActualContainer {
@@ -480,6 +490,36 @@ mod tests {
                     old_id: "c1".into(),
                     name: "s.web.1".into(),
                     start_first: true,
+                }],
+            },
+            Case {
+                name: "spec changed, stop-first asked: stop first though both could run",
+                desired: vec![stop_first_v2.clone()],
+                actual: vec![have("c1", &web, RunState::Running)],
+                want: vec![Action::Replace {
+                    old_id: "c1".into(),
+                    name: "s.web.1".into(),
+                    start_first: false,
+                }],
+            },
+            Case {
+                name: "spec changed, start-first asked: start first",
+                desired: vec![start_first_v2.clone()],
+                actual: vec![have("c1", &web, RunState::Running)],
+                want: vec![Action::Replace {
+                    old_id: "c1".into(),
+                    name: "s.web.1".into(),
+                    start_first: true,
+                }],
+            },
+            Case {
+                name: "start-first asked but the old one binds the same host port: stop first",
+                desired: vec![with_port(&start_first_v2)],
+                actual: vec![have("c1", &web_port, RunState::Running)],
+                want: vec![Action::Replace {
+                    old_id: "c1".into(),
+                    name: "s.web.1".into(),
+                    start_first: false,
                 }],
             },
             Case {

@@ -130,6 +130,7 @@ mod tests {
                 waiting_for: Vec::new(),
                 post_start: Vec::new(),
                 actions_done: false,
+                update_order: None,
             },
             spec_revision: 3,
             run: true,

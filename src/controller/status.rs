@@ -364,6 +364,7 @@ mod tests {
                 waiting_for: Vec::new(),
                 post_start: Vec::new(),
                 actions_done: false,
+                update_order: None,
             }],
         }
     }

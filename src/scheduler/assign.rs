@@ -74,6 +74,7 @@ pub fn assignments_for(
             waiting_for: Vec::new(),
             post_start: svc.potential_action.clone(),
             actions_done: false,
+            update_order: stack.update_policy(svc).order,
         });
     }
     out

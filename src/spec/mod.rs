@@ -9,6 +9,7 @@
 //! - `problem`: one problem and the JSON path that locates it.
 //! - `order`: the dependency graph, its cycles and the start order.
 //! - `secret`: `{{secret:NAME}}` references in environment values.
+//! - `update`: the `update` block (how a changed service is rolled out) and its defaults.
 
 #[cfg(test)]
 mod fixtures;
@@ -20,6 +21,7 @@ mod problem;
 mod secret;
 mod stack;
 mod status;
+mod update;
 mod validate;
 mod vocabulary;
 
@@ -33,8 +35,9 @@ pub use stack::*;
 pub use status::{
     ActionStatus, Condition, ConditionStatus, Endpoint, Phase, ServiceStatus, StackStatus,
 };
+pub use update::{UpdateConfig, UpdatePolicy};
 pub use validate::validate;
 pub use vocabulary::{
-    DeploymentMode, DesiredState, HealthCheckKind, PlacementStrategy, ENDPOINT_TYPES, MOUNT_TYPES,
-    PROTOCOLS,
+    DeploymentMode, DesiredState, FailureAction, HealthCheckKind, PlacementStrategy, UpdateOrder,
+    ENDPOINT_TYPES, MOUNT_TYPES, PROTOCOLS,
 };

@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::names::{DNS_LABEL_PATTERN, HOST_ID_PATTERN};
+use super::update::UpdateConfig;
 use super::vocabulary::{
     DeploymentMode, DesiredState, HealthCheckKind, PlacementStrategy, ENDPOINT_TYPES, MOUNT_TYPES,
     PROTOCOLS,
@@ -155,6 +156,9 @@ pub struct Deployment {
     /// Constraints every service must meet, on top of its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_constraints: Vec<HostConstraints>,
+    /// How a changed service is replaced, for every service that does not say otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateConfig>,
 }
 
 /// One `SoftwareApplication` of the stack.
@@ -228,6 +232,10 @@ pub struct Service {
     /// Resources reserved on the host and applied as Docker limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// How this service is replaced when it changes; overrides `deployment.update` field
+    /// by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateConfig>,
 }
 
 impl Service {

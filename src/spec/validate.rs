@@ -47,6 +47,11 @@ pub fn validate(stack: &Stack) -> Vec<Problem> {
                 PlacementStrategy::complaint(strategy),
             );
         }
+        if let Some(update) = &deployment.update {
+            for (path, message) in super::update::problems("deployment.update", update) {
+                problems.add(path, message);
+            }
+        }
     }
     if let Some(state) = &stack.desired_state {
         problems.add_if("desiredState", DesiredState::complaint(state));
@@ -91,6 +96,11 @@ fn check_service(
 
     if service.image.trim().is_empty() {
         problems.add(format!("{at}.image"), "a service needs an image");
+    }
+    if let Some(update) = &service.update {
+        for (path, message) in super::update::problems(&format!("{at}.update"), update) {
+            problems.add(path, message);
+        }
     }
     if let Some(replicas) = service.replicas {
         if replicas > MAX_REPLICAS {

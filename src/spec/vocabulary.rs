@@ -103,6 +103,29 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// Which container of a slot runs first during a replacement (`update.order`).
+    UpdateOrder, "update order" {
+        /// The new container starts beside the old one, which goes once the new one is
+        /// ready. Falls back to stop-first where the two would share a host port or a
+        /// data mount.
+        StartFirst = "start-first",
+        /// The old container stops before the new one is created.
+        StopFirst = "stop-first",
+    }
+}
+
+string_enum! {
+    /// What a rollout does once too many replaced slots failed (`update.failureAction`).
+    #[derive(Default)]
+    FailureAction, "failure action" {
+        #[default]
+        Rollback = "rollback",
+        Pause = "pause",
+        Continue = "continue",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +142,8 @@ mod tests {
         check(DeploymentMode::ALL, DeploymentMode::as_str);
         check(DesiredState::ALL, DesiredState::as_str);
         check(HealthCheckKind::ALL, HealthCheckKind::as_str);
+        check(UpdateOrder::ALL, UpdateOrder::as_str);
+        check(FailureAction::ALL, FailureAction::as_str);
         let check = HealthCheck {
             type_: "tcp".into(),
             ..HealthCheck::default()
