@@ -256,9 +256,34 @@ pub static CONVERGENCE: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 
+/// `outcome` = complete|rolled_back|paused.
+pub static ROLLOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "berth_rollouts_total",
+        "Rolling updates that ended, by outcome",
+        &["outcome"],
+    )
+});
+pub static ROLLOUT_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "berth_rollout_duration_seconds",
+                "Seconds from a rolling update's start to its end (complete, rolled back or paused)",
+            )
+            .buckets(vec![
+                1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+            ]),
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Touch every metric so each series family exists from start-up, not from first use.
 pub fn init() {
     LazyLock::force(&HEALTH_CHECKS);
+    LazyLock::force(&ROLLOUTS);
+    LazyLock::force(&ROLLOUT_DURATION);
     LazyLock::force(&CONVERGENCE);
     LazyLock::force(&RECONCILE);
     LazyLock::force(&RECONCILE_DURATION);

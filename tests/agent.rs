@@ -513,7 +513,7 @@ async fn a_stack_network_docker_refused_to_remove_is_removed_once_it_can_be() {
 }
 
 /// A service whose container is healthy once `/ready` exists: `ready_after` seconds after
-/// it starts, or never.
+/// it starts (inside its start period), or never (unhealthy once the start period ends).
 fn gated_spec(version: &str, ready_after: Option<u32>) -> String {
     let cmd = match ready_after {
         Some(secs) => format!("sleep {secs}; touch /ready; sleep 100000"),
@@ -522,8 +522,10 @@ fn gated_spec(version: &str, ready_after: Option<u32>) -> String {
     serde_json::json!({"itemListElement": [
         {"name": "web", "image": "berth-test/busybox:latest", "command": busybox(&cmd),
          "environment": {"VERSION": version},
+         // The controller's rollout must not undo what these tests watch the agent do.
+         "update": {"failureAction": "continue"},
          "healthCheck": {"type": "command", "command": ["test", "-f", "/ready"],
-                         "interval": 0.5, "timeout": 1, "retries": 1}}
+                         "interval": 0.5, "timeout": 1, "retries": 1, "startPeriod": 10}}
     ]})
     .to_string()
 }

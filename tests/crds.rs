@@ -612,6 +612,15 @@ fn a_status_like_the_controllers_validates_against_the_status_schema() {
         )]
         .into_iter()
         .collect(),
+        rollout: Some(spec::RolloutStatus {
+            state: "RolledBack".into(),
+            from_revision: 2,
+            to_revision: 3,
+            updated: 0,
+            total: 2,
+            failures: 1,
+            message: "web: 1 of 2 replaced slot(s) failed; rolling back".into(),
+        }),
     };
     let value = serde_json::to_value(&status).expect("serializes");
     let errors: Vec<String> = validator
@@ -623,6 +632,12 @@ fn a_status_like_the_controllers_validates_against_the_status_schema() {
     let mut wrong = value.clone();
     wrong["phase"] = json!("Sideways");
     assert!(!validator.is_valid(&wrong), "an unknown phase passes");
+    let mut wrong = value.clone();
+    wrong["rollout"]["state"] = json!("Sideways");
+    assert!(
+        !validator.is_valid(&wrong),
+        "an unknown rollout state passes"
+    );
 }
 
 #[test]

@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::rollout::{self, Rollout, RolloutEvent};
 use super::world::World;
 use crate::assignment::{Assignment, Slot};
 use crate::scheduler::assign;
 use crate::scheduler::plan::{self, HostView, Liveness, MoveReason, Options, Placement, SlotId};
-use crate::spec::{HostRegistration, Limits, Problem, Stack};
+use crate::spec::{HostRegistration, Limits, Problem, Stack, UpdatePolicy};
 
 /// Each stack's spec as last parsed, by stack id.
 pub type Parsed = BTreeMap<String, ParsedSpec>;
@@ -26,14 +27,22 @@ pub struct Decision {
     pub assignments: BTreeMap<(String, String), Assignment>,
     /// Registrations of every host a slot may refer to (live ones and those in grace).
     pub addresses: BTreeMap<String, HostRegistration>,
+    /// Each valid stack's rollout record as it should now be (`None`: no record).
+    pub rollouts: BTreeMap<String, Option<Rollout>>,
+    /// What the rollouts did this pass, by stack.
+    pub rollout_events: Vec<(String, RolloutEvent)>,
+    /// The soonest a rollout timer (monitor, deadline, delay) runs out, wall-clock ms.
+    pub rollout_due_ms: Option<u64>,
 }
 
-/// `liveness` covers every host known to be absent; registered hosts are Ready.
+/// `liveness` covers every host known to be absent; registered hosts are Ready. `now_ms`
+/// (wall clock) times the rollouts.
 pub fn decide(
     world: &World,
     parsed: &Parsed,
     absent: &BTreeMap<String, (Liveness, HostRegistration)>,
     opts: &Options,
+    now_ms: u64,
 ) -> Decision {
     let mut regs: BTreeMap<String, HostRegistration> = world.hosts.clone();
     for (h, (_, reg)) in absent {
@@ -129,6 +138,7 @@ pub fn decide(
         }
     }
 
+    let rolled = roll(world, &valid, parsed, &mut out, now_ms);
     mark_waiting(&mut out, parsed, &placement, &world.reports);
     for ((_, stack), a) in out.iter_mut() {
         let network = a.network.name.clone();
@@ -144,7 +154,79 @@ pub fn decide(
         placement,
         assignments: out,
         addresses: regs,
+        rollouts: rolled.records,
+        rollout_events: rolled.events,
+        rollout_due_ms: rolled.due_ms,
     }
+}
+
+struct Rolled {
+    records: BTreeMap<String, Option<Rollout>>,
+    events: Vec<(String, RolloutEvent)>,
+    due_ms: Option<u64>,
+}
+
+/// Hold back in `out` the changed slots of each valid stack whose batch has not come.
+fn roll(
+    world: &World,
+    valid: &[(&str, &Stack)],
+    parsed: &Parsed,
+    out: &mut BTreeMap<(String, String), Assignment>,
+    now_ms: u64,
+) -> Rolled {
+    let mut rolled = Rolled {
+        records: BTreeMap::new(),
+        events: Vec::new(),
+        due_ms: None,
+    };
+    for (id, stack) in valid {
+        let revision = parsed.get(*id).map_or(0, |p| p.revision);
+        // This stack's assignments, by host, out of `out` and back in after the step.
+        let keys: Vec<(String, String)> = out.keys().filter(|(_, s)| s == id).cloned().collect();
+        let mut target: BTreeMap<String, Assignment> = keys
+            .into_iter()
+            .filter_map(|k| out.remove(&k).map(|a| (k.0, a)))
+            .collect();
+        let current: BTreeMap<&str, &Assignment> = world
+            .assignments
+            .iter()
+            .filter(|((_, s), _)| s == id)
+            .map(|((h, _), (a, _))| (h.as_str(), a))
+            .collect();
+        let reports: Vec<&crate::report::SlotReport> =
+            world.reports.iter().filter(|r| r.stack == *id).collect();
+        let policies: BTreeMap<String, UpdatePolicy> = stack
+            .item_list_element
+            .iter()
+            .map(|s| (s.name.clone(), stack.update_policy(s)))
+            .collect();
+        let (record, events) = rollout::step(
+            &rollout::Inputs {
+                stack: id,
+                revision,
+                now_ms,
+                previous: world.rollouts.get(*id).map(|(r, _)| r),
+                current,
+                reports: &reports,
+                policies: &policies,
+            },
+            &mut target,
+        );
+        if let Some(due) = record
+            .as_ref()
+            .and_then(|r| rollout::next_due(r, &policies))
+        {
+            rolled.due_ms = Some(rolled.due_ms.map_or(due, |d: u64| d.min(due)));
+        }
+        for (host, a) in target {
+            out.insert((host, (*id).to_owned()), a);
+        }
+        rolled
+            .events
+            .extend(events.into_iter().map(|e| ((*id).to_owned(), e)));
+        rolled.records.insert((*id).to_owned(), record);
+    }
+    rolled
 }
 
 /// Fill each slot's `waiting_for` with its `waitForHealthy` dependencies that are not yet
@@ -312,7 +394,7 @@ fn preview(
             BTreeSet::new()
         },
     };
-    let mut placement = decide(world, &parsed, &absent, &opts).placement;
+    let mut placement = decide(world, &parsed, &absent, &opts, 0).placement;
     placement.moves.retain(|m| m.slot.stack == stack);
     placement
 }

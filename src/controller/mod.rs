@@ -5,6 +5,7 @@
 //! each write a compare-and-swap fenced by the leadership.
 
 pub mod decide;
+pub mod rollout;
 pub mod status;
 pub mod world;
 
@@ -173,6 +174,14 @@ struct Convergence {
     since: Instant,
     /// Its convergence time has been recorded.
     observed: bool,
+}
+
+/// Milliseconds since the Unix epoch: rollout timers are kept in etcd, so they need a
+/// clock every leader shares.
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A pass's result as the reconcile metrics count it.
@@ -358,7 +367,7 @@ impl Controller {
             rebalance: world.rebalance.keys().cloned().collect(),
         };
         let started = Instant::now();
-        let decision = decide(&world, &self.parsed, &absent, &opts);
+        let decision = decide(&world, &self.parsed, &absent, &opts, wall_ms());
         metrics::SCHEDULING_DURATION.observe(started.elapsed().as_secs_f64());
         let placement = &decision.placement;
         if metrics::STORM_GUARD.get() != placement.storm.is_some() as i64 {
@@ -371,8 +380,13 @@ impl Controller {
         for m in &placement.moves {
             tracing::info!(stack = %m.slot.stack, service = %m.slot.service, replica = m.slot.replica, from = %m.from, to = %m.to, reason = m.reason.as_str(), "rescheduling slot");
         }
+        // The record before the assignments it explains: a lost assignment write is
+        // redone from the record next pass, while assignments without their record would
+        // look like slots whose batch has not come, and be handed back.
+        self.write_rollouts(&world, &decision).await?;
         self.write_assignments(&world, &decision.assignments)
             .await?;
+        self.record_rollout_events(&decision);
         // Count only once the moves are written: a lost race would count them twice.
         let new_slots = placement
             .hosts
@@ -440,7 +454,103 @@ impl Controller {
                 .count() as i64,
         );
         self.forget_events(snap, &live).await?;
-        Ok(next_wake)
+        let rollout_due = decision.rollout_due_ms.map(|due| {
+            Requeue::After(Duration::from_millis(due.saturating_sub(wall_ms()).max(10)))
+        });
+        Ok(rollout_due.map_or(next_wake, |r| next_wake.min(r)))
+    }
+
+    /// Write the rollout records that changed; drop those of stacks whose key is gone.
+    async fn write_rollouts(
+        &self,
+        world: &World,
+        decision: &decide::Decision,
+    ) -> Result<(), StoreError> {
+        let mut writes = Vec::new();
+        for (id, record) in &decision.rollouts {
+            let existing = world.rollouts.get(id);
+            match record {
+                Some(r) if existing.map(|(e, _)| e) != Some(r) => writes.push(Write::Put {
+                    key: keys::rollout(id),
+                    value: serde_json::to_vec(r).unwrap_or_default(),
+                    expect: existing.map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev)),
+                }),
+                None => {
+                    if let Some((_, rev)) = existing {
+                        writes.push(Write::Delete {
+                            key: keys::rollout(id),
+                            expect: Expect::Revision(*rev),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (id, (_, rev)) in &world.rollouts {
+            if !world.stacks.contains_key(id) {
+                writes.push(Write::Delete {
+                    key: keys::rollout(id),
+                    expect: Expect::Revision(*rev),
+                });
+            }
+        }
+        self.apply(writes).await
+    }
+
+    /// Events and metrics of what the rollouts did this pass.
+    fn record_rollout_events(&self, decision: &decide::Decision) {
+        use self::rollout::RolloutEvent as E;
+        for (stack, e) in &decision.rollout_events {
+            let record = decision.rollouts.get(stack).and_then(|r| r.as_ref());
+            let ended = |outcome: &str| {
+                metrics::ROLLOUTS.with_label_values(&[outcome]).inc();
+                if let Some(r) = record {
+                    let secs = wall_ms().saturating_sub(r.started_at_ms) as f64 / 1000.0;
+                    metrics::ROLLOUT_DURATION.observe(secs);
+                }
+            };
+            let (service, reason, message) = match e {
+                E::Started { to, from } => (
+                    None,
+                    "RolloutStarted",
+                    format!("rolling out revision {to} (from {from})"),
+                ),
+                E::BatchReplaced { service, replicas } => (
+                    Some(service),
+                    "BatchReplaced",
+                    format!("replicas {replicas:?} replaced"),
+                ),
+                E::Failed {
+                    service,
+                    why,
+                    action,
+                } => {
+                    if *action == crate::spec::FailureAction::Pause {
+                        ended("paused");
+                    }
+                    (
+                        Some(service),
+                        "RolloutFailed",
+                        format!("{why}; failureAction {action}"),
+                    )
+                }
+                E::RolledBack { service } => {
+                    ended("rolled_back");
+                    let from = record.map_or(0, |r| r.from_revision);
+                    (
+                        Some(service),
+                        "RolledBack",
+                        format!("back on revision {from}"),
+                    )
+                }
+                E::Complete { to } => {
+                    ended("complete");
+                    (None, "RolloutComplete", format!("revision {to} rolled out"))
+                }
+            };
+            self.events
+                .record(stack, service.map(String::as_str), reason, message);
+        }
     }
 
     /// Events of stacks that are gone go too, read from the cache rather than from etcd:
@@ -599,6 +709,10 @@ impl Controller {
                 actions,
                 previous,
                 now: &now_text,
+                rollout: decision
+                    .rollouts
+                    .get(id)
+                    .map_or_else(|| world.rollouts.get(id).map(|(r, _)| r), Option::as_ref),
             });
             *phases.entry(st.phase).or_default() += 1;
             self.observe_convergence(id, revision, st.phase);

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use super::rollout::{Rollout, SlotOutcome};
 use crate::assignment::Assignment;
 use crate::report::{ActionRecord, SlotHealth, SlotReport, SlotState};
 use crate::spec::{
     Condition, ConditionStatus, DesiredState, Endpoint, HostRegistration, Phase, Problem,
-    ServiceStatus, Stack, StackStatus,
+    RolloutStatus, ServiceStatus, Stack, StackStatus,
 };
 
 /// What the controller knows about one stack this pass.
@@ -29,6 +30,8 @@ pub struct Inputs<'a> {
     pub actions: BTreeMap<&'a str, &'a ActionRecord>,
     pub previous: Option<&'a StackStatus>,
     pub now: &'a str,
+    /// The stack's rolling update, if the controller keeps a record of one.
+    pub rollout: Option<&'a Rollout>,
 }
 
 /// What a stack's slots add up to this pass: the counts the phase is decided on.
@@ -161,6 +164,7 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
         Some(Err(problems)) => problems.iter().map(|p| p.to_string()).collect(),
         _ => Vec::new(),
     };
+    let rollout = i.rollout.map(rollout_status);
     let spec = match i.spec {
         None => SpecState::Deleted,
         Some(Err(_)) => SpecState::Invalid(&problems),
@@ -170,7 +174,7 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
         phase,
         message,
         valid,
-    } = verdict(spec, &t, &failed, &i.unschedulable);
+    } = verdict(spec, &t, &failed, &i.unschedulable, rollout.as_ref());
     let (total, available) = (t.total, t.available);
 
     let mut conditions = Vec::new();
@@ -211,6 +215,27 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
         problems,
         conditions,
         services,
+        rollout,
+    }
+}
+
+/// What users see of a rollout record.
+pub fn rollout_status(r: &Rollout) -> RolloutStatus {
+    let slots = r.services.values().flat_map(|s| s.slots.values());
+    let count = |o: SlotOutcome| slots.clone().filter(|p| p.outcome == Some(o)).count() as u32;
+    let messages: Vec<String> = r
+        .services
+        .iter()
+        .filter_map(|(svc, s)| Some(format!("{svc}: {}", s.message.as_ref()?)))
+        .collect();
+    RolloutStatus {
+        state: r.state.as_str().to_owned(),
+        from_revision: r.from_revision,
+        to_revision: r.to_revision,
+        updated: count(SlotOutcome::Done),
+        total: slots.clone().count() as u32,
+        failures: count(SlotOutcome::Failed),
+        message: messages.join("; "),
     }
 }
 
@@ -232,6 +257,7 @@ pub fn verdict(
     t: &Tally,
     failed: &[String],
     unschedulable: &BTreeMap<&str, &str>,
+    rollout: Option<&RolloutStatus>,
 ) -> Verdict {
     let Tally {
         total,
@@ -263,8 +289,11 @@ pub fn verdict(
         }
         SpecState::Valid => {}
     }
+    let state = rollout.map(|r| r.state.as_str());
     let (phase, message) = if !failed.is_empty() {
         (Phase::Failed, failed.join("; "))
+    } else if let (Some("Progressing" | "RollingBack" | "Paused"), Some(r)) = (state, rollout) {
+        rollout_verdict(r)
     } else if !unschedulable.is_empty() {
         let why: Vec<String> = unschedulable
             .iter()
@@ -289,10 +318,43 @@ pub fn verdict(
             format!("{available}/{total} containers running"),
         )
     };
+    // Rolled back: say so, whatever the slots add up to.
+    let message = match rollout.filter(|r| r.state == "RolledBack") {
+        Some(r) => format!(
+            "runs revision {} because revision {} failed ({}); {message}",
+            r.from_revision, r.to_revision, r.message
+        ),
+        None => message,
+    };
     Verdict {
         phase,
         message,
         valid: Some(Ok(())),
+    }
+}
+
+/// The phase while a rollout moves slots, or is paused.
+fn rollout_verdict(r: &RolloutStatus) -> (Phase, String) {
+    let progress = format!("{}/{} slot(s) replaced", r.updated, r.total);
+    match r.state.as_str() {
+        "Paused" => (
+            Phase::Degraded,
+            format!(
+                "rollout of revision {} paused: {}; {progress}",
+                r.to_revision, r.message
+            ),
+        ),
+        "RollingBack" => (
+            Phase::Progressing,
+            format!(
+                "rolling back to revision {}: {}",
+                r.from_revision, r.message
+            ),
+        ),
+        _ => (
+            Phase::Progressing,
+            format!("rolling out revision {}: {progress}", r.to_revision),
+        ),
     }
 }
 
@@ -517,7 +579,7 @@ mod tests {
             ),
         ];
         for (name, spec, t, failed, unschedulable, want) in cases {
-            let v = verdict(spec, &t, failed, unschedulable);
+            let v = verdict(spec, &t, failed, unschedulable, None);
             assert_eq!(v.phase, want, "case: {name}: {}", v.message);
         }
     }
@@ -657,6 +719,7 @@ mod tests {
                 actions: BTreeMap::new(),
                 previous: None,
                 now: "2026-01-01T00:00:00Z",
+                rollout: None,
             });
             assert_eq!(s.phase, want, "case: {name}: {}", s.message);
         }
@@ -687,6 +750,7 @@ mod tests {
                 actions: BTreeMap::new(),
                 previous: prev,
                 now,
+                rollout: None,
             })
         };
         let first = mk(None, "T1");

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::rollout::Rollout;
 use crate::assignment::Assignment;
 use crate::report::{ActionRecord, SlotReport};
 use crate::spec::{HostRegistration, StackStatus};
@@ -67,6 +68,8 @@ pub struct World {
     pub actions: BTreeMap<(String, String), ActionRecord>,
     /// Hosts the controller drives itself.
     pub agentless: BTreeMap<String, AgentlessHost>,
+    /// Stack id -> (its rollout record, mod_revision).
+    pub rollouts: BTreeMap<String, (Rollout, i64)>,
 }
 
 impl World {
@@ -136,6 +139,16 @@ impl World {
                     r.host = (*host).to_owned();
                     w.actions
                         .insert(((*stack).to_owned(), (*service).to_owned()), r);
+                }
+            } else if let Some(id) = one(keys::ROLLOUTS) {
+                match serde_json::from_slice::<Rollout>(&kv.value) {
+                    Ok(r) => {
+                        w.rollouts.insert(id, (r, kv.mod_revision));
+                    }
+                    Err(e) => {
+                        // Rewritten by the next pass, as if no rollout had been under way.
+                        tracing::warn!(stack = %id, error = %e, "unreadable rollout record ignored")
+                    }
                 }
             } else if let Some(id) = one(keys::STATUS) {
                 let s = serde_json::from_slice::<StackStatus>(&kv.value).ok();

@@ -33,7 +33,8 @@ pub use problem::Problem;
 pub use secret::{is_secret_name, secret_refs, substitute};
 pub use stack::*;
 pub use status::{
-    ActionStatus, Condition, ConditionStatus, Endpoint, Phase, ServiceStatus, StackStatus,
+    ActionStatus, Condition, ConditionStatus, Endpoint, Phase, RolloutStatus, ServiceStatus,
+    StackStatus,
 };
 pub use update::{UpdateConfig, UpdatePolicy};
 pub use validate::validate;

@@ -65,6 +65,31 @@ pub struct StackStatus {
     /// Per service name, where and how its containers run.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceStatus>,
+    /// The last rolling update of a changed spec, while there is one to tell of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// A rolling update, as users see it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// `Progressing`, `Paused`, `RollingBack`, `RolledBack` or `Complete`.
+    #[schemars(extend("enum" = ["Progressing", "Paused", "RollingBack", "RolledBack", "Complete"]))]
+    pub state: String,
+    /// The spec revision the changed slots ran before.
+    pub from_revision: i64,
+    /// The spec revision being rolled out (the stack key's).
+    pub to_revision: i64,
+    /// Changed slots that run their new container, ready past `monitor`.
+    pub updated: u32,
+    /// Slots the change replaces.
+    pub total: u32,
+    /// Replaced slots that failed (exited, unhealthy, past `deadline`).
+    pub failures: u32,
+    /// Why it paused or rolled back.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// One aspect of a stack's state, Kubernetes style.

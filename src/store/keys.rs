@@ -32,6 +32,13 @@ pub fn reports_of(host: &str) -> String {
 }
 pub const REPORTS: &str = "reports/";
 
+/// `rollouts/<id>`: the controller's record of a stack's rolling update, so a new leader
+/// carries it on where the old one left it.
+pub fn rollout(stack: &str) -> String {
+    format!("{ROLLOUTS}{stack}")
+}
+pub const ROLLOUTS: &str = "rollouts/";
+
 /// `status/stacks/<id>`: stack status, written by the controller for users.
 pub fn status(stack: &str) -> String {
     format!("{STATUS}{stack}")

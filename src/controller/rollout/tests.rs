@@ -1,0 +1,432 @@
+use std::time::Duration;
+
+use super::*;
+use crate::assignment::{ContainerSpec, NetworkSpec};
+use crate::spec::DesiredState;
+
+const NET: &str = "n";
+
+fn slot(service: &str, replica: u32, image: &str) -> Slot {
+    Slot {
+        service: service.into(),
+        replica,
+        order: 0,
+        container: ContainerSpec {
+            image: image.into(),
+            ..Default::default()
+        },
+        health_check: None,
+        handoff: false,
+        waiting_for: Vec::new(),
+        post_start: Vec::new(),
+        actions_done: false,
+        update_order: None,
+    }
+}
+
+fn hash(image: &str) -> String {
+    slot("web", 1, image).container.hash(NET)
+}
+
+/// Six replicas of `web` on three hosts (replicas 1,4 on h1; 2,5 on h2; 3,6 on h3), each
+/// running `image[replica - 1]`.
+fn cluster(rev: i64, images: [&str; 6]) -> BTreeMap<String, Assignment> {
+    let mut out: BTreeMap<String, Assignment> = BTreeMap::new();
+    for (i, image) in images.iter().enumerate() {
+        let replica = i as u32 + 1;
+        let host = format!("h{}", (i % 3) + 1);
+        out.entry(host)
+            .or_insert_with(|| Assignment {
+                stack: "s".into(),
+                spec_revision: rev,
+                desired_state: DesiredState::Running,
+                network: NetworkSpec {
+                    name: NET.into(),
+                    driver: "bridge".into(),
+                },
+                volumes: vec![],
+                slots: vec![],
+            })
+            .slots
+            .push(slot("web", replica, image));
+    }
+    out
+}
+
+fn host_of(replica: u32) -> String {
+    format!("h{}", ((replica - 1) % 3) + 1)
+}
+
+fn report(replica: u32, image: &str, state: &str, health: &str) -> SlotReport {
+    SlotReport {
+        stack: "s".into(),
+        service: "web".into(),
+        replica,
+        host: host_of(replica),
+        spec_revision: 2,
+        spec_hash: hash(image),
+        container_id: Some(format!("c{replica}")),
+        state: state.parse().unwrap(),
+        health: health.parse().unwrap(),
+        restarts: 0,
+        exit_code: None,
+        message: None,
+    }
+}
+
+/// Every slot running healthy on what `assigned` gives it.
+fn all_available(assigned: &BTreeMap<String, Assignment>) -> Vec<SlotReport> {
+    let mut out = Vec::new();
+    for a in assigned.values() {
+        for s in &a.slots {
+            out.push(report(s.replica, &s.container.image, "running", "none"));
+        }
+    }
+    out
+}
+
+/// The image each replica is assigned, in replica order.
+fn images(assigned: &BTreeMap<String, Assignment>) -> Vec<String> {
+    let mut by: BTreeMap<u32, String> = BTreeMap::new();
+    for a in assigned.values() {
+        for s in &a.slots {
+            by.insert(s.replica, s.container.image.clone());
+        }
+    }
+    by.into_values().collect()
+}
+
+struct Run {
+    policy: UpdatePolicy,
+    record: Option<Rollout>,
+    /// What was written last pass: the agents run it.
+    current: BTreeMap<String, Assignment>,
+    revision: i64,
+    events: Vec<RolloutEvent>,
+}
+
+impl Run {
+    fn new(policy: UpdatePolicy) -> Run {
+        Run {
+            policy,
+            record: None,
+            current: cluster(1, ["v1"; 6]),
+            revision: 1,
+            events: vec![],
+        }
+    }
+
+    /// One pass at `now` (ms) toward `images`, with `reports`; returns what is assigned.
+    fn pass(&mut self, now: u64, want: [&str; 6], reports: &[SlotReport]) -> Vec<String> {
+        let mut target = cluster(self.revision, want);
+        let policies = BTreeMap::from([("web".to_owned(), self.policy)]);
+        let refs: Vec<&SlotReport> = reports.iter().collect();
+        let (record, events) = step(
+            &Inputs {
+                stack: "s",
+                revision: self.revision,
+                now_ms: now,
+                previous: self.record.as_ref(),
+                current: self.current.iter().map(|(h, a)| (h.as_str(), a)).collect(),
+                reports: &refs,
+                policies: &policies,
+            },
+            &mut target,
+        );
+        self.record = record;
+        self.events.extend(events);
+        self.current = target;
+        images(&self.current)
+    }
+
+    fn state(&self) -> Option<RolloutState> {
+        self.record.as_ref().map(|r| r.state)
+    }
+}
+
+fn policy(parallelism: u32) -> UpdatePolicy {
+    UpdatePolicy {
+        parallelism,
+        monitor: Duration::from_secs(5),
+        ..UpdatePolicy::default()
+    }
+}
+
+const V2: [&str; 6] = ["v2"; 6];
+
+#[test]
+fn a_first_deployment_is_not_throttled() {
+    let mut target = cluster(1, V2);
+    let policies = BTreeMap::new();
+    let (record, events) = step(
+        &Inputs {
+            stack: "s",
+            revision: 1,
+            now_ms: 0,
+            previous: None,
+            current: BTreeMap::new(),
+            reports: &[],
+            policies: &policies,
+        },
+        &mut target,
+    );
+    assert_eq!(record, None);
+    assert!(events.is_empty());
+    assert_eq!(images(&target), vec!["v2"; 6]);
+}
+
+#[test]
+fn batches_of_parallelism_across_hosts_each_ready_past_monitor_before_the_next() {
+    let mut r = Run::new(policy(2));
+    r.revision = 2;
+    let got = r.pass(0, V2, &all_available(&r.current.clone()));
+    assert_eq!(
+        got,
+        ["v2", "v2", "v1", "v1", "v1", "v1"],
+        "replicas 1 and 2 first"
+    );
+    assert_eq!(r.state(), Some(RolloutState::Progressing));
+
+    // Ready at 1 s; monitor is 5 s: nothing more until 6 s.
+    let ready = all_available(&r.current.clone());
+    assert_eq!(r.pass(1_000, V2, &ready), got);
+    assert_eq!(r.pass(5_999, V2, &ready), got);
+    let got = r.pass(6_000, V2, &ready);
+    assert_eq!(got, ["v2", "v2", "v2", "v2", "v1", "v1"]);
+    let ready = all_available(&r.current.clone());
+    r.pass(7_000, V2, &ready);
+    let got = r.pass(12_000, V2, &ready);
+    assert_eq!(got, ["v2"; 6]);
+    let ready = all_available(&r.current.clone());
+    r.pass(13_000, V2, &ready);
+    r.pass(18_000, V2, &ready);
+    assert_eq!(r.state(), Some(RolloutState::Complete));
+    assert!(r.events.contains(&RolloutEvent::Complete { to: 2 }));
+    assert!(r.events.contains(&RolloutEvent::BatchReplaced {
+        service: "web".into(),
+        replicas: vec![1, 2]
+    }));
+}
+
+#[test]
+fn never_more_than_parallelism_slots_in_flight_whatever_the_reports_say() {
+    for parallelism in [1u32, 2, 3] {
+        let mut r = Run::new(policy(parallelism));
+        r.revision = 2;
+        let mut now = 0;
+        let mut before = vec!["v1".to_owned(); 6];
+        for _ in 0..40 {
+            let ready = all_available(&r.current.clone());
+            let got = r.pass(now, V2, &ready);
+            let newly = got.iter().zip(&before).filter(|(a, b)| a != b).count();
+            assert!(newly <= parallelism as usize, "{parallelism}: {got:?}");
+            before = got;
+            now += 2_500;
+        }
+        assert_eq!(before, vec!["v2"; 6], "{parallelism}: finishes");
+    }
+}
+
+#[test]
+fn parallelism_zero_replaces_every_slot_at_once() {
+    let mut r = Run::new(policy(0));
+    r.revision = 2;
+    assert_eq!(r.pass(0, V2, &[]), vec!["v2"; 6]);
+}
+
+#[test]
+fn delay_waits_after_each_batch() {
+    let mut r = Run::new(UpdatePolicy {
+        delay: Duration::from_secs(10),
+        ..policy(3)
+    });
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    let ready = all_available(&r.current.clone());
+    r.pass(1_000, V2, &ready);
+    let done = r.pass(6_000, V2, &ready);
+    assert_eq!(
+        done,
+        ["v2", "v2", "v2", "v1", "v1", "v1"],
+        "batch done, delay begins"
+    );
+    assert_eq!(r.pass(15_999, V2, &ready), done);
+    assert_eq!(r.pass(16_000, V2, &ready), vec!["v2"; 6]);
+}
+
+#[test]
+fn slots_already_down_go_first() {
+    let mut r = Run::new(policy(2));
+    r.revision = 2;
+    let mut reports = all_available(&r.current.clone());
+    reports.retain(|rep| rep.replica != 5);
+    assert_eq!(
+        r.pass(0, V2, &reports),
+        ["v2", "v1", "v1", "v1", "v2", "v1"],
+        "replica 5 serves nothing, so it costs no availability"
+    );
+}
+
+#[test]
+fn a_slot_that_misses_its_deadline_fails_and_the_rollout_rolls_back() {
+    let mut r = Run::new(UpdatePolicy {
+        deadline: Duration::from_secs(30),
+        ..policy(2)
+    });
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    // The old containers still serve (start-first); the new ones never report ready.
+    let old = all_available(&cluster(1, ["v1"; 6]));
+    assert_eq!(r.pass(29_999, V2, &old)[..2], ["v2", "v2"]);
+    let got = r.pass(30_000, V2, &old);
+    assert_eq!(
+        got,
+        vec!["v1"; 6],
+        "back to what ran before, in the same pass"
+    );
+    assert_eq!(r.state(), Some(RolloutState::RollingBack));
+    assert!(r.events.iter().any(|e| matches!(
+        e,
+        RolloutEvent::Failed {
+            action: FailureAction::Rollback,
+            ..
+        }
+    )));
+    let ready = all_available(&r.current.clone());
+    r.pass(31_000, V2, &ready);
+    r.pass(36_000, V2, &ready);
+    assert_eq!(r.state(), Some(RolloutState::RolledBack));
+    assert!(r.events.contains(&RolloutEvent::RolledBack {
+        service: "web".into()
+    }));
+    // And it stays back while the key holds the failed spec.
+    assert_eq!(r.pass(100_000, V2, &ready), vec!["v1"; 6]);
+    assert_eq!(r.state(), Some(RolloutState::RolledBack));
+}
+
+#[test]
+fn a_replaced_slot_that_exits_fails() {
+    let mut r = Run::new(policy(1));
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    let crashed = vec![report(1, "v2", "exited", "none")];
+    r.pass(1_000, V2, &crashed);
+    assert_eq!(r.state(), Some(RolloutState::RollingBack));
+}
+
+#[test]
+fn a_slot_that_stops_being_ready_within_monitor_fails() {
+    let mut r = Run::new(policy(1));
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    r.pass(1_000, V2, &[report(1, "v2", "running", "healthy")]);
+    r.pass(2_000, V2, &[report(1, "v2", "running", "starting")]);
+    assert_eq!(r.state(), Some(RolloutState::RollingBack));
+}
+
+#[test]
+fn pause_stops_where_it_is() {
+    let mut r = Run::new(UpdatePolicy {
+        failure_action: FailureAction::Pause,
+        ..policy(2)
+    });
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    let bad = vec![report(1, "v2", "exited", "none")];
+    let got = r.pass(1_000, V2, &bad);
+    assert_eq!(r.state(), Some(RolloutState::Paused));
+    assert_eq!(got, ["v2", "v2", "v1", "v1", "v1", "v1"]);
+    let ready = all_available(&r.current.clone());
+    assert_eq!(r.pass(60_000, V2, &ready), got, "no further batch");
+}
+
+#[test]
+fn continue_goes_on_past_failures() {
+    let mut r = Run::new(UpdatePolicy {
+        failure_action: FailureAction::Continue,
+        ..policy(2)
+    });
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    let mut reports = vec![report(1, "v2", "exited", "none")];
+    reports.push(report(2, "v2", "running", "none"));
+    r.pass(1_000, V2, &reports);
+    let got = r.pass(6_000, V2, &reports);
+    assert_eq!(got, ["v2", "v2", "v2", "v2", "v1", "v1"]);
+    assert_eq!(r.state(), Some(RolloutState::Progressing));
+}
+
+#[test]
+fn failures_within_the_ratio_are_tolerated() {
+    let mut r = Run::new(UpdatePolicy {
+        max_failure_ratio: 0.2,
+        ..policy(1)
+    });
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    r.pass(1_000, V2, &[report(1, "v2", "exited", "none")]);
+    assert_eq!(
+        r.state(),
+        Some(RolloutState::Progressing),
+        "1 of 6 is within 0.2"
+    );
+    let got = r.pass(1_001, V2, &[]);
+    assert_eq!(got[..2], ["v2", "v2"], "the next batch goes");
+    r.pass(2_000, V2, &[report(2, "v2", "exited", "none")]);
+    assert_eq!(r.state(), Some(RolloutState::RollingBack), "2 of 6 is not");
+}
+
+#[test]
+fn a_rollback_that_fails_pauses_and_is_never_rolled_back_again() {
+    let mut r = Run::new(policy(1));
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    r.pass(1_000, V2, &[report(1, "v2", "exited", "none")]);
+    assert_eq!(r.state(), Some(RolloutState::RollingBack));
+    r.pass(2_000, V2, &[report(1, "v1", "exited", "none")]);
+    assert_eq!(r.state(), Some(RolloutState::Paused));
+    assert_eq!(r.pass(60_000, V2, &[]), vec!["v1"; 6]);
+    assert_eq!(r.state(), Some(RolloutState::Paused));
+}
+
+#[test]
+fn a_new_revision_mid_rollout_keeps_the_last_stable_slots_to_go_back_to() {
+    let mut r = Run::new(policy(1));
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    r.revision = 3;
+    let v3 = ["v3"; 6];
+    let got = r.pass(1_000, v3, &[]);
+    assert_eq!(got, ["v3", "v1", "v1", "v1", "v1", "v1"]);
+    let record = r.record.clone().unwrap();
+    assert_eq!(record.to_revision, 3);
+    assert_eq!(record.from_revision, 1, "the last revision that ran whole");
+    assert_eq!(
+        record.services["web"].stable[&1].slot.container.image, "v1",
+        "replica 1 ran v2 briefly; its stable slot is still v1"
+    );
+    r.pass(2_000, v3, &[report(1, "v3", "exited", "none")]);
+    assert_eq!(r.pass(2_001, v3, &[]), vec!["v1"; 6]);
+}
+
+#[test]
+fn a_record_of_an_earlier_revision_goes_when_the_new_one_changes_no_container() {
+    let mut r = Run::new(policy(1));
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    r.revision = 3;
+    // The user put the old spec back: what runs is what is wanted.
+    r.current = cluster(2, ["v1"; 6]);
+    r.pass(1_000, ["v1"; 6], &[]);
+    assert_eq!(r.record, None);
+}
+
+#[test]
+fn the_record_survives_a_round_trip_through_json() {
+    let mut r = Run::new(policy(2));
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    let record = r.record.clone().unwrap();
+    let back: Rollout = serde_json::from_slice(&serde_json::to_vec(&record).unwrap()).unwrap();
+    assert_eq!(back, record);
+}

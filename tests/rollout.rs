@@ -1,0 +1,245 @@
+//! Rolling updates on the real Docker engine: the controller hands a changed service's
+//! slots their new container a batch at a time, and rolls a failing version back.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth::spec::Phase;
+use berth::store::keys;
+use common::*;
+
+const T: Duration = Duration::from_secs(90);
+
+/// `replicas` of `web`: version `version`, healthy once `/ready` exists (`ready_after`
+/// seconds after start), or exiting at once when `crash`.
+fn web(version: &str, replicas: u32, update: serde_json::Value, crash: bool) -> String {
+    let cmd = if crash {
+        "exit 1".to_owned()
+    } else {
+        "trap 'exit 0' TERM; sleep 1; touch /ready; sleep 100000 & wait".to_owned()
+    };
+    serde_json::json!({"itemListElement": [
+        {"name": "web", "image": "berth-test/busybox:latest", "command": ["sh", "-c", cmd],
+         "environment": {"VERSION": version}, "replicas": replicas, "update": update,
+         "healthCheck": {"type": "command", "command": ["test", "-f", "/ready"],
+                         "interval": 0.5, "timeout": 1, "retries": 1, "startPeriod": 10}}
+    ]})
+    .to_string()
+}
+
+/// Containers of `stack` on `host` that Docker reports running and healthy.
+fn healthy(host: &str, stack: &str) -> usize {
+    docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=berth.host={host}"),
+        "--filter",
+        &format!("label=berth.stack={stack}"),
+        "--filter",
+        "health=healthy",
+    ])
+    .lines()
+    .filter(|l| !l.is_empty())
+    .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_replicas_with_parallelism_two_never_have_fewer_than_four_running_and_healthy() {
+    let c = Cluster::start("rolling").await;
+    // Stop-first, so a slot being replaced is down: only the batch size bounds how many.
+    let update = serde_json::json!({"parallelism": 2, "monitor": 1, "order": "stop-first"});
+    let rev = c
+        .put_stack("rolling-it", &web("1", 6, update.clone(), false))
+        .await;
+    c.wait_status("rolling-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    eventually("six healthy", T, || async {
+        (healthy(&c.host_id, "rolling-it") == 6).then_some(())
+    })
+    .await;
+
+    let done = Arc::new(AtomicBool::new(false));
+    // Stop sampling however the test ends: a panic below must not leave it running.
+    struct Stop(Arc<AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop = Stop(done.clone());
+    let least = Arc::new(AtomicUsize::new(usize::MAX));
+    let sampler = {
+        let (done, least, host) = (done.clone(), least.clone(), c.host_id.clone());
+        tokio::task::spawn_blocking(move || {
+            while !done.load(Ordering::Relaxed) {
+                least.fetch_min(healthy(&host, "rolling-it"), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let rev = c.put_stack("rolling-it", &web("2", 6, update, false)).await;
+    let st = c
+        .wait_status("rolling-it", T, |s| {
+            s.observed_revision == rev
+                && s.phase == Phase::Running
+                && s.rollout.as_ref().is_some_and(|r| r.state == "Complete")
+        })
+        .await;
+    done.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let least = least.load(Ordering::Relaxed);
+    assert!(
+        least >= 4,
+        "{least} running and healthy at one point: {st:#?}"
+    );
+    assert!(least < 6, "the rollout replaced some slot at all");
+    let r = st.rollout.unwrap();
+    assert_eq!((r.updated, r.total, r.failures), (6, 6, 0));
+    let ids = containers_of(&c.host_id, "rolling-it");
+    assert_eq!(ids.len(), 6);
+    for id in ids {
+        assert!(
+            inspect(&id, "{{json .Config.Env}}").contains("VERSION=2"),
+            "{id} runs version 2"
+        );
+    }
+    let events = berth::events::list(&c.store, Some("rolling-it"))
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+    for want in ["RolloutStarted", "BatchReplaced", "RolloutComplete"] {
+        assert!(reasons.contains(&want), "no {want} event: {reasons:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_version_is_rolled_back_and_the_old_containers_keep_running() {
+    let c = Cluster::start("rollback").await;
+    let update = serde_json::json!({"parallelism": 1, "monitor": 1, "deadline": 20});
+    let rev1 = c
+        .put_stack("rollback-it", &web("1", 3, update.clone(), false))
+        .await;
+    c.wait_status("rollback-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev1
+    })
+    .await;
+    let old = containers_of(&c.host_id, "rollback-it");
+    assert_eq!(old.len(), 3);
+
+    let bad = web("2", 3, update, true);
+    let rev2 = c.put_stack("rollback-it", &bad).await;
+    let st = c
+        .wait_status("rollback-it", T, |s| {
+            s.observed_revision == rev2
+                && s.rollout.as_ref().is_some_and(|r| r.state == "RolledBack")
+                && s.phase == Phase::Running
+        })
+        .await;
+    assert!(
+        st.message.contains(&format!(
+            "runs revision {rev1} because revision {rev2} failed"
+        )),
+        "{}",
+        st.message
+    );
+    // The crashed replacement is gone; the containers that ran version 1 never stopped.
+    let now = eventually("only the old containers", T, || async {
+        let ids = containers_of(&c.host_id, "rollback-it");
+        (ids.len() == 3).then_some(ids)
+    })
+    .await;
+    let (mut now, mut old) = (now, old);
+    now.sort();
+    old.sort();
+    assert_eq!(now, old, "the same containers as before the bad version");
+    for id in &now {
+        assert_eq!(inspect(id, "{{.State.Running}}"), "true");
+        assert_eq!(inspect(id, "{{.RestartCount}}"), "0");
+    }
+    // The key still holds what the user put.
+    let kv = c
+        .store
+        .get(&keys::stack("rollback-it"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kv.value, bad.as_bytes());
+    let events = berth::events::list(&c.store, Some("rollback-it"))
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+    for want in ["RolloutStarted", "RolloutFailed", "RolledBack"] {
+        assert!(reasons.contains(&want), "no {want} event: {reasons:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_carries_the_rollout_on_where_the_old_one_left_it() {
+    let mut c = Cluster::start("handover").await;
+    let update = serde_json::json!({"parallelism": 1, "monitor": 2});
+    let rev1 = c
+        .put_stack("handover-it", &web("1", 4, update.clone(), false))
+        .await;
+    c.wait_status("handover-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev1
+    })
+    .await;
+    let rev2 = c
+        .put_stack("handover-it", &web("2", 4, update, false))
+        .await;
+    c.wait_status("handover-it", T, |s| {
+        s.rollout
+            .as_ref()
+            .is_some_and(|r| r.to_revision == rev2 && r.updated >= 1)
+    })
+    .await;
+    let record = |c: &Cluster| {
+        let store = c.store.clone();
+        async move {
+            let kv = store
+                .get(&keys::rollout("handover-it"))
+                .await
+                .unwrap()
+                .unwrap();
+            serde_json::from_slice::<berth::controller::rollout::Rollout>(&kv.value).unwrap()
+        }
+    };
+    let before = record(&c).await;
+    let replaced: Vec<u32> = before.services["web"]
+        .slots
+        .iter()
+        .filter(|(_, p)| p.outcome.is_some())
+        .map(|(r, _)| *r)
+        .collect();
+    let id_of = |replica: u32| inspect(&format!("handover-it.web.{replica}"), "{{.Id}}");
+    let replaced_ids: Vec<String> = replaced.iter().map(|r| id_of(*r)).collect();
+
+    // The leader goes; another controller takes over mid-rollout.
+    c.controller.cancel();
+    let next = tokio_util::sync::CancellationToken::new();
+    spawn_controller(&c.store, "handover-2", &next);
+    c.controller = next;
+    let st = c
+        .wait_status("handover-it", T, |s| {
+            s.phase == Phase::Running && s.rollout.as_ref().is_some_and(|r| r.state == "Complete")
+        })
+        .await;
+    let after = record(&c).await;
+    assert_eq!(
+        (after.started_at_ms, after.from_revision, after.to_revision),
+        (before.started_at_ms, rev1, rev2),
+        "the same rollout, not a new one: {st:#?}"
+    );
+    let now: Vec<String> = replaced.iter().map(|r| id_of(*r)).collect();
+    assert_eq!(
+        now, replaced_ids,
+        "slots replaced before the handover were not replaced again"
+    );
+    c.stop_agent().await;
+}
