@@ -179,22 +179,26 @@ fn roll(
         events: Vec::new(),
         due_ms: None,
     };
+    // Grouped by stack once, so a pass stays linear in assignments and reports.
+    let mut targets: BTreeMap<String, BTreeMap<String, Assignment>> = BTreeMap::new();
+    for ((host, stack), a) in std::mem::take(out) {
+        targets.entry(stack).or_default().insert(host, a);
+    }
+    let mut current: BTreeMap<&str, BTreeMap<&str, &Assignment>> = BTreeMap::new();
+    for ((host, stack), (a, _)) in &world.assignments {
+        current
+            .entry(stack.as_str())
+            .or_default()
+            .insert(host.as_str(), a);
+    }
+    let mut reports: BTreeMap<&str, Vec<&crate::report::SlotReport>> = BTreeMap::new();
+    for r in &world.reports {
+        reports.entry(r.stack.as_str()).or_default().push(r);
+    }
     for (id, stack) in valid {
-        let revision = parsed.get(*id).map_or(0, |p| p.revision);
-        // This stack's assignments, by host, out of `out` and back in after the step.
-        let keys: Vec<(String, String)> = out.keys().filter(|(_, s)| s == id).cloned().collect();
-        let mut target: BTreeMap<String, Assignment> = keys
-            .into_iter()
-            .filter_map(|k| out.remove(&k).map(|a| (k.0, a)))
-            .collect();
-        let current: BTreeMap<&str, &Assignment> = world
-            .assignments
-            .iter()
-            .filter(|((_, s), _)| s == id)
-            .map(|((h, _), (a, _))| (h.as_str(), a))
-            .collect();
-        let reports: Vec<&crate::report::SlotReport> =
-            world.reports.iter().filter(|r| r.stack == *id).collect();
+        let Some(target) = targets.get_mut(*id) else {
+            continue;
+        };
         let policies: BTreeMap<String, UpdatePolicy> = stack
             .item_list_element
             .iter()
@@ -203,14 +207,14 @@ fn roll(
         let (record, events) = rollout::step(
             &rollout::Inputs {
                 stack: id,
-                revision,
+                revision: parsed.get(*id).map_or(0, |p| p.revision),
                 now_ms,
                 previous: world.rollouts.get(*id).map(|(r, _)| r),
-                current,
-                reports: &reports,
+                current: current.remove(*id).unwrap_or_default(),
+                reports: reports.get(*id).map_or(&[], Vec::as_slice),
                 policies: &policies,
             },
-            &mut target,
+            target,
         );
         if let Some(due) = record
             .as_ref()
@@ -218,13 +222,15 @@ fn roll(
         {
             rolled.due_ms = Some(rolled.due_ms.map_or(due, |d: u64| d.min(due)));
         }
-        for (host, a) in target {
-            out.insert((host, (*id).to_owned()), a);
-        }
         rolled
             .events
             .extend(events.into_iter().map(|e| ((*id).to_owned(), e)));
         rolled.records.insert((*id).to_owned(), record);
+    }
+    for (stack, by_host) in targets {
+        for (host, a) in by_host {
+            out.insert((host, stack.clone()), a);
+        }
     }
     rolled
 }

@@ -226,7 +226,8 @@ fn changed_slots<'t>(
             let Some(old) = cur.slot(&id).filter(|o| !o.handoff) else {
                 continue;
             };
-            if old.container.hash(&cur.network.name) != s.container.hash(&a.network.name) {
+            // What the spec hash covers, compared without hashing: every slot, every pass.
+            if old.container != s.container || cur.network.name != a.network.name {
                 out.entry(s.service.clone())
                     .or_default()
                     .insert(s.replica, (host.as_str(), old.clone()));
