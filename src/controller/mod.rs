@@ -8,6 +8,7 @@ pub mod decide;
 pub mod rollout;
 pub mod status;
 pub mod world;
+mod writes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -21,12 +22,11 @@ use self::decide::{decide, Parsed, ParsedSpec};
 use self::world::{AgentlessHost, World};
 use crate::agent::AgentConfig;
 use crate::metrics::{self, PassResult};
-use crate::report::SlotReport;
 use crate::requeue::Requeue;
 use crate::retry;
 use crate::scheduler::plan::{Liveness, Options};
 use crate::serve::ReadyCheck;
-use crate::spec::{HostRegistration, Phase};
+use crate::spec::HostRegistration;
 use crate::store::{keys, Cache, Expect, Fence, Leadership, Reflector, Store, StoreError, Write};
 
 /// The storm guard's default: with more than half the hosts not ready at once, a network
@@ -460,43 +460,6 @@ impl Controller {
         Ok(rollout_due.map_or(next_wake, |r| next_wake.min(r)))
     }
 
-    /// Write the rollout records that changed; drop those of stacks whose key is gone.
-    async fn write_rollouts(
-        &self,
-        world: &World,
-        decision: &decide::Decision,
-    ) -> Result<(), StoreError> {
-        let mut writes = Vec::new();
-        for (id, record) in &decision.rollouts {
-            let existing = world.rollouts.get(id);
-            match record {
-                Some(r) if existing.map(|(e, _)| e) != Some(r) => writes.push(Write::Put {
-                    key: keys::rollout(id),
-                    value: serde_json::to_vec(r).unwrap_or_default(),
-                    expect: existing.map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev)),
-                }),
-                None => {
-                    if let Some((_, rev)) = existing {
-                        writes.push(Write::Delete {
-                            key: keys::rollout(id),
-                            expect: Expect::Revision(*rev),
-                        });
-                    }
-                }
-                _ => {}
-            }
-        }
-        for (id, (_, rev)) in &world.rollouts {
-            if !world.stacks.contains_key(id) {
-                writes.push(Write::Delete {
-                    key: keys::rollout(id),
-                    expect: Expect::Revision(*rev),
-                });
-            }
-        }
-        self.apply(writes).await
-    }
-
     /// Events and metrics of what the rollouts did this pass.
     fn record_rollout_events(&self, decision: &decide::Decision) {
         use self::rollout::RolloutEvent as E;
@@ -572,205 +535,5 @@ impl Controller {
         }
         tracing::debug!(holders = gone.len(), "forgetting events of deleted stacks");
         crate::events::forget(&self.store, gone).await
-    }
-
-    async fn write_assignments(
-        &self,
-        world: &World,
-        desired: &BTreeMap<(String, String), crate::assignment::Assignment>,
-    ) -> Result<(), StoreError> {
-        let mut writes = Vec::new();
-        for ((host, stack), a) in desired {
-            let existing = world.assignments.get(&(host.clone(), stack.clone()));
-            if existing.is_some_and(|(e, _)| e == a) {
-                continue;
-            }
-            writes.push(Write::Put {
-                key: keys::assignment(host, stack),
-                value: serde_json::to_vec(a).unwrap_or_default(),
-                expect: existing.map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev)),
-            });
-        }
-        for ((host, stack), (_, rev)) in &world.assignments {
-            if !desired.contains_key(&(host.clone(), stack.clone())) {
-                writes.push(Write::Delete {
-                    key: keys::assignment(host, stack),
-                    expect: Expect::Revision(*rev),
-                });
-            }
-        }
-        self.apply(writes).await
-    }
-
-    /// Write each stack's status; returns the stacks that still exist (a spec, an
-    /// assignment or a report of a listed host), whose events are kept.
-    async fn write_statuses(
-        &mut self,
-        world: &World,
-        decision: &decide::Decision,
-        absent: &BTreeMap<String, (Liveness, HostRegistration)>,
-    ) -> Result<BTreeSet<String>, StoreError> {
-        let now_text = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        // Reports of hosts gone past their grace no longer speak for anything.
-        let listed = |h: &str| {
-            world.hosts.contains_key(h)
-                || absent.get(h).is_some_and(|(l, _)| *l == Liveness::NotReady)
-        };
-        let mut ids: BTreeSet<String> = world.stacks.keys().cloned().collect();
-        ids.extend(decision.assignments.keys().map(|(_, s)| s.clone()));
-        ids.extend(
-            world
-                .reports
-                .iter()
-                .filter(|r| listed(&r.host))
-                .map(|r| r.stack.clone()),
-        );
-        ids.extend(world.statuses.keys().cloned());
-        let mut phases: BTreeMap<Phase, i64> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
-        let (mut placed, mut pending) = (0i64, 0i64);
-        let mut writes = Vec::new();
-        let mut live = BTreeSet::new();
-        for id in &ids {
-            let spec = self
-                .parsed
-                .get(id)
-                .map(|p| p.spec.as_ref().map_err(|v| v.as_slice()));
-            let assignments: BTreeMap<&str, &crate::assignment::Assignment> = decision
-                .assignments
-                .iter()
-                .filter(|((_, s), _)| s == id)
-                .map(|((h, _), a)| (h.as_str(), a))
-                .collect();
-            let reports: Vec<&SlotReport> = world
-                .reports
-                .iter()
-                .filter(|r| &r.stack == id && listed(&r.host))
-                .collect();
-            let key = keys::status(id);
-            let existing = world.statuses.get(id);
-            if spec.is_none() && assignments.is_empty() && reports.is_empty() {
-                if let Some((_, rev)) = existing {
-                    writes.push(Write::Delete {
-                        key,
-                        expect: Expect::Revision(*rev),
-                    });
-                }
-                self.seen.remove(id);
-                continue;
-            }
-            live.insert(id.clone());
-            let mut unschedulable: BTreeMap<&str, String> = decision
-                .placement
-                .unschedulable
-                .iter()
-                .filter(|((s, _), _)| s == id)
-                .map(|((_, svc), why)| (svc.as_str(), why.clone()))
-                .collect();
-            if let Some(storm) = &decision.placement.storm {
-                for (h, a) in &assignments {
-                    if absent.contains_key(*h) {
-                        for s in &a.slots {
-                            unschedulable
-                                .entry(s.service.as_str())
-                                .or_insert_with(|| format!("host {h} is not ready; {storm}"));
-                        }
-                    }
-                }
-            }
-            placed += assignments
-                .values()
-                .map(|a| a.slots.len() as i64)
-                .sum::<i64>();
-            pending += unschedulable.len() as i64;
-            let unschedulable_refs: BTreeMap<&str, &str> = unschedulable
-                .iter()
-                .map(|(k, v)| (*k, v.as_str()))
-                .collect();
-            let previous = existing.and_then(|(s, _)| s.as_ref());
-            let revision = world.stacks.get(id).map(|(r, _)| *r).unwrap_or(0);
-            // Records only speak for the version they ran for (`actions_done`).
-            let actions: BTreeMap<&str, &crate::report::ActionRecord> = assignments
-                .values()
-                .flat_map(|a| a.slots.iter())
-                .filter(|s| s.actions_done)
-                .filter_map(|s| {
-                    let r = world.actions.get(&(id.clone(), s.service.clone()))?;
-                    Some((s.service.as_str(), r))
-                })
-                .collect();
-            let st = status::aggregate(&status::Inputs {
-                id,
-                revision,
-                spec,
-                assignments,
-                reports: &reports,
-                unschedulable: unschedulable_refs,
-                hosts: &decision.addresses,
-                actions,
-                previous,
-                now: &now_text,
-                rollout: decision
-                    .rollouts
-                    .get(id)
-                    .map_or_else(|| world.rollouts.get(id).map(|(r, _)| r), Option::as_ref),
-            });
-            *phases.entry(st.phase).or_default() += 1;
-            self.observe_convergence(id, revision, st.phase);
-            if st.phase == Phase::Pending && previous.is_none_or(|p| p.phase != Phase::Pending) {
-                self.events
-                    .record(id, None, "Unschedulable", st.message.clone());
-            }
-            if previous == Some(&st) {
-                continue;
-            }
-            writes.push(Write::Put {
-                key,
-                value: serde_json::to_vec(&st).unwrap_or_default(),
-                expect: existing.map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev)),
-            });
-        }
-        for (p, n) in phases {
-            metrics::STACKS.with_label_values(&[p.as_str()]).set(n);
-        }
-        metrics::SLOTS.with_label_values(&["placed"]).set(placed);
-        metrics::SLOTS.with_label_values(&["pending"]).set(pending);
-        self.apply(writes).await?;
-        Ok(live)
-    }
-
-    /// Seconds from this controller first seeing a spec revision to that revision running.
-    fn observe_convergence(&mut self, id: &str, revision: i64, phase: Phase) {
-        let now = Instant::now();
-        let fresh = Convergence {
-            revision,
-            since: now,
-            observed: false,
-        };
-        let entry = self.seen.entry(id.to_owned()).or_insert(fresh);
-        if entry.revision != revision {
-            *entry = fresh;
-        }
-        if phase == Phase::Running && !entry.observed {
-            entry.observed = true;
-            metrics::CONVERGENCE.observe(now.duration_since(entry.since).as_secs_f64());
-        }
-    }
-
-    /// Each write on its own fenced compare-and-swap: a lost race is only a stale read,
-    /// and the watch event behind it brings the next pass.
-    async fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        for w in writes {
-            if !self
-                .store
-                .write_fenced(std::slice::from_ref(&w), Some(&self.fence))
-                .await?
-            {
-                let key = match &w {
-                    Write::Put { key, .. } | Write::Delete { key, .. } => key,
-                };
-                tracing::debug!(key = %key, "compare-and-swap lost; retrying on the next pass");
-            }
-        }
-        Ok(())
     }
 }

@@ -28,11 +28,20 @@ impl LeasedKey {
         let (value_tx, value_rx) = watch::channel(value);
         let (held_tx, held) = watch::channel(false);
         tokio::spawn(async move {
-            let mut policy = retry::Policy::new();
+            // Try again at least as often as a keep-alive goes out, so a host back from a
+            // partition registers again within a keep-alive interval instead of after a
+            // backoff that grew while etcd was out of reach.
+            let mut policy = retry::Policy::with(
+                Duration::from_millis(200),
+                (ttl / 3).max(Duration::from_millis(200)),
+            );
             loop {
                 let mut value_rx = value_rx.clone();
                 let result = hold(&store, &key, &mut value_rx, ttl, &cancel, &held_tx).await;
-                held_tx.send_replace(false);
+                // A lease that was held is a success: the next loss starts afresh.
+                if held_tx.send_replace(false) {
+                    policy.reset();
+                }
                 match result {
                     Ok(()) => return,
                     Err(e) => {
