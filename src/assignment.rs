@@ -89,6 +89,24 @@ impl Slot {
         slot_key(&self.service, self.replica)
     }
 
+    /// A slot of start-order level 0 with nothing but its identity and container: the
+    /// base the tests build theirs on.
+    #[cfg(test)]
+    pub fn bare(service: &str, replica: u32, container: ContainerSpec) -> Slot {
+        Slot {
+            service: service.into(),
+            replica,
+            order: 0,
+            container,
+            health_check: None,
+            handoff: false,
+            waiting_for: Vec::new(),
+            post_start: Vec::new(),
+            actions_done: false,
+            update_order: None,
+        }
+    }
+
     /// Its identity within `stack`.
     pub fn id(&self, stack: &str) -> SlotId {
         SlotId::new(stack, &self.service, self.replica)

@@ -109,11 +109,10 @@ mod tests {
             spec_revision: 1,
             run: true,
             network: "n".into(),
-            slot: Slot {
-                service: service.into(),
-                replica: 1,
-                order: 0,
-                container: ContainerSpec {
+            slot: Slot::bare(
+                service,
+                1,
+                ContainerSpec {
                     image: "i".into(),
                     mounts: bind
                         .map(|src| MountSpec {
@@ -126,13 +125,7 @@ mod tests {
                         .collect(),
                     ..Default::default()
                 },
-                health_check: None,
-                handoff: false,
-                waiting_for: Vec::new(),
-                post_start: Vec::new(),
-                actions_done: false,
-                update_order: None,
-            },
+            ),
         }
     }
 

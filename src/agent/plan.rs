@@ -283,16 +283,8 @@ mod tests {
             id,
             spec_hash: spec_hash(&spec, "net"),
             slot: Slot {
-                service: service.into(),
-                replica: 1,
                 order,
-                container: spec.clone(),
-                health_check: None,
-                handoff: false,
-                waiting_for: Vec::new(),
-                post_start: Vec::new(),
-                actions_done: false,
-                update_order: None,
+                ..Slot::bare(service, 1, spec.clone())
             },
             spec_revision: 7,
             run: true,

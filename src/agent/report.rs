@@ -118,19 +118,11 @@ mod tests {
             name: "s.web.1".into(),
             spec_hash: spec_hash(&spec, "n"),
             slot: Slot {
-                service: "web".into(),
-                replica: 1,
-                order: 0,
-                container: spec.clone(),
                 health_check: check.map(|t| HealthCheck {
                     type_: t.into(),
                     ..Default::default()
                 }),
-                handoff: false,
-                waiting_for: Vec::new(),
-                post_start: Vec::new(),
-                actions_done: false,
-                update_order: None,
+                ..Slot::bare("web", 1, spec.clone())
             },
             spec_revision: 3,
             run: true,

@@ -416,18 +416,7 @@ mod tests {
                 driver: "bridge".into(),
             },
             volumes: vec![],
-            slots: vec![Slot {
-                service: "web".into(),
-                replica: 1,
-                order: 0,
-                container: ContainerSpec::default(),
-                health_check: None,
-                handoff: false,
-                waiting_for: Vec::new(),
-                post_start: Vec::new(),
-                actions_done: false,
-                update_order: None,
-            }],
+            slots: vec![Slot::bare("web", 1, ContainerSpec::default())],
         }
     }
 

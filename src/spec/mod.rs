@@ -36,7 +36,7 @@ pub use status::{
     ActionStatus, Condition, ConditionStatus, Endpoint, Phase, RolloutStatus, ServiceStatus,
     StackStatus,
 };
-pub use update::{UpdateConfig, UpdatePolicy};
+pub use update::UpdatePolicy;
 pub use validate::validate;
 pub use vocabulary::{
     DeploymentMode, DesiredState, FailureAction, HealthCheckKind, PlacementStrategy, UpdateOrder,

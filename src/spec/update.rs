@@ -1,54 +1,11 @@
-//! How a changed service is rolled out: the `update` block a stack sets for all its
-//! services (`deployment.update`) and a service overrides field by field, and the
-//! [`UpdatePolicy`] that results once the defaults are filled in. Pure.
+//! How a changed service is rolled out: the [`UpdatePolicy`] that results from the `update`
+//! block a stack sets for all its services (`deployment.update`) and a service overrides
+//! field by field, once the defaults are filled in, and the checks of those blocks. Pure.
 
 use std::time::Duration;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-use super::stack::{Service, Stack};
+use super::stack::{Service, Stack, UpdateConfig};
 use super::vocabulary::{FailureAction, UpdateOrder};
-
-/// The `update` block as written; every field optional, so a service can override one
-/// field of the stack's and inherit the rest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdateConfig {
-    /// Slots of one service replaced at once, across all hosts; 0 means all at once
-    /// (default 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = super::MAX_REPLICAS))]
-    pub parallelism: Option<i64>,
-    /// `start-first` or `stop-first` (default: start-first where the old and new
-    /// containers can run side by side, else stop-first).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = UpdateOrder::ALL))]
-    pub order: Option<String>,
-    /// Seconds to wait after a batch succeeds before the next one (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub delay: Option<f64>,
-    /// Seconds a replaced slot must stay running and healthy to count as a success
-    /// (default 5).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub monitor: Option<f64>,
-    /// Seconds a replaced slot has to become healthy before it counts as failed
-    /// (default 120).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub deadline: Option<f64>,
-    /// `rollback` (default), `pause` or `continue`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = FailureAction::ALL))]
-    pub failure_action: Option<String>,
-    /// Failures tolerated, as a fraction of the slots being updated, before
-    /// `failureAction` fires (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 1))]
-    pub max_failure_ratio: Option<f64>,
-}
 
 /// A service's rollout rules, defaults filled in: its own `update`, else the stack's,
 /// else the default, field by field.

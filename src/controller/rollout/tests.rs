@@ -7,21 +7,11 @@ use crate::spec::DesiredState;
 const NET: &str = "n";
 
 fn slot(service: &str, replica: u32, image: &str) -> Slot {
-    Slot {
-        service: service.into(),
-        replica,
-        order: 0,
-        container: ContainerSpec {
-            image: image.into(),
-            ..Default::default()
-        },
-        health_check: None,
-        handoff: false,
-        waiting_for: Vec::new(),
-        post_start: Vec::new(),
-        actions_done: false,
-        update_order: None,
-    }
+    let container = ContainerSpec {
+        image: image.into(),
+        ..Default::default()
+    };
+    Slot::bare(service, replica, container)
 }
 
 fn hash(image: &str) -> String {
