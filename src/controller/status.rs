@@ -574,6 +574,51 @@ mod tests {
     }
 
     #[test]
+    fn a_rollout_shows_in_the_phase_and_the_message() {
+        let running = Tally {
+            total: 2,
+            current: 2,
+            available: 2,
+            ..Tally::default()
+        };
+        let none = BTreeMap::new();
+        let rollout = |state: &str| RolloutStatus {
+            state: state.into(),
+            from_revision: 4,
+            to_revision: 7,
+            updated: 1,
+            total: 2,
+            failures: 1,
+            message: "web: 1 of 2 replaced slot(s) failed".into(),
+        };
+        let cases = [
+            (
+                "Progressing",
+                Phase::Progressing,
+                "rolling out revision 7: 1/2",
+            ),
+            (
+                "RollingBack",
+                Phase::Progressing,
+                "rolling back to revision 4",
+            ),
+            ("Paused", Phase::Degraded, "rollout of revision 7 paused"),
+            (
+                "RolledBack",
+                Phase::Running,
+                "runs revision 4 because revision 7 failed",
+            ),
+            ("Complete", Phase::Running, "2/2 containers running"),
+        ];
+        for (state, phase, message) in cases {
+            let r = rollout(state);
+            let v = verdict(SpecState::Valid, &running, &[], &none, Some(&r));
+            assert_eq!(v.phase, phase, "{state}");
+            assert!(v.message.contains(message), "{state}: {}", v.message);
+        }
+    }
+
+    #[test]
     #[allow(clippy::type_complexity)] // one row per case reads best as a tuple
     fn reports_fold_into_the_phase() {
         let stack = Stack::default();

@@ -420,3 +420,20 @@ fn the_record_survives_a_round_trip_through_json() {
     let back: Rollout = serde_json::from_slice(&serde_json::to_vec(&record).unwrap()).unwrap();
     assert_eq!(back, record);
 }
+
+#[test]
+fn putting_the_failed_spec_again_starts_a_new_rollout() {
+    let mut r = Run::new(policy(1));
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    r.pass(1_000, V2, &[report(1, "v2", "exited", "none")]);
+    let ready = all_available(&r.current.clone());
+    r.pass(2_000, V2, &ready);
+    r.pass(8_000, V2, &ready);
+    assert_eq!(r.state(), Some(RolloutState::RolledBack));
+    r.revision = 3;
+    let got = r.pass(9_000, V2, &ready);
+    assert_eq!(r.state(), Some(RolloutState::Progressing));
+    assert_eq!(r.record.as_ref().map(|x| x.to_revision), Some(3));
+    assert_eq!(got, ["v2", "v1", "v1", "v1", "v1", "v1"]);
+}
