@@ -437,3 +437,39 @@ fn putting_the_failed_spec_again_starts_a_new_rollout() {
     assert_eq!(r.record.as_ref().map(|x| x.to_revision), Some(3));
     assert_eq!(got, ["v2", "v1", "v1", "v1", "v1", "v1"]);
 }
+
+#[test]
+fn a_slot_that_moves_to_another_host_is_not_throttled() {
+    // Replica 1 ran v1 on h1; the new placement puts it, on v2, on h2.
+    let current = cluster(1, ["v1"; 6]);
+    let mut target = cluster(2, ["v1"; 6]);
+    target
+        .get_mut("h1")
+        .unwrap()
+        .slots
+        .retain(|s| s.replica != 1);
+    target
+        .get_mut("h2")
+        .unwrap()
+        .slots
+        .push(slot("web", 1, "v2"));
+    let policies = BTreeMap::from([("web".to_owned(), policy(1))]);
+    let (record, _) = step(
+        &Inputs {
+            stack: "s",
+            revision: 2,
+            now_ms: 0,
+            previous: None,
+            current: current.iter().map(|(h, a)| (h.as_str(), a)).collect(),
+            reports: &[],
+            policies: &policies,
+        },
+        &mut target,
+    );
+    assert_eq!(record, None, "nothing on the same host changed");
+    let moved = target["h2"].slots.iter().find(|s| s.replica == 1).unwrap();
+    assert_eq!(
+        moved.container.image, "v2",
+        "the moved slot gets its new container at once"
+    );
+}
