@@ -178,6 +178,59 @@ impl ContainerSpec {
     }
 }
 
+/// Why a replacement cannot start beside the container it replaces, so that the old one
+/// must stop first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clash {
+    /// Both would bind this host port.
+    HostPort { port: u16, protocol: String },
+    /// The new one mounts a volume or host path the old one may be writing (two
+    /// databases on one data directory).
+    DataMount { target: String },
+}
+
+impl std::fmt::Display for Clash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Clash::HostPort { port, protocol } => write!(f, "host port {port}/{protocol}"),
+            Clash::DataMount { target } => write!(f, "data mount {target}"),
+        }
+    }
+}
+
+impl ContainerSpec {
+    /// What keeps this container from running beside a predecessor that binds
+    /// `old_host_ports` (host port, protocol); `None` when they can run side by side.
+    pub fn clash_with(&self, old_host_ports: &[(u16, String)]) -> Option<Clash> {
+        let port = self.ports.iter().find_map(|p| {
+            let hp = p.host_port?;
+            old_host_ports
+                .iter()
+                .any(|(op, proto)| *op == hp && *proto == p.protocol)
+                .then(|| Clash::HostPort {
+                    port: hp,
+                    protocol: p.protocol.clone(),
+                })
+        });
+        port.or_else(|| {
+            self.mounts
+                .iter()
+                .find(|m| m.kind != "tmpfs")
+                .map(|m| Clash::DataMount {
+                    target: m.target.clone(),
+                })
+        })
+    }
+
+    /// The host ports it binds, as [`clash_with`](ContainerSpec::clash_with) takes them.
+    pub fn host_ports(&self) -> Vec<(u16, String)> {
+        self.ports
+            .iter()
+            .filter_map(|p| Some((p.host_port?, p.protocol.clone())))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PortBinding {

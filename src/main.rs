@@ -66,6 +66,14 @@ enum Command {
     /// Recent events (placed, started, restarted, unhealthy, rescheduled, orphan removed,
     /// ...), oldest first: at most 100 per stack are kept. Exit 0 shown, 2 error.
     Events(cli::events::EventsArgs),
+    /// A stack's kept revisions: time, images and how each rollout ended (`complete`,
+    /// `rolled back`, `paused`, `superseded`). Exit 0 shown, 1 no such stack, 2 error.
+    History(cli::history::HistoryArgs),
+    /// Write an earlier spec from the history back to the stack key, as a new revision
+    /// (default: the last complete one before the current); shows the diff and asks first.
+    Rollback(cli::rollback::RollbackArgs),
+    /// Pause or resume a stack's rollouts.
+    Rollout(cli::rollout::RolloutArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +113,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => cli::status::run(args).await,
         Command::Hosts(args) => cli::hosts::run(args).await,
         Command::Events(args) => cli::events::run(args).await,
+        Command::History(args) => cli::history::run(args).await,
+        Command::Rollback(args) => cli::rollback::run(args).await,
+        Command::Rollout(args) => cli::rollout::run(args).await,
     }
 }
 

@@ -620,6 +620,7 @@ fn a_status_like_the_controllers_validates_against_the_status_schema() {
             total: 2,
             failures: 1,
             message: "web: 1 of 2 replaced slot(s) failed; rolling back".into(),
+            paused_by_operator: true,
         }),
     };
     let value = serde_json::to_value(&status).expect("serializes");

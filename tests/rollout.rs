@@ -243,3 +243,182 @@ async fn a_new_leader_carries_the_rollout_on_where_the_old_one_left_it() {
     );
     c.stop_agent().await;
 }
+
+/// Run the `berth` binary against the cluster's etcd with stdin closed; (exit code,
+/// stdout, stderr).
+fn berth(c: &Cluster, args: &[&str]) -> (i32, String, String) {
+    let url = c.etcd.as_ref().unwrap().client_url.clone();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .args(["--etcd-endpoints", &url])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Each slot's `VERSION` as the assignments in etcd hand it out, by replica.
+async fn assigned_versions(c: &Cluster, stack: &str) -> Vec<String> {
+    let kv = c
+        .store
+        .get(&keys::assignment(&c.host_id, stack))
+        .await
+        .unwrap()
+        .unwrap();
+    let a: berth::assignment::Assignment = serde_json::from_slice(&kv.value).unwrap();
+    let mut slots: Vec<_> = a.slots.iter().filter(|s| !s.handoff).collect();
+    slots.sort_by_key(|s| s.replica);
+    slots
+        .iter()
+        .map(|s| s.container.env.get("VERSION").cloned().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_keeps_each_revision_and_berth_rollback_writes_the_last_stable_spec_back() {
+    let c = Cluster::start("history").await;
+    let id = "history-it";
+    let update = serde_json::json!({"parallelism": 1, "monitor": 1, "deadline": 20});
+    let good = web("1", 2, update.clone(), false);
+    let rev1 = c.put_stack(id, &good).await;
+    c.wait_status(id, T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev1
+    })
+    .await;
+    let running = containers_of(&c.host_id, id);
+    let rev2 = c.put_stack(id, &web("2", 2, update, true)).await;
+    c.wait_status(id, T, |s| {
+        s.observed_revision == rev2 && s.rollout.as_ref().is_some_and(|r| r.state == "RolledBack")
+    })
+    .await;
+
+    let history = eventually("revision 2 recorded as rolled back", T, || async {
+        let (code, out, _) = berth(&c, &["history", id]);
+        (code == 0 && out.contains("rolled back")).then_some(out)
+    })
+    .await;
+    let line = |rev: i64| {
+        history
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(rev.to_string().as_str()))
+            .unwrap_or_else(|| panic!("no line for revision {rev}: {history}"))
+            .to_owned()
+    };
+    assert!(line(rev1).contains("complete"), "{history}");
+    assert!(
+        line(rev1).contains("web=berth-test/busybox:latest"),
+        "{history}"
+    );
+    assert!(
+        line(rev2).contains("* ") && line(rev2).contains("rolled back"),
+        "{history}"
+    );
+
+    // Not on a terminal and no --yes: it asks nobody, and writes nothing.
+    let (code, out, err) = berth(&c, &["rollback", id]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--yes"), "{err}");
+    assert!(
+        out.contains("\"VERSION\": \"2\"") && out.contains("\"VERSION\": \"1\""),
+        "the diff: {out}"
+    );
+    let key = c.store.get(&keys::stack(id)).await.unwrap().unwrap();
+    assert_eq!(key.mod_revision, rev2, "nothing written");
+
+    let (code, out, err) = berth(&c, &["rollback", id, "--to-revision", "999"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("not in its history"), "{err}");
+
+    let (code, out, err) = berth(&c, &["rollback", id, "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let key = c.store.get(&keys::stack(id)).await.unwrap().unwrap();
+    assert_eq!(
+        key.value,
+        good.as_bytes(),
+        "revision 1's spec, byte for byte"
+    );
+    let rev3 = key.mod_revision;
+    assert!(out.contains(&format!("as revision {rev3}")), "{out}");
+    let st = c
+        .wait_status(id, T, |s| {
+            s.phase == Phase::Running && s.observed_revision == rev3
+        })
+        .await;
+    assert!(st.message.contains("2/2"), "{st:#?}");
+    assert_eq!(
+        containers_of(&c.host_id, id),
+        running,
+        "the slots already ran revision 1's containers: none replaced"
+    );
+    eventually("revision 3 recorded as complete", T, || async {
+        let (_, out, _) = berth(&c, &["history", id]);
+        out.lines()
+            .any(|l| l.starts_with(&format!("{rev3} *")) && l.contains("complete"))
+            .then_some(())
+    })
+    .await;
+    // The last stable revision before 3 is 1, which is what the key holds already.
+    let (code, out, err) = berth(&c, &["rollback", id, "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("nothing to write"), "{out}");
+    let key = c.store.get(&keys::stack(id)).await.unwrap().unwrap();
+    assert_eq!(key.mod_revision, rev3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berth_rollout_pause_holds_every_batch_until_resume() {
+    let mut c = Cluster::start("pause").await;
+    let id = "pause-it";
+    let update = serde_json::json!({"parallelism": 1, "monitor": 1});
+    let rev1 = c.put_stack(id, &web("1", 3, update.clone(), false)).await;
+    c.wait_status(id, T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev1
+    })
+    .await;
+    let (code, out, err) = berth(&c, &["rollout", "pause", id]);
+    assert_eq!(code, 0, "{out}{err}");
+    let rev2 = c.put_stack(id, &web("2", 3, update, false)).await;
+    let st = c
+        .wait_status(id, T, |s| {
+            s.rollout
+                .as_ref()
+                .is_some_and(|r| r.to_revision == rev2 && r.state == "Paused")
+        })
+        .await;
+    let r = st.rollout.as_ref().unwrap();
+    assert!(r.paused_by_operator, "{st:#?}");
+    assert_eq!(st.phase, Phase::Progressing, "{st:#?}");
+    assert!(st.message.contains("paused by an operator"), "{st:#?}");
+    // The pass that wrote this status wrote the assignments first.
+    assert_eq!(
+        assigned_versions(&c, id).await,
+        ["1", "1", "1"],
+        "no slot handed revision 2 while paused"
+    );
+
+    let (code, out, err) = berth(&c, &["rollout", "resume", id]);
+    assert_eq!(code, 0, "{out}{err}");
+    c.wait_status(id, T, |s| {
+        s.phase == Phase::Running && s.rollout.as_ref().is_some_and(|r| r.state == "Complete")
+    })
+    .await;
+    assert_eq!(assigned_versions(&c, id).await, ["2", "2", "2"]);
+    let reasons: Vec<String> = berth::events::list(&c.store, Some(id))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    for want in ["RolloutPaused", "RolloutResumed", "RolloutComplete"] {
+        assert!(reasons.iter().any(|r| r == want), "no {want}: {reasons:?}");
+    }
+    let (code, _, err) = berth(&c, &["rollout", "resume", id]);
+    assert_eq!(code, 1, "not paused any more: {err}");
+    let (code, _, err) = berth(&c, &["rollout", "pause", "no-such-stack"]);
+    assert_eq!(code, 1, "{err}");
+    c.stop_agent().await;
+}

@@ -27,6 +27,7 @@ fn controller(store: &Store, id: &str, grace: Duration) -> CancellationToken {
             leader_ttl: Duration::from_secs(3),
             resync_interval: Duration::from_secs(1),
             limits: Default::default(),
+            history_limit: 10,
         },
         cancel.clone(),
     );
@@ -55,6 +56,17 @@ fn register(store: &Store, id: &str, labels: &[(&str, &str)]) -> (LeasedKey, Can
         cancel.clone(),
     );
     (key, cancel)
+}
+
+/// Wait until `hosts` are all registered: [`register`] writes in the background.
+async fn registered(store: &Store, hosts: &[&str]) {
+    eventually("hosts registered", T, || async {
+        for h in hosts {
+            store.get(&keys::host(h)).await.ok()??;
+        }
+        Some(())
+    })
+    .await;
 }
 
 async fn placements(store: &Store, stack: &str) -> BTreeMap<String, String> {
@@ -433,6 +445,7 @@ async fn apply_dry_run_shows_the_placement_and_writes_nothing() {
     let e = Etcd::start().await;
     let (_h1, _c1) = register(&e.store, "h1", &[]);
     let (_h2, _c2) = register(&e.store, "h2", &[]);
+    registered(&e.store, &["h1", "h2"]).await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
@@ -463,6 +476,73 @@ async fn apply_dry_run_shows_the_placement_and_writes_nothing() {
         e.store.get(&keys::stack("dry")).await.unwrap().is_none(),
         "nothing written"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_dry_run_of_a_change_prints_the_batches_of_its_rollout() {
+    let e = Etcd::start().await;
+    let (_h1, _c1) = register(&e.store, "h1", &[]);
+    let (_h2, _c2) = register(&e.store, "h2", &[]);
+    let _c = controller(&e.store, "c1", Duration::from_secs(30));
+    let spec = |version: &str| {
+        serde_json::json!({"deployment": {"placementStrategy": "spread", "update": {"parallelism": 2}},
+          "itemListElement": [
+            {"name": "web", "image": "web", "replicas": 4, "environment": {"V": version}},
+            {"name": "db", "image": "db", "environment": {"V": version},
+             "volumeMounts": [{"type": "volume", "source": "data", "target": "/data"}]},
+            {"name": "cache", "image": "cache"}]})
+        .to_string()
+    };
+    e.store
+        .put(&keys::stack("dry2"), spec("1").into_bytes())
+        .await
+        .unwrap();
+    eventually("6 slots placed", T, || async {
+        let (kvs, _) = e.store.list(keys::ASSIGNMENTS).await.ok()?;
+        let slots: usize = kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Assignment>(&kv.value).ok())
+            .map(|a| a.slots.len())
+            .sum();
+        (slots == 6).then_some(())
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dry2.json");
+    std::fs::write(&file, spec("2")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["apply", "-f", file.to_str().unwrap(), "--dry-run"])
+        .env("BERTH_ETCD_ENDPOINTS", &e.etcd.client_url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("rollout of web: 4 slot(s) in 2 batch(es), start-first;"),
+        "{text}"
+    );
+    let batch = |n: usize| {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with(&format!("batch {n}: web.")))
+            .count()
+    };
+    assert_eq!((batch(1), batch(2), batch(3)), (1, 1, 0), "{text}");
+    assert!(
+        text.contains("rollout of db: 1 slot(s) in 1 batch(es), stop-first;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("start-first falls back to stop-first: replica 1 on h"),
+        "{text}"
+    );
+    assert!(text.contains("data mount /data"), "{text}");
+    assert!(!text.contains("rollout of cache"), "unchanged: {text}");
+    let kv = e.store.get(&keys::stack("dry2")).await.unwrap().unwrap();
+    assert_eq!(kv.value, spec("1").into_bytes(), "nothing written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,19 +104,10 @@ fn ready(c: &ActualContainer, d: &DesiredContainer) -> bool {
         && (d.slot.health_check.is_none() || c.health == Some(Health::Healthy))
 }
 
-/// Can the replacement run beside the old container? Not when they would bind the same
-/// host port, and not when the new one mounts a volume or host path the old may be
-/// writing (two databases on one data directory).
+/// Can the replacement run beside the old container? Only beside a running one, and not
+/// when they clash ([`ContainerSpec::clash_with`](crate::assignment::ContainerSpec)).
 fn can_coexist(old: &ActualContainer, new: &DesiredContainer) -> bool {
-    let shares_port = new.spec().ports.iter().any(|p| {
-        p.host_port.is_some_and(|hp| {
-            old.host_ports
-                .iter()
-                .any(|(op, proto)| *op == hp && *proto == p.protocol)
-        })
-    });
-    let mounts_data = new.spec().mounts.iter().any(|m| m.kind != "tmpfs");
-    !shares_port && !mounts_data && old.state == RunState::Running
+    old.state == RunState::Running && new.spec().clash_with(&old.host_ports).is_none()
 }
 
 /// Removals come first (they free names and host ports), then everything else in the

@@ -42,6 +42,9 @@ pub struct ControllerSettings {
     /// Leadership lease TTL: how long a dead leader blocks failover.
     #[arg(long, env = "BERTH_LEADER_TTL", value_parser = humantime::parse_duration, default_value = "10s")]
     leader_ttl: Duration,
+    /// Spec revisions kept per stack (`berth history`, `berth rollback`).
+    #[arg(long, env = "BERTH_HISTORY_LIMIT", default_value_t = controller::history::DEFAULT_LIMIT)]
+    history_limit: usize,
 }
 
 impl ControllerSettings {
@@ -60,6 +63,7 @@ impl ControllerSettings {
                 max_bytes: self.max_spec_bytes,
                 ..spec::Limits::default()
             },
+            history_limit: self.history_limit,
         }
     }
 }

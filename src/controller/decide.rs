@@ -44,6 +44,54 @@ pub fn decide(
     opts: &Options,
     now_ms: u64,
 ) -> Decision {
+    let Target {
+        placement,
+        mut assignments,
+        addresses,
+    } = target(world, parsed, absent, opts);
+    let valid = valid_stacks(parsed);
+    let rolled = roll(world, &valid, parsed, &mut assignments, now_ms);
+    mark_waiting(&mut assignments, parsed, &placement, &world.reports);
+    for ((_, stack), a) in assignments.iter_mut() {
+        let network = a.network.name.clone();
+        for slot in a.slots.iter_mut().filter(|s| !s.post_start.is_empty()) {
+            let key = slot.actions_key(&network);
+            slot.actions_done = world
+                .actions
+                .get(&(stack.clone(), slot.service.clone()))
+                .is_some_and(|r| r.key == key);
+        }
+    }
+    Decision {
+        placement,
+        assignments,
+        addresses,
+        rollouts: rolled.records,
+        rollout_events: rolled.events,
+        rollout_due_ms: rolled.due_ms,
+    }
+}
+
+/// Where everything should end up, before rollouts hold changed slots back.
+struct Target {
+    placement: Placement,
+    assignments: BTreeMap<(String, String), Assignment>,
+    addresses: BTreeMap<String, HostRegistration>,
+}
+
+fn valid_stacks(parsed: &Parsed) -> Vec<(&str, &Stack)> {
+    parsed
+        .iter()
+        .filter_map(|(id, p)| p.spec.as_ref().ok().map(|s| (id.as_str(), s)))
+        .collect()
+}
+
+fn target(
+    world: &World,
+    parsed: &Parsed,
+    absent: &BTreeMap<String, (Liveness, HostRegistration)>,
+    opts: &Options,
+) -> Target {
     let mut regs: BTreeMap<String, HostRegistration> = world.hosts.clone();
     for (h, (_, reg)) in absent {
         regs.entry(h.clone()).or_insert_with(|| reg.clone());
@@ -68,10 +116,7 @@ pub fn decide(
             current.insert(slot.id(stack), host.clone());
         }
     }
-    let valid: Vec<(&str, &Stack)> = parsed
-        .iter()
-        .filter_map(|(id, p)| p.spec.as_ref().ok().map(|s| (id.as_str(), s)))
-        .collect();
+    let valid = valid_stacks(parsed);
     let placement = plan::plan(&valid, &views, &current, opts);
 
     // Valid stacks from the plan; an invalid stack keeps what it had (the last valid
@@ -138,25 +183,10 @@ pub fn decide(
         }
     }
 
-    let rolled = roll(world, &valid, parsed, &mut out, now_ms);
-    mark_waiting(&mut out, parsed, &placement, &world.reports);
-    for ((_, stack), a) in out.iter_mut() {
-        let network = a.network.name.clone();
-        for slot in a.slots.iter_mut().filter(|s| !s.post_start.is_empty()) {
-            let key = slot.actions_key(&network);
-            slot.actions_done = world
-                .actions
-                .get(&(stack.clone(), slot.service.clone()))
-                .is_some_and(|r| r.key == key);
-        }
-    }
-    Decision {
+    Target {
         placement,
         assignments: out,
         addresses: regs,
-        rollouts: rolled.records,
-        rollout_events: rolled.events,
-        rollout_due_ms: rolled.due_ms,
     }
 }
 
@@ -213,6 +243,7 @@ fn roll(
                 current: current.remove(*id).unwrap_or_default(),
                 reports: reports.get(*id).map_or(&[], Vec::as_slice),
                 policies: &policies,
+                paused: world.paused.contains(*id),
             },
             target,
         );
@@ -337,36 +368,72 @@ pub fn parse_one(id: &str, raw: &[u8], limits: &Limits) -> Result<Stack, Vec<Pro
     }
 }
 
-/// Where `berth apply --dry-run` would put a stack: the world as it is, with `raw` as the
-/// spec of `stack`. Returns the placement (with moves relative to where its slots are now).
+/// What `berth apply --dry-run` shows.
+pub struct ApplyPreview {
+    /// Where each slot would go (moves relative to where its slots are now).
+    pub placement: Placement,
+    /// How each changed service would roll out.
+    pub rollouts: Vec<rollout::ServicePlan>,
+}
+
+/// What `berth apply --dry-run` would do: the world as it is, with `raw` as the spec of
+/// `stack`.
 pub fn preview_apply(
     world: &mut World,
     stack: &str,
     raw: Vec<u8>,
     max_unavailable_fraction: f64,
-) -> Placement {
+) -> ApplyPreview {
     let next = world.stacks.get(stack).map_or(1, |(r, _)| r + 1);
     world.stacks.insert(stack.to_owned(), (next, raw));
-    let mut placement = preview(world, stack, false, max_unavailable_fraction);
+    let Target {
+        mut placement,
+        assignments,
+        ..
+    } = preview(world, stack, false, max_unavailable_fraction);
     placement.hosts.retain(|sid, _| sid.stack == stack);
     placement.unschedulable.retain(|(s, _), _| s == stack);
-    placement
+    let rollouts = match world
+        .stacks
+        .get(stack)
+        .map(|(_, raw)| parse_one(stack, raw, &Limits::default()))
+    {
+        Some(Ok(spec)) => {
+            let policies: BTreeMap<String, UpdatePolicy> = spec
+                .item_list_element
+                .iter()
+                .map(|s| (s.name.clone(), spec.update_policy(s)))
+                .collect();
+            let current: BTreeMap<&str, &Assignment> = world
+                .assignments
+                .iter()
+                .filter(|((_, s), _)| s == stack)
+                .map(|((h, _), (a, _))| (h.as_str(), a))
+                .collect();
+            let target: BTreeMap<String, Assignment> = assignments
+                .into_iter()
+                .filter(|((_, s), _)| s == stack)
+                .map(|((h, _), a)| (h, a))
+                .collect();
+            rollout::plan(stack, &current, &target, &policies)
+        }
+        _ => Vec::new(),
+    };
+    ApplyPreview {
+        placement,
+        rollouts,
+    }
 }
 
 /// What `berth rebalance STACK` would do now: the moves of placing that stack afresh.
 pub fn preview_rebalance(world: &World, stack: &str, max_unavailable_fraction: f64) -> Placement {
-    preview(world, stack, true, max_unavailable_fraction)
+    preview(world, stack, true, max_unavailable_fraction).placement
 }
 
-/// The controller's decision as the CLI can make it: without the controller's grace
+/// The controller's target as the CLI can compute it: without the controller's grace
 /// clock, hosts that are assigned but unregistered count as not ready (their slots stay,
 /// nothing new goes there). Moves are kept for `stack` only.
-fn preview(
-    world: &World,
-    stack: &str,
-    rebalance: bool,
-    max_unavailable_fraction: f64,
-) -> Placement {
+fn preview(world: &World, stack: &str, rebalance: bool, max_unavailable_fraction: f64) -> Target {
     let parsed: Parsed = world
         .stacks
         .iter()
@@ -400,9 +467,9 @@ fn preview(
             BTreeSet::new()
         },
     };
-    let mut placement = decide(world, &parsed, &absent, &opts, 0).placement;
-    placement.moves.retain(|m| m.slot.stack == stack);
-    placement
+    let mut t = target(world, &parsed, &absent, &opts);
+    t.placement.moves.retain(|m| m.slot.stack == stack);
+    t
 }
 
 #[cfg(test)]

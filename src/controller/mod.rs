@@ -5,6 +5,7 @@
 //! each write a compare-and-swap fenced by the leadership.
 
 pub mod decide;
+pub mod history;
 pub mod rollout;
 pub mod status;
 pub mod world;
@@ -46,6 +47,8 @@ pub struct ControllerConfig {
     pub resync_interval: Duration,
     /// Size limits on stack specs.
     pub limits: crate::spec::Limits,
+    /// Spec revisions kept per stack under `history/`.
+    pub history_limit: usize,
 }
 
 pub struct ControllerHandle {
@@ -367,7 +370,8 @@ impl Controller {
             rebalance: world.rebalance.keys().cloned().collect(),
         };
         let started = Instant::now();
-        let decision = decide(&world, &self.parsed, &absent, &opts, wall_ms());
+        let now_ms = wall_ms();
+        let decision = decide(&world, &self.parsed, &absent, &opts, now_ms);
         metrics::SCHEDULING_DURATION.observe(started.elapsed().as_secs_f64());
         let placement = &decision.placement;
         if metrics::STORM_GUARD.get() != placement.storm.is_some() as i64 {
@@ -386,6 +390,7 @@ impl Controller {
         self.write_rollouts(&world, &decision).await?;
         self.write_assignments(&world, &decision.assignments)
             .await?;
+        self.write_history(&world, &decision, now_ms).await?;
         self.record_rollout_events(&decision);
         // Count only once the moves are written: a lost race would count them twice.
         let new_slots = placement
@@ -509,6 +514,14 @@ impl Controller {
                 E::Complete { to } => {
                     ended("complete");
                     (None, "RolloutComplete", format!("revision {to} rolled out"))
+                }
+                E::Held { paused: true } => (
+                    None,
+                    "RolloutPaused",
+                    "paused by an operator: no further batch starts".to_owned(),
+                ),
+                E::Held { paused: false } => {
+                    (None, "RolloutResumed", "resumed by an operator".to_owned())
                 }
             };
             self.events

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::assignment::{Assignment, Slot};
 use crate::report::{SlotHealth, SlotReport, SlotState};
 use crate::slot::SlotId;
-use crate::spec::{FailureAction, UpdatePolicy};
+use crate::spec::{FailureAction, UpdateOrder, UpdatePolicy};
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -65,6 +65,10 @@ pub struct Rollout {
     /// When it reached `Complete`, `RolledBack` or `Paused`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at_ms: Option<u64>,
+    /// Held by an operator (`berth rollout pause`): no further batch starts, and the one
+    /// in flight is still judged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
     /// Each service with changed slots.
     pub services: BTreeMap<String, ServiceRollout>,
 }
@@ -144,6 +148,10 @@ pub enum RolloutEvent {
     Complete {
         to: i64,
     },
+    /// An operator paused (`true`) or resumed (`false`) it.
+    Held {
+        paused: bool,
+    },
 }
 
 /// One stack, this pass.
@@ -160,6 +168,8 @@ pub struct Inputs<'a> {
     pub reports: &'a [&'a SlotReport],
     /// Each service's rules.
     pub policies: &'a BTreeMap<String, UpdatePolicy>,
+    /// An operator's pause (`pause/<stack>`): it also holds a rollout that starts later.
+    pub paused: bool,
 }
 
 /// Hold back, in `target` (host -> this stack's assignment), every changed slot whose batch
@@ -172,7 +182,7 @@ pub fn step(
     let mut rollout = match i.previous {
         Some(p) if p.to_revision == i.revision => p.clone(),
         previous => {
-            let changed = changed_slots(i, target);
+            let changed = changed_slots(i.stack, &i.current, target);
             if changed.is_empty() {
                 // Nothing to roll: a first deployment, a move, or no change at all. A
                 // record of an earlier revision no longer says what runs.
@@ -192,9 +202,14 @@ pub fn step(
         }
     };
     let stack_state_before = rollout.state;
+    let held = i.paused && rollout.state.is_active();
+    if held != rollout.held {
+        events.push(RolloutEvent::Held { paused: held });
+    }
+    rollout.held = held;
     for (service, sr) in rollout.services.iter_mut() {
         let policy = i.policies.get(service).copied().unwrap_or_default();
-        advance(i, service, sr, &policy, target, &mut events);
+        advance(i, service, sr, &policy, held, target, &mut events);
     }
     rollout.state = rollout
         .services
@@ -203,6 +218,7 @@ pub fn step(
         .max()
         .unwrap_or(RolloutState::Complete);
     if rollout.state != stack_state_before && !rollout.state.is_active() {
+        rollout.held = false;
         rollout.ended_at_ms = Some(i.now_ms);
         if rollout.state == RolloutState::Complete {
             events.push(RolloutEvent::Complete { to: i.revision });
@@ -213,16 +229,17 @@ pub fn step(
 
 /// Slots on the same host now and in the target whose container differs, by service.
 fn changed_slots<'t>(
-    i: &Inputs<'_>,
+    stack: &str,
+    current: &BTreeMap<&str, &Assignment>,
     target: &'t BTreeMap<String, Assignment>,
 ) -> BTreeMap<String, BTreeMap<u32, (&'t str, Slot)>> {
     let mut out: BTreeMap<String, BTreeMap<u32, (&str, Slot)>> = BTreeMap::new();
     for (host, a) in target {
-        let Some(cur) = i.current.get(host.as_str()) else {
+        let Some(cur) = current.get(host.as_str()) else {
             continue;
         };
         for s in a.slots.iter().filter(|s| !s.handoff) {
-            let id = s.id(i.stack);
+            let id = s.id(stack);
             let Some(old) = cur.slot(&id).filter(|o| !o.handoff) else {
                 continue;
             };
@@ -286,17 +303,20 @@ fn start(
         state: RolloutState::Progressing,
         started_at_ms: i.now_ms,
         ended_at_ms: None,
+        held: false,
         services,
     }
 }
 
 /// One service's pass: judge the slots handed their target, act on failures, start the
-/// next batch when the last one is done, and write into `target` what each slot runs.
+/// next batch when the last one is done (unless `held`), and write into `target` what
+/// each slot runs.
 fn advance(
     i: &Inputs<'_>,
     service: &str,
     sr: &mut ServiceRollout,
     policy: &UpdatePolicy,
+    held: bool,
     target: &mut BTreeMap<String, Assignment>,
     events: &mut Vec<RolloutEvent>,
 ) {
@@ -412,7 +432,7 @@ fn advance(
         let delay_over = sr
             .batch_done_at_ms
             .is_none_or(|t| i.now_ms >= t + policy.delay.as_millis() as u64);
-        if !waiting.is_empty() && delay_over {
+        if !waiting.is_empty() && delay_over && !held {
             let size = match policy.parallelism {
                 0 => waiting.len(),
                 n => n as usize,
@@ -529,11 +549,77 @@ pub fn next_due(r: &Rollout, policies: &BTreeMap<String, UpdatePolicy>) -> Optio
                 _ => {}
             }
         }
-        if let (true, Some(done)) = (waiting, sr.batch_done_at_ms) {
+        if let (true, Some(done), false) = (waiting, sr.batch_done_at_ms, r.held) {
             at(done + ms(policy.delay));
         }
     }
     due
+}
+
+/// How one changed service would roll out, for `berth apply --dry-run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServicePlan {
+    pub service: String,
+    /// Replicas with their hosts, batch by batch, in replica order (at run time a slot
+    /// that is down anyway goes first).
+    pub batches: Vec<Vec<(u32, String)>>,
+    /// `stop-first` or `start-first`, as the agents will do it.
+    pub order: UpdateOrder,
+    /// Why start-first falls back to stop-first, on the first slot where it would.
+    pub fallback: Option<String>,
+    pub policy: UpdatePolicy,
+}
+
+/// The batches of each changed service when the stack's assignments go from `current` to
+/// `target` (host -> assignment); empty when nothing would be throttled.
+pub fn plan(
+    stack: &str,
+    current: &BTreeMap<&str, &Assignment>,
+    target: &BTreeMap<String, Assignment>,
+    policies: &BTreeMap<String, UpdatePolicy>,
+) -> Vec<ServicePlan> {
+    changed_slots(stack, current, target)
+        .into_iter()
+        .map(|(service, slots)| {
+            let policy = policies.get(&service).copied().unwrap_or_default();
+            let size = match policy.parallelism {
+                0 => slots.len().max(1),
+                n => n as usize,
+            };
+            let mut fallback = None;
+            for (host, old) in slots.values() {
+                let new = target.get(*host).and_then(|a| {
+                    a.slots
+                        .iter()
+                        .find(|s| !s.handoff && s.service == service && s.replica == old.replica)
+                });
+                if let Some(clash) =
+                    new.and_then(|n| n.container.clash_with(&old.container.host_ports()))
+                {
+                    fallback = Some(format!(
+                        "replica {} on {host}: old and new would share {clash}",
+                        old.replica
+                    ));
+                    break;
+                }
+            }
+            let order = match (policy.order, &fallback) {
+                (Some(UpdateOrder::StopFirst), _) | (_, Some(_)) => UpdateOrder::StopFirst,
+                _ => UpdateOrder::StartFirst,
+            };
+            let all: Vec<(u32, String)> = slots
+                .iter()
+                .map(|(r, (host, _))| (*r, (*host).to_owned()))
+                .collect();
+            ServicePlan {
+                service,
+                batches: all.chunks(size).map(<[_]>::to_vec).collect(),
+                order,
+                fallback: fallback.filter(|_| policy.order != Some(UpdateOrder::StopFirst)),
+                policy,
+            }
+        })
+        .collect()
 }
 
 fn last_assigned(sr: &ServiceRollout) -> u64 {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::rollout::{Rollout, SlotOutcome};
+use super::rollout::{Rollout, RolloutState, SlotOutcome};
 use crate::assignment::Assignment;
 use crate::report::{ActionRecord, SlotHealth, SlotReport, SlotState};
 use crate::spec::{
@@ -228,8 +228,14 @@ pub fn rollout_status(r: &Rollout) -> RolloutStatus {
         .iter()
         .filter_map(|(svc, s)| Some(format!("{svc}: {}", s.message.as_ref()?)))
         .collect();
+    let state = if r.held {
+        RolloutState::Paused
+    } else {
+        r.state
+    };
     RolloutStatus {
-        state: r.state.as_str().to_owned(),
+        state: state.as_str().to_owned(),
+        paused_by_operator: r.held,
         from_revision: r.from_revision,
         to_revision: r.to_revision,
         updated: count(SlotOutcome::Done),
@@ -337,6 +343,13 @@ pub fn verdict(
 fn rollout_verdict(r: &RolloutStatus) -> (Phase, String) {
     let progress = format!("{}/{} slot(s) replaced", r.updated, r.total);
     match r.state.as_str() {
+        "Paused" if r.paused_by_operator => (
+            Phase::Progressing,
+            format!(
+                "rollout of revision {} paused by an operator (`berth rollout resume` goes on); {progress}",
+                r.to_revision
+            ),
+        ),
         "Paused" => (
             Phase::Degraded,
             format!(
@@ -583,7 +596,8 @@ mod tests {
         };
         let none = BTreeMap::new();
         let rollout = |state: &str| RolloutStatus {
-            state: state.into(),
+            state: state.trim_end_matches(" by an operator").into(),
+            paused_by_operator: state.ends_with(" by an operator"),
             from_revision: 4,
             to_revision: 7,
             updated: 1,
@@ -603,6 +617,11 @@ mod tests {
                 "rolling back to revision 4",
             ),
             ("Paused", Phase::Degraded, "rollout of revision 7 paused"),
+            (
+                "Paused by an operator",
+                Phase::Progressing,
+                "rollout of revision 7 paused by an operator",
+            ),
             (
                 "RolledBack",
                 Phase::Running,

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::history::HistoryEntry;
 use super::rollout::Rollout;
 use crate::assignment::Assignment;
 use crate::report::{ActionRecord, SlotReport};
@@ -70,6 +71,10 @@ pub struct World {
     pub agentless: BTreeMap<String, AgentlessHost>,
     /// Stack id -> (its rollout record, mod_revision).
     pub rollouts: BTreeMap<String, (Rollout, i64)>,
+    /// Stacks whose rollouts an operator paused.
+    pub paused: BTreeSet<String>,
+    /// Stack id -> spec revision -> (its history entry, mod_revision).
+    pub history: BTreeMap<String, BTreeMap<i64, (HistoryEntry, i64)>>,
 }
 
 impl World {
@@ -148,6 +153,24 @@ impl World {
                     Err(e) => {
                         // Rewritten by the next pass, as if no rollout had been under way.
                         tracing::warn!(stack = %id, error = %e, "unreadable rollout record ignored")
+                    }
+                }
+            } else if let Some(id) = one(keys::PAUSE) {
+                w.paused.insert(id);
+            } else if let Some(p) = keys::parts(&kv.key, keys::HISTORY) {
+                let entry = match p.as_slice() {
+                    [stack, rev] => rev.parse::<i64>().ok().map(|r| (*stack, r)),
+                    _ => None,
+                };
+                match (entry, serde_json::from_slice::<HistoryEntry>(&kv.value)) {
+                    (Some((stack, rev)), Ok(e)) => {
+                        w.history
+                            .entry(stack.to_owned())
+                            .or_default()
+                            .insert(rev, (e, kv.mod_revision));
+                    }
+                    _ => {
+                        tracing::warn!(key = %kv.key, "unreadable history entry ignored")
                     }
                 }
             } else if let Some(id) = one(keys::STATUS) {

@@ -1,4 +1,4 @@
-//! The leader's writes: rollout records, assignments and statuses. Each is what the pass
+//! The leader's writes: rollout records, assignments, revision history and statuses. Each is what the pass
 //! computed, compared with what the cache holds, and written only where it differs, as a
 //! compare-and-swap fenced by the leadership, so a stale or deposed leader writes nothing.
 
@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Instant, SystemTime};
 
 use super::world::World;
-use super::{decide, status, Controller, Convergence};
+use super::{decide, history, status, Controller, Convergence};
 use crate::metrics;
 use crate::report::SlotReport;
 use crate::scheduler::plan::Liveness;
@@ -45,6 +45,69 @@ impl Controller {
                 writes.push(Write::Delete {
                     key: keys::rollout(id),
                     expect: Expect::Revision(*rev),
+                });
+            }
+        }
+        self.apply(writes).await
+    }
+
+    /// Bring each stack's revision history up to date; drop that of stacks whose key is
+    /// gone. An invalid spec adds nothing: it never ran, and a rollback cannot use it.
+    pub(super) async fn write_history(
+        &self,
+        world: &World,
+        decision: &decide::Decision,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let none = BTreeMap::new();
+        let mut writes = Vec::new();
+        for (id, (revision, raw)) in &world.stacks {
+            let Some(Ok(spec)) = self.parsed.get(id).map(|p| p.spec.as_ref()) else {
+                continue;
+            };
+            let kept = world.history.get(id).unwrap_or(&none);
+            let existing: BTreeMap<i64, history::HistoryEntry> =
+                kept.iter().map(|(r, (e, _))| (*r, e.clone())).collect();
+            let want = history::plan(&history::Inputs {
+                revision: *revision,
+                raw,
+                spec,
+                rollout: decision
+                    .rollouts
+                    .get(id)
+                    .map_or_else(|| world.rollouts.get(id).map(|(r, _)| r), Option::as_ref),
+                existing: &existing,
+                keep: self.cfg.history_limit,
+                now_ms,
+            });
+            for (rev, e) in &want {
+                let had = kept.get(rev);
+                if had.is_some_and(|(h, _)| h == e) {
+                    continue;
+                }
+                writes.push(Write::Put {
+                    key: keys::history(id, *rev),
+                    value: serde_json::to_vec(e).unwrap_or_default(),
+                    expect: had.map_or(Expect::Absent, |(_, mr)| Expect::Revision(*mr)),
+                });
+            }
+            for (rev, (_, mr)) in kept {
+                if !want.contains_key(rev) {
+                    writes.push(Write::Delete {
+                        key: keys::history(id, *rev),
+                        expect: Expect::Revision(*mr),
+                    });
+                }
+            }
+        }
+        for (id, kept) in &world.history {
+            if world.stacks.contains_key(id) {
+                continue;
+            }
+            for (rev, (_, mr)) in kept {
+                writes.push(Write::Delete {
+                    key: keys::history(id, *rev),
+                    expect: Expect::Revision(*mr),
                 });
             }
         }

@@ -90,6 +90,9 @@ pub struct RolloutStatus {
     /// Why it paused or rolled back.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Paused by an operator (`berth rollout pause`), not by a failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused_by_operator: bool,
 }
 
 /// One aspect of a stack's state, Kubernetes style.

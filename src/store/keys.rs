@@ -39,6 +39,23 @@ pub fn rollout(stack: &str) -> String {
 }
 pub const ROLLOUTS: &str = "rollouts/";
 
+/// `pause/<id>`: an operator's hold on a stack's rollouts (`berth rollout pause`); the
+/// value is ignored, and deleting the key resumes.
+pub fn pause(stack: &str) -> String {
+    format!("{PAUSE}{stack}")
+}
+pub const PAUSE: &str = "pause/";
+
+/// `history/<id>/<revision>`: one spec revision of a stack, its images and how its
+/// rollout ended, kept by the controller because etcd compaction erases etcd's own.
+pub fn history(stack: &str, revision: i64) -> String {
+    format!("{HISTORY}{stack}/{revision}")
+}
+pub fn history_of(stack: &str) -> String {
+    format!("{HISTORY}{stack}/")
+}
+pub const HISTORY: &str = "history/";
+
 /// `status/stacks/<id>`: stack status, written by the controller for users.
 pub fn status(stack: &str) -> String {
     format!("{STATUS}{stack}")
@@ -109,6 +126,8 @@ mod tests {
                 vec!["h1", "shop", "db.0"],
             ),
             (stack("hello"), STACKS, vec!["hello"]),
+            (history("hello", 7), HISTORY, vec!["hello", "7"]),
+            (pause("hello"), PAUSE, vec!["hello"]),
             (status("hello"), STATUS, vec!["hello"]),
         ];
         for (key, prefix, want) in cases {

@@ -58,6 +58,7 @@ pub fn plan(hosts: &[String]) -> Vec<Role> {
                 g(ReadWrite, keys::MAINTENANCE, true),
                 g(ReadWrite, keys::REBALANCE, true),
                 g(ReadWrite, keys::AGENTLESS, true),
+                g(ReadWrite, keys::PAUSE, true),
                 // Operators put secrets but cannot read them back.
                 g(Write, keys::SECRETS, true),
                 g(Read, keys::STATUS, true),
@@ -66,6 +67,8 @@ pub fn plan(hosts: &[String]) -> Vec<Role> {
                 g(Read, keys::ASSIGNMENTS, true),
                 g(Read, keys::REPORTS, true),
                 g(Read, keys::ACTIONS, true),
+                g(Read, keys::HISTORY, true),
+                g(Read, keys::ROLLOUTS, true),
             ],
         },
     ];

@@ -1,9 +1,10 @@
 //! What operators read in a terminal (`berth status`, `berth hosts`, `berth events`,
-//! `berth apply --dry-run`): pure rendering of the decoded cluster ([`World`]) into tables
+//! `berth history`, `berth apply --dry-run`): pure rendering of the decoded cluster ([`World`]) into tables
 //! that fit 80 columns and into stable JSON.
 
 mod deployment;
 mod events;
+mod history;
 mod hosts;
 mod preview;
 mod table;
@@ -13,6 +14,7 @@ pub use deployment::{
     StackLine, Unscheduled,
 };
 pub use events::render as render_events;
+pub use history::{render as render_history, spec_diff};
 pub use hosts::{hosts, render as render_hosts, HostView};
 pub use preview::render as render_apply_preview;
 pub use table::{truncate, Table};

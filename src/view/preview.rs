@@ -1,10 +1,52 @@
-//! `berth apply --dry-run`: where the scheduler would place each slot of a stack, and
-//! which slots would move or find no host. Pure: rendered from a preview [`Placement`].
+//! `berth apply --dry-run`: where the scheduler would place each slot of a stack, which
+//! slots would move or find no host, and the batches a rollout of the change would run.
+//! Pure: rendered from an [`ApplyPreview`].
 
 use super::table::Table;
+use crate::controller::decide::ApplyPreview;
+use crate::controller::rollout::ServicePlan;
 use crate::scheduler::plan::Placement;
 
-pub fn render(preview: &Placement, width: usize) -> String {
+pub fn render(preview: &ApplyPreview, width: usize) -> String {
+    let mut out = render_placement(&preview.placement, width);
+    if preview.rollouts.is_empty() {
+        out.push_str("rollout: none (no slot changes its container on the host it runs on)\n");
+    }
+    for p in &preview.rollouts {
+        out.push_str(&render_rollout(p));
+    }
+    out
+}
+
+/// One changed service: its rules, its order (and why start-first falls back), then each
+/// batch as `service.replica@host`.
+fn render_rollout(p: &ServicePlan) -> String {
+    let pol = &p.policy;
+    let slots: usize = p.batches.iter().map(Vec::len).sum();
+    let mut out = format!(
+        "rollout of {}: {slots} slot(s) in {} batch(es), {}; monitor {}s, deadline {}s, delay {}s, on failure {}\n",
+        p.service,
+        p.batches.len(),
+        p.order,
+        pol.monitor.as_secs(),
+        pol.deadline.as_secs(),
+        pol.delay.as_secs(),
+        pol.failure_action,
+    );
+    if let Some(why) = &p.fallback {
+        out.push_str(&format!("  start-first falls back to stop-first: {why}\n"));
+    }
+    for (n, batch) in p.batches.iter().enumerate() {
+        let slots: Vec<String> = batch
+            .iter()
+            .map(|(r, h)| format!("{}.{r}@{h}", p.service))
+            .collect();
+        out.push_str(&format!("  batch {}: {}\n", n + 1, slots.join(", ")));
+    }
+    out
+}
+
+fn render_placement(preview: &Placement, width: usize) -> String {
     let mut t = Table::new(&["SERVICE", "REPLICA", "HOST", "NOTE"]);
     for (sid, host) in &preview.hosts {
         let note = preview
@@ -55,11 +97,57 @@ mod tests {
             "no host has 4 CPUs free".into(),
         );
         assert_eq!(
-            render(&p, 80),
+            render_placement(&p, 80),
             "SERVICE  REPLICA  HOST    NOTE\n\
              api      0        h1      moves from h2 (drain)\n\
              api      1        h2\n\
              db       -        (none)  no host has 4 CPUs free\n"
         );
+    }
+
+    #[test]
+    fn preview_lists_the_batches_of_each_changed_service_and_why_start_first_falls_back() {
+        use crate::spec::{UpdateOrder, UpdatePolicy};
+        let plan = |service: &str, order, fallback: Option<&str>| ServicePlan {
+            service: service.into(),
+            batches: vec![
+                vec![(1, "h1".into()), (2, "h2".into())],
+                vec![(3, "h3".into())],
+            ],
+            order,
+            fallback: fallback.map(Into::into),
+            policy: UpdatePolicy {
+                parallelism: 2,
+                ..UpdatePolicy::default()
+            },
+        };
+        let preview = ApplyPreview {
+            placement: Placement::default(),
+            rollouts: vec![
+                plan("web", UpdateOrder::StartFirst, None),
+                plan(
+                    "db",
+                    UpdateOrder::StopFirst,
+                    Some("replica 1 on h1: old and new would share host port 5432/tcp"),
+                ),
+            ],
+        };
+        let out = render(&preview, 80);
+        assert!(out.contains(
+            "rollout of web: 3 slot(s) in 2 batch(es), start-first; monitor 5s, deadline 120s, delay 0s, on failure rollback\n  batch 1: web.1@h1, web.2@h2\n  batch 2: web.3@h3\n"
+        ), "{out}");
+        assert!(
+            out.contains("rollout of db: 3 slot(s) in 2 batch(es), stop-first;"),
+            "{out}"
+        );
+        assert!(out.contains("  start-first falls back to stop-first: replica 1 on h1: old and new would share host port 5432/tcp\n"), "{out}");
+        let none = render(
+            &ApplyPreview {
+                placement: Placement::default(),
+                rollouts: vec![],
+            },
+            80,
+        );
+        assert!(none.contains("rollout: none"), "{none}");
     }
 }

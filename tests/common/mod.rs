@@ -68,6 +68,7 @@ pub fn spawn_controller(store: &Store, name: &str, cancel: &CancellationToken) {
             leader_ttl: Duration::from_secs(5),
             resync_interval: Duration::from_secs(5),
             limits: Default::default(),
+            history_limit: 10,
         },
         cancel.clone(),
     );

@@ -93,6 +93,8 @@ struct Run {
     current: BTreeMap<String, Assignment>,
     revision: i64,
     events: Vec<RolloutEvent>,
+    /// An operator's pause, as `pause/<stack>` says.
+    paused: bool,
 }
 
 impl Run {
@@ -103,6 +105,7 @@ impl Run {
             current: cluster(1, ["v1"; 6]),
             revision: 1,
             events: vec![],
+            paused: false,
         }
     }
 
@@ -120,6 +123,7 @@ impl Run {
                 current: self.current.iter().map(|(h, a)| (h.as_str(), a)).collect(),
                 reports: &refs,
                 policies: &policies,
+                paused: self.paused,
             },
             &mut target,
         );
@@ -157,6 +161,7 @@ fn a_first_deployment_is_not_throttled() {
             current: BTreeMap::new(),
             reports: &[],
             policies: &policies,
+            paused: false,
         },
         &mut target,
     );
@@ -463,6 +468,7 @@ fn a_slot_that_moves_to_another_host_is_not_throttled() {
             current: current.iter().map(|(h, a)| (h.as_str(), a)).collect(),
             reports: &[],
             policies: &policies,
+            paused: false,
         },
         &mut target,
     );
@@ -471,5 +477,204 @@ fn a_slot_that_moves_to_another_host_is_not_throttled() {
     assert_eq!(
         moved.container.image, "v2",
         "the moved slot gets its new container at once"
+    );
+}
+
+#[test]
+fn an_operator_pause_holds_the_next_batch_and_a_resume_goes_on() {
+    let mut r = Run::new(policy(2));
+    r.revision = 2;
+    let first = r.pass(0, V2, &all_available(&r.current.clone()));
+    assert_eq!(first, ["v2", "v2", "v1", "v1", "v1", "v1"]);
+
+    // Paused with the first batch in flight: it is still judged, nothing more starts.
+    r.paused = true;
+    let ready = all_available(&r.current.clone());
+    r.pass(1_000, V2, &ready);
+    assert!(r.record.as_ref().unwrap().held);
+    assert!(r.events.contains(&RolloutEvent::Held { paused: true }));
+    assert_eq!(r.pass(6_000, V2, &ready), first, "no batch while paused");
+    assert_eq!(r.pass(60_000, V2, &ready), first);
+    let p = &r.record.as_ref().unwrap().services["web"].slots;
+    assert_eq!(
+        p.values()
+            .filter(|s| s.outcome == Some(SlotOutcome::Done))
+            .count(),
+        2,
+        "the batch in flight was judged while paused"
+    );
+    assert_eq!(r.state(), Some(RolloutState::Progressing));
+
+    // Resumed: the next batch at once, and on to the end.
+    r.paused = false;
+    let got = r.pass(61_000, V2, &ready);
+    assert_eq!(got, ["v2", "v2", "v2", "v2", "v1", "v1"]);
+    assert!(r.events.contains(&RolloutEvent::Held { paused: false }));
+    assert!(!r.record.as_ref().unwrap().held);
+}
+
+#[test]
+fn a_pause_put_before_a_change_holds_its_rollout_from_the_start() {
+    let mut r = Run::new(policy(1));
+    r.revision = 2;
+    r.paused = true;
+    let got = r.pass(0, V2, &all_available(&r.current.clone()));
+    assert_eq!(got, ["v1"; 6], "nothing handed out while paused");
+    assert_eq!(r.state(), Some(RolloutState::Progressing));
+    assert!(r.record.as_ref().unwrap().held);
+    r.paused = false;
+    let got = r.pass(1_000, V2, &all_available(&r.current.clone()));
+    assert_eq!(got, ["v2", "v1", "v1", "v1", "v1", "v1"]);
+}
+
+#[test]
+fn a_pause_with_no_rollout_under_way_holds_nothing() {
+    let mut r = Run::new(policy(1));
+    r.paused = true;
+    let got = r.pass(0, ["v1"; 6], &all_available(&r.current.clone()));
+    assert_eq!(got, ["v1"; 6]);
+    assert_eq!(r.record, None);
+    assert!(r.events.is_empty());
+}
+
+#[test]
+fn the_dry_run_plan_lists_batches_of_parallelism_and_the_order_the_agents_will_use() {
+    use crate::assignment::{MountSpec, PortBinding};
+    let current = cluster(1, ["v1"; 6]);
+    let now: BTreeMap<&str, &Assignment> = current.iter().map(|(h, a)| (h.as_str(), a)).collect();
+    let with = |f: &dyn Fn(&mut ContainerSpec)| {
+        let mut t = cluster(2, V2);
+        for a in t.values_mut() {
+            for s in &mut a.slots {
+                f(&mut s.container);
+            }
+        }
+        t
+    };
+    let port = |c: &mut ContainerSpec| {
+        c.ports = vec![PortBinding {
+            container_port: 80,
+            host_port: Some(8080),
+            protocol: "tcp".into(),
+        }]
+    };
+    let mount = |c: &mut ContainerSpec| {
+        c.mounts = vec![MountSpec {
+            kind: "volume".into(),
+            source: "data".into(),
+            target: "/data".into(),
+            read_only: false,
+        }]
+    };
+    let mut ported = cluster(1, ["v1"; 6]);
+    for a in ported.values_mut() {
+        for s in &mut a.slots {
+            port(&mut s.container);
+        }
+    }
+    let ported_now: BTreeMap<&str, &Assignment> =
+        ported.iter().map(|(h, a)| (h.as_str(), a)).collect();
+    let pol = |parallelism, order| {
+        BTreeMap::from([(
+            "web".to_owned(),
+            UpdatePolicy {
+                parallelism,
+                order,
+                ..UpdatePolicy::default()
+            },
+        )])
+    };
+    let batches = |p: &ServicePlan| -> Vec<Vec<u32>> {
+        p.batches
+            .iter()
+            .map(|b| b.iter().map(|(r, _)| *r).collect())
+            .collect()
+    };
+    // (name, now, target, policies, batches, order, fallback mentions)
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(
+        &str,
+        &BTreeMap<&str, &Assignment>,
+        BTreeMap<String, Assignment>,
+        BTreeMap<String, UpdatePolicy>,
+        Vec<Vec<u32>>,
+        UpdateOrder,
+        Option<&str>,
+    )> = vec![
+        (
+            "parallelism 2",
+            &now,
+            cluster(2, V2),
+            pol(2, None),
+            vec![vec![1, 2], vec![3, 4], vec![5, 6]],
+            UpdateOrder::StartFirst,
+            None,
+        ),
+        (
+            "parallelism 0: all at once",
+            &now,
+            cluster(2, V2),
+            pol(0, None),
+            vec![vec![1, 2, 3, 4, 5, 6]],
+            UpdateOrder::StartFirst,
+            None,
+        ),
+        (
+            "a host port both bind",
+            &ported_now,
+            with(&port),
+            pol(4, Some(UpdateOrder::StartFirst)),
+            vec![vec![1, 2, 3, 4], vec![5, 6]],
+            UpdateOrder::StopFirst,
+            Some("host port 8080/tcp"),
+        ),
+        (
+            "a new host port the old one does not bind",
+            &now,
+            with(&port),
+            pol(6, None),
+            vec![vec![1, 2, 3, 4, 5, 6]],
+            UpdateOrder::StartFirst,
+            None,
+        ),
+        (
+            "a data mount",
+            &now,
+            with(&mount),
+            pol(6, None),
+            vec![vec![1, 2, 3, 4, 5, 6]],
+            UpdateOrder::StopFirst,
+            Some("data mount /data"),
+        ),
+        (
+            "stop-first asked: no fallback to explain",
+            &now,
+            with(&mount),
+            pol(6, Some(UpdateOrder::StopFirst)),
+            vec![vec![1, 2, 3, 4, 5, 6]],
+            UpdateOrder::StopFirst,
+            None,
+        ),
+    ];
+    for (name, now, target, policies, want, order, fallback) in cases {
+        let plans = plan("s", now, &target, &policies);
+        assert_eq!(plans.len(), 1, "{name}");
+        let p = &plans[0];
+        assert_eq!(batches(p), want, "{name}");
+        assert_eq!(p.order, order, "{name}");
+        match (fallback, &p.fallback) {
+            (None, None) => {}
+            (Some(w), Some(got)) => assert!(got.contains(w), "{name}: {got}"),
+            (w, got) => panic!("{name}: fallback {got:?}, want {w:?}"),
+        }
+    }
+    assert!(
+        plan("s", &now, &cluster(2, ["v1"; 6]), &pol(1, None)).is_empty(),
+        "nothing changed, nothing to roll"
+    );
+    assert_eq!(
+        plan("s", &now, &cluster(2, V2), &pol(1, None))[0].batches[0],
+        vec![(1, "h1".to_owned())],
+        "each slot with its host"
     );
 }
