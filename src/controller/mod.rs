@@ -478,6 +478,11 @@ impl Controller {
                 }
             };
             let (service, reason, message) = match e {
+                E::Started { to, from } if to == from => (
+                    None,
+                    "RolloutStarted",
+                    format!("rolling out revision {to} again: containers changed without a spec change (a dependency's address, a secret)"),
+                ),
                 E::Started { to, from } => (
                     None,
                     "RolloutStarted",

@@ -180,7 +180,11 @@ pub fn step(
 ) -> (Option<Rollout>, Vec<RolloutEvent>) {
     let mut events = Vec::new();
     let mut rollout = match i.previous {
-        Some(p) if p.to_revision == i.revision => p.clone(),
+        Some(p) if p.to_revision == i.revision => {
+            let mut r = p.clone();
+            join(i, &mut r, target, &mut events);
+            r
+        }
         previous => {
             let changed = changed_slots(i.stack, &i.current, target);
             if changed.is_empty() {
@@ -254,6 +258,44 @@ fn changed_slots<'t>(
     out
 }
 
+/// Slots that changed at the same spec revision as the record's, in services that are not
+/// part of it or finished theirs: a dependency that moved host (its injected address), a
+/// rotated secret. They roll out under the same record, by the same rules. (A service
+/// still rolling keeps its held slots on what they ran; they take the new target with
+/// their batch.)
+fn join(
+    i: &Inputs<'_>,
+    r: &mut Rollout,
+    target: &BTreeMap<String, Assignment>,
+    events: &mut Vec<RolloutEvent>,
+) {
+    let changed: BTreeMap<String, BTreeMap<u32, (&str, Slot)>> =
+        changed_slots(i.stack, &i.current, target)
+            .into_iter()
+            .filter(|(svc, _)| {
+                r.services
+                    .get(svc)
+                    .is_none_or(|s| s.state == RolloutState::Complete)
+            })
+            .collect();
+    if changed.is_empty() {
+        return;
+    }
+    if !r.state.is_active() {
+        events.push(RolloutEvent::Started {
+            to: i.revision,
+            from: i.revision,
+        });
+        if r.state == RolloutState::Complete {
+            r.from_revision = i.revision;
+        }
+        r.state = RolloutState::Progressing;
+        r.started_at_ms = i.now_ms;
+        r.ended_at_ms = None;
+    }
+    r.services.extend(fresh(changed, None));
+}
+
 /// A new rollout of the changed slots. A rollout it supersedes before it finished leaves
 /// its own stable slots as the base, so a rollback returns to what last ran whole.
 fn start(
@@ -263,7 +305,25 @@ fn start(
     from: i64,
 ) -> Rollout {
     let unfinished = previous.filter(|p| p.state != RolloutState::Complete);
-    let services = changed
+    Rollout {
+        to_revision: i.revision,
+        from_revision: unfinished.map_or(from, |p| p.from_revision),
+        state: RolloutState::Progressing,
+        started_at_ms: i.now_ms,
+        ended_at_ms: None,
+        held: false,
+        services: fresh(changed, unfinished),
+    }
+}
+
+/// Each changed service's part, every slot waiting for its batch; its stable slots are
+/// what they run now, or what they ran before `unfinished` (a rollout this one
+/// supersedes) changed them.
+fn fresh(
+    changed: BTreeMap<String, BTreeMap<u32, (&str, Slot)>>,
+    unfinished: Option<&Rollout>,
+) -> BTreeMap<String, ServiceRollout> {
+    changed
         .into_iter()
         .map(|(service, slots)| {
             let earlier = unfinished.and_then(|p| p.services.get(&service));
@@ -296,16 +356,7 @@ fn start(
                 },
             )
         })
-        .collect();
-    Rollout {
-        to_revision: i.revision,
-        from_revision: unfinished.map_or(from, |p| p.from_revision),
-        state: RolloutState::Progressing,
-        started_at_ms: i.now_ms,
-        ended_at_ms: None,
-        held: false,
-        services,
-    }
+        .collect()
 }
 
 /// One service's pass: judge the slots handed their target, act on failures, start the

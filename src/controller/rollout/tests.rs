@@ -678,3 +678,127 @@ fn the_dry_run_plan_lists_batches_of_parallelism_and_the_order_the_agents_will_u
         "each slot with its host"
     );
 }
+
+/// `cluster(rev, ["v1"; 6])` with `DB_HOST=<db_host>` injected into every slot, as the
+/// controller injects a dependency's address.
+fn with_db_at(rev: i64, db_host: &str) -> BTreeMap<String, Assignment> {
+    let mut c = cluster(rev, ["v1"; 6]);
+    for a in c.values_mut() {
+        for s in &mut a.slots {
+            s.container.env.insert("DB_HOST".into(), db_host.into());
+        }
+    }
+    c
+}
+
+fn db_hosts(assigned: &BTreeMap<String, Assignment>) -> Vec<String> {
+    let mut by: BTreeMap<u32, String> = BTreeMap::new();
+    for a in assigned.values() {
+        for s in &a.slots {
+            by.insert(s.replica, s.container.env["DB_HOST"].clone());
+        }
+    }
+    by.into_values().collect()
+}
+
+#[test]
+fn a_dependencys_new_address_rolls_out_by_the_same_rules_even_after_a_completed_rollout() {
+    let policies = BTreeMap::from([("web".to_owned(), policy(2))]);
+    let mut record: Option<Rollout> = Some(Rollout {
+        to_revision: 2,
+        from_revision: 1,
+        state: RolloutState::Complete,
+        ..Rollout::default()
+    });
+    for (name, previous) in [("no record", None), ("a completed record", record.take())] {
+        let current = with_db_at(2, "10.0.0.1");
+        let mut target = with_db_at(2, "10.0.0.2");
+        let reports = all_available(&current);
+        let refs: Vec<&SlotReport> = reports.iter().collect();
+        let (got, events) = step(
+            &Inputs {
+                stack: "s",
+                revision: 2,
+                now_ms: 50_000,
+                previous: previous.as_ref(),
+                current: current.iter().map(|(h, a)| (h.as_str(), a)).collect(),
+                reports: &refs,
+                policies: &policies,
+                paused: false,
+            },
+            &mut target,
+        );
+        let got = got.unwrap_or_else(|| panic!("{name}: no rollout"));
+        assert_eq!(got.state, RolloutState::Progressing, "{name}");
+        assert_eq!(
+            (got.from_revision, got.to_revision, got.started_at_ms),
+            (2, 2, 50_000),
+            "{name}"
+        );
+        assert!(
+            events.contains(&RolloutEvent::Started { to: 2, from: 2 }),
+            "{name}: {events:?}"
+        );
+        assert_eq!(
+            db_hosts(&target),
+            ["10.0.0.2", "10.0.0.2", "10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.1"],
+            "{name}: a batch of 2 first"
+        );
+    }
+}
+
+#[test]
+fn a_service_rolled_back_stays_back_while_another_one_rolls_at_the_same_revision() {
+    // web failed at revision 2 and went back to v1; then api's dependency moved.
+    let mut r = Run::new(policy(1));
+    r.revision = 2;
+    r.policy.deadline = Duration::from_secs(1);
+    r.pass(0, V2, &[]);
+    r.pass(2_000, V2, &[]);
+    let back = r.pass(3_000, V2, &all_available(&r.current.clone()));
+    r.pass(9_000, V2, &all_available(&r.current.clone()));
+    assert_eq!(r.state(), Some(RolloutState::RolledBack), "{back:?}");
+    let mut target = cluster(2, V2);
+    let mut current = r.current.clone();
+    for set in [&mut target, &mut current] {
+        for (i, a) in set.values_mut().enumerate() {
+            a.slots.push(slot("api", i as u32 + 1, "api:1"));
+        }
+    }
+    for a in target.values_mut() {
+        for s in a.slots.iter_mut().filter(|s| s.service == "api") {
+            s.container.env.insert("WEB_HOST".into(), "moved".into());
+        }
+    }
+    let policies = BTreeMap::from([("web".to_owned(), r.policy), ("api".to_owned(), policy(1))]);
+    let (got, _) = step(
+        &Inputs {
+            stack: "s",
+            revision: 2,
+            now_ms: 10_000,
+            previous: r.record.as_ref(),
+            current: current.iter().map(|(h, a)| (h.as_str(), a)).collect(),
+            reports: &[],
+            policies: &policies,
+            paused: false,
+        },
+        &mut target,
+    );
+    let got = got.unwrap();
+    assert_eq!(got.services["web"].state, RolloutState::RolledBack);
+    assert_eq!(got.services["api"].state, RolloutState::Progressing);
+    assert_eq!(got.state, RolloutState::Progressing);
+    let web: Vec<&str> = target
+        .values()
+        .flat_map(|a| a.slots.iter())
+        .filter(|s| s.service == "web")
+        .map(|s| s.container.image.as_str())
+        .collect();
+    assert!(web.iter().all(|i| *i == "v1"), "web stays back: {web:?}");
+    let moved = target
+        .values()
+        .flat_map(|a| a.slots.iter())
+        .filter(|s| s.service == "api" && s.container.env.contains_key("WEB_HOST"))
+        .count();
+    assert_eq!(moved, 1, "api a slot at a time");
+}
