@@ -553,22 +553,30 @@ fn wanted(
 /// Judge one handed slot by its report on the container it was handed.
 fn judge(p: &mut SlotProgress, report: Option<&SlotReport>, policy: &UpdatePolicy, now: u64) {
     let assigned = p.assigned_at_ms.unwrap_or(now);
-    let available = report.is_some_and(|r| r.is_available());
-    let broken = report.is_some_and(|r| {
-        matches!(
-            r.state,
-            SlotState::Exited | SlotState::Dead | SlotState::Failed
-        ) || r.health == SlotHealth::Unhealthy
-    });
-    if available {
+    let past_deadline = now >= assigned + policy.deadline.as_millis() as u64;
+    let Some(r) = report else {
+        // No report on that container: the agent has not seen the assignment yet, and may
+        // still report the container the slot leaves (a rollback's failed replacement,
+        // exiting beside the old one). Nothing to judge by, so readiness seen before
+        // does not carry over the gap; only the deadline runs.
+        p.available_since_ms = None;
+        if past_deadline {
+            p.outcome = Some(SlotOutcome::Failed);
+        }
+        return;
+    };
+    let broken = matches!(
+        r.state,
+        SlotState::Exited | SlotState::Dead | SlotState::Failed
+    ) || r.health == SlotHealth::Unhealthy;
+    if r.is_available() {
         let since = *p.available_since_ms.get_or_insert(now);
         if now >= since + policy.monitor.as_millis() as u64 {
             p.outcome = Some(SlotOutcome::Done);
         }
-    } else if broken || p.available_since_ms.is_some() {
-        // It exited, turned unhealthy, or stopped being ready within `monitor`.
-        p.outcome = Some(SlotOutcome::Failed);
-    } else if now >= assigned + policy.deadline.as_millis() as u64 {
+    } else if broken || p.available_since_ms.is_some() || past_deadline {
+        // It exited, turned unhealthy, stopped being ready within `monitor`, or was never
+        // ready by `deadline`.
         p.outcome = Some(SlotOutcome::Failed);
     }
 }

@@ -409,7 +409,7 @@ impl Host {
             "-a".into(),
             "--no-trunc".into(),
             "--format".into(),
-            "{{.ID}}|{{.Names}}|{{.State}}|{{.Label \"berth.managed\"}}|{{.Label \"berth.stack\"}}|{{.Label \"berth.service\"}}|{{.Label \"berth.replica\"}}".into(),
+            "{{.ID}}|{{.Names}}|{{.State}}|{{.Label \"berth.managed\"}}|{{.Label \"berth.stack\"}}|{{.Label \"berth.service\"}}|{{.Label \"berth.replica\"}}|{{.Status}}".into(),
         ];
         for l in labels {
             args.push("--filter".into());
@@ -432,6 +432,7 @@ impl Host {
                     stack: get(4),
                     service: get(5),
                     replica: get(6),
+                    health: health_of(&get(7)),
                 }
             })
             .collect())
@@ -446,12 +447,8 @@ impl Host {
             .ok_or_else(|| format!("no container {id}"))
     }
 
-    /// Start times of containers matching `labels` since `since`, from the engine's events.
-    pub async fn starts_since(
-        &self,
-        since: SystemTime,
-        labels: &[&str],
-    ) -> R<Vec<(SystemTime, String)>> {
+    /// Starts of containers matching `labels` since `since`, from the engine's events.
+    pub async fn starts_since(&self, since: SystemTime, labels: &[&str]) -> R<Vec<Start>> {
         let since = since
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap()
@@ -472,7 +469,7 @@ impl Host {
             "--filter".into(),
             "event=start".into(),
             "--format".into(),
-            "{{.TimeNano}} {{.Actor.ID}}".into(),
+            "{{.TimeNano}} {{.Actor.ID}} {{index .Actor.Attributes \"berth.service\"}}.{{index .Actor.Attributes \"berth.replica\"}}".into(),
         ];
         for l in labels {
             args.push("--filter".into());
@@ -483,15 +480,25 @@ impl Host {
         Ok(out
             .lines()
             .filter_map(|l| {
-                let (t, id) = l.split_once(' ')?;
-                let t: u64 = t.parse().ok()?;
-                Some((
-                    SystemTime::UNIX_EPOCH + Duration::from_nanos(t),
-                    id.to_owned(),
-                ))
+                let mut f = l.split(' ');
+                let t: u64 = f.next()?.parse().ok()?;
+                Some(Start {
+                    at: SystemTime::UNIX_EPOCH + Duration::from_nanos(t),
+                    id: f.next()?.to_owned(),
+                    slot: f.next().unwrap_or("").to_owned(),
+                })
             })
             .collect())
     }
+}
+
+/// A container start an engine reported.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub at: SystemTime,
+    pub id: String,
+    /// `<service>.<replica>`, from its labels.
+    pub slot: String,
 }
 
 /// One container as `docker ps` shows it.
@@ -505,11 +512,17 @@ pub struct Ctr {
     pub stack: String,
     pub service: String,
     pub replica: String,
+    /// Docker's health check: `healthy`, `unhealthy`, `starting`, or empty without one.
+    pub health: String,
 }
 
 impl Ctr {
     pub fn running(&self) -> bool {
         self.state == "running"
+    }
+    /// Serving: running, and healthy if it has a check.
+    pub fn ready(&self) -> bool {
+        self.running() && (self.health == "healthy" || self.health.is_empty())
     }
     /// `<service>.<replica>`, the slot.
     pub fn slot(&self) -> String {
@@ -1378,6 +1391,20 @@ pub fn brief_services(s: &StackStatus) -> String {
         })
         .collect();
     parts.join(", ")
+}
+
+/// The health in a `docker ps` status such as `Up 3 seconds (healthy)`, as [`Ctr::health`].
+pub fn health_of(status: &str) -> String {
+    let h = if status.contains("(healthy)") {
+        "healthy"
+    } else if status.contains("(unhealthy)") {
+        "unhealthy"
+    } else if status.contains("(health: starting)") {
+        "starting"
+    } else {
+        ""
+    };
+    h.to_owned()
 }
 
 /// Running copies per slot (`service.replica`) of `stack`, and their hosts.

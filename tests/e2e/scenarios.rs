@@ -1,4 +1,4 @@
-//! The twelve scenarios of the multi-host suite. Each asserts one invariant, returns its
+//! The fifteen scenarios of the multi-host suite. Each asserts one invariant, returns its
 //! figure (one line for the summary table) and names the stacks it used, so the runner
 //! can clean up after it whatever happened. Host ports are in 19000-19999.
 
@@ -12,8 +12,8 @@ use berth::store::{keys, Store};
 use serde_json::{json, Value};
 
 use crate::harness::{
-    brief_services, copies, metric, timed, until, Cluster, Ctr, HOST_DOWN_GRACE, IMAGE, LEADER_TTL,
-    LEASE_TTL, R,
+    brief_services, copies, health_of, metric, timed, until, Cluster, Ctr, Start, HOST_DOWN_GRACE,
+    IMAGE, LEADER_TTL, LEASE_TTL, R,
 };
 
 /// One scenario: its number, title and the stacks it may leave behind; [`run`] has its body.
@@ -105,6 +105,24 @@ pub const ALL: &[Scenario] = &[
         stacks: &["e2e-drain"],
         limit: Duration::from_secs(240),
     },
+    Scenario {
+        n: 13,
+        title: "rolling update, 6 slots on 3 hosts",
+        stacks: &["e2e-roll"],
+        limit: Duration::from_secs(90),
+    },
+    Scenario {
+        n: 14,
+        title: "crashing version rolled back",
+        stacks: &["e2e-rollback"],
+        limit: Duration::from_secs(60),
+    },
+    Scenario {
+        n: 15,
+        title: "leader SIGSTOP mid-rollout",
+        stacks: &["e2e-roll-ha"],
+        limit: Duration::from_secs(90),
+    },
 ];
 
 pub async fn run(n: u32, c: &mut Cluster) -> R<String> {
@@ -121,6 +139,9 @@ pub async fn run(n: u32, c: &mut Cluster) -> R<String> {
         10 => bad_inputs(c).await,
         11 => delete_while_partitioned(c).await,
         12 => drain(c).await,
+        13 => rolling_update(c).await,
+        14 => crash_rolled_back(c).await,
+        15 => rollout_leader_frozen(c).await,
         _ => Err(format!("no scenario {n}")),
     }
 }
@@ -286,7 +307,7 @@ async fn three_tier(c: &mut Cluster) -> R<String> {
         .await?;
     let first = starts
         .iter()
-        .map(|(t, _)| *t)
+        .map(|s| s.at)
         .min()
         .ok_or("no start event of app on host-3")?;
     let lead = secs_between(first, deps_ok);
@@ -413,15 +434,20 @@ async fn host_killed(c: &mut Cluster) -> R<String> {
     ))
 }
 
-/// Samples every host's containers of `stack` until stopped: seconds during which some
-/// slot had two or more running copies, and slots seen with none.
-struct CopyMonitor {
+/// Samples every host's running containers of one stack, all hosts at once, about every
+/// 200 ms until finished (or dropped: a scenario that fails half-way stops it too), and
+/// folds each sample into an `S`. A sample has one entry per host, `None` where its engine
+/// did not answer.
+struct Sampler<S> {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(f64, BTreeSet<String>)>,
+    task: Option<tokio::task::JoinHandle<S>>,
 }
 
-impl CopyMonitor {
-    fn start(c: &Cluster, stack: &str, slots: BTreeSet<String>) -> CopyMonitor {
+impl<S: Default + Send + 'static> Sampler<S> {
+    fn start<F>(c: &Cluster, stack: &str, mut fold: F) -> Sampler<S>
+    where
+        F: FnMut(&mut S, &[Option<Vec<Ctr>>]) + Send + 'static,
+    {
         let stop = Arc::new(AtomicBool::new(false));
         let hosts: Vec<(String, String)> = c
             .hosts
@@ -431,43 +457,104 @@ impl CopyMonitor {
         let stack = stack.to_owned();
         let flag = stop.clone();
         let task = tokio::spawn(async move {
-            let mut dup = 0.0;
-            let mut empty = BTreeSet::new();
-            let mut last = Instant::now();
+            let mut state = S::default();
             while !flag.load(Ordering::Relaxed) {
-                let mut ctrs = Vec::new();
-                let mut complete = true;
-                for (id, sock) in &hosts {
-                    match ps_running(sock, id, &stack).await {
-                        Some(v) => ctrs.extend(v),
-                        None => complete = false,
-                    }
-                }
-                let now = Instant::now();
-                let copies = copies(&ctrs);
-                if copies.values().any(|v| v.len() > 1) {
-                    dup += (now - last).as_secs_f64();
-                }
-                // A slot counts as uncovered only on a complete view of every host.
-                if complete {
-                    for s in &slots {
-                        if !copies.contains_key(s) {
-                            empty.insert(s.clone());
-                        }
-                    }
-                }
-                last = now;
+                let views = futures::future::join_all(
+                    hosts.iter().map(|(id, sock)| ps_running(sock, id, &stack)),
+                )
+                .await;
+                fold(&mut state, &views);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            (dup, empty)
+            state
         });
-        CopyMonitor { stop, task }
+        Sampler {
+            stop,
+            task: Some(task),
+        }
     }
 
-    async fn finish(self) -> (f64, BTreeSet<String>) {
+    async fn finish(mut self) -> S {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap_or_default()
+        match self.task.take() {
+            Some(t) => t.await.unwrap_or_default(),
+            None => S::default(),
+        }
     }
+}
+
+impl<S> Drop for Sampler<S> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What [`watch_copies`] saw.
+#[derive(Debug, Default)]
+struct Copies {
+    /// Seconds during which some slot had two or more running copies.
+    dup_secs: f64,
+    /// Slots seen with no running copy.
+    uncovered: BTreeSet<String>,
+    last: Option<Instant>,
+}
+
+fn watch_copies(c: &Cluster, stack: &str, slots: BTreeSet<String>) -> Sampler<Copies> {
+    Sampler::start(c, stack, move |seen: &mut Copies, views| {
+        let now = Instant::now();
+        let ctrs: Vec<Ctr> = views.iter().flatten().flatten().cloned().collect();
+        let copies = copies(&ctrs);
+        if copies.values().any(|v| v.len() > 1) {
+            seen.dup_secs += (now - seen.last.unwrap_or(now)).as_secs_f64();
+        }
+        // A slot counts as uncovered only on a complete view of every host.
+        if views.iter().all(Option::is_some) {
+            for s in &slots {
+                if !copies.contains_key(s) {
+                    seen.uncovered.insert(s.clone());
+                }
+            }
+        }
+        seen.last = Some(now);
+    })
+}
+
+/// What [`watch_ready`] saw.
+#[derive(Debug, Default)]
+struct Readiness {
+    /// Samples on a complete view of every host.
+    samples: u32,
+    /// Samples with some slot down.
+    with_down: u32,
+    /// The most slots down in one sample, and which.
+    max_down: usize,
+    worst: BTreeSet<String>,
+}
+
+/// How many of `slots` were down at once. A slot is up while a container of it, old or
+/// new, runs and is healthy (or runs, with no check).
+fn watch_ready(c: &Cluster, stack: &str, slots: BTreeSet<String>) -> Sampler<Readiness> {
+    Sampler::start(c, stack, move |seen: &mut Readiness, views| {
+        if views.iter().any(Option::is_none) {
+            return;
+        }
+        let up: BTreeSet<String> = views
+            .iter()
+            .flatten()
+            .flatten()
+            .filter(|x| x.ready())
+            .map(Ctr::slot)
+            .collect();
+        let down: BTreeSet<String> = slots.difference(&up).cloned().collect();
+        seen.samples += 1;
+        if !down.is_empty() {
+            seen.with_down += 1;
+        }
+        if down.len() > seen.max_down {
+            seen.max_down = down.len();
+            seen.worst = down;
+        }
+    })
 }
 
 async fn ps_running(sock: &str, host: &str, stack: &str) -> Option<Vec<Ctr>> {
@@ -476,12 +563,13 @@ async fn ps_running(sock: &str, host: &str, stack: &str) -> Option<Vec<Ctr>> {
             "-H",
             sock,
             "ps",
+            "--no-trunc",
             "--filter",
             "label=berth.managed=true",
             "--filter",
             &format!("label=berth.stack={stack}"),
             "--format",
-            "{{.ID}}|{{.Label \"berth.service\"}}|{{.Label \"berth.replica\"}}",
+            "{{.ID}}|{{.Label \"berth.service\"}}|{{.Label \"berth.replica\"}}|{{.Status}}",
         ])
         .output()
         .await
@@ -504,6 +592,7 @@ async fn ps_running(sock: &str, host: &str, stack: &str) -> Option<Vec<Ctr>> {
                     stack: stack.to_owned(),
                     service: f.get(1).unwrap_or(&"").to_string(),
                     replica: f.get(2).unwrap_or(&"").to_string(),
+                    health: health_of(f.get(3).unwrap_or(&"")),
                 }
             })
             .collect(),
@@ -523,7 +612,7 @@ async fn long_partition(c: &mut Cluster) -> R<String> {
         .map(|x| x.slot())
         .collect();
     check!(!on3.is_empty(), "nothing of {id} runs on host-3");
-    let monitor = CopyMonitor::start(c, id, slots.clone());
+    let monitor = watch_copies(c, id, slots.clone());
 
     c.host("host-3").cut()?;
     let cut = Instant::now();
@@ -554,7 +643,7 @@ async fn long_partition(c: &mut Cluster) -> R<String> {
     .await;
     let removed = healed.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (dup_secs, _) = monitor.finish().await;
+    let dup_secs = monitor.finish().await.dup_secs;
     settled?;
     let after = copies(&c.containers(id).await?);
     let dups = after.values().filter(|v| v.len() > 1).count();
@@ -662,16 +751,7 @@ async fn leader_frozen(c: &mut Cluster) -> R<String> {
         c.controllers[leader].metrics_port,
         c.controllers[other].metrics_port,
     );
-    c.controllers[leader].proc.signal("STOP");
-    let frozen = Instant::now();
-    let took = until("the standby controller leads", T, || async {
-        check!(
-            metric(oport, "berth_leader").await == Some(1.0),
-            "standby not leading yet"
-        );
-        Ok(frozen.elapsed())
-    })
-    .await?;
+    let took = freeze_leader(c, leader).await?;
 
     let rev2 = c.put_stack(id, tagged("two")).await?;
     c.wait_running(id, rev2, T).await?;
@@ -687,15 +767,7 @@ async fn leader_frozen(c: &mut Cluster) -> R<String> {
     );
 
     let thaw_rev = c.revision().await?;
-    c.controllers[leader].proc.signal("CONT");
-    until("the ex-leader steps down", T, || async {
-        check!(
-            metric(lport, "berth_leader").await == Some(0.0),
-            "ex-leader still says it leads"
-        );
-        Ok(())
-    })
-    .await?;
+    thaw_ex_leader(c, leader).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut stale = Vec::new();
     for (key, value) in c.history("/berth/", thaw_rev).await? {
@@ -761,6 +833,35 @@ async fn leader_frozen(c: &mut Cluster) -> R<String> {
     }
     check!(problems.is_empty(), "{figure}; but {}", problems.join("; "));
     Ok(figure)
+}
+
+/// SIGSTOP the leading controller (index `leader`); how long until the other one leads.
+async fn freeze_leader(c: &Cluster, leader: usize) -> R<Duration> {
+    let standby = c.controllers[1 - leader].metrics_port;
+    c.controllers[leader].proc.signal("STOP");
+    let frozen = Instant::now();
+    until("the standby controller leads", T, || async {
+        check!(
+            metric(standby, "berth_leader").await == Some(1.0),
+            "standby not leading yet"
+        );
+        Ok(frozen.elapsed())
+    })
+    .await
+}
+
+/// SIGCONT the frozen ex-leader and wait until it says it no longer leads.
+async fn thaw_ex_leader(c: &Cluster, leader: usize) -> R<()> {
+    let port = c.controllers[leader].metrics_port;
+    c.controllers[leader].proc.signal("CONT");
+    until("the ex-leader steps down", T, || async {
+        check!(
+            metric(port, "berth_leader").await == Some(0.0),
+            "ex-leader still says it leads"
+        );
+        Ok(())
+    })
+    .await
 }
 
 /// Scenario 7: Host-1's dockerd stops (its containers with it) and starts again: the containers
@@ -970,7 +1071,7 @@ async fn env_update(c: &mut Cluster) -> R<String> {
         env.lines().any(|l| l == "DB_PORT=19092"),
         "app's DB_PORT is not the new port: {env}"
     );
-    let first = |v: Vec<(SystemTime, String)>| v.into_iter().map(|(t, _)| t).min();
+    let first = |v: Vec<Start>| v.into_iter().map(|s| s.at).min();
     let db_start = first(
         c.host("host-1")
             .starts_since(t0, &[&format!("berth.stack={id}"), "berth.service=db"])
@@ -1228,7 +1329,7 @@ async fn drain(c: &mut Cluster) -> R<String> {
     let slots: BTreeSet<String> = ctrs.iter().map(Ctr::slot).collect();
     let on1 = running_on(&ctrs, "host-1").len();
     check!(on1 > 0, "nothing of {id} on host-1");
-    let monitor = CopyMonitor::start(c, id, slots.clone());
+    let monitor = watch_copies(c, id, slots.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let t0 = Instant::now();
@@ -1249,7 +1350,7 @@ async fn drain(c: &mut Cluster) -> R<String> {
         Ok(t0.elapsed())
     })
     .await;
-    let (_, uncovered) = monitor.finish().await;
+    let uncovered = monitor.finish().await.uncovered;
     let uncordon = c.berth(&["host", "uncordon", "host-1"]).await;
     let done = done?;
     check!(
@@ -1260,5 +1361,418 @@ async fn drain(c: &mut Cluster) -> R<String> {
     Ok(format!(
         "{on1} slot(s) moved off host-1 in {:.1}s; host-1 empty; slots without a running copy: 0",
         done.as_secs_f64()
+    ))
+}
+
+/// `replicas` of an HTTP server on container port 8080 whose page says `version`, ready once
+/// Docker's health check fetches that page. No host port: two replicas share each host.
+fn versioned(version: &str, replicas: u32, update: &Value) -> Value {
+    json!({
+        "@type": "SoftwareApplication", "name": "web", "image": IMAGE, "replicas": replicas,
+        "command": busy(&format!("mkdir -p /www; echo {version} > /www/index.html; httpd -f -p 8080 -h /www")),
+        "environment": {"VERSION": version},
+        "update": update,
+        "healthCheck": {
+            "type": "command", "interval": 1, "timeout": 2, "retries": 3,
+            "command": ["sh", "-c", "timeout 2 wget -q -O- http://127.0.0.1:8080/index.html"]
+        }
+    })
+}
+
+/// Waits until `stack` has exactly `n` containers, one per slot, each running and healthy by
+/// Docker's check; they by slot.
+async fn healthy_slots(c: &Cluster, stack: &str, n: usize) -> R<BTreeMap<String, Ctr>> {
+    until(
+        &format!("{n} slots of {stack}, each one healthy container"),
+        T,
+        || async {
+            let ctrs = c.containers(stack).await?;
+            let by_slot: BTreeMap<String, Ctr> = ctrs
+                .iter()
+                .filter(|x| x.running() && x.health == "healthy")
+                .map(|x| (x.slot(), x.clone()))
+                .collect();
+            check!(
+                ctrs.len() == n && by_slot.len() == n,
+                "{} container(s), {} slot(s) healthy: {:?}",
+                ctrs.len(),
+                by_slot.len(),
+                ctrs.iter()
+                    .map(|x| format!("{}@{} {} {}", x.slot(), x.host, x.state, x.health))
+                    .collect::<Vec<_>>()
+            );
+            Ok(by_slot)
+        },
+    )
+    .await
+}
+
+/// Container starts of `stack` on every host since `t0`, by slot.
+async fn starts_by_slot(
+    c: &Cluster,
+    stack: &str,
+    t0: SystemTime,
+) -> R<BTreeMap<String, BTreeSet<String>>> {
+    let mut by_slot: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for h in &c.hosts {
+        for s in h
+            .starts_since(t0, &[&format!("berth.stack={stack}")])
+            .await?
+        {
+            by_slot.entry(s.slot).or_default().insert(s.id);
+        }
+    }
+    Ok(by_slot)
+}
+
+/// Every slot ran exactly one new container since the rollout began, the one it runs now
+/// (on the host it ran on before), with `VERSION=<version>`.
+async fn replaced_once(
+    c: &Cluster,
+    stack: &str,
+    t0: SystemTime,
+    before: &BTreeMap<String, Ctr>,
+    after: &BTreeMap<String, Ctr>,
+    version: &str,
+) -> R<()> {
+    let starts = starts_by_slot(c, stack, t0).await?;
+    for (slot, old) in before {
+        let now = after.get(slot).ok_or(format!("slot {slot} is gone"))?;
+        check!(
+            now.host == old.host && now.id != old.id,
+            "slot {slot}: {} on {} before, {} on {} after",
+            old.id,
+            old.host,
+            now.id,
+            now.host
+        );
+        let started = starts.get(slot).cloned().unwrap_or_default();
+        check!(
+            started.len() == 1 && started.contains(&now.id),
+            "slot {slot} started {started:?} during the rollout; it runs {}",
+            now.id
+        );
+        let env = c.host(&now.host).inspect(&now.id).await?["Config"]["Env"].clone();
+        check!(
+            env.as_array()
+                .is_some_and(|e| e.iter().any(|v| v == &json!(format!("VERSION={version}")))),
+            "slot {slot} ({}) does not run VERSION={version}: {env}",
+            now.id
+        );
+    }
+    Ok(())
+}
+
+/// The controller's record of the rollout of `stack`, if it has one.
+async fn rollout_record(
+    c: &Cluster,
+    stack: &str,
+) -> R<Option<berth::controller::rollout::Rollout>> {
+    let Some(kv) = timed(c.store.get(&keys::rollout(stack))).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&kv.value)
+        .map(Some)
+        .map_err(|e| format!("the rollout record of {stack} does not parse: {e}"))
+}
+
+/// Waits for the status of `stack` at `rev` to show the rollout `state` and the phase Running.
+async fn wait_rollout(
+    c: &Cluster,
+    stack: &str,
+    rev: i64,
+    state: &str,
+    timeout: Duration,
+) -> R<berth::spec::StackStatus> {
+    c.wait_status(
+        stack,
+        rev,
+        timeout,
+        &format!("rollout {state}, phase Running"),
+        |s| {
+            s.phase == Phase::Running
+                && s.rollout
+                    .as_ref()
+                    .is_some_and(|r| r.state == state && r.to_revision == rev)
+        },
+    )
+    .await
+}
+
+/// Scenario 13: Six replicas spread 2/2/2 rolled to a new version one slot at a time,
+/// stop-first (so the slot being replaced is down): sampled through each host's Docker,
+/// never more than one slot is down across the cluster, and every slot ends on the new
+/// version, replaced once, where it ran.
+async fn rolling_update(c: &mut Cluster) -> R<String> {
+    let id = "e2e-roll";
+    let update = json!({"parallelism": 1, "order": "stop-first", "monitor": 1});
+    let spec = |v: &str| stack("spread", vec![versioned(v, 6, &update)]);
+    let rev1 = c.put_stack(id, spec("v1")).await?;
+    c.wait_running(id, rev1, T).await?;
+    let before = healthy_slots(c, id, 6).await?;
+    let per_host: Vec<usize> = c
+        .hosts
+        .iter()
+        .map(|h| before.values().filter(|x| x.host == h.id).count())
+        .collect();
+    check!(
+        per_host == [2, 2, 2],
+        "spread placed the 6 replicas {per_host:?}, want 2/2/2"
+    );
+
+    let monitor = watch_ready(c, id, before.keys().cloned().collect());
+    let t0 = SystemTime::now();
+    let started = Instant::now();
+    let rev2 = c.put_stack(id, spec("v2")).await?;
+    let st = wait_rollout(c, id, rev2, "Complete", Duration::from_secs(60)).await;
+    let took = started.elapsed();
+    let seen = monitor.finish().await;
+    let st = st?;
+    check!(
+        seen.max_down <= 1,
+        "{} slots down at once with parallelism 1: {:?}",
+        seen.max_down,
+        seen.worst
+    );
+    // The bound means something only if the sampler can see a stop-first replacement.
+    check!(
+        seen.max_down == 1,
+        "no sample of {} saw a slot down, though stop-first takes each one down",
+        seen.samples
+    );
+    let r = st.rollout.as_ref().ok_or("no rollout in the status")?;
+    check!(
+        (r.from_revision, r.updated, r.total, r.failures) == (rev1, 6, 6, 0),
+        "rollout {r:?}, want from {rev1}, 6 of 6 updated, 0 failures"
+    );
+    let after = healthy_slots(c, id, 6).await?;
+    replaced_once(c, id, t0, &before, &after, "v2").await?;
+    Ok(format!(
+        "6 slots 2/2/2, parallelism 1 stop-first: max down {} ({} of {} samples with one down); Complete in {:.1}s, each slot replaced once",
+        seen.max_down,
+        seen.with_down,
+        seen.samples,
+        took.as_secs_f64()
+    ))
+}
+
+/// Scenario 14: A version that exits at once, two slots at a time, one replica per host, is
+/// rolled back: the status says RolledBack, every slot runs the very container it ran before
+/// (start-first: it never stopped, and no slot was ever down), no slot past the first batch
+/// tried the bad version, and the key still holds it.
+async fn crash_rolled_back(c: &mut Cluster) -> R<String> {
+    let id = "e2e-rollback";
+    let update = json!({"parallelism": 2, "monitor": 1, "deadline": 20});
+    let good = stack("spread", vec![versioned("v1", 3, &update)]);
+    let mut crashing = versioned("v2", 3, &update);
+    crashing["command"] = json!(["sh", "-c", "exit 1"]);
+    let bad = stack("spread", vec![crashing]);
+    let rev1 = c.put_stack(id, good).await?;
+    c.wait_running(id, rev1, T).await?;
+    let before = healthy_slots(c, id, 3).await?;
+    let hosts: BTreeSet<&str> = before.values().map(|x| x.host.as_str()).collect();
+    check!(
+        hosts.len() == 3,
+        "spread put the 3 replicas on {hosts:?}, want one per host"
+    );
+    let mut started_at = BTreeMap::new();
+    for x in before.values() {
+        started_at.insert(
+            x.id.clone(),
+            c.host(&x.host).inspect(&x.id).await?["State"]["StartedAt"].clone(),
+        );
+    }
+
+    let monitor = watch_ready(c, id, before.keys().cloned().collect());
+    let t0 = SystemTime::now();
+    let started = Instant::now();
+    let rev2 = c.put_stack(id, bad.clone()).await?;
+    let st = wait_rollout(c, id, rev2, "RolledBack", Duration::from_secs(40)).await;
+    let took = started.elapsed();
+    // The crashed replacement goes; only the old containers stay.
+    let after = match &st {
+        Ok(_) => healthy_slots(c, id, 3).await,
+        Err(e) => Err(e.clone()),
+    };
+    let seen = monitor.finish().await;
+    let (st, after) = (st?, after?);
+    for (slot, old) in &before {
+        let now = after.get(slot).ok_or(format!("slot {slot} is gone"))?;
+        check!(
+            now.id == old.id,
+            "slot {slot} runs {} on {}, not its old container {} on {}",
+            now.id,
+            now.host,
+            old.id,
+            old.host
+        );
+        let v = c.host(&now.host).inspect(&now.id).await?;
+        check!(
+            Some(&v["State"]["StartedAt"]) == started_at.get(&now.id) && v["RestartCount"] == 0,
+            "slot {slot}'s old container was restarted: {}",
+            v["State"]
+        );
+    }
+    check!(
+        seen.max_down == 0,
+        "{} slot(s) down at once during a start-first rollout and rollback: {:?}",
+        seen.max_down,
+        seen.worst
+    );
+    let tried: Vec<String> = starts_by_slot(c, id, t0)
+        .await?
+        .into_iter()
+        .filter(|(_, ids)| ids.iter().any(|x| !started_at.contains_key(x)))
+        .map(|(slot, _)| slot)
+        .collect();
+    check!(
+        (1..=2).contains(&tried.len()),
+        "the bad version started in slots {tried:?}, want the first batch only (parallelism 2, no failure tolerated)"
+    );
+    check!(
+        st.message.contains(&format!(
+            "runs revision {rev1} because revision {rev2} failed"
+        )),
+        "status message: {}",
+        st.message
+    );
+    let kv = timed(c.store.get(&keys::stack(id)))
+        .await?
+        .ok_or("the stack key is gone")?;
+    check!(
+        kv.mod_revision == rev2 && kv.value == bad.as_bytes(),
+        "the stack key was rewritten: mod_revision {} (put at {rev2})",
+        kv.mod_revision
+    );
+    Ok(format!(
+        "parallelism 2: bad version tried in {} and RolledBack in {:.1}s; 3/3 slots on their old containers, never restarted; max down 0 ({} samples); key unchanged",
+        tried.join(","),
+        took.as_secs_f64(),
+        seen.samples
+    ))
+}
+
+/// Scenario 15: The leading controller SIGSTOPped once the first batch is handed out: the
+/// standby takes the rollout over from its record and finishes it, never more than
+/// `parallelism` slots down, each slot replaced once; thawed, the ex-leader rewrites
+/// neither the rollout's record nor its assignments.
+async fn rollout_leader_frozen(c: &mut Cluster) -> R<String> {
+    let id = "e2e-roll-ha";
+    let update = json!({"parallelism": 2, "order": "stop-first", "monitor": 1});
+    let spec = |v: &str| stack("spread", vec![versioned(v, 6, &update)]);
+    let rev1 = c.put_stack(id, spec("v1")).await?;
+    c.wait_running(id, rev1, T).await?;
+    let before = healthy_slots(c, id, 6).await?;
+    let leader = c.leader(Duration::from_secs(10)).await?;
+    let other = 1 - leader;
+    let (lport, oport) = (
+        c.controllers[leader].metrics_port,
+        c.controllers[other].metrics_port,
+    );
+
+    let monitor = watch_ready(c, id, before.keys().cloned().collect());
+    let t0 = SystemTime::now();
+    let rev2 = c.put_stack(id, spec("v2")).await?;
+    let (first, handed) = until(
+        "the first batch handed out",
+        Duration::from_secs(30),
+        || async {
+            let r = rollout_record(c, id).await?.ok_or("no rollout record")?;
+            check!(
+                r.to_revision == rev2,
+                "a record of revision {}",
+                r.to_revision
+            );
+            let web = r.services.get("web").ok_or("no service in the record")?;
+            let handed: Vec<u32> = web
+                .slots
+                .iter()
+                .filter(|(_, p)| p.assigned_at_ms.is_some())
+                .map(|(n, _)| *n)
+                .collect();
+            check!(!handed.is_empty(), "no slot handed its new container yet");
+            Ok((r, handed))
+        },
+    )
+    .await?;
+    let frozen = Instant::now();
+    let failover = freeze_leader(c, leader).await?;
+    let st = wait_rollout(c, id, rev2, "Complete", Duration::from_secs(60)).await?;
+    let finished = frozen.elapsed();
+    let after = healthy_slots(c, id, 6).await?;
+
+    // Thaw the ex-leader, and replay what was written to this stack's rollout record and
+    // assignments from then until it has stepped down and a little past.
+    let watched: Vec<String> = std::iter::once(keys::rollout(id))
+        .chain(c.hosts.iter().map(|h| keys::assignment(&h.id, id)))
+        .collect();
+    let mut at_thaw = BTreeMap::new();
+    for k in &watched {
+        if let Some(kv) = timed(c.store.get(k)).await? {
+            at_thaw.insert(
+                format!("/berth/{k}"),
+                String::from_utf8_lossy(&kv.value).into_owned(),
+            );
+        }
+    }
+    let thaw_rev = c.revision().await?;
+    thaw_ex_leader(c, leader).await?;
+    let rewritten: Vec<String> = c
+        .history("/berth/", thaw_rev + 1)
+        .await?
+        .into_iter()
+        .filter(|(k, v)| at_thaw.get(k).is_some_and(|was| was != v))
+        .map(|(k, _)| k)
+        .collect();
+    let seen = monitor.finish().await;
+
+    check!(
+        seen.max_down <= 2,
+        "{} slots down at once with parallelism 2: {:?}",
+        seen.max_down,
+        seen.worst
+    );
+    check!(
+        seen.max_down >= 1,
+        "no sample of {} saw a slot down, though stop-first takes each one down",
+        seen.samples
+    );
+    check!(
+        handed.len() <= 2,
+        "the first batch was {handed:?}, more than parallelism 2"
+    );
+    let last = rollout_record(c, id)
+        .await?
+        .ok_or("the rollout record is gone")?;
+    check!(
+        (last.started_at_ms, last.from_revision) == (first.started_at_ms, rev1),
+        "the standby started a rollout of its own (started {} from {}), not the one under way (started {} from {rev1})",
+        last.started_at_ms,
+        last.from_revision,
+        first.started_at_ms
+    );
+    let r = st.rollout.as_ref().ok_or("no rollout in the status")?;
+    check!(
+        (r.updated, r.total, r.failures) == (6, 6, 0),
+        "rollout {r:?}, want 6 of 6 updated, 0 failures"
+    );
+    replaced_once(c, id, t0, &before, &after, "v2").await?;
+    check!(
+        rewritten.is_empty(),
+        "written after the thaw with other values: {rewritten:?}"
+    );
+    check!(
+        metric(oport, "berth_leader").await == Some(1.0),
+        "the standby lost the lead after the thaw"
+    );
+    let fenced = metric(lport, "berth_fenced_writes_total")
+        .await
+        .unwrap_or(0.0);
+    Ok(format!(
+        "parallelism 2: leader frozen with replicas {handed:?} in flight; standby led after {:.1}s and finished {:.1}s after the freeze; max down {} ({} samples); after the thaw 0 rewrites ({fenced} fenced writes in all)",
+        failover.as_secs_f64(),
+        finished.as_secs_f64(),
+        seen.max_down,
+        seen.samples
     ))
 }

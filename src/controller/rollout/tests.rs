@@ -320,6 +320,37 @@ fn a_slot_that_stops_being_ready_within_monitor_fails() {
 }
 
 #[test]
+fn a_rollback_is_not_failed_by_a_report_on_the_container_the_slot_leaves() {
+    // Replicas 1 and 2 take v2, which exits at once. Replica 1's crash is reported first;
+    // replica 2's agent still reports the v1 container that serves beside its replacement.
+    let mut r = Run::new(policy(2));
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    let mut reports = all_available(&cluster(1, ["v1"; 6]));
+    reports.retain(|rep| rep.replica != 1);
+    reports.push(report(1, "v2", "exited", "none"));
+    assert_eq!(r.pass(1_000, V2, &reports), vec!["v1"; 6]);
+    assert_eq!(r.state(), Some(RolloutState::RollingBack));
+    // Replica 2 is handed v1 again, and its (stale) report says v1 serves...
+    r.pass(1_070, V2, &reports);
+    // ...then the report its agent wrote before it saw the rollback lands: the v2
+    // container exited. That is the container the slot leaves, not the one it goes back to.
+    reports.retain(|rep| rep.replica != 2);
+    reports.push(report(2, "v2", "exited", "none"));
+    r.pass(1_200, V2, &reports);
+    assert_eq!(
+        r.state(),
+        Some(RolloutState::RollingBack),
+        "{:?}",
+        r.record.as_ref().map(|x| &x.services["web"].slots)
+    );
+    let back = all_available(&cluster(1, ["v1"; 6]));
+    r.pass(1_300, V2, &back);
+    r.pass(6_300, V2, &back);
+    assert_eq!(r.state(), Some(RolloutState::RolledBack));
+}
+
+#[test]
 fn pause_stops_where_it_is() {
     let mut r = Run::new(UpdatePolicy {
         failure_action: FailureAction::Pause,
