@@ -18,6 +18,10 @@ use crate::report::{SlotHealth, SlotReport, SlotState};
 use crate::slot::SlotId;
 use crate::spec::{FailureAction, UpdateOrder, UpdatePolicy};
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// Where a rollout stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RolloutState {
@@ -90,6 +94,10 @@ pub struct ServiceRollout {
     /// Going back to `stable` (a rollback, or a pause after a failed rollback).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub back: bool,
+    /// Slots that failed going forward, counted when the rollback began (their progress
+    /// then starts over, toward the slots they ran before).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_forward: u32,
     /// Why it paused or rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -352,6 +360,7 @@ fn fresh(
                     slots,
                     batch_done_at_ms: None,
                     back: false,
+                    failed_forward: 0,
                     message: None,
                 },
             )
@@ -404,6 +413,7 @@ fn advance(
             FailureAction::Rollback => {
                 sr.state = RolloutState::RollingBack;
                 sr.back = true;
+                sr.failed_forward = failures as u32;
                 sr.message = Some(format!("{why}; rolling back"));
                 // Every slot handed the failed container goes back, a batch at a time;
                 // the others never left what they ran.

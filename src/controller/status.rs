@@ -220,9 +220,20 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
 }
 
 /// What users see of a rollout record.
+///
+/// `updated` counts slots that run the new revision: none of a service going back.
+/// `failures` counts each slot that failed, going forward or back.
 pub fn rollout_status(r: &Rollout) -> RolloutStatus {
     let slots = r.services.values().flat_map(|s| s.slots.values());
-    let count = |o: SlotOutcome| slots.clone().filter(|p| p.outcome == Some(o)).count() as u32;
+    let count = |o: SlotOutcome, forward_only: bool| {
+        r.services
+            .values()
+            .filter(|s| !(forward_only && s.back))
+            .flat_map(|s| s.slots.values())
+            .filter(|p| p.outcome == Some(o))
+            .count() as u32
+    };
+    let failed_forward: u32 = r.services.values().map(|s| s.failed_forward).sum();
     let messages: Vec<String> = r
         .services
         .iter()
@@ -238,9 +249,9 @@ pub fn rollout_status(r: &Rollout) -> RolloutStatus {
         paused_by_operator: r.held,
         from_revision: r.from_revision,
         to_revision: r.to_revision,
-        updated: count(SlotOutcome::Done),
-        total: slots.clone().count() as u32,
-        failures: count(SlotOutcome::Failed),
+        updated: count(SlotOutcome::Done, true),
+        total: slots.count() as u32,
+        failures: failed_forward + count(SlotOutcome::Failed, false),
         message: messages.join("; "),
     }
 }

@@ -297,6 +297,9 @@ fn a_slot_that_misses_its_deadline_fails_and_the_rollout_rolls_back() {
     // And it stays back while the key holds the failed spec.
     assert_eq!(r.pass(100_000, V2, &ready), vec!["v1"; 6]);
     assert_eq!(r.state(), Some(RolloutState::RolledBack));
+    // What users read: no slot runs revision 2, and the two that tried it failed.
+    let st = crate::controller::status::rollout_status(r.record.as_ref().unwrap());
+    assert_eq!((st.updated, st.total, st.failures), (0, 6, 2), "{st:?}");
 }
 
 #[test]
