@@ -56,9 +56,10 @@ impl RolloutState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
-    /// The spec revision rolled out (the stack key's `mod_revision`).
+    /// The revision rolled out: the stack key's `mod_revision`, or a newer one of a secret
+    /// its containers use (a rotation).
     pub to_revision: i64,
-    /// The revision the replaced slots ran before.
+    /// The revision the replaced slots ran before, reckoned the same way.
     pub from_revision: i64,
     pub state: RolloutState,
     pub started_at_ms: u64,
@@ -149,7 +150,9 @@ pub enum RolloutEvent {
 /// One stack, this pass.
 pub struct Inputs<'a> {
     pub stack: &'a str,
-    /// The stack key's revision: what the target assignments were computed from.
+    /// The revision of the target: the stack key's, or a newer one of a secret the target
+    /// pins (see [`Assignment::revision`]), so that a rotated secret rolls out like a new
+    /// spec.
     pub revision: i64,
     pub now_ms: u64,
     /// The record kept from earlier passes, if any.
@@ -170,7 +173,16 @@ pub fn step(
 ) -> (Option<Rollout>, Vec<RolloutEvent>) {
     let mut events = Vec::new();
     let mut rollout = match i.previous {
-        Some(p) if p.to_revision == i.revision => p.clone(),
+        // A finished rollout has nothing left to replace: a container that differs all the
+        // same is a change it never covered (a Berth upgrade that builds specs otherwise,
+        // such as one that starts pinning secret revisions), so it is rolled out afresh
+        // rather than all at once.
+        Some(p)
+            if p.to_revision == i.revision
+                && (p.state != RolloutState::Complete || changed_slots(i, target).is_empty()) =>
+        {
+            p.clone()
+        }
         previous => {
             let changed = changed_slots(i, target);
             if changed.is_empty() {
@@ -178,12 +190,7 @@ pub fn step(
                 // record of an earlier revision no longer says what runs.
                 return (None, events);
             }
-            let from = i
-                .current
-                .values()
-                .map(|a| a.spec_revision)
-                .max()
-                .unwrap_or(0);
+            let from = i.current.values().map(|a| a.revision()).max().unwrap_or(0);
             events.push(RolloutEvent::Started {
                 to: i.revision,
                 from,

@@ -70,6 +70,9 @@ pub struct World {
     pub agentless: BTreeMap<String, AgentlessHost>,
     /// Stack id -> (its rollout record, mod_revision).
     pub rollouts: BTreeMap<String, (Rollout, i64)>,
+    /// Secret name -> its key's mod_revision. Never its value: what the controller
+    /// derives from a secret is only which version of it a container should get.
+    pub secrets: BTreeMap<String, i64>,
 }
 
 impl World {
@@ -150,6 +153,8 @@ impl World {
                         tracing::warn!(stack = %id, error = %e, "unreadable rollout record ignored")
                     }
                 }
+            } else if let Some(name) = one(keys::SECRETS) {
+                w.secrets.insert(name, kv.mod_revision);
             } else if let Some(id) = one(keys::STATUS) {
                 let s = serde_json::from_slice::<StackStatus>(&kv.value).ok();
                 w.statuses.insert(id, (s, kv.mod_revision));
