@@ -23,6 +23,16 @@ pub struct Assignment {
 }
 
 impl Assignment {
+    /// The newest etcd revision it reflects: its spec's, or a newer one of a secret one of
+    /// its containers pins. A rotated secret makes it newer, as a new spec does.
+    pub fn revision(&self) -> i64 {
+        self.slots
+            .iter()
+            .flat_map(|s| s.container.secret_revisions.values())
+            .copied()
+            .fold(self.spec_revision, i64::max)
+    }
+
     /// The slot `id` names, if this assignment holds it.
     pub fn slot(&self, id: &SlotId) -> Option<&Slot> {
         if self.stack != id.stack {
@@ -161,6 +171,13 @@ pub struct ContainerSpec {
     pub cpus: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
+    /// For each secret `env` refers to (`{{secret:NAME}}`), the `mod_revision` of its key
+    /// when the controller built this spec: a rotated secret changes the spec, and so the
+    /// hash, without its value ever entering either. The agent fills in the value as of
+    /// that revision. A secret that did not exist is left out. Empty is not serialized, so
+    /// specs without secrets hash as they always did.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_revisions: BTreeMap<String, i64>,
 }
 
 impl ContainerSpec {
@@ -260,4 +277,72 @@ pub struct DockerHealthcheck {
     pub timeout_secs: f64,
     pub retries: u32,
     pub start_period_secs: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(secrets: &[(&str, i64)]) -> ContainerSpec {
+        ContainerSpec {
+            image: "img:1".into(),
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            secret_revisions: secrets.iter().map(|(n, r)| (n.to_string(), *r)).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn secret_revisions_shape_the_hash_and_leave_older_hashes_as_they_were() {
+        // Computed before `secretRevisions` existed: a spec without secrets keeps it, so
+        // no running container is replaced by the upgrade.
+        assert_eq!(spec(&[]).hash("n"), "82f06920f5c8a156");
+        assert!(!serde_json::to_string(&spec(&[]))
+            .unwrap()
+            .contains("secretRevisions"));
+        // (case, spec, hashes like the one pinning pw at 3)
+        let base = spec(&[("pw", 3)]).hash("n");
+        let cases = [
+            ("the same pin", spec(&[("pw", 3)]), true),
+            ("a rotated secret", spec(&[("pw", 9)]), false),
+            ("another secret", spec(&[("pw", 3), ("tls", 4)]), false),
+            ("no pin", spec(&[]), false),
+        ];
+        for (name, s, same) in cases {
+            assert_eq!(s.hash("n") == base, same, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_assignment_reflects_its_newest_spec_or_secret_revision() {
+        let a = |pins: &[&[(&str, i64)]]| Assignment {
+            stack: "s".into(),
+            spec_revision: 5,
+            desired_state: DesiredState::Running,
+            network: NetworkSpec {
+                name: "n".into(),
+                driver: "bridge".into(),
+            },
+            volumes: vec![],
+            slots: pins
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Slot::bare("web", i as u32 + 1, spec(p)))
+                .collect(),
+        };
+        // (case, assignment, revision)
+        let cases = [
+            ("no secrets", a(&[&[]]), 5),
+            ("secrets older than the spec", a(&[&[("pw", 3)]]), 5),
+            (
+                "a secret rotated later",
+                a(&[&[("pw", 9)], &[("pw", 3)]]),
+                9,
+            ),
+            ("the newest of several", a(&[&[("pw", 7), ("tls", 8)]]), 8),
+        ];
+        for (name, assignment, want) in cases {
+            assert_eq!(assignment.revision(), want, "{name}");
+        }
+    }
 }

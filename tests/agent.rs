@@ -332,29 +332,8 @@ async fn a_name_taken_by_an_unmanaged_container_is_reported_never_removed() {
 async fn an_agentless_host_is_driven_by_the_controller_with_the_same_reconciler() {
     let mut c = Cluster::start("agentless").await;
     // No agent on this host: the operator registers it and the controller drives it.
-    c.stop_agent().await;
+    c.drive_agentless(&["--label", "kind=agentless"]).await;
     let url = c.etcd.as_ref().unwrap().client_url.clone();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args([
-            "host",
-            "add",
-            &c.host_id,
-            "--docker-host",
-            "unix:///var/run/docker.sock",
-            "--address",
-            "127.0.0.1",
-            "--label",
-            "kind=agentless",
-            "--etcd-endpoints",
-            &url,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let rev = c
         .put_stack("agentless-it", &web_stack(18190, "remote"))
         .await;

@@ -422,3 +422,199 @@ async fn berth_rollout_pause_holds_every_batch_until_resume() {
     assert_eq!(code, 1, "{err}");
     c.stop_agent().await;
 }
+
+/// `app` (`replicas`, reading `PW` from secret `secret`; it exits at once unless `PW` is
+/// not `bad`) and `other`, which uses no secret.
+fn secret_stack(secret: &str, replicas: u32, update: serde_json::Value) -> String {
+    let run = "trap 'exit 0' TERM; sleep 100000 & wait";
+    serde_json::json!({"itemListElement": [
+        {"name": "app", "image": "berth-test/busybox:latest",
+         "command": ["sh", "-c", format!("test \"$PW\" = bad && exit 1; {run}")],
+         "environment": {"PW": format!("{{{{secret:{secret}}}}}")},
+         "replicas": replicas, "update": update},
+        {"name": "other", "image": "berth-test/busybox:latest", "command": ["sh", "-c", run],
+         "environment": {"PLAIN": "1"}}
+    ]})
+    .to_string()
+}
+
+/// Container ids of `stack`'s `service`, sorted.
+fn ids_of(host: &str, stack: &str, service: &str) -> Vec<String> {
+    let mut ids: Vec<String> = containers_of(host, stack)
+        .into_iter()
+        .filter(|id| inspect(id, "{{index .Config.Labels \"berth.service\"}}") == service)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `PW` as the running container `id` sees it.
+fn pw_in(id: &str) -> String {
+    docker(&["exec", id, "env"])
+        .lines()
+        .find_map(|l| l.strip_prefix("PW="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_is_rolled_out_to_the_containers_that_use_it_and_to_no_other() {
+    const OLD: &str = "ROTATE-OLD-3c1f7a";
+    const NEW: &str = "ROTATE-NEW-9e2d4b";
+    let c = Cluster::start("rotate").await;
+    let secret = "it-rotate-pw";
+    c.store
+        .put(&keys::secret(secret), OLD.as_bytes().to_vec())
+        .await
+        .unwrap();
+    let update = serde_json::json!({"parallelism": 1, "monitor": 1});
+    let rev = c
+        .put_stack("rotate-it", &secret_stack(secret, 2, update))
+        .await;
+    c.wait_status("rotate-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let apps = ids_of(&c.host_id, "rotate-it", "app");
+    let others = ids_of(&c.host_id, "rotate-it", "other");
+    assert_eq!((apps.len(), others.len()), (2, 1));
+    for id in &apps {
+        assert_eq!(pw_in(id), OLD);
+    }
+
+    // Rotate: only the secret's key changes.
+    let rotated = c
+        .store
+        .put(&keys::secret(secret), NEW.as_bytes().to_vec())
+        .await
+        .unwrap();
+    c.wait_status("rotate-it", T, |s| {
+        s.rollout
+            .as_ref()
+            .is_some_and(|r| r.to_revision == rotated && r.state == "Progressing")
+    })
+    .await;
+    let st = c
+        .wait_status("rotate-it", T, |s| {
+            s.phase == Phase::Running
+                && s.rollout
+                    .as_ref()
+                    .is_some_and(|r| r.to_revision == rotated && r.state == "Complete")
+        })
+        .await;
+    assert_eq!(st.observed_revision, rev, "the spec key was not touched");
+    let r = st.rollout.as_ref().unwrap();
+    assert_eq!((r.from_revision, r.updated, r.total), (rev, 2, 2));
+    let now = eventually("the replaced containers alone", T, || async {
+        let ids = ids_of(&c.host_id, "rotate-it", "app");
+        (ids.len() == 2).then_some(ids)
+    })
+    .await;
+    for id in &now {
+        assert!(!apps.contains(id), "{id} was replaced");
+        assert_eq!(pw_in(id), NEW);
+    }
+    assert_eq!(
+        ids_of(&c.host_id, "rotate-it", "other"),
+        others,
+        "the service that does not use the secret kept its container"
+    );
+    let events = berth::events::list(&c.store, Some("rotate-it"))
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+    for want in ["RolloutStarted", "BatchReplaced", "RolloutComplete"] {
+        assert!(reasons.contains(&want), "no {want} event: {reasons:?}");
+    }
+
+    // The revision is in the assignment; the value is nowhere but in the secret's key.
+    let assignment = c
+        .store
+        .get(&keys::assignment(&c.host_id, "rotate-it"))
+        .await
+        .unwrap()
+        .unwrap();
+    let assignment = String::from_utf8_lossy(&assignment.value).into_owned();
+    assert!(
+        assignment.contains(&format!("\"secretRevisions\":{{\"{secret}\":{rotated}}}")),
+        "{assignment}"
+    );
+    let (kvs, _) = c.store.list("").await.unwrap();
+    for kv in kvs.iter().filter(|kv| !kv.key.starts_with(keys::SECRETS)) {
+        let text = String::from_utf8_lossy(&kv.value);
+        assert!(
+            !text.contains(OLD) && !text.contains(NEW),
+            "secret value in {}",
+            kv.key
+        );
+    }
+    for e in &events {
+        assert!(!e.message.contains(OLD) && !e.message.contains(NEW));
+    }
+    for id in now.iter().chain(&others) {
+        let labels = inspect(id, "{{json .Config.Labels}}");
+        assert!(!labels.contains(OLD) && !labels.contains(NEW), "{labels}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_that_breaks_the_service_is_rolled_back_to_the_old_value_on_an_agentless_host() {
+    let mut c = Cluster::start("rotateback").await;
+    c.drive_agentless(&[]).await;
+    let secret = "it-rotateback-pw";
+    c.store
+        .put(&keys::secret(secret), b"good".to_vec())
+        .await
+        .unwrap();
+    // Stop-first: the rolled-back slot gets a container created afresh, which must be
+    // given the value its spec pins, not the one etcd holds now.
+    let update =
+        serde_json::json!({"parallelism": 1, "monitor": 1, "deadline": 20, "order": "stop-first"});
+    let rev = c
+        .put_stack("rotateback-it", &secret_stack(secret, 2, update))
+        .await;
+    c.wait_status("rotateback-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+
+    let rotated = c
+        .store
+        .put(&keys::secret(secret), b"bad".to_vec())
+        .await
+        .unwrap();
+    let st = c
+        .wait_status("rotateback-it", T, |s| {
+            s.phase == Phase::Running
+                && s.rollout
+                    .as_ref()
+                    .is_some_and(|r| r.to_revision == rotated && r.state == "RolledBack")
+        })
+        .await;
+    assert!(
+        st.message.contains(&format!(
+            "runs revision {rev} because revision {rotated} failed"
+        )),
+        "{}",
+        st.message
+    );
+    let apps = eventually("both replicas running again", T, || async {
+        let ids = ids_of(&c.host_id, "rotateback-it", "app");
+        (ids.len() == 2
+            && ids
+                .iter()
+                .all(|id| inspect(id, "{{.State.Running}}") == "true"))
+        .then_some(ids)
+    })
+    .await;
+    for id in &apps {
+        assert_eq!(pw_in(id), "good", "{id} has the value its spec pins");
+    }
+    let events = berth::events::list(&c.store, Some("rotateback-it"))
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+    for want in ["RolloutStarted", "RolloutFailed", "RolledBack"] {
+        assert!(reasons.contains(&want), "no {want} event: {reasons:?}");
+    }
+}

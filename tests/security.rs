@@ -137,6 +137,134 @@ async fn a_missing_secret_is_reported_and_the_container_waits_for_it() {
         .await;
 }
 
+/// One `app` with `PW` from secret `secret`, replaced by the rules of `update`.
+fn app_using(secret: &str, update: serde_json::Value) -> String {
+    serde_json::json!({"itemListElement": [
+        {"name": "app", "image": "berth-test/busybox:latest",
+         "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"],
+         "environment": {"PW": format!("{{{{secret:{secret}}}}}")}, "update": update}
+    ]})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_created_again_gets_the_secret_version_its_spec_pins_or_the_current_one_once_compacted(
+) {
+    let mut c = Cluster::start("pinned").await;
+    let secret = "it-pinned-pw";
+    c.store
+        .put(&keys::secret(secret), b"PINNED-OLD-a1".to_vec())
+        .await
+        .unwrap();
+    let json = app_using(secret, serde_json::json!({}));
+    let rev = c.put_stack("pinned-it", &json).await;
+    c.wait_status("pinned-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    // No controller: the assignment keeps pinning the old version while etcd holds a
+    // new one, as it does for a slot whose batch has not come yet.
+    c.controller.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rotated = c
+        .store
+        .put(&keys::secret(secret), b"PINNED-NEW-b2".to_vec())
+        .await
+        .unwrap();
+    let pw_after_removal = |c: &Cluster| {
+        let old = containers_of(&c.host_id, "pinned-it");
+        for id in &old {
+            docker(&["rm", "-f", id]);
+        }
+        let host = c.host_id.clone();
+        async move {
+            eventually("the container created again", T, || async {
+                let id = containers_of(&host, "pinned-it").pop()?;
+                if old.contains(&id) || inspect(&id, "{{.State.Running}}") != "true" {
+                    return None;
+                }
+                let env = docker(&["exec", &id, "env"]);
+                env.lines()
+                    .find_map(|l| l.strip_prefix("PW="))
+                    .map(str::to_owned)
+            })
+            .await
+        }
+    };
+    assert_eq!(
+        pw_after_removal(&c).await,
+        "PINNED-OLD-a1",
+        "the version its spec pins"
+    );
+    let events = berth::events::list(&c.store, Some("pinned-it"))
+        .await
+        .unwrap();
+    assert!(!events.iter().any(|e| e.reason == "SecretRevisionCompacted"));
+
+    // etcd forgets the pinned version: the current one, with a warning.
+    let url = c.etcd.as_ref().unwrap().client_url.clone();
+    run_ok(
+        Command::new("etcdctl")
+            .args(["--endpoints", &url, "compact", &rotated.to_string()])
+            .env("ETCDCTL_API", "3"),
+    );
+    assert_eq!(
+        pw_after_removal(&c).await,
+        "PINNED-NEW-b2",
+        "the current version"
+    );
+    let warning = eventually("a warning event", T, || async {
+        let events = berth::events::list(&c.store, Some("pinned-it"))
+            .await
+            .ok()?;
+        events
+            .into_iter()
+            .find(|e| e.reason == "SecretRevisionCompacted")
+    })
+    .await;
+    assert!(
+        warning.message.contains(&format!("revision {rotated}"))
+            && !warning.message.contains("PINNED-"),
+        "{}",
+        warning.message
+    );
+    c.stop_agent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_secret_in_use_leaves_its_containers_running() {
+    let c = Cluster::start("delsecret").await;
+    let secret = "it-deleted-pw";
+    c.store
+        .put(&keys::secret(secret), b"DELETED-MARKER-c3".to_vec())
+        .await
+        .unwrap();
+    let update = serde_json::json!({"monitor": 1, "deadline": 3, "order": "stop-first"});
+    let json = app_using(secret, update);
+    let rev = c.put_stack("delsecret-it", &json).await;
+    c.wait_status("delsecret-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let before = containers_of(&c.host_id, "delsecret-it");
+    assert_eq!(before.len(), 1);
+
+    c.store.delete(&keys::secret(secret)).await.unwrap();
+    c.wait_status("delsecret-it", T, |s| {
+        s.phase == Phase::Running && s.rollout.as_ref().is_some_and(|r| r.state == "RolledBack")
+    })
+    .await;
+    assert_eq!(containers_of(&c.host_id, "delsecret-it"), before);
+    assert_eq!(inspect(&before[0], "{{.State.Running}}"), "true");
+    let events = berth::events::list(&c.store, Some("delsecret-it"))
+        .await
+        .unwrap();
+    assert!(
+        events.iter().any(|e| e.reason == "RolloutFailed"),
+        "{events:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volumes_are_removed_only_when_the_stack_asks_and_only_berths_own() {
     let c = Cluster::start("volumes").await;

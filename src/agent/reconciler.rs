@@ -127,8 +127,18 @@ impl Reconciler {
             };
             let Some(d) = by_name.get(name) else { continue };
             match secrets::resolve(&self.store, d).await {
-                Ok(Some(copy)) => {
-                    resolved.insert(name.clone(), copy);
+                Ok(Some(r)) => {
+                    for c in &r.compacted {
+                        let message = c.message();
+                        tracing::warn!(container = %name, "{message}");
+                        self.events.record(
+                            &d.id.stack,
+                            Some(&d.id.service),
+                            "SecretRevisionCompacted",
+                            message,
+                        );
+                    }
+                    resolved.insert(name.clone(), r.container);
                 }
                 Ok(None) => {}
                 Err(message) => {

@@ -124,7 +124,9 @@ fn target(
     let mut out: BTreeMap<(String, String), Assignment> = BTreeMap::new();
     for (id, stack) in &valid {
         let rev = parsed.get(*id).map_or(0, |p| p.revision);
-        for (host, a) in assign::assignments_for(id, stack, rev, &placement.hosts, &regs) {
+        let assigned =
+            assign::assignments_for(id, stack, rev, &placement.hosts, &regs, &world.secrets);
+        for (host, a) in assigned {
             out.insert((host, (*id).to_owned()), a);
         }
     }
@@ -234,10 +236,16 @@ fn roll(
             .iter()
             .map(|s| (s.name.clone(), stack.update_policy(s)))
             .collect();
+        // A rotated secret is a new version too: the newest of the spec's revision and
+        // those of the secrets the target pins.
+        let revision = target
+            .values()
+            .map(Assignment::revision)
+            .fold(parsed.get(*id).map_or(0, |p| p.revision), i64::max);
         let (record, events) = rollout::step(
             &rollout::Inputs {
                 stack: id,
-                revision: parsed.get(*id).map_or(0, |p| p.revision),
+                revision,
                 now_ms,
                 previous: world.rollouts.get(*id).map(|(r, _)| r),
                 current: current.remove(*id).unwrap_or_default(),
@@ -529,7 +537,7 @@ mod tests {
             },
         )]);
         let base: BTreeMap<(String, String), Assignment> =
-            assignments_for("s", &stack, 1, &placement.hosts, &hosts)
+            assignments_for("s", &stack, 1, &placement.hosts, &hosts, &BTreeMap::new())
                 .into_iter()
                 .map(|(h, a)| ((h, "s".to_owned()), a))
                 .collect();
@@ -572,5 +580,147 @@ mod tests {
         for (name, reports, want) in cases {
             assert_eq!(app_waits(reports), want, "{name}");
         }
+    }
+
+    /// One pass of the leader over `world` at `now_ms`, written back into it as the next
+    /// pass will read it: the assignments and the rollout record. Returns the events.
+    fn pass(world: &mut World, parsed: &Parsed, now_ms: u64) -> Vec<RolloutEvent> {
+        let d = decide(world, parsed, &BTreeMap::new(), &Options::default(), now_ms);
+        world.assignments = d
+            .assignments
+            .into_iter()
+            .map(|(k, a)| (k, (a, 1)))
+            .collect();
+        world.rollouts = d
+            .rollouts
+            .into_iter()
+            .filter_map(|(id, r)| Some((id, (r?, 1))))
+            .collect();
+        d.rollout_events.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// (service, replica) -> the revision of `pw` it pins, `None` for no pin.
+    fn pins(world: &World) -> BTreeMap<(String, u32), Option<i64>> {
+        let mut out = BTreeMap::new();
+        for (a, _) in world.assignments.values() {
+            for s in &a.slots {
+                let pin = s.container.secret_revisions.get("pw").copied();
+                out.insert((s.service.clone(), s.replica), pin);
+            }
+        }
+        out
+    }
+
+    /// Every slot reported on what it is assigned, `exited` for those in `crashed`.
+    fn reports_of(world: &World, crashed: &[(&str, u32)]) -> Vec<SlotReport> {
+        let mut out = Vec::new();
+        for ((host, _), (a, _)) in &world.assignments {
+            for s in &a.slots {
+                let state = if crashed.contains(&(s.service.as_str(), s.replica)) {
+                    "exited"
+                } else {
+                    "running"
+                };
+                let mut r = report(
+                    &s.service,
+                    host,
+                    &s.container.hash(&a.network.name),
+                    state,
+                    "none",
+                );
+                r.replica = s.replica;
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_rotated_secret_rolls_out_to_the_services_that_use_it_and_a_rollback_pins_the_old_version_again(
+    ) {
+        let raw = br#"{"itemListElement": [
+          {"name": "app", "image": "i", "replicas": 2, "environment": {"PW": "{{secret:pw}}"},
+           "update": {"parallelism": 1, "monitor": 1}},
+          {"name": "other", "image": "i", "environment": {"A": "1"}}]}"#;
+        let parsed: Parsed = BTreeMap::from([(
+            "s".to_owned(),
+            ParsedSpec {
+                revision: 5,
+                spec: Ok(parse_stack(raw).unwrap()),
+            },
+        )]);
+        let mut world = World::default();
+        world.hosts.insert(
+            "h1".into(),
+            HostRegistration {
+                id: "h1".into(),
+                address: "10.0.0.1".into(),
+                ..Default::default()
+            },
+        );
+        world.secrets.insert("pw".into(), 3);
+        let app = |r: u32| ("app".to_owned(), r);
+        let other = ("other".to_owned(), 1);
+
+        // First deployment: every slot at once, pinned to the secret as it is.
+        assert!(pass(&mut world, &parsed, 0).is_empty());
+        assert_eq!(
+            pins(&world),
+            BTreeMap::from([(app(1), Some(3)), (app(2), Some(3)), (other.clone(), None)])
+        );
+        // A rollout of this spec revision already ran to completion: the rotation below
+        // must start a rollout of its own all the same.
+        world.rollouts.insert(
+            "s".into(),
+            (
+                Rollout {
+                    to_revision: 5,
+                    from_revision: 4,
+                    ..Default::default()
+                },
+                1,
+            ),
+        );
+        let other_before = world.assignments[&("h1".to_owned(), "s".to_owned())]
+            .0
+            .slots
+            .iter()
+            .find(|s| s.service == "other")
+            .cloned();
+        world.reports = reports_of(&world, &[]);
+
+        // The secret is rotated: the spec key is not touched.
+        world.secrets.insert("pw".into(), 9);
+        let events = pass(&mut world, &parsed, 1_000);
+        assert_eq!(events, vec![RolloutEvent::Started { to: 9, from: 5 }]);
+        assert_eq!(
+            pins(&world),
+            BTreeMap::from([(app(1), Some(9)), (app(2), Some(3)), (other.clone(), None)]),
+            "one batch of the service that uses it; the other service as it was"
+        );
+        let other_after = world.assignments[&("h1".to_owned(), "s".to_owned())]
+            .0
+            .slots
+            .iter()
+            .find(|s| s.service == "other")
+            .cloned();
+        assert_eq!(other_after, other_before);
+
+        // The new value breaks the app: back to the version it ran before.
+        world.reports = reports_of(&world, &[("app", 1)]);
+        let events = pass(&mut world, &parsed, 2_000);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, RolloutEvent::Failed { service, .. } if service == "app")),
+            "{events:?}"
+        );
+        assert_eq!(
+            pins(&world),
+            BTreeMap::from([(app(1), Some(3)), (app(2), Some(3)), (other, None)]),
+            "the agent fills in pw as of revision 3 again"
+        );
+        let record = &world.rollouts["s"].0;
+        assert_eq!((record.from_revision, record.to_revision), (5, 9));
     }
 }

@@ -60,9 +60,10 @@ impl RolloutState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
-    /// The spec revision rolled out (the stack key's `mod_revision`).
+    /// The revision rolled out: the stack key's `mod_revision`, or a newer one of a secret
+    /// its containers use (a rotation).
     pub to_revision: i64,
-    /// The revision the replaced slots ran before.
+    /// The revision the replaced slots ran before, reckoned the same way.
     pub from_revision: i64,
     pub state: RolloutState,
     pub started_at_ms: u64,
@@ -165,7 +166,9 @@ pub enum RolloutEvent {
 /// One stack, this pass.
 pub struct Inputs<'a> {
     pub stack: &'a str,
-    /// The stack key's revision: what the target assignments were computed from.
+    /// The revision of the target: the stack key's, or a newer one of a secret the target
+    /// pins (see [`Assignment::revision`]), so that a rotated secret rolls out like a new
+    /// spec.
     pub revision: i64,
     pub now_ms: u64,
     /// The record kept from earlier passes, if any.
@@ -200,12 +203,7 @@ pub fn step(
                 // record of an earlier revision no longer says what runs.
                 return (None, events);
             }
-            let from = i
-                .current
-                .values()
-                .map(|a| a.spec_revision)
-                .max()
-                .unwrap_or(0);
+            let from = i.current.values().map(|a| a.revision()).max().unwrap_or(0);
             events.push(RolloutEvent::Started {
                 to: i.revision,
                 from,

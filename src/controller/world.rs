@@ -75,6 +75,9 @@ pub struct World {
     pub paused: BTreeSet<String>,
     /// Stack id -> spec revision -> (its history entry, mod_revision).
     pub history: BTreeMap<String, BTreeMap<i64, (HistoryEntry, i64)>>,
+    /// Secret name -> its key's mod_revision. Never its value: what the controller
+    /// derives from a secret is only which version of it a container should get.
+    pub secrets: BTreeMap<String, i64>,
 }
 
 impl World {
@@ -173,6 +176,8 @@ impl World {
                         tracing::warn!(key = %kv.key, "unreadable history entry ignored")
                     }
                 }
+            } else if let Some(name) = one(keys::SECRETS) {
+                w.secrets.insert(name, kv.mod_revision);
             } else if let Some(id) = one(keys::STATUS) {
                 let s = serde_json::from_slice::<StackStatus>(&kv.value).ok();
                 w.statuses.insert(id, (s, kv.mod_revision));

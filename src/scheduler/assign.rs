@@ -19,13 +19,16 @@ pub fn network_name(stack_id: &str, stack: &Stack) -> String {
         .unwrap_or_else(|| format!("berth-{stack_id}"))
 }
 
-/// Per host, the assignment for stack `id` at spec `revision`.
+/// Per host, the assignment for stack `id` at spec `revision`. `secrets` holds the
+/// `mod_revision` of each secret key there is (never a value): each container pins those
+/// it refers to.
 pub fn assignments_for(
     id: &str,
     stack: &Stack,
     revision: i64,
     placed: &BTreeMap<SlotId, String>,
     hosts: &BTreeMap<String, HostRegistration>,
+    secrets: &BTreeMap<String, i64>,
 ) -> BTreeMap<String, Assignment> {
     let levels = start_levels(stack);
     let network = NetworkSpec {
@@ -68,7 +71,7 @@ pub fn assignments_for(
             service: svc.name.clone(),
             replica: slot.replica,
             order: levels.get(svc.name.as_str()).copied().unwrap_or(0),
-            container: container_spec(svc, env),
+            container: container_spec(svc, env, secrets),
             health_check: svc.health_check.clone(),
             handoff: false,
             waiting_for: Vec::new(),
@@ -80,10 +83,15 @@ pub fn assignments_for(
     out
 }
 
-fn container_spec(svc: &Service, injected: BTreeMap<String, String>) -> ContainerSpec {
+fn container_spec(
+    svc: &Service,
+    injected: BTreeMap<String, String>,
+    secrets: &BTreeMap<String, i64>,
+) -> ContainerSpec {
     let mut env = injected;
     // The user's own values win over injected ones of the same name.
     env.extend(svc.environment.clone());
+    let secret_revisions = secret_revisions(&env, secrets);
     ContainerSpec {
         image: svc.image.clone(),
         command: svc.command.as_ref().map(|c| c.argv()),
@@ -122,7 +130,20 @@ fn container_spec(svc: &Service, injected: BTreeMap<String, String>) -> Containe
         }),
         cpus: svc.resources.as_ref().and_then(|r| r.cpus),
         memory_mb: svc.resources.as_ref().and_then(|r| r.memory_mb),
+        secret_revisions,
     }
+}
+
+/// The revision of each secret `env` refers to (injected connection strings included),
+/// among those that exist; the agent reports a missing one itself.
+fn secret_revisions(
+    env: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, i64>,
+) -> BTreeMap<String, i64> {
+    env.values()
+        .flat_map(|v| crate::spec::secret_refs(v))
+        .filter_map(|name| Some((name.to_owned(), *secrets.get(name)?)))
+        .collect()
 }
 
 /// `<DEP>_HOST`, `<DEP>_PORT` and `<DEP>_URL` for every dependency that publishes a port,
@@ -231,7 +252,7 @@ mod tests {
                 )
             })
             .collect();
-        let a = assignments_for("shop", &stack, 42, &placed, &hosts);
+        let a = assignments_for("shop", &stack, 42, &placed, &hosts, &BTreeMap::new());
         assert_eq!(a.len(), 3);
         let app = &a["host-3"].slots[0];
         assert_eq!(app.service, "app");
@@ -249,6 +270,66 @@ mod tests {
         assert!(
             cache.healthcheck.is_some(),
             "command checks become Docker healthchecks"
+        );
+    }
+
+    #[test]
+    fn each_container_pins_the_revisions_of_the_secrets_it_uses_and_only_those() {
+        let stack = parse_stack(
+            br#"{"itemListElement": [
+              {"name": "db", "image": "i", "ports": [{"containerPort": 5432, "hostPort": 15432}],
+               "environment": {"PW": "{{secret:db-pass}}"},
+               "serviceEndpoint": {"type": "host-port", "exposedPort": 15432,
+                                   "connectionTemplate": "pg://u:{{secret:db-pass}}@{{HOST}}:{{PORT}}/x"}},
+              {"name": "app", "image": "i", "requirements": ["db"],
+               "environment": {"TOKEN": "t-{{secret:api}}", "MISSING": "{{secret:nowhere}}"}},
+              {"name": "plain", "image": "i", "environment": {"A": "1"}}]}"#,
+        )
+        .unwrap();
+        let placed: BTreeMap<SlotId, String> = ["db", "app", "plain"]
+            .iter()
+            .map(|s| (SlotId::new("s", *s, 1), "h1".to_owned()))
+            .collect();
+        let hosts = BTreeMap::from([(
+            "h1".to_owned(),
+            HostRegistration {
+                id: "h1".into(),
+                address: "10.0.0.1".into(),
+                ..Default::default()
+            },
+        )]);
+        let secrets = BTreeMap::from([
+            ("db-pass".to_owned(), 7),
+            ("api".to_owned(), 9),
+            ("unused".to_owned(), 11),
+        ]);
+        let a = assignments_for("s", &stack, 3, &placed, &hosts, &secrets);
+        let pins = |service: &str| -> Vec<(String, i64)> {
+            let slot = a["h1"].slots.iter().find(|s| s.service == service).unwrap();
+            slot.container
+                .secret_revisions
+                .clone()
+                .into_iter()
+                .collect()
+        };
+        let pin = |name: &str, rev: i64| (name.to_owned(), rev);
+        // (case, service, pins)
+        let cases = [
+            ("its own environment", "db", vec![pin("db-pass", 7)]),
+            (
+                "an injected connection string too; a missing secret is left out",
+                "app",
+                vec![pin("api", 9), pin("db-pass", 7)],
+            ),
+            ("no secret, no pin", "plain", vec![]),
+        ];
+        for (name, service, want) in cases {
+            assert_eq!(pins(service), want, "{name}");
+        }
+        assert_eq!(
+            a["h1"].revision(),
+            9,
+            "the newest secret is newer than the spec"
         );
     }
 }

@@ -77,9 +77,10 @@ pub struct RolloutStatus {
     /// `Progressing`, `Paused`, `RollingBack`, `RolledBack` or `Complete`.
     #[schemars(extend("enum" = ["Progressing", "Paused", "RollingBack", "RolledBack", "Complete"]))]
     pub state: String,
-    /// The spec revision the changed slots ran before.
+    /// The revision the changed slots ran before.
     pub from_revision: i64,
-    /// The spec revision being rolled out (the stack key's).
+    /// The revision being rolled out: the stack key's `mod_revision`, or a newer one of a
+    /// secret its containers use (a rotated secret rolls out too).
     pub to_revision: i64,
     /// Changed slots that run their new container, ready past `monitor`.
     pub updated: u32,

@@ -95,6 +95,16 @@ pub struct Kv {
     pub lease: i64,
 }
 
+/// A key as it was at a past revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AtRevision {
+    Found(Kv),
+    /// The key did not exist then.
+    Absent,
+    /// etcd has compacted that revision away: the past is gone.
+    Compacted,
+}
+
 /// What a compare-and-swap write expects to find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -246,6 +256,28 @@ impl Store {
         let resp = self.kv.clone().get(full.clone(), None).await;
         let resp = observe("get", full, resp)?;
         Ok(resp.kvs().first().and_then(|kv| self.relative(kv)))
+    }
+
+    /// `key` as it was at store revision `revision`: what a container pinned to an older
+    /// version of a secret is created with.
+    pub async fn get_at(&self, key: &str, revision: i64) -> Result<AtRevision, StoreError> {
+        let full = self.full(key);
+        let opts = GetOptions::new().with_revision(revision);
+        let resp = self.kv.clone().get(full.clone(), Some(opts)).await;
+        // etcd keeps no history before its compaction point: an answer, not a failure.
+        if let Err(etcd_client::Error::GRpcStatus(s)) = &resp {
+            if s.message().contains("required revision has been compacted") {
+                metrics::ETCD_REQUESTS
+                    .with_label_values(&["get", "error"])
+                    .inc();
+                return Ok(AtRevision::Compacted);
+            }
+        }
+        let resp = observe("get", full, resp)?;
+        Ok(match resp.kvs().first().and_then(|kv| self.relative(kv)) {
+            Some(kv) => AtRevision::Found(kv),
+            None => AtRevision::Absent,
+        })
     }
 
     /// Every pair under `prefix` and the store revision they were read at.

@@ -145,6 +145,21 @@ impl Cluster {
         }
     }
 
+    /// Stop this host's agent and add the host as agentless (`berth host add`, plus
+    /// `extra` flags): from then on the leading controller drives it, with the same
+    /// reconciler an agent runs.
+    pub async fn drive_agentless(&mut self, extra: &[&str]) {
+        self.stop_agent().await;
+        let url = self.etcd.as_ref().expect("etcd").client_url.clone();
+        run_ok(
+            Command::new(env!("CARGO_BIN_EXE_berth"))
+                .args(["host", "add", &self.host_id])
+                .args(["--docker-host", "unix:///var/run/docker.sock"])
+                .args(["--address", "127.0.0.1", "--etcd-endpoints", &url])
+                .args(extra),
+        );
+    }
+
     /// Put a stack; returns the key's mod_revision.
     pub async fn put_stack(&self, id: &str, json: &str) -> i64 {
         self.stacks.lock().unwrap().push(id.to_owned());
@@ -228,6 +243,17 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Run `cmd`, failing the test with its stderr unless it succeeds; its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 pub fn docker(args: &[&str]) -> String {

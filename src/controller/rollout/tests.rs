@@ -836,3 +836,30 @@ fn a_service_rolled_back_stays_back_while_another_one_rolls_at_the_same_revision
         .count();
     assert_eq!(moved, 1, "api a slot at a time");
 }
+
+#[test]
+fn a_change_a_finished_rollout_never_covered_is_rolled_out_afresh_not_at_once() {
+    let mut r = Run::new(policy(1));
+    r.revision = 2;
+    let mut now = 0;
+    while r.state() != Some(RolloutState::Complete) {
+        let ready = all_available(&r.current.clone());
+        r.pass(now, V2, &ready);
+        now += 6_000;
+    }
+    // Same revision, yet the containers now differ (a Berth upgrade shapes them otherwise).
+    let got = r.pass(now, ["v2b"; 6], &all_available(&r.current.clone()));
+    assert_eq!(got, ["v2b", "v2", "v2", "v2", "v2", "v2"]);
+    assert_eq!(r.state(), Some(RolloutState::Progressing));
+    // And a finished rollout with nothing changed stays as it is.
+    let mut done = Run::new(policy(0));
+    done.revision = 2;
+    done.pass(0, V2, &[]);
+    let ready = all_available(&done.current.clone());
+    done.pass(1_000, V2, &ready);
+    done.pass(7_000, V2, &ready);
+    assert_eq!(done.state(), Some(RolloutState::Complete));
+    let record = done.record.clone();
+    done.pass(8_000, V2, &ready);
+    assert_eq!(done.record, record);
+}
