@@ -47,6 +47,18 @@ impl Assignment {
 pub struct NetworkSpec {
     pub name: String,
     pub driver: String,
+    /// Create it when it is missing (`createIfNotExists`); otherwise a missing network is
+    /// reported and waited for.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub create: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +69,10 @@ pub struct VolumeSpec {
     /// Created with the `berth.remove-on-delete` label: removed when its stack is deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remove_on_delete: bool,
+    /// Create it when it is missing (`createIfNotExists`); otherwise a missing volume is
+    /// reported and waited for (Docker would create it silently on first mount).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub create: bool,
 }
 
 /// One container's worth of a service: `(stack, service, replica)`.
@@ -322,6 +338,7 @@ mod tests {
             network: NetworkSpec {
                 name: "n".into(),
                 driver: "bridge".into(),
+                create: true,
             },
             volumes: vec![],
             slots: pins

@@ -38,15 +38,20 @@ pub fn assignments_for(
             .as_ref()
             .and_then(|n| n.driver.clone())
             .unwrap_or_else(|| "bridge".to_owned()),
+        create: stack
+            .network
+            .as_ref()
+            .and_then(|n| n.create_if_not_exists)
+            .unwrap_or(true),
     };
     let volumes: Vec<VolumeSpec> = stack
         .volumes
         .iter()
-        .filter(|v| v.create_if_not_exists.unwrap_or(true))
         .map(|v| VolumeSpec {
             name: v.name.clone(),
             driver: v.driver.clone().unwrap_or_else(|| "local".to_owned()),
             remove_on_delete: stack.remove_volumes_on_delete.unwrap_or(false),
+            create: v.create_if_not_exists.unwrap_or(true),
         })
         .collect();
     let mut out: BTreeMap<String, Assignment> = BTreeMap::new();
