@@ -107,6 +107,11 @@ pub struct Slot {
     /// containers can run side by side, else stop-first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_order: Option<UpdateOrder>,
+    /// The environment variables Berth injected for dependencies (`<DEP>_HOST`, `_PORT`,
+    /// `_URL`): a dependency that moves changes them, which replaces the container but is
+    /// not a new version of this service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub injected_env: Vec<String>,
 }
 
 impl Slot {
@@ -130,6 +135,7 @@ impl Slot {
             post_start: Vec::new(),
             actions_done: false,
             update_order: None,
+            injected_env: Vec::new(),
         }
     }
 
@@ -144,11 +150,32 @@ impl Slot {
     }
 
     /// Identifies the version of the service its post-start actions belong to: its
-    /// container spec and the actions themselves. Not the host: a move does not re-run.
+    /// container spec without the injected dependency addresses, and the actions
+    /// themselves. Not the host, nor where its dependencies run: a move of the service or
+    /// of a dependency does not run them again.
     pub fn actions_key(&self, network: &str) -> String {
+        let mut own = self.container.clone();
+        for k in &self.injected_env {
+            own.env.remove(k);
+        }
+        self.key_of(&own, network)
+    }
+
+    /// The key as Berth computed it before it told injected variables apart (with
+    /// them): a record under it still counts, so an upgrade runs no action again.
+    pub fn legacy_actions_key(&self, network: &str) -> String {
+        self.key_of(&self.container, network)
+    }
+
+    /// Whether a record with `key` says the actions of this version have run.
+    pub fn actions_ran(&self, key: &str, network: &str) -> bool {
+        key == self.actions_key(network) || key == self.legacy_actions_key(network)
+    }
+
+    fn key_of(&self, container: &ContainerSpec, network: &str) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        h.update(self.container.hash(network).as_bytes());
+        h.update(container.hash(network).as_bytes());
         h.update(serde_json::to_vec(&self.post_start).unwrap_or_default());
         hex::encode(&h.finalize()[..8])
     }
@@ -361,5 +388,41 @@ mod tests {
         for (name, assignment, want) in cases {
             assert_eq!(assignment.revision(), want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_dependencys_new_address_is_not_a_new_version_for_post_start_actions() {
+        let with = |db_host: &str, user: &str| {
+            let mut c = ContainerSpec {
+                image: "app".into(),
+                ..Default::default()
+            };
+            c.env.insert("DB_HOST".into(), db_host.into());
+            c.env.insert("MODE".into(), user.into());
+            let mut s = Slot::bare("app", 1, c);
+            s.injected_env = vec!["DB_HOST".into()];
+            s
+        };
+        let before = with("10.0.0.1", "a");
+        let moved = with("10.0.0.2", "a");
+        let changed = with("10.0.0.1", "b");
+        assert_ne!(
+            before.container.hash("n"),
+            moved.container.hash("n"),
+            "replaced"
+        );
+        assert_eq!(
+            before.actions_key("n"),
+            moved.actions_key("n"),
+            "same version"
+        );
+        assert_ne!(
+            before.actions_key("n"),
+            changed.actions_key("n"),
+            "the user's change"
+        );
+        // A record written before injected variables were told apart still counts.
+        assert!(before.actions_ran(&before.legacy_actions_key("n"), "n"));
+        assert!(!moved.actions_ran(&changed.actions_key("n"), "n"));
     }
 }
