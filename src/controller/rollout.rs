@@ -1,7 +1,8 @@
 //! Rolling updates, driven by the leader across all hosts: which slots of a changed
 //! service take their new container now and which keep the one they run, so that at most
 //! `parallelism` slots of a service are being replaced at any moment, a batch starts only
-//! once the one before it is ready and has stayed ready for `monitor` (plus `delay`), and
+//! once every slot of the one before it is ready (plus `delay`), each replaced slot is
+//! watched for `monitor` while the next batches go, and
 //! a slot that fails (exits, turns unhealthy, or misses its `deadline`) counts against
 //! `maxFailureRatio` until `failureAction` fires: roll back to the slots as they were,
 //! pause, or continue.
@@ -89,7 +90,7 @@ pub struct ServiceRollout {
     /// Progress of each changed slot toward its target, by replica.
     #[serde(default)]
     pub slots: BTreeMap<u32, SlotProgress>,
-    /// When the last batch finished (every slot in it ready past `monitor`, or failed).
+    /// When the last batch finished (every slot in it ready, or failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_done_at_ms: Option<u64>,
     /// Going back to `stable` (a rollback, or a pause after a failed rollback).
@@ -140,7 +141,7 @@ pub enum RolloutEvent {
         to: i64,
         from: i64,
     },
-    /// A batch of `service` is done: each slot in it ready past `monitor`, or failed.
+    /// A batch of `service` is done: each slot in it ready, or failed.
     BatchReplaced {
         service: String,
         replicas: Vec<u32>,
@@ -395,7 +396,7 @@ fn advance(
             .reports
             .iter()
             .find(|r| r.host == stable.host && r.is_for(&id) && r.spec_hash == want);
-        judge(p, report.copied(), policy, i.now_ms);
+        judge(p, report.copied(), policy, sr.back, i.now_ms);
     }
 
     let total = sr.slots.len().max(1) as f64;
@@ -453,19 +454,24 @@ fn advance(
         });
     }
 
-    // The next batch, once none is in flight and the delay after the last one is over.
-    let in_flight = sr
+    // The next batch, once every slot handed its container is ready (those still within
+    // `monitor` are serving, and are judged on as the next batch goes) and the delay
+    // after the last batch is over.
+    let unjudged = |p: &&SlotProgress| p.assigned_at_ms.is_some() && p.outcome.is_none();
+    let not_ready = sr
         .slots
         .values()
-        .filter(|p| p.assigned_at_ms.is_some() && p.outcome.is_none())
+        .filter(unjudged)
+        .filter(|p| p.available_since_ms.is_none())
         .count();
+    let judging = sr.slots.values().filter(unjudged).count();
     let waiting: Vec<u32> = sr
         .slots
         .iter()
         .filter(|(_, p)| p.assigned_at_ms.is_none())
         .map(|(r, _)| *r)
         .collect();
-    if sr.state.is_active() && in_flight == 0 {
+    if sr.state.is_active() && not_ready == 0 {
         let last = last_assigned(sr);
         let handed_any = sr.slots.values().any(|p| p.assigned_at_ms.is_some());
         if handed_any && sr.batch_done_at_ms.is_none_or(|t| t < last) {
@@ -501,7 +507,7 @@ fn advance(
                     p.assigned_at_ms = Some(i.now_ms);
                 }
             }
-        } else if waiting.is_empty() {
+        } else if waiting.is_empty() && judging == 0 {
             sr.state = if sr.state == RolloutState::RollingBack {
                 events.push(RolloutEvent::RolledBack {
                     service: service.to_owned(),
@@ -558,8 +564,16 @@ fn wanted(
     Some(s.container.hash(&a.network.name))
 }
 
-/// Judge one handed slot by its report on the container it was handed.
-fn judge(p: &mut SlotProgress, report: Option<&SlotReport>, policy: &UpdatePolicy, now: u64) {
+/// Judge one handed slot by its report on the container it was handed. Going `back` to
+/// the last stable container, ready is done: that container has passed its monitor
+/// before, and most often it never stopped serving.
+fn judge(
+    p: &mut SlotProgress,
+    report: Option<&SlotReport>,
+    policy: &UpdatePolicy,
+    back: bool,
+    now: u64,
+) {
     let assigned = p.assigned_at_ms.unwrap_or(now);
     let past_deadline = now >= assigned + policy.deadline.as_millis() as u64;
     let Some(r) = report else {
@@ -579,7 +593,7 @@ fn judge(p: &mut SlotProgress, report: Option<&SlotReport>, policy: &UpdatePolic
     ) || r.health == SlotHealth::Unhealthy;
     if r.is_available() {
         let since = *p.available_since_ms.get_or_insert(now);
-        if now >= since + policy.monitor.as_millis() as u64 {
+        if back || now >= since + policy.monitor.as_millis() as u64 {
             p.outcome = Some(SlotOutcome::Done);
         }
     } else if broken || p.available_since_ms.is_some() || past_deadline {

@@ -172,10 +172,11 @@ fn a_first_deployment_is_not_throttled() {
 }
 
 #[test]
-fn batches_of_parallelism_across_hosts_each_ready_past_monitor_before_the_next() {
+fn batches_of_parallelism_across_hosts_each_ready_before_the_next_and_judged_past_monitor() {
     let mut r = Run::new(policy(2));
     r.revision = 2;
-    let got = r.pass(0, V2, &all_available(&r.current.clone()));
+    let before = all_available(&r.current.clone());
+    let got = r.pass(0, V2, &before);
     assert_eq!(
         got,
         ["v2", "v2", "v1", "v1", "v1", "v1"],
@@ -183,19 +184,23 @@ fn batches_of_parallelism_across_hosts_each_ready_past_monitor_before_the_next()
     );
     assert_eq!(r.state(), Some(RolloutState::Progressing));
 
-    // Ready at 1 s; monitor is 5 s: nothing more until 6 s.
-    let ready = all_available(&r.current.clone());
-    assert_eq!(r.pass(1_000, V2, &ready), got);
-    assert_eq!(r.pass(5_999, V2, &ready), got);
-    let got = r.pass(6_000, V2, &ready);
+    // Not ready yet (their reports still speak of v1): nothing more.
+    assert_eq!(r.pass(500, V2, &before), got);
+    // Ready at 1 s: the next batch goes at once; the first is judged on through its
+    // monitor (5 s) meanwhile.
+    let got = r.pass(1_000, V2, &all_available(&r.current.clone()));
     assert_eq!(got, ["v2", "v2", "v2", "v2", "v1", "v1"]);
-    let ready = all_available(&r.current.clone());
-    r.pass(7_000, V2, &ready);
-    let got = r.pass(12_000, V2, &ready);
+    let got = r.pass(2_000, V2, &all_available(&r.current.clone()));
     assert_eq!(got, ["v2"; 6]);
     let ready = all_available(&r.current.clone());
-    r.pass(13_000, V2, &ready);
-    r.pass(18_000, V2, &ready);
+    r.pass(3_000, V2, &ready);
+    r.pass(7_999, V2, &ready);
+    assert_eq!(
+        r.state(),
+        Some(RolloutState::Progressing),
+        "the last batch is still within its monitor"
+    );
+    r.pass(8_000, V2, &ready);
     assert_eq!(r.state(), Some(RolloutState::Complete));
     assert!(r.events.contains(&RolloutEvent::Complete { to: 2 }));
     assert!(r.events.contains(&RolloutEvent::BatchReplaced {
@@ -239,15 +244,46 @@ fn delay_waits_after_each_batch() {
     r.revision = 2;
     r.pass(0, V2, &[]);
     let ready = all_available(&r.current.clone());
-    r.pass(1_000, V2, &ready);
-    let done = r.pass(6_000, V2, &ready);
+    let done = r.pass(1_000, V2, &ready);
     assert_eq!(
         done,
         ["v2", "v2", "v2", "v1", "v1", "v1"],
-        "batch done, delay begins"
+        "batch ready, delay begins"
     );
-    assert_eq!(r.pass(15_999, V2, &ready), done);
-    assert_eq!(r.pass(16_000, V2, &ready), vec!["v2"; 6]);
+    assert_eq!(r.pass(10_999, V2, &ready), done);
+    assert_eq!(r.pass(11_000, V2, &ready), vec!["v2"; 6]);
+}
+
+#[test]
+fn a_slot_that_fails_within_monitor_while_the_next_batch_runs_rolls_all_of_them_back() {
+    let mut r = Run::new(policy(2));
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    let got = r.pass(1_000, V2, &all_available(&r.current.clone()));
+    assert_eq!(got, ["v2", "v2", "v2", "v2", "v1", "v1"]);
+    // Replica 1 exits 3 s in, within its monitor.
+    let mut reports = all_available(&r.current.clone());
+    reports.retain(|rep| rep.replica != 1);
+    reports.push(report(1, "v2", "exited", "none"));
+    let got = r.pass(3_000, V2, &reports);
+    assert_eq!(r.state(), Some(RolloutState::RollingBack));
+    assert_eq!(
+        got,
+        ["v1", "v1", "v2", "v2", "v1", "v1"],
+        "back a batch at a time, the broken slot first"
+    );
+    let got = r.pass(4_000, V2, &all_available(&r.current.clone()));
+    assert_eq!(
+        got,
+        vec!["v1"; 6],
+        "the second batch too: every handed slot goes back"
+    );
+    r.pass(5_000, V2, &all_available(&r.current.clone()));
+    assert_eq!(
+        r.state(),
+        Some(RolloutState::RolledBack),
+        "ready on the stable container is enough going back"
+    );
 }
 
 #[test]
