@@ -41,7 +41,9 @@ clean:
 	rm -rf .berth
 
 # Benchmarks (not tests), results in docs/benchmarks.md: the pure scheduler, then
-# convergence against raw Docker and docker-compose on the local engine (about 12 minutes).
+# convergence against raw Docker and docker-compose on the local engine (about 12 minutes),
+# then rolling updates against Docker Swarm (a single-node swarm on the local engine, left
+# at the end; an engine already in a swarm is refused).
 bench:
 	./scripts/setup.sh --bench
-	$(CARGO) bench --bench scheduler --bench converge
+	$(CARGO) bench --bench scheduler --bench converge --bench rollout

@@ -71,7 +71,7 @@ use reaction::{reaction, report_reaction};
 use report::Summary;
 use scaling::report_scaling;
 use sizes::{converge_size, report_size};
-use support::{docker, err, sweep, Cluster, Res};
+use support::{docker, err, measuring, Cluster, Res, Sweep};
 use traffic::report_load;
 
 struct Config {
@@ -185,16 +185,7 @@ async fn run(cfg: &Config) -> Res<()> {
         Ok::<(), String>(())
     }
     .await;
-    if outcome.is_ok() && std::env::var_os("BERTH_BENCH_KEEP_LOGS").is_some() {
-        eprintln!("Berth's logs kept in {}", c.keep_logs().display());
-    } else if let Err(e) = outcome {
-        let logs = c.logs();
-        let kept = c.keep_logs();
-        return Err(format!(
-            "{e}\n(Berth's logs: {logs}, kept in {})",
-            kept.display()
-        ));
-    }
+    c.finish(outcome)?;
     sum.print();
     println!(
         "\nScheduler placements/s: see `cargo bench --bench scheduler` (target >= 100,000/s). This benchmark took {:.0} s.",
@@ -203,25 +194,12 @@ async fn run(cfg: &Config) -> Res<()> {
     Ok(())
 }
 
-/// Sweeps what a run leaves, even when it fails halfway.
-struct Sweep;
-
-impl Drop for Sweep {
-    fn drop(&mut self) {
-        sweep();
-    }
-}
-
 fn main() {
-    // `cargo test --all-targets` runs bench targets too, unoptimised: only measure when
-    // cargo bench asked for it.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("converge benchmark skipped: run it with `make bench`");
+    if !measuring("converge") {
         return;
     }
     let cfg = Config::from_env();
-    sweep();
-    let _sweep = Sweep;
+    let _sweep = Sweep::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -47,6 +47,18 @@ impl Assignment {
 pub struct NetworkSpec {
     pub name: String,
     pub driver: String,
+    /// Create it when it is missing (`createIfNotExists`); otherwise a missing network is
+    /// reported and waited for.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub create: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +69,10 @@ pub struct VolumeSpec {
     /// Created with the `berth.remove-on-delete` label: removed when its stack is deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remove_on_delete: bool,
+    /// Create it when it is missing (`createIfNotExists`); otherwise a missing volume is
+    /// reported and waited for (Docker would create it silently on first mount).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub create: bool,
 }
 
 /// One container's worth of a service: `(stack, service, replica)`.
@@ -98,6 +114,11 @@ pub struct Slot {
     /// applies to the container there is, without replacing it.
     #[serde(default, skip_serializing_if = "RestartPolicy::is_always")]
     pub restart_policy: RestartPolicy,
+    /// The environment variables Berth injected for dependencies (`<DEP>_HOST`, `_PORT`,
+    /// `_URL`): a dependency that moves changes them, which replaces the container but is
+    /// not a new version of this service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub injected_env: Vec<String>,
 }
 
 impl Slot {
@@ -122,6 +143,7 @@ impl Slot {
             actions_done: false,
             update_order: None,
             restart_policy: RestartPolicy::Always,
+            injected_env: Vec::new(),
         }
     }
 
@@ -136,11 +158,32 @@ impl Slot {
     }
 
     /// Identifies the version of the service its post-start actions belong to: its
-    /// container spec and the actions themselves. Not the host: a move does not re-run.
+    /// container spec without the injected dependency addresses, and the actions
+    /// themselves. Not the host, nor where its dependencies run: a move of the service or
+    /// of a dependency does not run them again.
     pub fn actions_key(&self, network: &str) -> String {
+        let mut own = self.container.clone();
+        for k in &self.injected_env {
+            own.env.remove(k);
+        }
+        self.key_of(&own, network)
+    }
+
+    /// The key as Berth computed it before it told injected variables apart (with
+    /// them): a record under it still counts, so an upgrade runs no action again.
+    pub fn legacy_actions_key(&self, network: &str) -> String {
+        self.key_of(&self.container, network)
+    }
+
+    /// Whether a record with `key` says the actions of this version have run.
+    pub fn actions_ran(&self, key: &str, network: &str) -> bool {
+        key == self.actions_key(network) || key == self.legacy_actions_key(network)
+    }
+
+    fn key_of(&self, container: &ContainerSpec, network: &str) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        h.update(self.container.hash(network).as_bytes());
+        h.update(container.hash(network).as_bytes());
         h.update(serde_json::to_vec(&self.post_start).unwrap_or_default());
         hex::encode(&h.finalize()[..8])
     }
@@ -330,6 +373,7 @@ mod tests {
             network: NetworkSpec {
                 name: "n".into(),
                 driver: "bridge".into(),
+                create: true,
             },
             volumes: vec![],
             slots: pins
@@ -352,5 +396,41 @@ mod tests {
         for (name, assignment, want) in cases {
             assert_eq!(assignment.revision(), want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_dependencys_new_address_is_not_a_new_version_for_post_start_actions() {
+        let with = |db_host: &str, user: &str| {
+            let mut c = ContainerSpec {
+                image: "app".into(),
+                ..Default::default()
+            };
+            c.env.insert("DB_HOST".into(), db_host.into());
+            c.env.insert("MODE".into(), user.into());
+            let mut s = Slot::bare("app", 1, c);
+            s.injected_env = vec!["DB_HOST".into()];
+            s
+        };
+        let before = with("10.0.0.1", "a");
+        let moved = with("10.0.0.2", "a");
+        let changed = with("10.0.0.1", "b");
+        assert_ne!(
+            before.container.hash("n"),
+            moved.container.hash("n"),
+            "replaced"
+        );
+        assert_eq!(
+            before.actions_key("n"),
+            moved.actions_key("n"),
+            "same version"
+        );
+        assert_ne!(
+            before.actions_key("n"),
+            changed.actions_key("n"),
+            "the user's change"
+        );
+        // A record written before injected variables were told apart still counts.
+        assert!(before.actions_ran(&before.legacy_actions_key("n"), "n"));
+        assert!(!moved.actions_ran(&changed.actions_key("n"), "n"));
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{keys, Store, StoreError};
+use crate::store::{keys, Expect, Fence, Store, StoreError, Write};
 
 pub const MAX_PER_STACK: usize = 100;
 
@@ -45,6 +45,9 @@ pub struct Recorder {
     store: Store,
     component: &'static str,
     host: Option<String>,
+    /// The leader's writes are fenced like every other leader write: a deposed leader
+    /// that wakes up records nothing about a cluster it no longer runs.
+    fence: Option<Fence>,
     seq: Arc<AtomicU64>,
     /// Prefixes with a prune running, each with whether an event landed since that prune
     /// last read (so it goes round once more rather than a second prune starting).
@@ -57,9 +60,16 @@ impl Recorder {
             store,
             component,
             host,
+            fence: None,
             seq: Arc::new(AtomicU64::new(0)),
             pruning: Arc::default(),
         }
+    }
+
+    /// Record only while `fence` (a leadership) holds.
+    pub fn fenced(mut self, fence: Fence) -> Recorder {
+        self.fence = Some(fence);
+        self
     }
 
     /// Record in the background: an event lost to an etcd outage is better than a
@@ -92,7 +102,16 @@ impl Recorder {
         let recorder = self.clone();
         tokio::spawn(async move {
             let value = serde_json::to_vec(&event).unwrap_or_default();
-            if let Err(e) = recorder.store.put(&key, value).await {
+            let put = Write::Put {
+                key,
+                value,
+                expect: Expect::Any,
+            };
+            if let Err(e) = recorder
+                .store
+                .write_fenced(&[put], recorder.fence.as_ref())
+                .await
+            {
                 tracing::debug!(error = %crate::error_chain(&e), "event not recorded");
                 return;
             }

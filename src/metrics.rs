@@ -72,6 +72,33 @@ pub static RECONCILE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["component", "reason"],
     )
 });
+/// Which loop a reconcile pass belongs to: the `component` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Agent,
+    Scheduler,
+    Status,
+}
+
+impl Component {
+    pub const ALL: [Component; 3] = [Component::Agent, Component::Scheduler, Component::Status];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Agent => "agent",
+            Component::Scheduler => "scheduler",
+            Component::Status => "status",
+        }
+    }
+}
+
+/// Every `action` label of `berth_container_actions_total`: the agent's actions (see
+/// `agent::plan::Action::metric_label`) and `adopt`, containers found running at start.
+pub const CONTAINER_ACTION_LABELS: [&str; 8] = [
+    "create", "start", "restart", "replace", "stop", "remove", "rename", ADOPT,
+];
+pub const ADOPT: &str = "adopt";
+
 /// How one reconcile pass ended, for [`observe_reconcile`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassResult {
@@ -87,7 +114,8 @@ pub enum PassResult {
 /// Record one reconcile pass of `component` (agent|scheduler|status) that began at
 /// `started`: its duration, its result and, on failure, its reason. The one place the
 /// three reconcile metrics are written together.
-pub fn observe_reconcile(component: &str, started: std::time::Instant, result: PassResult) {
+pub fn observe_reconcile(component: Component, started: std::time::Instant, result: PassResult) {
+    let component = component.as_str();
     RECONCILE_DURATION
         .with_label_values(&[component])
         .observe(started.elapsed().as_secs_f64());
@@ -364,5 +392,28 @@ mod tests {
             assert!(names.contains(want), "{want} missing from {names:?}");
         }
         assert!(!names.contains("berth_convergence_seconds"));
+    }
+
+    /// The values the README's metrics table lists for `label` of `metric`.
+    fn documented(metric: &str, label: &str) -> Vec<String> {
+        let readme = include_str!("../README.md");
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{metric}{{")))
+            .unwrap_or_else(|| panic!("no README row for {metric}"));
+        let start = row.find(&format!("{label}=\"")).expect("label documented") + label.len() + 2;
+        let values = &row[start..];
+        let values = &values[..values.find('"').expect("closing quote")];
+        values.split("\\|").map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_component_and_action_label() {
+        let components: Vec<&str> = super::Component::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented("berth_reconcile_total", "component"), components);
+        assert_eq!(
+            documented("berth_container_actions_total", "action"),
+            super::CONTAINER_ACTION_LABELS
+        );
     }
 }

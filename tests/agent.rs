@@ -653,3 +653,77 @@ async fn a_service_that_asks_for_stop_first_is_stopped_before_its_replacement_st
         "the old container was removed before the new one was created: {events:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_and_volume_that_must_exist_are_waited_for_not_created() {
+    let mut c = Cluster::start("premade").await;
+    let (net, vol) = ("berth-it-premade-net", "berth-it-premade-vol");
+    let cleanup = || {
+        docker(&["network", "rm", net]);
+        docker(&["volume", "rm", "-f", vol]);
+    };
+    cleanup();
+    let spec = serde_json::json!({
+        "network": {"name": net, "createIfNotExists": false},
+        "volumes": [{"name": vol, "createIfNotExists": false}],
+        "itemListElement": [{"name": "app", "image": "berth-test/busybox:latest",
+            "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"],
+            "volumeMounts": [{"type": "volume", "source": vol, "target": "/data"}]}]
+    })
+    .to_string();
+    let rev = c.put_stack("premade-it", &spec).await;
+    let st = c
+        .wait_status("premade-it", T, |s| {
+            s.observed_revision == rev
+                && s.services["app"]
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("createIfNotExists is false"))
+        })
+        .await;
+    let msg = st.services["app"].message.clone().unwrap();
+    assert!(
+        msg.contains(&format!("network {net} does not exist")),
+        "{msg}"
+    );
+    assert!(containers_of(&c.host_id, "premade-it").is_empty());
+    assert!(
+        docker(&["network", "ls", "-q", "--filter", &format!("name=^{net}$")])
+            .trim()
+            .is_empty(),
+        "Berth did not create the network"
+    );
+
+    // The network appears; now the volume is the one missing.
+    docker(&["network", "create", net]);
+    c.wait_status("premade-it", T, |s| {
+        s.services["app"]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains(&format!("volume {vol} does not exist")))
+    })
+    .await;
+    assert!(
+        docker(&["volume", "ls", "-q", "--filter", &format!("name=^{vol}$")])
+            .trim()
+            .is_empty(),
+        "neither Berth nor Docker created the volume"
+    );
+    docker(&["volume", "create", vol]);
+    c.wait_status("premade-it", T, |s| s.phase == Phase::Running)
+        .await;
+    let id = &containers_of(&c.host_id, "premade-it")[0];
+    assert!(
+        inspect(id, "{{json .NetworkSettings.Networks}}").contains(net),
+        "joined the existing network"
+    );
+    c.delete_stack("premade-it").await;
+    eventually("containers removed", T, || async {
+        containers_of(&c.host_id, "premade-it")
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    c.stop_agent().await;
+    cleanup();
+}

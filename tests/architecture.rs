@@ -233,3 +233,39 @@ fn only_store_talks_to_etcd_and_only_the_runtime_to_docker() {
         }
     }
 }
+
+/// Every repository path the docs name (a top-level `*.md`, or a path under one of the
+/// repository's folders) exists: a pointer to a file nobody can open is a broken promise.
+#[test]
+fn every_file_the_docs_name_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    const FOLDERS: [&str; 11] = [
+        "src/",
+        "tests/",
+        "charts/",
+        "crds/",
+        "examples/",
+        "scripts/",
+        "benches/",
+        "docs/",
+        "deploy/",
+        "dashboards/",
+        "testimage/",
+    ];
+    let mut missing = Vec::new();
+    for doc in ["README.md", "ARCHITECTURE.md", "SECURITY.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for quoted in text.split('`').skip(1).step_by(2) {
+            let path = quoted.trim_end_matches(['.', ',', ':']);
+            let named = (path.ends_with(".md") && !path.contains(' '))
+                || FOLDERS.iter().any(|f| path.starts_with(f));
+            if named && !path.contains(['<', '*', ' ']) && !root.join(path).exists() {
+                missing.push(format!("{doc}: {path}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "named but not in the repository: {missing:?}"
+    );
+}

@@ -220,3 +220,149 @@ async fn wait_for_no_events(store: &Store, writer: &str, stack: &str) {
     })
     .await;
 }
+
+/// `berth events ID` as a user runs it, against `store`'s etcd.
+fn berth_events(etcd: &Etcd, id: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["events", id, "--etcd-endpoints", &etcd.etcd.client_url])
+        .output()
+        .expect("run berth events");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berth_events_shows_where_the_controller_placed_and_rescheduled_each_slot() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let etcd = Etcd::start().await;
+    let store = etcd.store.clone();
+    let hosts: Vec<(berth::store::LeasedKey, CancellationToken)> = ["h1", "h2"]
+        .iter()
+        .map(|h| {
+            let reg = berth::spec::HostRegistration {
+                id: (*h).to_owned(),
+                address: "10.99.0.1".into(),
+                cpus: 4.0,
+                memory_mb: 4096,
+                ..Default::default()
+            };
+            let cancel = CancellationToken::new();
+            let key = berth::store::LeasedKey::spawn(
+                store.clone(),
+                keys::host(h),
+                serde_json::to_vec(&reg).unwrap(),
+                Duration::from_secs(2),
+                cancel.clone(),
+            );
+            (key, cancel)
+        })
+        .collect();
+    eventually("both hosts registered", T, || async {
+        store.get(&keys::host("h1")).await.ok()??;
+        store.get(&keys::host("h2")).await.ok()??;
+        Some(())
+    })
+    .await;
+    let controller = CancellationToken::new();
+    berth::controller::spawn(
+        store.clone(),
+        berth::controller::ControllerConfig {
+            id: "events-it".into(),
+            host_down_grace: Duration::from_secs(1),
+            max_unavailable_fraction: 1.0,
+            leader_ttl: Duration::from_secs(3),
+            resync_interval: Duration::from_secs(1),
+            limits: Default::default(),
+            history_limit: 10,
+        },
+        controller.clone(),
+    );
+    let spec = r#"{"itemListElement":[{"name":"web","image":"i","replicas":2}]}"#;
+    store
+        .put(&keys::stack("ev"), spec.as_bytes().to_vec())
+        .await
+        .unwrap();
+    let placed = eventually("a Placed event", T, || async {
+        let out = berth_events(&etcd, "ev");
+        out.lines()
+            .find(|l| l.contains("Placed"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(
+        placed.contains("web.1 on h") && placed.contains("web.2 on h"),
+        "{placed}"
+    );
+    let first = if placed.contains("web.1 on h1") {
+        "h1"
+    } else {
+        "h2"
+    };
+
+    // The host of web.1 goes away: past the grace its slots move, and say so.
+    let gone = first;
+    hosts[usize::from(gone == "h2")].1.cancel();
+    store.delete(&keys::host(gone)).await.unwrap();
+    let moved = eventually("a Rescheduled event", T, || async {
+        let out = berth_events(&etcd, "ev");
+        out.lines()
+            .find(|l| l.contains("Rescheduled"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(
+        moved.contains(&format!("from {gone} to ")) && moved.contains("host down"),
+        "{moved}"
+    );
+    controller.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_records_no_event() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let etcd = Etcd::start().await;
+    let store = etcd.store.clone();
+    let cancel = CancellationToken::new();
+    let lead =
+        berth::store::Leadership::campaign(&store, "ev-leader", Duration::from_secs(5), &cancel)
+            .await
+            .unwrap()
+            .unwrap();
+    let recorder = Recorder::new(store.clone(), "controller", None).fenced(lead.fence().clone());
+    recorder.record("fenced", None, "Placed", "while leading".into());
+    eventually("the leader's event", T, || async {
+        let (kvs, _) = store
+            .list(&keys::events_of("controller", "fenced"))
+            .await
+            .ok()?;
+        (kvs.len() == 1).then_some(())
+    })
+    .await;
+    lead.resign().await;
+    let fenced_before = berth::metrics::FENCED_WRITES.get();
+    recorder.record("fenced", None, "Placed", "after resigning".into());
+    eventually("the write fenced off", T, || async {
+        (berth::metrics::FENCED_WRITES.get() > fenced_before).then_some(())
+    })
+    .await;
+    let (kvs, _) = store
+        .list(&keys::events_of("controller", "fenced"))
+        .await
+        .unwrap();
+    let messages: Vec<String> = kvs
+        .iter()
+        .map(|kv| {
+            serde_json::from_slice::<events::Event>(&kv.value)
+                .unwrap()
+                .message
+        })
+        .collect();
+    assert!(
+        !messages.iter().any(|m| m == "after resigning"),
+        "a deposed leader recorded: {messages:?}"
+    );
+}

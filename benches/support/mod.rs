@@ -1,7 +1,10 @@
-//! What the convergence benchmark stands on: a private etcd, `berth controller` and
+//! What the convergence and rollout benchmarks stand on: a private etcd, `berth controller` and
 //! `berth agent` as child processes (so their CPU and memory can be read from /proc), their
 //! /metrics, etcd's write history, and Docker's event stream as the clock of record.
 //! Everything it creates carries a `bench` name or label and is swept at start and end.
+//! `summary` prints figures and their targets the same way in every bench.
+
+pub mod summary;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
@@ -393,6 +396,21 @@ impl Etcd {
         Ok(r.header().map(|h| h.revision()).unwrap_or(0))
     }
 
+    /// The JSON document at `key`, if there is one.
+    #[allow(dead_code)] // the rollout bench's; the converge bench has no use for it
+    pub async fn get_json(&self, key: &str) -> Res<Option<serde_json::Value>> {
+        let r = self
+            .client
+            .clone()
+            .get(format!("{PREFIX}{key}"), None)
+            .await
+            .map_err(err)?;
+        match r.kvs().first() {
+            Some(kv) => serde_json::from_slice(kv.value()).map(Some).map_err(err),
+            None => Ok(None),
+        }
+    }
+
     pub async fn exists(&self, key: &str) -> bool {
         self.client
             .clone()
@@ -635,6 +653,26 @@ impl Cluster {
     pub fn keep_logs(self) -> PathBuf {
         self.dir.keep()
     }
+
+    /// The end of a run: the logs are kept when it failed (the error says where) or when
+    /// `BERTH_BENCH_KEEP_LOGS` asks for them, and removed otherwise.
+    pub fn finish(self, outcome: Res<()>) -> Res<()> {
+        match outcome {
+            Err(e) => {
+                let logs = self.logs();
+                let kept = self.keep_logs();
+                Err(format!(
+                    "{e}\n(Berth's logs: {logs}, kept in {})",
+                    kept.display()
+                ))
+            }
+            Ok(()) if std::env::var_os("BERTH_BENCH_KEEP_LOGS").is_some() => {
+                eprintln!("Berth's logs kept in {}", self.keep_logs().display());
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
 }
 
 pub async fn docker() -> Res<Docker> {
@@ -745,6 +783,32 @@ pub fn docker_cli(args: &[&str]) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
+}
+
+/// Whether cargo bench asked for the measurement: `cargo test --all-targets` runs bench
+/// targets too, unoptimised, and then they only print that they skipped.
+pub fn measuring(bench: &str) -> bool {
+    let asked = std::env::args().any(|a| a == "--bench");
+    if !asked {
+        println!("{bench} benchmark skipped: run it with `make bench`");
+    }
+    asked
+}
+
+/// Sweeps what a run leaves, even when it fails halfway: at its start and when dropped.
+pub struct Sweep;
+
+impl Sweep {
+    pub fn start() -> Sweep {
+        sweep();
+        Sweep
+    }
+}
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        sweep();
+    }
 }
 
 /// Remove every container and network a bench run may have left.

@@ -285,11 +285,16 @@ async fn create_and_start_as(
 }
 
 async fn prepare_stack(rt: &Runtime, host: &str, a: &Assignment) -> Result<(), RuntimeError> {
-    rt.ensure_network(&a.network.name, &a.network.driver, &a.stack, host)
-        .await?;
+    rt.ensure_network(
+        &a.network.name,
+        &a.network.driver,
+        &a.stack,
+        host,
+        a.network.create,
+    )
+    .await?;
     for v in &a.volumes {
-        rt.ensure_volume(&v.name, &v.driver, &a.stack, v.remove_on_delete)
-            .await?;
+        rt.ensure_volume(v, &a.stack).await?;
     }
     Ok(())
 }

@@ -70,7 +70,7 @@ impl Reconciler {
                 reason: e.metric_label(),
             },
         };
-        metrics::observe_reconcile("agent", started, outcome);
+        metrics::observe_reconcile(metrics::Component::Agent, started, outcome);
         result
     }
 
@@ -224,7 +224,7 @@ impl Reconciler {
             })
             .count();
         metrics::CONTAINER_ACTIONS
-            .with_label_values(&["adopt"])
+            .with_label_values(&[metrics::ADOPT])
             .inc_by(adopted as u64);
         if adopted > 0 {
             tracing::info!(containers = adopted, "adopted running containers");

@@ -55,11 +55,10 @@ pub fn decide(
     for ((_, stack), a) in assignments.iter_mut() {
         let network = a.network.name.clone();
         for slot in a.slots.iter_mut().filter(|s| !s.post_start.is_empty()) {
-            let key = slot.actions_key(&network);
             slot.actions_done = world
                 .actions
                 .get(&(stack.clone(), slot.service.clone()))
-                .is_some_and(|r| r.key == key);
+                .is_some_and(|r| slot.actions_ran(&r.key, &network));
         }
     }
     Decision {

@@ -6,6 +6,7 @@
 
 pub mod decide;
 pub mod history;
+pub mod narrate;
 pub mod rollout;
 pub mod status;
 pub mod world;
@@ -25,7 +26,7 @@ use crate::agent::AgentConfig;
 use crate::metrics::{self, PassResult};
 use crate::requeue::Requeue;
 use crate::retry;
-use crate::scheduler::plan::{Liveness, Options};
+use crate::scheduler::plan::{Liveness, Options, SlotId};
 use crate::serve::ReadyCheck;
 use crate::spec::HostRegistration;
 use crate::store::{keys, Cache, Expect, Fence, Leadership, Reflector, Store, StoreError, Write};
@@ -227,12 +228,12 @@ impl Controller {
         Controller {
             store: store.clone(),
             cfg,
-            fence,
+            fence: fence.clone(),
             parsed: BTreeMap::new(),
             gone_since: HashMap::new(),
             last_seen: HashMap::new(),
             seen: HashMap::new(),
-            events: crate::events::Recorder::new(store.clone(), "controller", None),
+            events: crate::events::Recorder::new(store.clone(), "controller", None).fenced(fence),
             term,
             agentless: HashMap::new(),
         }
@@ -286,7 +287,7 @@ impl Controller {
     async fn reconcile(&mut self, snap: &Cache) -> Result<Requeue, StoreError> {
         let started = Instant::now();
         let r = self.pass(snap).await;
-        metrics::observe_reconcile("scheduler", started, pass_result(&r));
+        metrics::observe_reconcile(metrics::Component::Scheduler, started, pass_result(&r));
         r
     }
 
@@ -392,18 +393,30 @@ impl Controller {
             .await?;
         self.write_history(&world, &decision, now_ms).await?;
         self.record_rollout_events(&decision);
-        // Count only once the moves are written: a lost race would count them twice.
+        // Count and tell only once the moves are written: a lost race would count them
+        // twice.
+        let placed_before: BTreeSet<(&str, &str, u32)> = world
+            .assignments
+            .iter()
+            .flat_map(|((_, stack), (a, _))| {
+                a.slots
+                    .iter()
+                    .map(move |s| (stack.as_str(), s.service.as_str(), s.replica))
+            })
+            .collect();
+        let was_placed = |sid: &SlotId| {
+            placed_before.contains(&(sid.stack.as_str(), sid.service.as_str(), sid.replica))
+        };
         let new_slots = placement
             .hosts
             .keys()
-            .filter(|sid| {
-                !world
-                    .assignments
-                    .values()
-                    .any(|(a, _)| a.slot(sid).is_some())
-            })
+            .filter(|sid| !was_placed(sid))
             .count();
         metrics::PLACEMENTS.inc_by((new_slots + placement.moves.len()) as u64);
+        for n in narrate::placements(placement, was_placed) {
+            self.events
+                .record(&n.stack, Some(&n.service), n.reason, n.message);
+        }
         for m in &placement.moves {
             metrics::RESCHEDULES
                 .with_label_values(&[m.reason.as_str()])
@@ -443,7 +456,11 @@ impl Controller {
 
         let status_started = Instant::now();
         let statuses = self.write_statuses(&world, &decision, &absent).await;
-        metrics::observe_reconcile("status", status_started, pass_result(&statuses));
+        metrics::observe_reconcile(
+            metrics::Component::Status,
+            status_started,
+            pass_result(&statuses),
+        );
         let live = statuses?;
         metrics::HOSTS
             .with_label_values(&["ready"])

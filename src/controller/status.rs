@@ -453,6 +453,7 @@ mod tests {
             network: NetworkSpec {
                 name: "n".into(),
                 driver: "bridge".into(),
+                create: true,
             },
             volumes: vec![],
             slots: vec![Slot::bare("web", 1, ContainerSpec::default())],

@@ -38,15 +38,20 @@ pub fn assignments_for(
             .as_ref()
             .and_then(|n| n.driver.clone())
             .unwrap_or_else(|| "bridge".to_owned()),
+        create: stack
+            .network
+            .as_ref()
+            .and_then(|n| n.create_if_not_exists)
+            .unwrap_or(true),
     };
     let volumes: Vec<VolumeSpec> = stack
         .volumes
         .iter()
-        .filter(|v| v.create_if_not_exists.unwrap_or(true))
         .map(|v| VolumeSpec {
             name: v.name.clone(),
             driver: v.driver.clone().unwrap_or_else(|| "local".to_owned()),
             remove_on_delete: stack.remove_volumes_on_delete.unwrap_or(false),
+            create: v.create_if_not_exists.unwrap_or(true),
         })
         .collect();
     let mut out: BTreeMap<String, Assignment> = BTreeMap::new();
@@ -59,6 +64,11 @@ pub fn assignments_for(
             continue;
         };
         let env = injected_env(id, svc, stack, placed, hosts);
+        let injected: Vec<String> = env
+            .keys()
+            .filter(|k| !svc.environment.contains_key(*k))
+            .cloned()
+            .collect();
         let a = out.entry(host.clone()).or_insert_with(|| Assignment {
             stack: id.to_owned(),
             spec_revision: revision,
@@ -79,6 +89,7 @@ pub fn assignments_for(
             actions_done: false,
             update_order: stack.update_policy(svc).order,
             restart_policy: svc.restart_policy(),
+            injected_env: injected,
         });
     }
     out
@@ -265,6 +276,13 @@ mod tests {
         assert_eq!(env["DB_URL"], "postgres://10.77.0.1:15432/shop");
         assert_eq!(env["CACHE_URL"], "redis://10.77.0.2:16379");
         assert_eq!(env["LOG_LEVEL"], "info");
+        assert!(
+            app.injected_env.contains(&"DB_HOST".to_owned())
+                && app.injected_env.contains(&"CACHE_URL".to_owned())
+                && !app.injected_env.contains(&"LOG_LEVEL".to_owned()),
+            "the injected addresses, not the user's own: {:?}",
+            app.injected_env
+        );
         assert_eq!(a["host-3"].network.name, "shop-net");
         assert_eq!(a["host-1"].spec_revision, 42);
         let cache = &a["host-2"].slots[0].container;

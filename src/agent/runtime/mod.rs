@@ -46,6 +46,9 @@ pub enum RuntimeError {
     },
     #[error("refusing plain TCP to Docker at {endpoint}: anyone on the network could run containers; give TLS client certificates (CA, cert, key) or allow it explicitly with --insecure-docker")]
     InsecureRefused { endpoint: String },
+    /// A network or volume the spec says to use as it is (`createIfNotExists: false`).
+    #[error("{kind} {name} does not exist on this host and createIfNotExists is false: create it (docker {kind} create {name}) or let Berth create it")]
+    Missing { kind: &'static str, name: String },
     #[error("image {image} not found locally and pull failed")]
     ImageUnavailable {
         image: String,
@@ -66,6 +69,8 @@ impl RuntimeError {
             ),
             RuntimeError::Connect { .. } => true,
             RuntimeError::InsecureRefused { .. } => false,
+            // Someone may create it: retried, and reported meanwhile.
+            RuntimeError::Missing { .. } => true,
         }
     }
 
@@ -74,6 +79,7 @@ impl RuntimeError {
             RuntimeError::Connect { .. } | RuntimeError::InsecureRefused { .. } => "docker_connect",
             RuntimeError::Request { .. } => "docker_request",
             RuntimeError::ImageUnavailable { .. } => "image_unavailable",
+            RuntimeError::Missing { .. } => "missing_resource",
         }
     }
 
@@ -341,14 +347,16 @@ impl Runtime {
             })
     }
 
-    /// Create the network unless it exists. Berth labels the ones it creates, with the
-    /// host whose agent created it, which removes it again (see [`Runtime::host_networks`]).
+    /// Create the network unless it exists (or, when `create` is false, say it is
+    /// missing). Berth labels the ones it creates, with the host whose agent created it,
+    /// which removes it again (see [`Runtime::host_networks`]).
     pub async fn ensure_network(
         &self,
         name: &str,
         driver: &str,
         stack: &str,
         host: &str,
+        create: bool,
     ) -> Result<(), RuntimeError> {
         if call(
             "inspect_network",
@@ -359,6 +367,12 @@ impl Runtime {
         .is_ok()
         {
             return Ok(());
+        }
+        if !create {
+            return Err(RuntimeError::Missing {
+                kind: "network",
+                name: name.to_owned(),
+            });
         }
         let req = NetworkCreateRequest {
             name: name.to_owned(),
@@ -378,25 +392,36 @@ impl Runtime {
         }
     }
 
-    /// Create the named volume unless it exists.
+    /// Create the named volume unless it exists (or, when `create` is false, say it is
+    /// missing).
     pub async fn ensure_volume(
         &self,
-        name: &str,
-        driver: &str,
+        v: &crate::assignment::VolumeSpec,
         stack: &str,
-        remove_on_delete: bool,
     ) -> Result<(), RuntimeError> {
+        let crate::assignment::VolumeSpec {
+            name,
+            driver,
+            remove_on_delete,
+            create,
+        } = v;
         if call("inspect_volume", name, self.docker.inspect_volume(name))
             .await
             .is_ok()
         {
             return Ok(());
         }
+        if !create {
+            return Err(RuntimeError::Missing {
+                kind: "volume",
+                name: name.clone(),
+            });
+        }
         let mut l = HashMap::from([
             (labels::MANAGED.to_owned(), "true".to_owned()),
             (labels::STACK.to_owned(), stack.to_owned()),
         ]);
-        if remove_on_delete {
+        if *remove_on_delete {
             l.insert(labels::REMOVE_ON_DELETE.to_owned(), "true".to_owned());
         }
         let req = VolumeCreateRequest {

@@ -33,6 +33,7 @@ fn cluster(rev: i64, images: [&str; 6]) -> BTreeMap<String, Assignment> {
                 network: NetworkSpec {
                     name: NET.into(),
                     driver: "bridge".into(),
+                    create: true,
                 },
                 volumes: vec![],
                 slots: vec![],
