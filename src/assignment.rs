@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::slot::{slot_key, SlotId};
-use crate::spec::{DesiredState, HealthCheck, PotentialAction, UpdateOrder};
+use crate::spec::{DesiredState, HealthCheck, PotentialAction, RestartPolicy, UpdateOrder};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,9 +91,11 @@ pub struct Slot {
     /// or rebalance moves a slot without leaving it empty); the agent runs it as usual.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub handoff: bool,
-    /// `waitForHealthy` dependencies not yet healthy, as `db (host-1)`. While any is
-    /// listed the agent creates, starts or replaces nothing for this slot (a running
-    /// container is left as it is).
+    /// Dependencies it waits for that are not there yet, each saying what is awaited:
+    /// `db (host-1) to be healthy` (`condition: healthy`, or `waitForHealthy`),
+    /// `migrate (host-1) to complete` (`condition: completed`). While any is listed the
+    /// agent creates, starts or replaces nothing for this slot (a running container is
+    /// left as it is).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_for: Vec<String>,
     /// `potentialAction`s to run once the container is healthy, once per version of the
@@ -107,6 +109,11 @@ pub struct Slot {
     /// containers can run side by side, else stop-first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_order: Option<UpdateOrder>,
+    /// The service's `restartPolicy`: whether an exited container is started again, or is
+    /// finished and kept as it is. Not part of the container's spec hash: a new policy
+    /// applies to the container there is, without replacing it.
+    #[serde(default, skip_serializing_if = "RestartPolicy::is_always")]
+    pub restart_policy: RestartPolicy,
     /// The environment variables Berth injected for dependencies (`<DEP>_HOST`, `_PORT`,
     /// `_URL`): a dependency that moves changes them, which replaces the container but is
     /// not a new version of this service.
@@ -135,6 +142,7 @@ impl Slot {
             post_start: Vec::new(),
             actions_done: false,
             update_order: None,
+            restart_policy: RestartPolicy::Always,
             injected_env: Vec::new(),
         }
     }

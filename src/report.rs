@@ -38,6 +38,17 @@ impl SlotReport {
         self.is_running() && matches!(self.health, SlotHealth::Healthy | SlotHealth::NotChecked)
     }
 
+    /// Exited 0 under `restartPolicy: on-failure` or `never`: done, and not started again.
+    pub fn is_completed(&self) -> bool {
+        self.state == SlotState::Completed
+    }
+
+    /// Nothing left to wait for: available, or completed (a one-shot service has no
+    /// container to keep running).
+    pub fn is_available_or_completed(&self) -> bool {
+        self.is_available() || self.is_completed()
+    }
+
     /// Whether it speaks of `slot`.
     pub fn is_for(&self, slot: &SlotId) -> bool {
         slot.is(&self.stack, &self.service, self.replica)
@@ -62,11 +73,16 @@ pub enum SlotState {
     Removing,
     Exited,
     Dead,
+    /// Exited 0 under `restartPolicy: on-failure` or `never`: finished, and kept (not
+    /// started again) until its spec changes.
+    Completed,
     /// Not created yet.
     Missing,
-    /// Held back until a `waitForHealthy` dependency is healthy.
+    /// Held back until a dependency is healthy or has completed.
     Waiting,
-    /// The agent cannot create it at all until the spec changes; the message says why.
+    /// Nothing will run until the spec changes, and the message says why: the agent
+    /// cannot create the container at all, or it exited non-zero under
+    /// `restartPolicy: never` (its container is kept).
     Failed,
 }
 
@@ -80,6 +96,7 @@ impl SlotState {
             SlotState::Removing => "removing",
             SlotState::Exited => "exited",
             SlotState::Dead => "dead",
+            SlotState::Completed => "completed",
             SlotState::Missing => "missing",
             SlotState::Waiting => "waiting",
             SlotState::Failed => "failed",

@@ -21,6 +21,7 @@ fn validate_exits_zero_for_every_shipped_example() {
         "spread",
         "constraints",
         "eve-infisical",
+        "migrate-then-app",
     ] {
         let (code, out) = berth(&["validate", &format!("examples/{f}.json")]);
         assert_eq!(code, 0, "{f}: {out}");

@@ -308,6 +308,18 @@ fn cross_reference_rules_are_left_to_berth_validate() {
         "a service depends on itself".into(),
         with_services(json!([{"name": "a", "image": "x", "requirements": ["a"]}])),
     ));
+    cases.push((
+        "waiting for a service that is always restarted to complete".into(),
+        with_services(json!([{"name": "a", "image": "x"},
+            {"name": "b", "image": "x",
+             "softwareRequirements": [{"name": "a", "condition": "completed"}]}])),
+    ));
+    cases.push((
+        "a condition that waitForHealthy contradicts".into(),
+        with_services(json!([{"name": "a", "image": "x"},
+            {"name": "b", "image": "x",
+             "softwareRequirements": [{"name": "a", "condition": "started", "waitForHealthy": true}]}])),
+    ));
     for (name, bytes) in cases {
         // The schema cannot see these; if it ever can, move the case and crds/README.md.
         let errors = schema_errors(&validator, &bytes);
@@ -374,6 +386,14 @@ fn schema_and_berth_validate_agree_on_single_field_changes() {
         (
             "protocol sctp",
             service_with("ports", json!([{"containerPort": 80, "protocol": "sctp"}])),
+        ),
+        (
+            "restart policy on-failure",
+            service_with("restartPolicy", json!("on-failure")),
+        ),
+        (
+            "restart policy unless-stopped",
+            service_with("restartPolicy", json!("unless-stopped")),
         ),
         ("100 replicas", service_with("replicas", json!(100))),
         ("101 replicas", service_with("replicas", json!(101))),
@@ -498,7 +518,7 @@ fn schema_enums_list_exactly_what_berth_validate_accepts() {
     let schema = read_json(&repo().join("crds/stack.schema.json"));
     // (where the enum sits in the schema, how to build a stack with a value there)
     type Build = fn(&str) -> Value;
-    let fields: [(&str, Build); 7] = [
+    let fields: [(&str, Build); 8] = [
         (
             "/properties/desiredState/enum",
             |v| json!({"desiredState": v}),
@@ -526,6 +546,10 @@ fn schema_enums_list_exactly_what_berth_validate_accepts() {
         (
             "/$defs/Service/properties/serviceEndpoint/properties/type/enum",
             |v| json!({"svc": {"serviceEndpoint": {"type": v}}}),
+        ),
+        (
+            "/$defs/Service/properties/restartPolicy/enum",
+            |v| json!({"svc": {"restartPolicy": v}}),
         ),
     ];
     for (pointer, build) in fields {

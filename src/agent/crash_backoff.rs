@@ -48,16 +48,18 @@ impl CrashBackoff {
         e.not_before = now + e.policy.next_delay();
     }
 
-    /// Forget containers that have run for [`FORGIVE_AFTER`] since their last restart
-    /// (`running` says which run now), and those no longer `wanted` here.
+    /// Forget containers that have stayed up for [`FORGIVE_AFTER`] since their last
+    /// restart (`up` says which run now, or finished as their restart policy asks: a job
+    /// that completed after a crash or two is no crash loop), and those no longer `wanted`
+    /// here.
     pub fn forgive(
         &mut self,
         now: Instant,
-        running: impl Fn(&str) -> bool,
+        up: impl Fn(&str) -> bool,
         wanted: impl Fn(&str) -> bool,
     ) {
         self.entries.retain(|name, e| {
-            let stable = running(name) && now.duration_since(e.last_restart) > FORGIVE_AFTER;
+            let stable = up(name) && now.duration_since(e.last_restart) > FORGIVE_AFTER;
             wanted(name) && !stable
         });
     }

@@ -98,10 +98,35 @@ fn remove(c: &ActualContainer, reason: RemoveReason) -> Action {
     }
 }
 
-/// Ready to take over from a predecessor: running, and healthy when it has a check.
+/// How an exited container ended, when its service's `restartPolicy` says it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Exited 0 under `on-failure` or `never`.
+    Completed,
+    /// Exited non-zero under `never` (`None`: Docker did not say with what).
+    Failed { exit_code: Option<i64> },
+}
+
+/// Whether `a`, a container of `d`'s slot, has finished: it exited, and its restart
+/// policy does not start it again. A finished container is kept as it is (its logs stay
+/// readable) and is neither started nor replaced until the spec changes. Only while it
+/// should run: a container that `desiredState: stopped` stopped is merely stopped.
+pub fn finished(d: &DesiredContainer, a: &ActualContainer) -> Option<Finished> {
+    if !d.run || a.state != RunState::Exited || d.slot.restart_policy.restarts_after(a.exit_code) {
+        return None;
+    }
+    Some(match a.exit_code {
+        Some(0) => Finished::Completed,
+        exit_code => Finished::Failed { exit_code },
+    })
+}
+
+/// Ready to take over from a predecessor: running, and healthy when it has a check; or
+/// a one-shot service that completed, which will never run again to be ready.
 fn ready(c: &ActualContainer, d: &DesiredContainer) -> bool {
-    c.state == RunState::Running
-        && (d.slot.health_check.is_none() || c.health == Some(Health::Healthy))
+    let up = c.state == RunState::Running
+        && (d.slot.health_check.is_none() || c.health == Some(Health::Healthy));
+    up || finished(d, c) == Some(Finished::Completed)
 }
 
 /// Can the replacement run beside the old container? Only beside a running one, and not
@@ -185,6 +210,11 @@ pub fn plan(desired: &[DesiredContainer], actual: &[ActualContainer]) -> Vec<Act
                 to: d.name.clone(),
             });
         }
+        // Finished as its restart policy asks: not started again, and kept (no liveness
+        // restart either: an exited container has no health to check).
+        if finished(d, keep).is_some() {
+            continue;
+        }
         match (d.run, keep.state) {
             (true, RunState::Created | RunState::Exited) if !gated => push(Action::Start {
                 id: keep.id.clone(),
@@ -262,6 +292,7 @@ mod tests {
     use super::*;
     use crate::agent::desired::spec_hash;
     use crate::assignment::{ContainerSpec, Slot};
+    use crate::spec::RestartPolicy;
 
     fn want(service: &str, image: &str, order: u32) -> DesiredContainer {
         let spec = ContainerSpec {
@@ -423,6 +454,29 @@ mod tests {
             id: "new".into(),
             to: "s.web.1".into(),
         };
+        // One-shot services: (restart policy, spec) and a container of it that exited.
+        let policy = |p: RestartPolicy, d: &DesiredContainer| {
+            let mut d = d.clone();
+            d.slot.restart_policy = p;
+            d
+        };
+        let exited = |id: &str, d: &DesiredContainer, code: Option<i64>| ActualContainer {
+            exit_code: code,
+            ..have(id, d, RunState::Exited)
+        };
+        let job = policy(RestartPolicy::OnFailure, &web);
+        let once = policy(RestartPolicy::Never, &web);
+        let job_v2 = policy(RestartPolicy::OnFailure, &web_v2);
+        let once_v2 = policy(RestartPolicy::Never, &web_v2);
+        let restarted = Action::Start {
+            id: "c1".into(),
+            name: "s.web.1".into(),
+            restart: true,
+        };
+        let new_exited = |d: &DesiredContainer, code| ActualContainer {
+            name: "s.web.1.tempname".into(),
+            ..exited("new", d, Some(code))
+        };
 
         struct Case {
             name: &'static str,
@@ -454,6 +508,102 @@ mod tests {
                     name: "s.web.1".into(),
                     restart: true,
                 }],
+            },
+            Case {
+                name: "always, exited 0: restarted all the same",
+                desired: vec![web.clone()],
+                actual: vec![exited("c1", &web, Some(0))],
+                want: vec![restarted.clone()],
+            },
+            Case {
+                name: "on-failure, exited 0: completed, kept as it is",
+                desired: vec![job.clone()],
+                actual: vec![exited("c1", &job, Some(0))],
+                want: vec![],
+            },
+            Case {
+                name: "on-failure, exited non-zero: restarted",
+                desired: vec![job.clone()],
+                actual: vec![exited("c1", &job, Some(3))],
+                want: vec![restarted.clone()],
+            },
+            Case {
+                name: "on-failure, exit code unknown: restarted",
+                desired: vec![job.clone()],
+                actual: vec![exited("c1", &job, None)],
+                want: vec![restarted.clone()],
+            },
+            Case {
+                name: "never, exited non-zero: failed, kept as it is",
+                desired: vec![once.clone()],
+                actual: vec![exited("c1", &once, Some(3))],
+                want: vec![],
+            },
+            Case {
+                name: "never, exited 0: completed, kept as it is",
+                desired: vec![once.clone()],
+                actual: vec![exited("c1", &once, Some(0))],
+                want: vec![],
+            },
+            Case {
+                name: "never, created but never started: started once",
+                desired: vec![once.clone()],
+                actual: vec![have("c1", &once, RunState::Created)],
+                want: vec![Action::Start {
+                    id: "c1".into(),
+                    name: "s.web.1".into(),
+                    restart: false,
+                }],
+            },
+            Case {
+                name: "never, running: left to finish",
+                desired: vec![once.clone()],
+                actual: vec![have("c1", &once, RunState::Running)],
+                want: vec![],
+            },
+            Case {
+                name: "completed, then the spec changed: replaced, stop first (it does not run)",
+                desired: vec![job_v2.clone()],
+                actual: vec![exited("c1", &job, Some(0))],
+                want: vec![Action::Replace {
+                    old_id: "c1".into(),
+                    name: "s.web.1".into(),
+                    start_first: false,
+                }],
+            },
+            Case {
+                name: "failed under never, then the spec changed: replaced",
+                desired: vec![once_v2.clone()],
+                actual: vec![exited("c1", &once, Some(3))],
+                want: vec![Action::Replace {
+                    old_id: "c1".into(),
+                    name: "s.web.1".into(),
+                    start_first: false,
+                }],
+            },
+            Case {
+                name: "completed, renamed by hand: renamed back, not started",
+                desired: vec![job.clone()],
+                actual: vec![ActualContainer {
+                    name: "someone-renamed-it".into(),
+                    ..exited("c1", &job, Some(0))
+                }],
+                want: vec![Action::Rename {
+                    id: "c1".into(),
+                    to: "s.web.1".into(),
+                }],
+            },
+            Case {
+                name: "start-first replacement completed: the old one goes, the new one takes the name",
+                desired: vec![job_v2.clone()],
+                actual: vec![old.clone(), new_exited(&job_v2, 0)],
+                want: vec![removed_old.clone(), renamed_new.clone()],
+            },
+            Case {
+                name: "start-first replacement failed under never: kept, the old one keeps serving",
+                desired: vec![once_v2.clone()],
+                actual: vec![old.clone(), new_exited(&once_v2, 3)],
+                want: vec![],
             },
             Case {
                 name: "created but never started: start",

@@ -93,9 +93,13 @@ impl Reconciler {
         self.crash.forgive(
             now,
             |name| {
-                actual
-                    .iter()
-                    .any(|a| a.name == name && a.state == RunState::Running)
+                actual.iter().any(|a| {
+                    a.name == name
+                        && (a.state == RunState::Running
+                            || by_name
+                                .get(name)
+                                .is_some_and(|d| plan::finished(d, a).is_some()))
+                })
             },
             |name| by_name.contains_key(name),
         );

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::actual::{ActualContainer, RunState};
 use super::desired::DesiredContainer;
+use super::plan::{finished, Finished};
 use crate::health::Health;
 use crate::report::{SlotHealth, SlotReport, SlotState};
 
@@ -37,8 +38,11 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
                 .find(|a| a.slot == d.id && a.spec_hash == d.spec_hash);
             let err = o.errors.get(&d.name);
             let waiting = !d.slot.waiting_for.is_empty();
+            let finished = current.and_then(|a| finished(d, a));
             let state = match (current, err) {
                 (_, Some(e)) if e.permanent => SlotState::Failed,
+                (Some(_), _) if finished == Some(Finished::Completed) => SlotState::Completed,
+                (Some(_), _) if finished.is_some() => SlotState::Failed,
                 (Some(a), _) => a.state.into(),
                 (None, _) if waiting => SlotState::Waiting,
                 (None, _) => SlotState::Missing,
@@ -47,14 +51,19 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
                 Some(a) if a.state == RunState::Running => health_of(d, a),
                 _ => SlotHealth::NotChecked,
             };
-            let message = err.map(|e| e.message.clone()).or_else(|| {
-                (waiting && current.is_none_or(|a| a.state != RunState::Running)).then(|| {
-                    format!(
-                        "Waiting for {} to be healthy",
-                        d.slot.waiting_for.join(", ")
-                    )
+            let message = err
+                .map(|e| e.message.clone())
+                .or_else(|| match finished {
+                    Some(Finished::Failed { exit_code }) => Some(format!(
+                        "exited with {}; restartPolicy never: not started again until its spec changes",
+                        exit_code.map_or_else(|| "an unknown code".to_owned(), |c| format!("code {c}"))
+                    )),
+                    _ => None,
                 })
-            });
+                .or_else(|| {
+                    (waiting && current.is_none_or(|a| a.state != RunState::Running))
+                        .then(|| format!("Waiting for {}", d.slot.waiting_for.join(", ")))
+                });
             SlotReport {
                 stack: d.id.stack.clone(),
                 service: d.id.service.clone(),
@@ -163,7 +172,7 @@ mod tests {
             },
         )]);
         let mut waiting = desired(None);
-        waiting.slot.waiting_for = vec!["db (h2)".into()];
+        waiting.slot.waiting_for = vec!["db (h2) to be healthy".into()];
         // (name, desired, actual, errors, its health, want state, want health, want container)
         let cases: Vec<(
             &str,
@@ -283,6 +292,54 @@ mod tests {
             assert_eq!(r[0].health.as_str(), health, "{name}");
             assert_eq!(r[0].container_id.is_some(), has_container, "{name}");
             assert_eq!(r[0].spec_revision, 3, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_exited_container_its_restart_policy_does_not_restart_is_completed_or_failed() {
+        use crate::spec::RestartPolicy::{self, Always, Never, OnFailure};
+        let with = |policy: RestartPolicy, run: bool| {
+            let mut d = desired(None);
+            d.slot.restart_policy = policy;
+            d.run = run;
+            d
+        };
+        // (name, policy, should run, exit code, state, exit code reported, message)
+        let cases = [
+            ("always, exit 0: exited", Always, true, 0, "exited", None),
+            ("on-failure, exit 0: completed", OnFailure, true, 0, "completed", None),
+            ("on-failure, exit 3: exited (it restarts)", OnFailure, true, 3, "exited", None),
+            ("never, exit 0: completed", Never, true, 0, "completed", None),
+            (
+                "never, exit 3: failed, and says why",
+                Never,
+                true,
+                3,
+                "failed",
+                Some("exited with code 3; restartPolicy never: not started again until its spec changes"),
+            ),
+            ("never, stopped by desiredState: exited", Never, false, 143, "exited", None),
+        ];
+        for (name, policy, run, code, state, message) in cases {
+            let d = with(policy, run);
+            let mut a = actual(&d, RunState::Exited, &d.spec_hash.clone());
+            a.exit_code = Some(code);
+            let r = build(&Observed {
+                host: "h1",
+                desired: std::slice::from_ref(&d),
+                actual: &[a],
+                errors: &BTreeMap::new(),
+                restarts: &BTreeMap::new(),
+            });
+            assert_eq!(r[0].state.as_str(), state, "{name}");
+            assert_eq!(r[0].exit_code, Some(code), "{name}: the exit code is kept");
+            assert_eq!(
+                r[0].container_id.as_deref(),
+                Some("c1"),
+                "{name}: so is the container"
+            );
+            assert_eq!(r[0].health, SlotHealth::NotChecked, "{name}");
+            assert_eq!(r[0].message.as_deref(), message, "{name}");
         }
     }
 }

@@ -8,7 +8,7 @@ use super::world::World;
 use crate::assignment::{Assignment, Slot};
 use crate::scheduler::assign;
 use crate::scheduler::plan::{self, HostView, Liveness, MoveReason, Options, Placement, SlotId};
-use crate::spec::{HostRegistration, Limits, Problem, Stack, UpdatePolicy};
+use crate::spec::{DependencyCondition, HostRegistration, Limits, Problem, Stack, UpdatePolicy};
 
 /// Each stack's spec as last parsed, by stack id.
 pub type Parsed = BTreeMap<String, ParsedSpec>;
@@ -135,18 +135,20 @@ fn target(
         }
     }
 
-    // A slot moving off a live host keeps its old copy until the new one is available,
-    // so it is never without a running copy (they are on different hosts, so no port
-    // clash). Copies on dead hosts need no such care.
+    // A slot moving off a live host keeps its old copy until the new one is available
+    // (or, a one-shot service, completed), so it is never without a running copy (they
+    // are on different hosts, so no port clash). Copies on dead hosts need no such care.
     let available = |sid: &SlotId| -> bool {
         let Some(host) = placement.hosts.get(sid) else {
             return false;
         };
         let rev = parsed.get(&sid.stack).map_or(0, |p| p.revision);
-        world
-            .reports
-            .iter()
-            .any(|r| &r.host == host && r.is_for(sid) && r.spec_revision == rev && r.is_available())
+        world.reports.iter().any(|r| {
+            &r.host == host
+                && r.is_for(sid)
+                && r.spec_revision == rev
+                && r.is_available_or_completed()
+        })
     };
     let live = |h: &str| world.hosts.contains_key(h);
     let mut handoffs: BTreeSet<(String, SlotId)> = BTreeSet::new();
@@ -273,9 +275,11 @@ fn roll(
     rolled
 }
 
-/// Fill each slot's `waiting_for` with its `waitForHealthy` dependencies that are not yet
-/// healthy: every replica placed, and reported running and healthy by its host with the
-/// spec it is assigned now (its hash), so a dependency being replaced counts as not ready.
+/// Fill each slot's `waiting_for` with the dependencies it waits for (`condition:
+/// healthy` or `waitForHealthy: true`, and `condition: completed`) that are not there yet:
+/// every replica placed, and reported by its host with the spec it is assigned now (its
+/// hash), so a dependency being replaced counts as not there. `healthy` asks for each
+/// replica running and healthy; `completed`, for each one exited 0 and done.
 pub fn mark_waiting(
     out: &mut BTreeMap<(String, String), Assignment>,
     parsed: &Parsed,
@@ -292,22 +296,30 @@ pub fn mark_waiting(
             );
         }
     }
-    let healthy = |sid: &SlotId| -> Result<(), String> {
+    // `Err` says what is awaited, as the dependent's status shows it.
+    let there = |sid: &SlotId, condition: DependencyCondition| -> Result<(), String> {
+        let (met, awaited): (fn(&crate::report::SlotReport) -> bool, &str) = match condition {
+            DependencyCondition::Completed => (|r| r.is_completed(), "to complete"),
+            // `started` asks for nothing more than the start order, and never gets here.
+            DependencyCondition::Healthy | DependencyCondition::Started => {
+                (|r| r.is_available(), "to be healthy")
+            }
+        };
         let service = &sid.service;
         let Some((host, hash)) = expected.get(sid) else {
             let on = placement
                 .hosts
                 .get(sid)
                 .map_or("not scheduled", String::as_str);
-            return Err(format!("{service} ({on})"));
+            return Err(format!("{service} ({on}) {awaited}"));
         };
         let ok = reports
             .iter()
-            .any(|r| r.host == *host && r.is_for(sid) && &r.spec_hash == hash && r.is_available());
+            .any(|r| r.host == *host && r.is_for(sid) && &r.spec_hash == hash && met(r));
         if ok {
             Ok(())
         } else {
-            Err(format!("{service} ({host})"))
+            Err(format!("{service} ({host}) {awaited}"))
         }
     };
     // (host, slot) -> the dependencies it waits for.
@@ -325,18 +337,18 @@ pub fn mark_waiting(
                 continue;
             };
             let mut waiting = Vec::new();
-            for dep in svc
-                .software_requirements
-                .iter()
-                .filter(|r| r.wait_for_healthy == Some(true))
-            {
+            for dep in &svc.software_requirements {
+                let condition = dep.condition();
+                if condition == DependencyCondition::Started {
+                    continue;
+                }
                 let replicas = spec
                     .item_list_element
                     .iter()
                     .find(|s| s.name == dep.name)
                     .map_or(1, |s| s.replica_count());
                 if let Some(Err(w)) = (1..=replicas)
-                    .map(|r| healthy(&SlotId::new(stack, &dep.name, r)))
+                    .map(|r| there(&SlotId::new(stack, &dep.name, r), condition))
                     .find(Result::is_err)
                 {
                     waiting.push(w);
@@ -508,9 +520,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_dependent_waits_until_its_dependency_runs_healthy_with_its_current_spec() {
-        let stack = parse_stack(STACK.as_bytes()).unwrap();
+    /// What `app` (the only service on h2) waits for in `json`, given the reports.
+    fn app_waits_in(json: &str) -> impl Fn(Vec<SlotReport>) -> Vec<String> {
+        let stack = parse_stack(json.as_bytes()).unwrap();
         let hosts: BTreeMap<String, HostRegistration> = ["h1", "h2"]
             .iter()
             .map(|h| {
@@ -525,8 +537,9 @@ mod tests {
             })
             .collect();
         let mut placement = Placement::default();
-        for (svc, h) in [("db", "h1"), ("cache", "h1"), ("app", "h2")] {
-            placement.hosts.insert(SlotId::new("s", svc, 1), h.into());
+        for svc in &stack.item_list_element {
+            let h = svc.target_host.clone().unwrap_or_default();
+            placement.hosts.insert(SlotId::new("s", &svc.name, 1), h);
         }
         let parsed: Parsed = BTreeMap::from([(
             "s".to_owned(),
@@ -540,30 +553,40 @@ mod tests {
                 .into_iter()
                 .map(|(h, a)| ((h, "s".to_owned()), a))
                 .collect();
-        let db_hash = {
-            let a = &base[&("h1".to_owned(), "s".to_owned())];
-            let db = a.slots.iter().find(|s| s.service == "db").unwrap();
-            db.container.hash(&a.network.name)
-        };
-        let app_waits = |reports: Vec<SlotReport>| {
+        move |reports: Vec<SlotReport>| {
             let mut out = base.clone();
             mark_waiting(&mut out, &parsed, &placement, &reports);
             out[&("h2".to_owned(), "s".to_owned())].slots[0]
                 .waiting_for
                 .clone()
-        };
+        }
+    }
+
+    /// The spec hash `service` (on h1) is assigned in `json`.
+    fn hash_on_h1(json: &str, service: &str) -> String {
+        let stack = parse_stack(json.as_bytes()).unwrap();
+        let hosts = BTreeMap::from([("h1".to_owned(), HostRegistration::default())]);
+        let placed = BTreeMap::from([(SlotId::new("s", service, 1), "h1".to_owned())]);
+        let a = &assignments_for("s", &stack, 1, &placed, &hosts, &BTreeMap::new())["h1"];
+        a.slots[0].container.hash(&a.network.name)
+    }
+
+    #[test]
+    fn a_dependent_waits_until_its_dependency_runs_healthy_with_its_current_spec() {
+        let app_waits = app_waits_in(STACK);
+        let db_hash = hash_on_h1(STACK, "db");
         // (case, reports, what app waits for)
         let cases: Vec<(&str, Vec<SlotReport>, Vec<&str>)> = vec![
-            ("no report yet", vec![], vec!["db (h1)"]),
+            ("no report yet", vec![], vec!["db (h1) to be healthy"]),
             (
                 "running but still starting",
                 vec![report("db", "h1", &db_hash, "running", "starting")],
-                vec!["db (h1)"],
+                vec!["db (h1) to be healthy"],
             ),
             (
                 "healthy, but an older spec",
                 vec![report("db", "h1", "old", "running", "healthy")],
-                vec!["db (h1)"],
+                vec!["db (h1) to be healthy"],
             ),
             (
                 "healthy with the current spec",
@@ -573,6 +596,49 @@ mod tests {
             (
                 "running without a check counts as healthy",
                 vec![report("db", "h1", &db_hash, "running", "none")],
+                vec![],
+            ),
+        ];
+        for (name, reports, want) in cases {
+            assert_eq!(app_waits(reports), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_dependent_waits_until_its_dependency_completed_with_its_current_spec() {
+        const JOBS: &str = r#"{"deployment":{"mode":"multi-host","placementStrategy":"manual"},"itemListElement":[
+          {"name":"migrate","image":"i","targetHost":"h1","restartPolicy":"on-failure"},
+          {"name":"db","image":"i","targetHost":"h1"},
+          {"name":"app","image":"i","targetHost":"h2","softwareRequirements":[{"name":"migrate","condition":"completed"},{"name":"db","condition":"started"}]}]}"#;
+        let app_waits = app_waits_in(JOBS);
+        let hash = hash_on_h1(JOBS, "migrate");
+        let migrate = |hash: &str, state: &str| report("migrate", "h1", hash, state, "none");
+        // (case, reports, what app waits for)
+        let cases: Vec<(&str, Vec<SlotReport>, Vec<&str>)> = vec![
+            ("no report yet", vec![], vec!["migrate (h1) to complete"]),
+            (
+                "running is not enough",
+                vec![migrate(&hash, "running")],
+                vec!["migrate (h1) to complete"],
+            ),
+            (
+                "exited non-zero (it will be restarted)",
+                vec![migrate(&hash, "exited")],
+                vec!["migrate (h1) to complete"],
+            ),
+            (
+                "failed under never",
+                vec![migrate(&hash, "failed")],
+                vec!["migrate (h1) to complete"],
+            ),
+            (
+                "completed, but an older spec",
+                vec![migrate("old", "completed")],
+                vec!["migrate (h1) to complete"],
+            ),
+            (
+                "completed with the current spec; db is only started first",
+                vec![migrate(&hash, "completed")],
                 vec![],
             ),
         ];

@@ -128,7 +128,7 @@ pub struct SlotProgress {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SlotOutcome {
-    /// Ready and stayed ready for `monitor`.
+    /// Ready and stayed ready for `monitor`, or (a one-shot service) completed.
     Done,
     /// Exited, turned unhealthy within `monitor`, or missed `deadline`.
     Failed,
@@ -591,7 +591,11 @@ fn judge(
         r.state,
         SlotState::Exited | SlotState::Dead | SlotState::Failed
     ) || r.health == SlotHealth::Unhealthy;
-    if r.is_available() {
+    if r.is_completed() {
+        // A one-shot service's new version did its job (exited 0, and its restart policy
+        // keeps it so): that is its success, with nothing left to monitor.
+        p.outcome = Some(SlotOutcome::Done);
+    } else if r.is_available() {
         let since = *p.available_since_ms.get_or_insert(now);
         if back || now >= since + policy.monitor.as_millis() as u64 {
             p.outcome = Some(SlotOutcome::Done);

@@ -43,7 +43,9 @@ pub struct Tally {
     pub current: usize,
     /// Current, running, and healthy or without a check.
     pub available: usize,
-    /// Current and neither available nor still starting.
+    /// Current and exited 0 under `restartPolicy: on-failure` or `never`: done.
+    pub completed: usize,
+    /// Current and neither available, nor still starting, nor completed.
     pub bad: usize,
     /// Current and exited or created.
     pub stopped: usize,
@@ -79,6 +81,8 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
                 t.current += 1;
                 if r.is_available() {
                     t.available += 1;
+                } else if r.is_completed() {
+                    t.completed += 1;
                 } else if !(r.is_running() && r.health == SlotHealth::Starting) {
                     t.bad += 1;
                 }
@@ -192,10 +196,11 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
                 (False, "Unschedulable", message.clone())
             };
             conditions.push(condition(i, "Scheduled", s, r, &m));
-            let (s, r) = if phase == Phase::Running {
-                (True, "AllRunning")
-            } else {
-                (False, "NotAllRunning")
+            let (s, r) = match phase {
+                Phase::Running => (True, "AllRunning"),
+                // Nothing runs, and nothing has to: every service was a job, and is done.
+                Phase::Succeeded => (False, "Completed"),
+                _ => (False, "NotAllRunning"),
             };
             conditions.push(condition(
                 i,
@@ -266,9 +271,10 @@ pub enum SpecState<'a> {
 }
 
 /// The phase, from the spec's state, the tally, the failures (slots the agents cannot
-/// create, post-start actions that failed) and the services without a host. The first
-/// that applies wins: deleted, invalid, failed, pending, stopped, running, degraded,
-/// progressing.
+/// create or that exited non-zero under `restartPolicy: never`, post-start actions that
+/// failed) and the services without a host. The first that applies wins: deleted,
+/// invalid, failed, pending, stopped, succeeded (every slot completed), running (every
+/// slot available or completed), degraded, progressing.
 pub fn verdict(
     spec: SpecState<'_>,
     t: &Tally,
@@ -280,6 +286,7 @@ pub fn verdict(
         total,
         current,
         available,
+        completed,
         bad,
         stopped,
         desired_stopped,
@@ -307,6 +314,12 @@ pub fn verdict(
         SpecState::Valid => {}
     }
     let state = rollout.map(|r| r.state.as_str());
+    // One-shot services that are done count beside the running ones.
+    let done = if completed > 0 {
+        format!(", {completed} completed")
+    } else {
+        String::new()
+    };
     let (phase, message) = if !failed.is_empty() {
         (Phase::Failed, failed.join("; "))
     } else if let (Some("Progressing" | "RollingBack" | "Paused"), Some(r)) = (state, rollout) {
@@ -319,20 +332,22 @@ pub fn verdict(
         (Phase::Pending, format!("unschedulable: {}", why.join("; ")))
     } else if desired_stopped && current == total && stopped == total {
         (Phase::Stopped, format!("{total} container(s) stopped"))
-    } else if total > 0 && available == total && current == total {
+    } else if total > 0 && completed == total && current == total {
+        (Phase::Succeeded, format!("{total} container(s) completed"))
+    } else if total > 0 && available + completed == total && current == total {
         (
             Phase::Running,
-            format!("{available}/{total} containers running"),
+            format!("{available}/{total} containers running{done}"),
         )
     } else if bad > 0 && !desired_stopped {
         (
             Phase::Degraded,
-            format!("{available}/{total} containers running and healthy"),
+            format!("{available}/{total} containers running and healthy{done}"),
         )
     } else {
         (
             Phase::Progressing,
-            format!("{available}/{total} containers running"),
+            format!("{available}/{total} containers running{done}"),
         )
     };
     // Rolled back: say so, whatever the slots add up to.
@@ -472,11 +487,22 @@ mod tests {
             total: 1,
             current,
             available,
+            completed: 0,
             bad,
             stopped,
             desired_stopped,
         };
         let running = tally(1, 1, 0, 0, false);
+        // Three slots, some of them one-shot services that exited 0.
+        let jobs = |current, available, completed, bad| Tally {
+            total: 3,
+            current,
+            available,
+            completed,
+            bad,
+            ..Tally::default()
+        };
+        let job_failed = vec!["migrate: exited with code 3; restartPolicy never".to_owned()];
         // (name, spec, tally, failed, unschedulable, phase)
         type Case<'a> = (
             &'a str,
@@ -568,6 +594,54 @@ mod tests {
                 Phase::Progressing,
             ),
             (
+                "running beside completed jobs",
+                SpecState::Valid,
+                jobs(3, 2, 1, 0),
+                &[],
+                &none,
+                Phase::Running,
+            ),
+            (
+                "every slot a job that completed",
+                SpecState::Valid,
+                jobs(3, 0, 3, 0),
+                &[],
+                &none,
+                Phase::Succeeded,
+            ),
+            (
+                "completed jobs, one still running",
+                SpecState::Valid,
+                jobs(3, 1, 2, 0),
+                &[],
+                &none,
+                Phase::Running,
+            ),
+            (
+                "completed jobs, one not reported on this revision yet",
+                SpecState::Valid,
+                jobs(2, 0, 2, 0),
+                &[],
+                &none,
+                Phase::Progressing,
+            ),
+            (
+                "completed jobs and one that exited, to be restarted",
+                SpecState::Valid,
+                jobs(3, 0, 2, 1),
+                &[],
+                &none,
+                Phase::Degraded,
+            ),
+            (
+                "completed jobs and one that failed under never",
+                SpecState::Valid,
+                jobs(3, 0, 2, 1),
+                &job_failed,
+                &none,
+                Phase::Failed,
+            ),
+            (
                 "invalid",
                 SpecState::Invalid(&problems),
                 running,
@@ -595,6 +669,27 @@ mod tests {
         for (name, spec, t, failed, unschedulable, want) in cases {
             let v = verdict(spec, &t, failed, unschedulable, None);
             assert_eq!(v.phase, want, "case: {name}: {}", v.message);
+        }
+    }
+
+    #[test]
+    fn the_message_says_how_many_completed() {
+        let none = BTreeMap::new();
+        let t = |available, completed| Tally {
+            total: 3,
+            current: 3,
+            available,
+            completed,
+            ..Tally::default()
+        };
+        let cases = [
+            (t(3, 0), "3/3 containers running"),
+            (t(2, 1), "2/3 containers running, 1 completed"),
+            (t(0, 3), "3 container(s) completed"),
+        ];
+        for (tally, want) in cases {
+            let v = verdict(SpecState::Valid, &tally, &[], &none, None);
+            assert_eq!(v.message, want);
         }
     }
 
@@ -732,6 +827,22 @@ mod tests {
                 Some(report(5, "failed", "none")),
                 false,
                 Phase::Failed,
+            ),
+            (
+                "a job that completed",
+                Some(Ok(&stack)),
+                Some(&running),
+                Some(report(5, "completed", "none")),
+                false,
+                Phase::Succeeded,
+            ),
+            (
+                "a job that completed on an older revision",
+                Some(Ok(&stack)),
+                Some(&running),
+                Some(report(4, "completed", "none")),
+                false,
+                Phase::Progressing,
             ),
             (
                 "no host",

@@ -278,7 +278,8 @@ impl Controller {
         Ok(live)
     }
 
-    /// Seconds from this controller first seeing a spec revision to that revision running.
+    /// Seconds from this controller first seeing a spec revision to that revision running
+    /// (or, for a stack of one-shot services, done).
     fn observe_convergence(&mut self, id: &str, revision: i64, phase: Phase) {
         let now = Instant::now();
         let fresh = Convergence {
@@ -290,7 +291,7 @@ impl Controller {
         if entry.revision != revision {
             *entry = fresh;
         }
-        if phase == Phase::Running && !entry.observed {
+        if matches!(phase, Phase::Running | Phase::Succeeded) && !entry.observed {
             entry.observed = true;
             metrics::CONVERGENCE.observe(now.duration_since(entry.since).as_secs_f64());
         }

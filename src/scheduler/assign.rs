@@ -88,6 +88,7 @@ pub fn assignments_for(
             post_start: svc.potential_action.clone(),
             actions_done: false,
             update_order: stack.update_policy(svc).order,
+            restart_policy: svc.restart_policy(),
             injected_env: injected,
         });
     }
@@ -230,7 +231,7 @@ fn start_levels(stack: &Stack) -> BTreeMap<&str, u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::parse_stack;
+    use crate::spec::{parse_stack, RestartPolicy};
 
     #[test]
     fn dependencies_get_host_port_and_url_of_where_they_run() {
@@ -289,6 +290,42 @@ mod tests {
             cache.healthcheck.is_some(),
             "command checks become Docker healthchecks"
         );
+    }
+
+    #[test]
+    fn the_restart_policy_is_handed_to_the_agent_and_changes_no_container() {
+        let slot = |policy: &str| {
+            let json =
+                format!(r#"{{"itemListElement": [{{"name": "job", "image": "i"{policy}}}]}}"#);
+            let stack = parse_stack(json.as_bytes()).unwrap();
+            let placed = BTreeMap::from([(SlotId::new("s", "job", 1), "h1".to_owned())]);
+            let hosts = BTreeMap::from([("h1".to_owned(), HostRegistration::default())]);
+            let a = assignments_for("s", &stack, 1, &placed, &hosts, &BTreeMap::new());
+            let network = a["h1"].network.name.clone();
+            let slot = a["h1"].slots[0].clone();
+            (slot.restart_policy, slot.container.hash(&network))
+        };
+        let (always, hash) = slot("");
+        assert_eq!(always, RestartPolicy::Always, "the default");
+        // (case, policy field, policy)
+        let cases = [
+            (
+                "on-failure",
+                r#","restartPolicy":"on-failure""#,
+                RestartPolicy::OnFailure,
+            ),
+            ("never", r#","restartPolicy":"never""#, RestartPolicy::Never),
+            (
+                "always, said",
+                r#","restartPolicy":"always""#,
+                RestartPolicy::Always,
+            ),
+        ];
+        for (name, field, want) in cases {
+            let (policy, h) = slot(field);
+            assert_eq!(policy, want, "{name}");
+            assert_eq!(h, hash, "{name}: a new policy replaces no container");
+        }
     }
 
     #[test]

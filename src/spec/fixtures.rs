@@ -10,6 +10,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     include_str!("../../examples/three-tier.json"),
     include_str!("../../examples/spread.json"),
     include_str!("../../examples/constraints.json"),
+    include_str!("../../examples/migrate-then-app.json"),
     include_str!("../../examples/invalid/many-errors.json"),
     include_str!("../../examples/invalid/cycle.json"),
 ];

@@ -39,6 +39,6 @@ pub use status::{
 pub use update::UpdatePolicy;
 pub use validate::validate;
 pub use vocabulary::{
-    DeploymentMode, DesiredState, FailureAction, HealthCheckKind, PlacementStrategy, UpdateOrder,
-    ENDPOINT_TYPES, MOUNT_TYPES, PROTOCOLS,
+    DependencyCondition, DeploymentMode, DesiredState, FailureAction, HealthCheckKind,
+    PlacementStrategy, RestartPolicy, UpdateOrder, ENDPOINT_TYPES, MOUNT_TYPES, PROTOCOLS,
 };

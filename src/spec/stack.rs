@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::names::{DNS_LABEL_PATTERN, HOST_ID_PATTERN};
 use super::vocabulary::{
-    DeploymentMode, DesiredState, FailureAction, HealthCheckKind, PlacementStrategy, UpdateOrder,
-    ENDPOINT_TYPES, MOUNT_TYPES, PROTOCOLS,
+    DependencyCondition, DeploymentMode, DesiredState, FailureAction, HealthCheckKind,
+    PlacementStrategy, RestartPolicy, UpdateOrder, ENDPOINT_TYPES, MOUNT_TYPES, PROTOCOLS,
 };
 
 /// More replicas than this is almost surely a typo, and one stack should not be able to
@@ -235,11 +235,25 @@ pub struct Service {
     /// by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateConfig>,
+    /// When an exited container is started again: `always` (default), `on-failure` (only
+    /// after a non-zero exit; exit 0 means done) or `never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = RestartPolicy::ALL))]
+    pub restart_policy: Option<String>,
 }
 
 impl Service {
     pub fn replica_count(&self) -> u32 {
         self.replicas.unwrap_or(1)
+    }
+
+    /// The restart policy; an unknown string falls back to the default, which only matters
+    /// for stacks that have not passed `validate`.
+    pub fn restart_policy(&self) -> RestartPolicy {
+        self.restart_policy
+            .as_deref()
+            .and_then(RestartPolicy::parse)
+            .unwrap_or_default()
     }
 
     /// Every service this one depends on, from `requirements` and `softwareRequirements`,
@@ -337,12 +351,35 @@ pub struct SoftwareRequirement {
     pub type_: Option<String>,
     /// Name of the service depended on.
     pub name: String,
-    /// Start this service only once the dependency is healthy.
+    /// Start this service only once the dependency is healthy; the same as
+    /// `condition: healthy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for_healthy: Option<bool>,
+    /// What to wait for before starting this service: `started` (default: only the start
+    /// order), `healthy` (every replica running and healthy) or `completed` (every
+    /// replica exited 0; the dependency's `restartPolicy` must be `on-failure` or `never`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = DependencyCondition::ALL))]
+    pub condition: Option<String>,
     /// Template for `<NAME>_URL`, with `{{HOST}}` and `{{PORT}}` filled in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_string: Option<String>,
+}
+
+impl SoftwareRequirement {
+    /// What the dependent waits for: `condition`, else `healthy` when `waitForHealthy` is
+    /// true, else `started`. An unknown `condition` (rejected by `validate`) counts as
+    /// unset.
+    pub fn condition(&self) -> DependencyCondition {
+        self.condition
+            .as_deref()
+            .and_then(DependencyCondition::parse)
+            .unwrap_or(if self.wait_for_healthy == Some(true) {
+                DependencyCondition::Healthy
+            } else {
+                DependencyCondition::Started
+            })
+    }
 }
 
 /// How a service's health is checked.

@@ -14,6 +14,9 @@ pub enum Phase {
     Pending,
     Progressing,
     Running,
+    // Every service is a one-shot service (`restartPolicy: on-failure` or `never`) that
+    // exited 0. (No doc comment: it would turn the schema's enum into a `oneOf`.)
+    Succeeded,
     Degraded,
     Failed,
     Invalid,
@@ -21,10 +24,11 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Pending,
         Phase::Progressing,
         Phase::Running,
+        Phase::Succeeded,
         Phase::Degraded,
         Phase::Failed,
         Phase::Invalid,
@@ -36,6 +40,7 @@ impl Phase {
             Phase::Pending => "Pending",
             Phase::Progressing => "Progressing",
             Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
             Phase::Degraded => "Degraded",
             Phase::Failed => "Failed",
             Phase::Invalid => "Invalid",
@@ -129,7 +134,9 @@ pub struct ServiceStatus {
     /// Docker's container id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
-    /// Docker's container state (`running`, `exited`, ...) or `pending`/`missing`.
+    /// Docker's container state (`running`, `exited`, ...); `completed` or `failed` for a
+    /// one-shot service that finished (exited 0, or non-zero under `restartPolicy:
+    /// never`); `pending`, `missing`, `waiting`, or `failed` when it cannot be created.
     pub state: String,
     /// `healthy`, `unhealthy`, `starting` or `none`.
     #[schemars(extend("enum" = ["healthy", "unhealthy", "starting", "none"]))]

@@ -9,8 +9,8 @@ use super::order::{dependency_graph, find_cycles, first_index_by_name};
 use super::problem::Problem;
 use super::stack::{Command, HealthCheck, Service, Stack, MAX_REPLICAS};
 use super::vocabulary::{
-    not_one_of, DeploymentMode, DesiredState, HealthCheckKind, PlacementStrategy, ENDPOINT_TYPES,
-    MOUNT_TYPES, PROTOCOLS,
+    not_one_of, DependencyCondition, DeploymentMode, DesiredState, HealthCheckKind,
+    PlacementStrategy, RestartPolicy, ENDPOINT_TYPES, MOUNT_TYPES, PROTOCOLS,
 };
 
 /// A dense dependency graph has more cycles than anyone can read; the first few are enough
@@ -143,6 +143,7 @@ fn check_service(
         let path = format!("{at}.softwareRequirements[{j}].name");
         check_dependency(&requirement.name, path, problems);
     }
+    check_restart(stack, names, &at, service, problems);
 
     for (j, port) in service.ports.iter().enumerate() {
         let at = format!("{at}.ports[{j}]");
@@ -236,6 +237,55 @@ fn check_service(
                 format!("{at}.serviceEndpoint.exposedPort"),
                 port_complaint(port),
             );
+        }
+    }
+}
+
+/// `restartPolicy`, and what each `softwareRequirements` entry waits for: a spelled-out
+/// `condition` that `waitForHealthy` contradicts, or a `completed` one on a dependency
+/// that can never complete because it is always restarted.
+fn check_restart(
+    stack: &Stack,
+    names: &HashMap<&str, usize>,
+    at: &str,
+    service: &Service,
+    problems: &mut Problems,
+) {
+    if let Some(policy) = &service.restart_policy {
+        problems.add_if(
+            format!("{at}.restartPolicy"),
+            RestartPolicy::complaint(policy),
+        );
+    }
+    for (j, requirement) in service.software_requirements.iter().enumerate() {
+        let Some(written) = &requirement.condition else {
+            continue;
+        };
+        let path = format!("{at}.softwareRequirements[{j}].condition");
+        let Some(condition) = DependencyCondition::parse(written) else {
+            problems.add_if(path, DependencyCondition::complaint(written));
+            continue;
+        };
+        if let Some(wait) = requirement.wait_for_healthy {
+            if wait != (condition == DependencyCondition::Healthy) {
+                let message =
+                    format!("condition {condition} contradicts waitForHealthy: {wait}; keep one");
+                problems.add(path.clone(), message);
+            }
+        }
+        let dependency = names
+            .get(requirement.name.as_str())
+            .and_then(|&i| stack.item_list_element.get(i));
+        if let Some(dependency) = dependency {
+            let policy = dependency.restart_policy();
+            if condition == DependencyCondition::Completed && policy == RestartPolicy::Always {
+                let message = format!(
+                    "{:?} never completes: its restartPolicy is {policy}, so it is started \
+                     again whenever it exits (give it on-failure or never)",
+                    requirement.name
+                );
+                problems.add(path, message);
+            }
         }
     }
 }

@@ -126,6 +126,50 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// When the agent starts a service's exited container again (`restartPolicy`).
+    #[derive(Default)]
+    RestartPolicy, "restart policy" {
+        /// Whatever its exit code: a service that should always run.
+        #[default]
+        Always = "always",
+        /// Only after a non-zero exit; an exit of 0 means it is done (a job).
+        OnFailure = "on-failure",
+        /// Never: it runs once, and its exit code says whether it succeeded.
+        Never = "never",
+    }
+}
+
+impl RestartPolicy {
+    /// Whether a container that exited with `exit_code` is started again. An exit code
+    /// Docker could not tell counts as a failure.
+    pub fn restarts_after(self, exit_code: Option<i64>) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => exit_code != Some(0),
+            RestartPolicy::Never => false,
+        }
+    }
+
+    /// `always`, the default, is left out of assignments so they read (and hash) as before.
+    pub fn is_always(&self) -> bool {
+        *self == RestartPolicy::Always
+    }
+}
+
+string_enum! {
+    /// What a dependent waits for before it starts (`softwareRequirements[].condition`),
+    /// as compose's `depends_on.condition`.
+    DependencyCondition, "dependency condition" {
+        /// Nothing beyond the start order (compose's `service_started`).
+        Started = "started",
+        /// Every replica running and healthy (`waitForHealthy: true`).
+        Healthy = "healthy",
+        /// Every replica exited 0 and done (compose's `service_completed_successfully`).
+        Completed = "completed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,10 +188,29 @@ mod tests {
         check(HealthCheckKind::ALL, HealthCheckKind::as_str);
         check(UpdateOrder::ALL, UpdateOrder::as_str);
         check(FailureAction::ALL, FailureAction::as_str);
+        check(RestartPolicy::ALL, RestartPolicy::as_str);
+        check(DependencyCondition::ALL, DependencyCondition::as_str);
         let check = HealthCheck {
             type_: "tcp".into(),
             ..HealthCheck::default()
         };
         assert_eq!(check.kind(), Some(HealthCheckKind::Tcp));
+    }
+
+    #[test]
+    fn restart_policies_restart_what_they_say() {
+        // (policy, exit code, restarted?)
+        let cases = [
+            (RestartPolicy::Always, Some(0), true),
+            (RestartPolicy::Always, Some(1), true),
+            (RestartPolicy::OnFailure, Some(0), false),
+            (RestartPolicy::OnFailure, Some(3), true),
+            (RestartPolicy::OnFailure, None, true),
+            (RestartPolicy::Never, Some(0), false),
+            (RestartPolicy::Never, Some(3), false),
+        ];
+        for (policy, code, restarted) in cases {
+            assert_eq!(policy.restarts_after(code), restarted, "{policy} {code:?}");
+        }
     }
 }

@@ -26,6 +26,9 @@ pub struct StackLine {
     /// Services whose every slot runs the current revision and is healthy (or has no
     /// check), over all services.
     pub running: usize,
+    /// Services whose every slot is a one-shot service that completed at the current
+    /// revision (`restartPolicy: on-failure` or `never`, exit 0).
+    pub completed: usize,
     pub services: usize,
     /// The spec revision the status reflects.
     pub revision: Option<i64>,
@@ -150,9 +153,10 @@ fn host_line(w: &World, id: &str, address: Option<String>) -> HostLine {
 
 fn stack_line(w: &World, spec: Option<&Stack>, id: &str) -> StackLine {
     let status = w.statuses.get(id).and_then(|(st, _)| st.as_ref());
-    // Per service: (slots, slots available at their assignment's revision). A container
-    // still running the previous revision does not count: the counter shows convergence.
-    let mut slots: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    // Per service: (slots, slots available, slots completed), at their assignment's
+    // revision. A container still running the previous revision does not count: the
+    // counter shows convergence.
+    let mut slots: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
     for name in spec
         .iter()
         .flat_map(|st| st.item_list_element.iter().map(|svc| svc.name.as_str()))
@@ -168,19 +172,25 @@ fn stack_line(w: &World, spec: Option<&Stack>, id: &str) -> StackLine {
         for slot in &a.slots {
             let counts = slots.entry(slot.service.as_str()).or_default();
             counts.0 += 1;
-            let available = report_of(w, host, stack, slot)
-                .is_some_and(|r| r.spec_revision == a.spec_revision && r.is_available());
-            counts.1 += usize::from(available);
+            let current =
+                report_of(w, host, stack, slot).filter(|r| r.spec_revision == a.spec_revision);
+            counts.1 += usize::from(current.is_some_and(|r| r.is_available()));
+            counts.2 += usize::from(current.is_some_and(|r| r.is_completed()));
         }
     }
     let running = slots
         .values()
-        .filter(|(all, ok)| *all > 0 && all == ok)
+        .filter(|(all, ok, _)| *all > 0 && all == ok)
+        .count();
+    let completed = slots
+        .values()
+        .filter(|(all, _, done)| *all > 0 && all == done)
         .count();
     StackLine {
         id: id.to_owned(),
         phase: status.map_or("Unknown", |st| st.phase.as_str()).to_owned(),
         running,
+        completed,
         services: slots.len(),
         revision: status.map(|st| st.observed_revision),
         message: status.map_or_else(
@@ -290,6 +300,15 @@ fn is_secret_name(key: &str) -> bool {
         .any(|w| k.contains(w))
 }
 
+/// `2/3 services running`, and how many completed when any did.
+fn services_cell(s: &StackLine) -> String {
+    let running = format!("{}/{} services running", s.running, s.services);
+    match s.completed {
+        0 => running,
+        n => format!("{running}, {n} completed"),
+    }
+}
+
 /// The map as text for a `width`-column terminal.
 pub fn render(map: &DeploymentMap, width: usize) -> String {
     let mut out = String::new();
@@ -304,7 +323,7 @@ pub fn render(map: &DeploymentMap, width: usize) -> String {
             t.row(vec![
                 s.id.clone(),
                 s.phase.clone(),
-                format!("{}/{} services running", s.running, s.services),
+                services_cell(s),
                 s.revision.map_or_else(|| "-".to_owned(), |r| r.to_string()),
                 s.message.clone(),
             ]);
@@ -547,6 +566,24 @@ mod tests {
         }
         let map = deployment_map(&world(&kvs), None);
         assert_eq!((map.stacks[0].running, map.stacks[0].services), (0, 5));
+    }
+
+    #[test]
+    fn a_one_shot_service_that_completed_counts_as_completed_not_running() {
+        let mut kvs = converging_shop();
+        for kv in kvs.iter_mut().filter(|kv| kv.key.ends_with("/cache.1")) {
+            let mut r: Value = serde_json::from_slice(&kv.value).unwrap();
+            r["state"] = json!("completed");
+            kv.value = r.to_string().into_bytes();
+        }
+        let map = deployment_map(&world(&kvs), None);
+        let s = &map.stacks[0];
+        assert_eq!((s.running, s.completed, s.services), (1, 1, 5));
+        let h1 = map.hosts.iter().find(|h| h.id == "h1").unwrap();
+        let cache = h1.slots.iter().find(|s| s.name == "cache").unwrap();
+        assert_eq!(cache.state, "completed");
+        let text = render(&map, 120);
+        assert!(text.contains("1/5 services running, 1 completed"), "{text}");
     }
 
     #[test]

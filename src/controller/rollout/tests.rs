@@ -349,6 +349,44 @@ fn a_replaced_slot_that_exits_fails() {
     assert_eq!(r.state(), Some(RolloutState::RollingBack));
 }
 
+/// Every slot reported on what `assigned` gives it, in `state`.
+fn all_in(assigned: &BTreeMap<String, Assignment>, state: &str) -> Vec<SlotReport> {
+    let mut out = all_available(assigned);
+    for r in &mut out {
+        r.state = state.parse().unwrap();
+    }
+    out
+}
+
+#[test]
+fn a_one_shot_service_whose_new_version_completes_is_done_without_a_monitor() {
+    let mut r = Run::new(policy(3));
+    r.revision = 2;
+    let first = r.pass(0, V2, &[]);
+    assert_eq!(first, ["v2", "v2", "v2", "v1", "v1", "v1"]);
+    // The batch ran for a moment (well inside `monitor`), then exited 0 and stays so.
+    r.pass(500, V2, &all_available(&r.current.clone()));
+    let got = r.pass(1_000, V2, &all_in(&r.current.clone(), "completed"));
+    assert_eq!(
+        got,
+        vec!["v2"; 6],
+        "a completed batch is done: the next one goes"
+    );
+    r.pass(1_500, V2, &all_in(&r.current.clone(), "completed"));
+    assert_eq!(r.state(), Some(RolloutState::Complete));
+    let st = crate::controller::status::rollout_status(r.record.as_ref().unwrap());
+    assert_eq!((st.updated, st.total, st.failures), (6, 6, 0), "{st:?}");
+}
+
+#[test]
+fn a_one_shot_service_whose_new_version_fails_under_never_fails() {
+    let mut r = Run::new(policy(1));
+    r.revision = 2;
+    r.pass(0, V2, &[]);
+    r.pass(1_000, V2, &[report(1, "v2", "failed", "none")]);
+    assert_eq!(r.state(), Some(RolloutState::RollingBack));
+}
+
 #[test]
 fn a_slot_that_stops_being_ready_within_monitor_fails() {
     let mut r = Run::new(policy(1));

@@ -284,6 +284,54 @@ fn every_rule_reports_its_problem_with_a_path() {
             &[r#"itemListElement[0].serviceEndpoint.type: "ingress" is not a service endpoint type (host-port)"#],
         ),
         case(
+            "restart policies are valid",
+            two(
+                &service(r#""restartPolicy":"always""#),
+                r#"{"name":"job","image":"x","restartPolicy":"on-failure"},{"name":"once","image":"x","restartPolicy":"never"}"#,
+            ),
+            &[],
+        ),
+        case(
+            "unknown restart policy",
+            doc("", &service(r#""restartPolicy":"unless-stopped""#)),
+            &[r#"itemListElement[0].restartPolicy: "unless-stopped" is not a restart policy (always, on-failure, never)"#],
+        ),
+        case(
+            "waiting for a job to complete is valid",
+            two(
+                &service(r#""softwareRequirements":[{"name":"migrate","condition":"completed"},{"name":"db","condition":"healthy","waitForHealthy":true},{"name":"cache","condition":"started"}]"#),
+                r#"{"name":"migrate","image":"x","restartPolicy":"on-failure"},{"name":"db","image":"x"},{"name":"cache","image":"x"}"#,
+            ),
+            &[],
+        ),
+        case(
+            "unknown dependency condition",
+            two(
+                &service(r#""softwareRequirements":[{"name":"db","condition":"ready"}]"#),
+                r#"{"name":"db","image":"x"}"#,
+            ),
+            &[r#"itemListElement[0].softwareRequirements[0].condition: "ready" is not a dependency condition (started, healthy, completed)"#],
+        ),
+        case(
+            "condition contradicting waitForHealthy",
+            two(
+                &service(r#""softwareRequirements":[{"name":"db","condition":"completed","waitForHealthy":true},{"name":"db","condition":"healthy","waitForHealthy":false}]"#),
+                r#"{"name":"db","image":"x","restartPolicy":"never"}"#,
+            ),
+            &[
+                "itemListElement[0].softwareRequirements[0].condition: condition completed contradicts waitForHealthy: true",
+                "itemListElement[0].softwareRequirements[1].condition: condition healthy contradicts waitForHealthy: false",
+            ],
+        ),
+        case(
+            "waiting for a service that is always restarted to complete",
+            two(
+                &service(r#""softwareRequirements":[{"name":"db","condition":"completed"}]"#),
+                r#"{"name":"db","image":"x"}"#,
+            ),
+            &[r#"itemListElement[0].softwareRequirements[0].condition: "db" never completes: its restartPolicy is always"#],
+        ),
+        case(
             "reserved label",
             doc("", &service(r#""labels":{"berth.stack":"other","team":"a"}"#)),
             &[r#"itemListElement[0].labels: "berth.stack" is reserved"#],
