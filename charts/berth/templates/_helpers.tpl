@@ -51,6 +51,9 @@ them), or the external endpoints.
 */}}
 {{- define "berth.etcdEndpoints" -}}
 {{- if .Values.etcd.enabled -}}
+{{- if .Values.etcdTls.enabled -}}
+{{- fail "etcdTls.enabled needs an etcd served over https, and the bundled etcd serves plain http: set etcd.enabled=false and externalEtcd.endpoints to https:// URLs" -}}
+{{- end -}}
 {{- $urls := list -}}
 {{- range $i := until (int .Values.etcd.replicas) -}}
 {{- $urls = append $urls (printf "http://%s:2379" (include "berth.etcdMemberHost" (dict "root" $ "index" $i))) -}}
@@ -72,8 +75,8 @@ them), or the external endpoints.
 {{- end -}}
 
 {{/*
-The etcd client-certificate secret, mounted where a later Berth's --etcd-ca, --etcd-cert
-and --etcd-key will read it. No flag is passed: this Berth has none.
+The etcd client-certificate secret (etcdTls): mounted at /etc/berth/etcd-tls in every
+container that talks to etcd, whose --etcd-ca, --etcd-cert and --etcd-key name its files.
 */}}
 {{- define "berth.etcdTlsVolume" -}}
 {{- if .Values.etcdTls.enabled }}
@@ -89,4 +92,11 @@ and --etcd-key will read it. No flag is passed: this Berth has none.
   mountPath: /etc/berth/etcd-tls
   readOnly: true
 {{- end }}
+{{- end -}}
+
+{{/* Berth's flags for the mounted secret; include them only when etcdTls.enabled. */}}
+{{- define "berth.etcdTlsArgs" -}}
+- --etcd-ca=/etc/berth/etcd-tls/ca.crt
+- --etcd-cert=/etc/berth/etcd-tls/tls.crt
+- --etcd-key=/etc/berth/etcd-tls/tls.key
 {{- end -}}
