@@ -480,6 +480,49 @@ fn schema_and_berth_validate_agree_on_single_field_changes() {
             service_with("healthCheck", json!({"type": "tcp", "startPeriod": -1})),
         ),
         (
+            "interval of a day",
+            service_with("healthCheck", json!({"type": "tcp", "interval": 86400})),
+        ),
+        (
+            "interval of 1e20 seconds",
+            service_with("healthCheck", json!({"type": "tcp", "interval": 1e20})),
+        ),
+        (
+            "action timeout past a day",
+            service_with(
+                "potentialAction",
+                json!([{"name": "m", "command": "true", "timeout": 86401}]),
+            ),
+        ),
+        (
+            "update deadline of a week",
+            service_with("update", json!({"deadline": 604800})),
+        ),
+        (
+            "update delay past a week",
+            service_with("update", json!({"delay": 604801})),
+        ),
+        (
+            "resources at their bounds",
+            service_with("resources", json!({"cpus": 4096, "memoryMb": 67108864})),
+        ),
+        (
+            "memoryMb past 64 TiB",
+            service_with("resources", json!({"memoryMb": 67108865u64})),
+        ),
+        (
+            "memoryMb of u64::MAX",
+            service_with("resources", json!({"memoryMb": u64::MAX})),
+        ),
+        (
+            "negative cpus",
+            service_with("resources", json!({"cpus": -1})),
+        ),
+        (
+            "minCPU past 4096",
+            service_with("hostConstraints", json!({"minCPU": 4097})),
+        ),
+        (
             "action without command",
             service_with("potentialAction", json!([{"name": "m"}])),
         ),

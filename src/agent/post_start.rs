@@ -14,7 +14,7 @@ use super::runtime::Runtime;
 use crate::health::Health;
 use crate::report::ActionRecord;
 use crate::slot::container_name;
-use crate::spec::{ActionStatus, PotentialAction};
+use crate::spec::{ActionStatus, PotentialAction, Seconds};
 use crate::store::{keys, Store};
 use crate::{events, retry};
 
@@ -170,7 +170,7 @@ impl Run {
 
     async fn one(&self, a: &PotentialAction, target: &str) -> ActionStatus {
         let argv = a.command.as_ref().map(|c| c.argv()).unwrap_or_default();
-        let timeout = Duration::from_secs_f64(a.timeout.unwrap_or(60.0).max(0.1));
+        let timeout = timeout_of(a);
         tracing::info!(stack = %self.stack, service = %self.service, action = %a.name, "running post-start action");
         let r = self
             .rt
@@ -208,6 +208,13 @@ impl Run {
     }
 }
 
+/// How long `a` may run; at least a tenth of a second, so that it gets to start.
+fn timeout_of(a: &PotentialAction) -> Duration {
+    Seconds::ACTION_TIMEOUT
+        .duration(a.timeout)
+        .max(Duration::from_millis(100))
+}
+
 /// Record the actions' outcome; retried until it lands, since running them again is
 /// what must never happen.
 async fn write_record(store: &Store, stack: &str, service: &str, record: ActionRecord) {
@@ -224,6 +231,37 @@ async fn write_record(store: &Store, stack: &str, service: &str, record: ActionR
                 tracing::warn!(error = %crate::error_chain(&e), retry_in = ?d, "writing action record failed");
                 tokio::time::sleep(d).await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_timeout_is_bounded_whatever_its_number() {
+        let timeout = |t| {
+            timeout_of(&PotentialAction {
+                timeout: t,
+                ..Default::default()
+            })
+        };
+        let minute = Duration::from_secs(60);
+        // (written, expected)
+        let cases = [
+            (None, minute),
+            (Some(30.0), Duration::from_secs(30)),
+            (Some(86_400.0), Duration::from_secs(86_400)),
+            (Some(0.001), Duration::from_millis(100)),
+            (Some(1e20), minute),
+            (Some(f64::MAX), minute),
+            (Some(f64::NAN), minute),
+            (Some(f64::INFINITY), minute),
+            (Some(-1.0), minute),
+        ];
+        for (written, want) in cases {
+            assert_eq!(timeout(written), want, "{written:?}");
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::spec::{HealthCheck, HealthCheckKind};
+use crate::spec::{HealthCheck, HealthCheckKind, Seconds};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -56,7 +56,7 @@ impl Tracker {
             self.failures = 0;
             self.status = Health::Healthy;
         } else if since_start >= self.start_period || self.status == Health::Healthy {
-            self.failures += 1;
+            self.failures = self.failures.saturating_add(1);
             if self.failures >= self.retries {
                 self.status = Health::Unhealthy;
             }
@@ -65,9 +65,35 @@ impl Tracker {
     }
 }
 
+/// When a check's probes run and how long each may take: the check's times as
+/// [`Seconds`] reads them, the interval and timeout at least [`MIN_PROBE_TIME`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub start_period: Duration,
+}
+
+/// A tiny interval or timeout would spin the agent's probe task.
+pub const MIN_PROBE_TIME: Duration = Duration::from_millis(100);
+
+impl Pace {
+    pub fn of(check: &HealthCheck) -> Pace {
+        Pace {
+            interval: Seconds::CHECK_INTERVAL
+                .duration(check.interval)
+                .max(MIN_PROBE_TIME),
+            timeout: Seconds::CHECK_TIMEOUT
+                .duration(check.timeout)
+                .max(MIN_PROBE_TIME),
+            start_period: Seconds::CHECK_START_PERIOD.duration(check.start_period),
+        }
+    }
+}
+
 /// One probe: `true` when the service answered as the check asks.
 pub async fn probe(check: &HealthCheck, ip: &str, port: u16) -> bool {
-    let timeout = Duration::from_secs_f64(check.timeout.unwrap_or(5.0).max(0.1));
+    let timeout = Pace::of(check).timeout;
     let attempt = async {
         match check.kind() {
             Some(HealthCheckKind::Tcp) => TcpStream::connect((ip, port)).await.is_ok(),
@@ -143,9 +169,11 @@ impl Probes {
             let (tx, rx) = watch::channel(Health::Starting);
             let changed = changed.clone();
             let task = tokio::spawn(async move {
-                let interval = Duration::from_secs_f64(t.check.interval.unwrap_or(10.0).max(0.1));
-                let start_period =
-                    Duration::from_secs_f64(t.check.start_period.unwrap_or(0.0).max(0.0));
+                let Pace {
+                    interval,
+                    start_period,
+                    ..
+                } = Pace::of(&t.check);
                 let mut tracker = Tracker::new(t.check.retries.unwrap_or(3), start_period);
                 let started = tokio::time::Instant::now();
                 // First probe soon after start, so a fast service is healthy quickly.
@@ -239,6 +267,75 @@ mod tests {
                 t.observe(ok, s(at));
             }
             assert_eq!(t.status, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_checks_pace_is_bounded_whatever_its_numbers() {
+        let s = Duration::from_secs;
+        let pace = |interval, timeout, start_period| {
+            Pace::of(&HealthCheck {
+                type_: "tcp".into(),
+                interval,
+                timeout,
+                start_period,
+                ..Default::default()
+            })
+        };
+        let defaults = Pace {
+            interval: s(10),
+            timeout: s(5),
+            start_period: s(0),
+        };
+        // (name, interval, timeout, startPeriod, expected)
+        let cases = [
+            ("absent: the defaults", None, None, None, defaults),
+            (
+                "within bounds: as written",
+                Some(86_400.0),
+                Some(2.5),
+                Some(30.0),
+                Pace {
+                    interval: s(86_400),
+                    timeout: Duration::from_millis(2500),
+                    start_period: s(30),
+                },
+            ),
+            (
+                "tiny: the probe's floor",
+                Some(1e-9),
+                Some(0.001),
+                Some(0.0),
+                Pace {
+                    interval: MIN_PROBE_TIME,
+                    timeout: MIN_PROBE_TIME,
+                    start_period: s(0),
+                },
+            ),
+            (
+                "huge: the defaults",
+                Some(1e20),
+                Some(f64::MAX),
+                Some(1e300),
+                defaults,
+            ),
+            (
+                "not a number: the defaults",
+                Some(f64::NAN),
+                Some(f64::INFINITY),
+                Some(f64::NEG_INFINITY),
+                defaults,
+            ),
+            (
+                "negative: the defaults",
+                Some(-1.0),
+                Some(0.0),
+                Some(-1.0),
+                defaults,
+            ),
+        ];
+        for (name, interval, timeout, start_period, want) in cases {
+            assert_eq!(pace(interval, timeout, start_period), want, "{name}");
         }
     }
 

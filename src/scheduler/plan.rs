@@ -221,7 +221,7 @@ pub fn plan(
             let mut together = Book::default();
             for p in &slots {
                 together.cpus += p.need.cpus;
-                together.memory_mb += p.need.memory_mb;
+                together.memory_mb = together.memory_mb.saturating_add(p.need.memory_mb);
                 together.ports.extend(p.need.ports.iter().cloned());
             }
             let target = stack
@@ -242,7 +242,7 @@ pub fn plan(
                     slots.iter().all(|p| {
                         let mut others = together.clone();
                         others.cpus -= p.need.cpus;
-                        others.memory_mb -= p.need.memory_mb;
+                        others.memory_mb = others.memory_mb.saturating_sub(p.need.memory_mb);
                         for port in &p.need.ports {
                             others.ports.remove(port);
                         }

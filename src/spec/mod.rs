@@ -10,7 +10,10 @@
 //! - `order`: the dependency graph, its cycles and the start order.
 //! - `secret`: `{{secret:NAME}}` references in environment values.
 //! - `update`: the `update` block (how a changed service is rolled out) and its defaults.
+//! - `bounds`: the range of every time and size, and the one conversion of seconds to a
+//!   `Duration`.
 
+mod bounds;
 #[cfg(test)]
 mod fixtures;
 mod host;
@@ -25,6 +28,7 @@ mod update;
 mod validate;
 mod vocabulary;
 
+pub use bounds::{Seconds, MAX_CPUS, MAX_MEMORY_MB};
 pub use host::{bind_allowed, HostRegistration, UsedPort};
 pub use names::{is_dns_label, is_host_id, DNS_LABEL_PATTERN, HOST_ID_PATTERN};
 pub use order::start_order;

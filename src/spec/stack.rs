@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::bounds::{DAY, MAX_CPUS, MAX_MEMORY_MB, WEEK};
 use super::names::{DNS_LABEL_PATTERN, HOST_ID_PATTERN};
 use super::vocabulary::{
     DependencyCondition, DeploymentMode, DesiredState, FailureAction, HealthCheckKind,
@@ -411,20 +412,20 @@ pub struct HealthCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i64>,
-    /// Seconds between checks (default 10).
+    /// Seconds between checks (default 10, at most 86400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(range(max = DAY), extend("exclusiveMinimum" = 0))]
     pub interval: Option<f64>,
-    /// Seconds one check may take (default 5).
+    /// Seconds one check may take (default 5, at most 86400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(range(max = DAY), extend("exclusiveMinimum" = 0))]
     pub timeout: Option<f64>,
     /// Consecutive failures before unhealthy (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
-    /// Seconds after start during which failures do not count (default 0).
+    /// Seconds after start during which failures do not count (default 0, at most 86400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = DAY))]
     pub start_period: Option<f64>,
 }
 
@@ -455,9 +456,9 @@ pub struct PotentialAction {
     /// What to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Command>,
-    /// Seconds (default 60).
+    /// Seconds (default 60, at most 86400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(range(max = DAY), extend("exclusiveMinimum" = 0))]
     pub timeout: Option<f64>,
     /// Working directory in the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -468,11 +469,13 @@ pub struct PotentialAction {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostConstraints {
-    /// Minimum CPUs the host has.
+    /// Minimum CPUs the host has (0 to 4096).
     #[serde(rename = "minCPU", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = MAX_CPUS))]
     pub min_cpu: Option<f64>,
-    /// Minimum memory the host has, in megabytes.
+    /// Minimum memory the host has, in megabytes (at most 67108864, 64 TiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_MEMORY_MB))]
     pub min_memory: Option<u64>,
     /// Labels the host must carry, with these values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -503,11 +506,13 @@ pub struct ServiceEndpoint {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resources {
-    /// CPUs, e.g. `0.5`.
+    /// CPUs, e.g. `0.5` (0 to 4096).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = MAX_CPUS))]
     pub cpus: Option<f64>,
-    /// Memory in megabytes.
+    /// Memory in megabytes (at most 67108864, 64 TiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_MEMORY_MB))]
     pub memory_mb: Option<u64>,
 }
 
@@ -547,19 +552,20 @@ pub struct UpdateConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = UpdateOrder::ALL))]
     pub order: Option<String>,
-    /// Seconds to wait after a batch succeeds before the next one (default 0).
+    /// Seconds to wait after a batch succeeds before the next one (default 0, at most
+    /// 604800).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = WEEK))]
     pub delay: Option<f64>,
     /// Seconds a replaced slot must stay running and healthy to count as a success
-    /// (default 5).
+    /// (default 5, at most 604800).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = WEEK))]
     pub monitor: Option<f64>,
     /// Seconds a replaced slot has to become healthy before it counts as failed
-    /// (default 120).
+    /// (default 120, at most 604800).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = WEEK))]
     pub deadline: Option<f64>,
     /// `rollback` (default), `pause` or `continue`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

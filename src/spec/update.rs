@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::bounds::Seconds;
 use super::stack::{Service, Stack, UpdateConfig};
 use super::vocabulary::{FailureAction, UpdateOrder};
 
@@ -27,9 +28,9 @@ impl Default for UpdatePolicy {
         UpdatePolicy {
             parallelism: 1,
             order: None,
-            delay: Duration::ZERO,
-            monitor: Duration::from_secs(5),
-            deadline: Duration::from_secs(120),
+            delay: Seconds::UPDATE_DELAY.duration(None),
+            monitor: Seconds::UPDATE_MONITOR.duration(None),
+            deadline: Seconds::UPDATE_DEADLINE.duration(None),
             failure_action: FailureAction::Rollback,
             max_failure_ratio: 0.0,
         }
@@ -50,19 +51,15 @@ impl Stack {
         ) -> Option<T> {
             own.and_then(&field).or_else(|| stack.and_then(&field))
         }
-        let seconds = |v: Option<f64>, default: Duration| {
-            v.filter(|s| s.is_finite() && *s >= 0.0)
-                .map_or(default, Duration::from_secs_f64)
-        };
         let d = UpdatePolicy::default();
         UpdatePolicy {
             parallelism: pick(own, stack, |u| u.parallelism)
                 .and_then(|p| u32::try_from(p).ok())
                 .unwrap_or(d.parallelism),
             order: pick(own, stack, |u| u.order.clone()).and_then(|o| UpdateOrder::parse(&o)),
-            delay: seconds(pick(own, stack, |u| u.delay), d.delay),
-            monitor: seconds(pick(own, stack, |u| u.monitor), d.monitor),
-            deadline: seconds(pick(own, stack, |u| u.deadline), d.deadline),
+            delay: Seconds::UPDATE_DELAY.duration(pick(own, stack, |u| u.delay)),
+            monitor: Seconds::UPDATE_MONITOR.duration(pick(own, stack, |u| u.monitor)),
+            deadline: Seconds::UPDATE_DEADLINE.duration(pick(own, stack, |u| u.deadline)),
             failure_action: pick(own, stack, |u| u.failure_action.clone())
                 .and_then(|f| FailureAction::parse(&f))
                 .unwrap_or(d.failure_action),
@@ -92,16 +89,13 @@ pub(super) fn problems(at: &str, u: &UpdateConfig) -> Vec<(String, String)> {
             out.push((format!("{at}.order"), m));
         }
     }
-    for (field, v) in [
-        ("delay", u.delay),
-        ("monitor", u.monitor),
-        ("deadline", u.deadline),
+    for (field, bound, v) in [
+        ("delay", Seconds::UPDATE_DELAY, u.delay),
+        ("monitor", Seconds::UPDATE_MONITOR, u.monitor),
+        ("deadline", Seconds::UPDATE_DEADLINE, u.deadline),
     ] {
-        if let Some(s) = v.filter(|s| !(s.is_finite() && *s >= 0.0)) {
-            out.push((
-                format!("{at}.{field}"),
-                format!("{s} is not a number of seconds (0 or more)"),
-            ));
+        if let Some(m) = v.and_then(|s| bound.complaint(s)) {
+            out.push((format!("{at}.{field}"), m));
         }
     }
     if let Some(f) = &u.failure_action {
@@ -152,6 +146,33 @@ mod tests {
         assert_eq!(
             s.update_policy(&s.item_list_element[0]),
             UpdatePolicy::default()
+        );
+    }
+
+    #[test]
+    fn a_time_beyond_its_bound_is_the_default_and_never_panics() {
+        let s: Stack = serde_json::from_str(
+            r#"{"itemListElement": [
+                  {"name": "web", "image": "i", "update": {"delay": 1e20, "monitor": 1e300, "deadline": 604801}}]}"#,
+        )
+        .unwrap();
+        let p = s.update_policy(&s.item_list_element[0]);
+        let d = UpdatePolicy::default();
+        assert_eq!(
+            (p.delay, p.monitor, p.deadline),
+            (d.delay, d.monitor, d.deadline)
+        );
+        let mut odd = s.item_list_element[0].clone();
+        odd.update = Some(UpdateConfig {
+            delay: Some(f64::NAN),
+            monitor: Some(f64::INFINITY),
+            deadline: Some(604800.0),
+            ..UpdateConfig::default()
+        });
+        let p = s.update_policy(&odd);
+        assert_eq!(
+            (p.delay, p.monitor, p.deadline),
+            (d.delay, d.monitor, Duration::from_secs(604800))
         );
     }
 

@@ -4,10 +4,11 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use super::bounds::{cpus_complaint, memory_complaint, Seconds};
 use super::names::{is_dns_label, is_host_id, DNS_LABEL_RULE};
 use super::order::{dependency_graph, find_cycles, first_index_by_name};
 use super::problem::Problem;
-use super::stack::{Command, HealthCheck, Service, Stack, MAX_REPLICAS};
+use super::stack::{Command, HealthCheck, HostConstraints, Service, Stack, MAX_REPLICAS};
 use super::vocabulary::{
     not_one_of, DependencyCondition, DeploymentMode, DesiredState, HealthCheckKind,
     PlacementStrategy, RestartPolicy, ENDPOINT_TYPES, MOUNT_TYPES, PROTOCOLS,
@@ -51,6 +52,10 @@ pub fn validate(stack: &Stack) -> Vec<Problem> {
             for (path, message) in super::update::problems("deployment.update", update) {
                 problems.add(path, message);
             }
+        }
+        for (j, constraints) in deployment.host_constraints.iter().enumerate() {
+            let at = format!("deployment.hostConstraints[{j}]");
+            check_constraints(&at, constraints, &mut problems);
         }
     }
     if let Some(state) = &stack.desired_state {
@@ -222,7 +227,22 @@ fn check_service(
                 problems.add(format!("{at}.target"), message);
             }
         }
-        problems.add_if(format!("{at}.timeout"), seconds_complaint(action.timeout));
+        problems.add_if(
+            format!("{at}.timeout"),
+            seconds_complaint(Seconds::ACTION_TIMEOUT, action.timeout),
+        );
+    }
+
+    if let Some(resources) = &service.resources {
+        if let Some(cpus) = resources.cpus {
+            problems.add_if(format!("{at}.resources.cpus"), cpus_complaint(cpus));
+        }
+        if let Some(mb) = resources.memory_mb {
+            problems.add_if(format!("{at}.resources.memoryMb"), memory_complaint(mb));
+        }
+    }
+    if let Some(constraints) = &service.host_constraints {
+        check_constraints(&format!("{at}.hostConstraints"), constraints, problems);
     }
 
     if let Some(endpoint) = &service.service_endpoint {
@@ -324,16 +344,25 @@ fn check_health(at: &str, service: &Service, check: &HealthCheck, problems: &mut
     if let Some(port) = check.port {
         problems.add_if(format!("{at}.port"), port_complaint(port));
     }
-    problems.add_if(format!("{at}.interval"), seconds_complaint(check.interval));
-    problems.add_if(format!("{at}.timeout"), seconds_complaint(check.timeout));
-    if let Some(start) = check.start_period {
-        let ok = start.is_finite() && start >= 0.0;
-        if !ok {
-            problems.add(
-                format!("{at}.startPeriod"),
-                format!("{start} is not a number of seconds (0 or more)"),
-            );
-        }
+    for (field, bound, value) in [
+        ("interval", Seconds::CHECK_INTERVAL, check.interval),
+        ("timeout", Seconds::CHECK_TIMEOUT, check.timeout),
+        (
+            "startPeriod",
+            Seconds::CHECK_START_PERIOD,
+            check.start_period,
+        ),
+    ] {
+        problems.add_if(format!("{at}.{field}"), seconds_complaint(bound, value));
+    }
+}
+
+fn check_constraints(at: &str, constraints: &HostConstraints, problems: &mut Problems) {
+    if let Some(cpus) = constraints.min_cpu {
+        problems.add_if(format!("{at}.minCPU"), cpus_complaint(cpus));
+    }
+    if let Some(mb) = constraints.min_memory {
+        problems.add_if(format!("{at}.minMemory"), memory_complaint(mb));
     }
 }
 
@@ -341,10 +370,8 @@ fn port_complaint(port: i64) -> Option<String> {
     (!(1..=65535).contains(&port)).then(|| format!("{port} is not a port (1-65535)"))
 }
 
-fn seconds_complaint(seconds: Option<f64>) -> Option<String> {
-    let seconds = seconds?;
-    let ok = seconds.is_finite() && seconds > 0.0;
-    (!ok).then(|| format!("{seconds} is not a positive number of seconds"))
+fn seconds_complaint(bound: Seconds, seconds: Option<f64>) -> Option<String> {
+    bound.complaint(seconds?)
 }
 
 /// An absent command, an empty argv or a blank program name all leave nothing to run.

@@ -82,7 +82,10 @@ pub fn hosts(w: &World) -> Vec<HostView> {
         for slot in &a.slots {
             v.slots += 1;
             v.cpus_reserved += slot.container.cpus.unwrap_or(0.0);
-            v.memory_mb_reserved += slot.container.memory_mb.unwrap_or(0);
+            // Assignments are the controller's, but etcd holds whatever was put there.
+            v.memory_mb_reserved = v
+                .memory_mb_reserved
+                .saturating_add(slot.container.memory_mb.unwrap_or(0));
         }
     }
     out.into_values().collect()
@@ -257,6 +260,29 @@ mod tests {
         let h2 = text.lines().find(|l| l.starts_with("h2")).unwrap();
         assert!(h2.contains("NotReady") && h2.contains("1/-"), "{h2}");
         assert_eq!(render(&[], 80).lines().count(), 1);
+    }
+
+    #[test]
+    fn absurd_numbers_add_up_without_overflow_and_print() {
+        let w = world(&[
+            kv(
+                keys::host("h1"),
+                json!({"id": "h1", "address": "10.0.0.1", "cpus": 1e300, "memoryMb": u64::MAX}),
+            ),
+            kv(
+                keys::assignment("h1", "shop"),
+                json!({"stack": "shop", "specRevision": 1, "desiredState": "running",
+                       "network": {"name": "n", "driver": "bridge"}, "slots": [
+                    {"service": "a", "replica": 1, "order": 0,
+                     "container": {"image": "x", "cpus": 1e308, "memoryMb": u64::MAX}},
+                    {"service": "b", "replica": 1, "order": 0,
+                     "container": {"image": "x", "cpus": 1e308, "memoryMb": u64::MAX}}
+                ]}),
+            ),
+        ]);
+        let hosts = hosts(&w);
+        assert_eq!(hosts[0].memory_mb_reserved, u64::MAX, "saturates");
+        assert!(render(&hosts, 80).contains("h1"));
     }
 
     #[test]

@@ -61,11 +61,23 @@ pub(super) fn split_image(image: &str) -> (&str, &str) {
     }
 }
 
+/// Seconds as Docker's nanoseconds. A float-to-integer `as` saturates: NaN and negative
+/// times are 0 (Docker's default), and a huge one the longest Docker can hold.
 pub(super) fn secs_to_nanos(s: f64) -> i64 {
     (s.max(0.0) * 1e9) as i64
 }
 
-pub(super) fn create_body(req: &CreateRequest<'_>) -> ContainerCreateBody {
+/// CPUs as Docker's nanoCPUs; a count that is no positive number means no limit.
+fn nano_cpus(cpus: f64) -> Option<i64> {
+    (cpus.is_finite() && cpus > 0.0).then_some((cpus * 1e9) as i64)
+}
+
+/// Megabytes as Docker's bytes, at most `i64::MAX` (far beyond any machine).
+fn memory_bytes(mb: u64) -> i64 {
+    i64::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX)
+}
+
+pub fn create_body(req: &CreateRequest<'_>) -> ContainerCreateBody {
     let spec = req.spec;
     let mut exposed = Vec::new();
     let mut bindings: HashMap<String, Option<Vec<DockerPortBinding>>> = HashMap::new();
@@ -117,8 +129,8 @@ pub(super) fn create_body(req: &CreateRequest<'_>) -> ContainerCreateBody {
                 name: Some(RestartPolicyNameEnum::NO),
                 maximum_retry_count: None,
             }),
-            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
-            memory: spec.memory_mb.map(|m| (m * 1024 * 1024) as i64),
+            nano_cpus: spec.cpus.and_then(nano_cpus),
+            memory: spec.memory_mb.map(memory_bytes),
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig {
@@ -227,6 +239,85 @@ pub(super) fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assignment::{ContainerSpec, DockerHealthcheck};
+
+    #[test]
+    fn limits_and_check_times_never_overflow_or_go_negative() {
+        let body = |cpus, memory_mb, secs| {
+            let spec = ContainerSpec {
+                image: "i".into(),
+                cpus,
+                memory_mb,
+                healthcheck: Some(DockerHealthcheck {
+                    command: vec!["true".into()],
+                    interval_secs: secs,
+                    timeout_secs: secs,
+                    retries: u32::MAX,
+                    start_period_secs: secs,
+                }),
+                ..Default::default()
+            };
+            let body = create_body(&CreateRequest {
+                name: "s.web.1",
+                spec: &spec,
+                labels: Default::default(),
+                network: "n",
+            });
+            let host = body.host_config.unwrap_or_default();
+            let check = body.healthcheck.unwrap_or_default();
+            (host.nano_cpus, host.memory, check.interval)
+        };
+        let mib = 1024 * 1024;
+        // (name, cpus, memoryMb, check seconds, expected (nano_cpus, memory bytes, interval ns))
+        let cases = [
+            (
+                "ordinary",
+                Some(0.5),
+                Some(512),
+                2.0,
+                (Some(500_000_000), Some(512 * mib), Some(2_000_000_000)),
+            ),
+            ("none", None, None, 0.0, (None, None, Some(0))),
+            (
+                "huge: the largest Docker takes",
+                Some(1e300),
+                Some(u64::MAX),
+                1e20,
+                (Some(i64::MAX), Some(i64::MAX), Some(i64::MAX)),
+            ),
+            (
+                "just past i64 bytes",
+                Some(f64::MAX),
+                Some(u64::MAX >> 20),
+                f64::MAX,
+                (Some(i64::MAX), Some(i64::MAX), Some(i64::MAX)),
+            ),
+            (
+                "not a number: no limit",
+                Some(f64::NAN),
+                Some(0),
+                f64::NAN,
+                (None, Some(0), Some(0)),
+            ),
+            (
+                "negative: no limit",
+                Some(-1.0),
+                Some(1),
+                -1.0,
+                (None, Some(mib), Some(0)),
+            ),
+            (
+                "infinite: no limit",
+                Some(f64::INFINITY),
+                None,
+                f64::INFINITY,
+                (None, None, Some(i64::MAX)),
+            ),
+        ];
+        for (name, cpus, memory_mb, secs, want) in cases {
+            assert_eq!(body(cpus, memory_mb, secs), want, "{name}");
+        }
+    }
 
     #[test]
     fn image_references_split_into_repo_and_tag() {

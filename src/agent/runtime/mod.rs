@@ -21,7 +21,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 
 mod convert;
 
-use self::convert::{create_body, published_ports, split_image, to_actual, to_event};
+pub use self::convert::create_body;
+use self::convert::{published_ports, split_image, to_actual, to_event};
 use super::actual::ActualContainer;
 use super::inspected::{Inspected, Listed};
 use super::labels;

@@ -30,7 +30,7 @@ pub(super) struct Need<'s> {
     pub(super) memory_mb: u64,
     /// The largest `minCpu` and `minMemory` of the constraints, 0 for none.
     min_cpu: f64,
-    min_memory: i64,
+    min_memory: u64,
     pub(super) preferred_dc: Option<&'s str>,
 }
 
@@ -49,12 +49,13 @@ impl<'s> Need<'s> {
         let min_cpu = constraints
             .iter()
             .filter_map(|c| c.min_cpu)
+            .map(cpu_count)
             .fold(0.0, f64::max);
         let min_memory = constraints
             .iter()
             .filter_map(|c| c.min_memory)
             .max()
-            .unwrap_or(0) as i64;
+            .unwrap_or(0);
         Need {
             svc,
             stack: at.0,
@@ -63,7 +64,7 @@ impl<'s> Need<'s> {
             min_cpu,
             min_memory,
             ports: host_ports(svc),
-            cpus: svc.resources.as_ref().and_then(|r| r.cpus).unwrap_or(0.0),
+            cpus: cpu_count(svc.resources.as_ref().and_then(|r| r.cpus).unwrap_or(0.0)),
             memory_mb: svc
                 .resources
                 .as_ref()
@@ -71,6 +72,16 @@ impl<'s> Need<'s> {
                 .unwrap_or(0),
             preferred_dc,
         }
+    }
+}
+
+/// CPUs as the planner counts them. Host registrations are not validated, so a count
+/// that is no number of CPUs (NaN, infinite, negative) is 0: not reported.
+fn cpu_count(cpus: f64) -> f64 {
+    if cpus.is_finite() && cpus > 0.0 {
+        cpus
+    } else {
+        0.0
     }
 }
 
@@ -247,7 +258,8 @@ impl<'a> Scheduler<'a> {
         services[need.service].push(h);
         b.slots += 1;
         b.cpus += need.cpus;
-        b.memory_mb += need.memory_mb;
+        // Saturating here and below: registrations and reservations may be near u64::MAX.
+        b.memory_mb = b.memory_mb.saturating_add(need.memory_mb);
         b.ports.extend(need.ports.iter().copied());
     }
 
@@ -310,15 +322,18 @@ impl<'a> Scheduler<'a> {
         self.labels_fit(h, need)?;
         let reg = view.reg;
         let b = &self.books[h];
-        let free_cpu = reg.cpus - b.cpus - extra.cpus;
+        let host_cpus = cpu_count(reg.cpus);
+        let free_cpu = host_cpus - b.cpus - extra.cpus;
         if (need.min_cpu > 0.0 && free_cpu < need.min_cpu)
-            || (need.cpus > 0.0 && reg.cpus > 0.0 && free_cpu < need.cpus)
+            || (need.cpus > 0.0 && host_cpus > 0.0 && free_cpu < need.cpus)
         {
             return Err(Reject::Cpu);
         }
-        let free_mem = reg.memory_mb as i64 - b.memory_mb as i64 - extra.memory_mb as i64;
+        let free_mem = reg
+            .memory_mb
+            .saturating_sub(b.memory_mb.saturating_add(extra.memory_mb));
         if (need.min_memory > 0 && free_mem < need.min_memory)
-            || (need.memory_mb > 0 && reg.memory_mb > 0 && free_mem < need.memory_mb as i64)
+            || (need.memory_mb > 0 && reg.memory_mb > 0 && free_mem < need.memory_mb)
         {
             return Err(Reject::Memory);
         }
@@ -368,10 +383,12 @@ impl<'a> Scheduler<'a> {
     fn free_after(&self, h: usize, need: &Need<'a>, extra: &Book<'a>) -> (f64, f64) {
         let reg = self.hosts[h].reg;
         let b = &self.books[h];
-        let cpu = (reg.cpus - b.cpus - extra.cpus - need.cpus).max(0.0);
-        let mem =
-            reg.memory_mb
-                .saturating_sub(b.memory_mb + extra.memory_mb + need.memory_mb) as f64;
+        let cpu = (cpu_count(reg.cpus) - b.cpus - extra.cpus - need.cpus).max(0.0);
+        let booked = b
+            .memory_mb
+            .saturating_add(extra.memory_mb)
+            .saturating_add(need.memory_mb);
+        let mem = reg.memory_mb.saturating_sub(booked) as f64;
         (cpu, mem)
     }
 
@@ -381,11 +398,12 @@ impl<'a> Scheduler<'a> {
     fn score(&self, h: usize, need: &Need<'a>, extra: &Book<'a>, range: &Range) -> i64 {
         let (cpu, mem) = self.free_after(h, need, extra);
         let mut s: i64 = 100_000;
+        // The ratio first: 30_000 times a huge capacity is infinite.
         if range.max_cpu > 0.0 {
-            s += (30_000.0 * cpu / range.max_cpu) as i64;
+            s += (30_000.0 * (cpu / range.max_cpu).clamp(0.0, 1.0)) as i64;
         }
         if range.max_mem > 0.0 {
-            s += (30_000.0 * mem / range.max_mem) as i64;
+            s += (30_000.0 * (mem / range.max_mem).clamp(0.0, 1.0)) as i64;
         }
         let slots = self.books[h].slots;
         s += if range.max_slots > range.min_slots {

@@ -548,6 +548,64 @@ fn placement_table() {
 
 // ---- Properties over random clusters ----
 
+/// A stack as written, unvalidated: the scheduler must not panic even on what validation
+/// would refuse.
+fn raw(json: &str) -> Stack {
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+}
+
+/// Host registrations are not validated: an agent or an operator's `etcdctl put` may
+/// write any number. None panics the planner; a capacity that is no number (NaN,
+/// infinite, negative) counts as not reported, and a huge one as huge.
+#[test]
+fn absurd_host_capacities_neither_panic_nor_mislead_placement() {
+    let capacity = |id: &str, cpus: f64, memory_mb: u64| {
+        with(host(id), |h| {
+            h.cpus = cpus;
+            h.memory_mb = memory_mb;
+        })
+    };
+    let place = |stack: &Stack, regs: &[HostRegistration]| {
+        let views: Vec<HostView> = regs.iter().map(ready).collect();
+        plan(&[("s", stack)], &views, &BTreeMap::new(), &opts())
+    };
+    let reserving = stack(
+        r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"a","image":"i","replicas":4,
+            "resources":{"cpus":1,"memoryMb":1024}}]}"#,
+    );
+    let huge = [
+        capacity("big", 1e300, u64::MAX),
+        capacity("max", f64::MAX, u64::MAX),
+    ];
+    let p = place(&reserving, &huge);
+    assert_eq!(p.hosts.len(), 4, "huge hosts take everything: {p:?}");
+
+    let min_cpu =
+        stack(r#"{"itemListElement":[{"name":"a","image":"i","hostConstraints":{"minCPU":1}}]}"#);
+    for cpus in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -4.0] {
+        let p = place(&min_cpu, &[capacity("odd", cpus, u64::MAX)]);
+        assert!(p.hosts.is_empty(), "{cpus} CPUs meet no minCPU: {p:?}");
+        let why = p.unschedulable.values().next().cloned().unwrap_or_default();
+        assert!(why.contains("too little free CPU"), "{cpus}: {why}");
+        // Like a host that reports no CPUs at all, its reservations go unchecked.
+        let p = place(&reserving, &[capacity("odd", cpus, u64::MAX)]);
+        assert_eq!(p.hosts.len(), 4, "{cpus} CPUs: {p:?}");
+    }
+
+    // Reservations that add up past u64::MAX (validation refuses them, the planner must
+    // not panic on them either): the second does not fit beside the first.
+    for mode in ["multi-host", "single-host"] {
+        let greedy = raw(&format!(
+            r#"{{"deployment":{{"mode":"{mode}"}},"itemListElement":[
+                {{"name":"a","image":"i","resources":{{"cpus":1e308,"memoryMb":{max}}}}},
+                {{"name":"b","image":"i","resources":{{"cpus":1e308,"memoryMb":{max}}}}}]}}"#,
+            max = u64::MAX
+        ));
+        let p = place(&greedy, &[capacity("big", f64::MAX, u64::MAX)]);
+        assert!(p.hosts.len() <= 1, "{mode}: {p:?}");
+    }
+}
+
 #[derive(Debug, Clone)]
 struct GenHost {
     cpus: u8,

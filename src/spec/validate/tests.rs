@@ -229,6 +229,40 @@ fn every_rule_reports_its_problem_with_a_path() {
                 "itemListElement[0].healthCheck.timeout: -1 is not a positive number of seconds",
             ],
         ),
+        case(
+            "a health check interval of 1e20 seconds",
+            doc("", &service(r#""healthCheck":{"type":"command","command":"true","interval":1e20}"#)),
+            &["itemListElement[0].healthCheck.interval: 100000000000000000000 seconds is more than the maximum of 86400 (a day)"],
+        ),
+        case(
+            "every time at its bound",
+            doc(
+                r#""deployment":{"update":{"delay":604800,"monitor":604800,"deadline":604800}}"#,
+                &service(
+                    r#""healthCheck":{"type":"command","command":"true","interval":86400,"timeout":86400,"startPeriod":86400},
+                       "potentialAction":[{"name":"m","command":"true","timeout":86400}]"#,
+                ),
+            ),
+            &[],
+        ),
+        case(
+            "every size at its bound",
+            doc(
+                r#""deployment":{"hostConstraints":[{"minCPU":4096,"minMemory":67108864}]}"#,
+                &service(r#""resources":{"cpus":4096,"memoryMb":67108864},"hostConstraints":{"minCPU":0,"minMemory":0}"#),
+            ),
+            &[],
+        ),
+        case(
+            "memoryMb of u64::MAX",
+            doc("", &service(r#""resources":{"memoryMb":18446744073709551615}"#)),
+            &["itemListElement[0].resources.memoryMb: 18446744073709551615 megabytes is more than the maximum of 67108864 (64 TiB)"],
+        ),
+        case(
+            "negative cpus",
+            doc("", &service(r#""resources":{"cpus":-1}"#)),
+            &["itemListElement[0].resources.cpus: -1 is not a number of CPUs from 0 to 4096"],
+        ),
         case("zero replicas scale to zero", doc("", &service(r#""replicas":0"#)), &[]),
         case(
             "too many replicas",
@@ -356,6 +390,47 @@ fn every_rule_reports_its_problem_with_a_path() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_time_and_size_beyond_its_bound_is_reported_with_its_path() {
+    let json = doc(
+        r#""deployment":{"hostConstraints":[{"minCPU":1e300,"minMemory":18446744073709551615}],
+                         "update":{"delay":1e20,"monitor":1e20,"deadline":1e20}}"#,
+        &service(
+            r#""healthCheck":{"type":"command","command":"true","interval":1e20,"timeout":1e20,"startPeriod":1e20},
+               "potentialAction":[{"name":"m","command":"true","timeout":1e20}],
+               "update":{"delay":604801,"monitor":1e300,"deadline":1e20},
+               "resources":{"cpus":1e20,"memoryMb":67108865},
+               "hostConstraints":{"minCPU":4097,"minMemory":18446744073709551615}"#,
+        ),
+    );
+    let found = problems(&json);
+    let paths = [
+        "deployment.hostConstraints[0].minCPU",
+        "deployment.hostConstraints[0].minMemory",
+        "deployment.update.delay",
+        "deployment.update.monitor",
+        "deployment.update.deadline",
+        "itemListElement[0].healthCheck.interval",
+        "itemListElement[0].healthCheck.timeout",
+        "itemListElement[0].healthCheck.startPeriod",
+        "itemListElement[0].potentialAction[0].timeout",
+        "itemListElement[0].update.delay",
+        "itemListElement[0].update.monitor",
+        "itemListElement[0].update.deadline",
+        "itemListElement[0].resources.cpus",
+        "itemListElement[0].resources.memoryMb",
+        "itemListElement[0].hostConstraints.minCPU",
+        "itemListElement[0].hostConstraints.minMemory",
+    ];
+    for path in paths {
+        assert!(
+            found.iter().any(|p| p.starts_with(&format!("{path}: "))),
+            "{path} not reported: {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), paths.len(), "{found:#?}");
 }
 
 #[test]
