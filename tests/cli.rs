@@ -201,14 +201,8 @@ async fn berth_up_runs_a_stack_on_its_own_etcd_and_sigterm_leaves_it_running() {
     // The new agent's own count: it adopted the container, and has had a pass since.
     common::eventually("the new agent adopts the container", T, || async {
         let body = common::http_get(metrics_port, "/metrics").await?;
-        let value = |series: &str| -> f64 {
-            body.lines()
-                .filter(|l| l.starts_with(series))
-                .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-                .sum()
-        };
-        let adopted = value("berth_container_actions_total{action=\"adopt\"}");
-        let passes = value("berth_reconcile_total{component=\"agent\"");
+        let adopted = common::metric_sum(&body, "berth_container_actions_total{action=\"adopt\"}");
+        let passes = common::metric_sum(&body, "berth_reconcile_total{component=\"agent\"");
         (adopted == 1.0 && passes >= 2.0).then_some(())
     })
     .await;

@@ -22,21 +22,25 @@ async fn secrets_reach_the_container_and_no_env_value_leaks_into_logs_events_met
     let url = c.etcd.as_ref().unwrap().client_url.clone();
     let port = free_port();
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut up = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args([
-            "up",
-            "--etcd-endpoints",
-            &url,
-            "--host-id",
-            &c.host_id,
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log.reopen().unwrap()))
-        .spawn()
-        .unwrap();
+    // Killed however the test ends: a `berth up` left behind would keep driving this
+    // host's containers from its last view.
+    let up = Proc(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([
+                "up",
+                "--etcd-endpoints",
+                &url,
+                "--host-id",
+                &c.host_id,
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log.reopen().unwrap()))
+            .spawn()
+            .unwrap(),
+    );
 
     const SECRET: &str = "SECRET-MARKER-5f3a9c";
     const PLAIN: &str = "PLAIN-MARKER-77b1";
@@ -85,13 +89,8 @@ async fn secrets_reach_the_container_and_no_env_value_leaks_into_logs_events_met
     created("secret-it").await;
     let passes = |component: &'static str| async move {
         let body = http_get(port, "/metrics").await?;
-        let label = format!("berth_reconcile_total{{component=\"{component}\"");
-        Some(
-            body.lines()
-                .filter(|l| l.starts_with(&label))
-                .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-                .sum::<f64>(),
-        )
+        let series = format!("berth_reconcile_total{{component=\"{component}\"");
+        Some(metric_sum(&body, &series))
     };
     let before = (
         passes("agent").await.expect("metrics"),
@@ -116,8 +115,7 @@ async fn secrets_reach_the_container_and_no_env_value_leaks_into_logs_events_met
         );
     }
     let metrics = http_get(port, "/metrics").await.expect("metrics");
-    let _ = up.kill();
-    let _ = up.wait();
+    drop(up);
     let logs = std::fs::read_to_string(log.path()).unwrap();
     assert!(
         logs.contains("secret-it"),

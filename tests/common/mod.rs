@@ -362,6 +362,16 @@ pub async fn http_get(port: u16, path: &str) -> Option<String> {
     text.split("\r\n\r\n").nth(1).map(str::to_owned)
 }
 
+/// The sum of the series in a `/metrics` text whose lines start with `series` (a name,
+/// or a name and the first of its labels: `berth_reconcile_total{component="agent"`).
+pub fn metric_sum(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A one-service stack serving `body` over HTTP on host port `port`.
 pub fn web_stack(port: u16, body: &str) -> String {
     serde_json::json!({
