@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use berth::spec::Phase;
+use berth::spec::{HostRegistration, Phase};
+use berth::store::keys;
 use common::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -233,42 +234,58 @@ async fn drift_by_hand_is_put_back_and_unmanaged_containers_are_left_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_start_actions_run_once_per_version_and_a_failure_fails_the_stack() {
     let c = Cluster::start("actions").await;
-    let spec = |second: &str| {
+    let record = serde_json::json!({"name": "Record start", "actionType": "init",
+        "command": ["sh", "-c", "echo ran >> /actions.log"], "timeout": 10});
+    // `side` is the control: a new version of it runs its action again.
+    let spec = |second: &str, side: &str| {
         serde_json::json!({"itemListElement": [
             {"name": "app", "image": "berth-test/busybox:latest", "command": busybox("sleep 100000"),
              "potentialAction": [
-                {"name": "Record start", "actionType": "init", "command": ["sh", "-c", "echo ran >> /actions.log"], "timeout": 10},
+                record,
                 {"name": "Second", "command": ["sh", "-c", second], "timeout": 10}
-             ]}
+             ]},
+            {"name": "side", "image": "berth-test/busybox:latest", "command": busybox("sleep 100000"),
+             "environment": {"VERSION": side}, "potentialAction": [record]}
         ]})
         .to_string()
     };
-    let rev = c.put_stack("actions-it", &spec("true")).await;
+    let rev = c.put_stack("actions-it", &spec("true", "1")).await;
     let st = c
         .wait_status("actions-it", T, |s| {
             s.phase == Phase::Running
                 && s.observed_revision == rev
                 && s.services["app"].actions.len() == 2
+                && s.services["side"].actions.len() == 1
         })
         .await;
     assert!(st.services["app"].actions.iter().all(|a| a.ok), "{st:#?}");
-    let id = containers_of(&c.host_id, "actions-it")[0].clone();
-    assert_eq!(docker(&["exec", &id, "cat", "/actions.log"]), "ran");
+    let id_of = |service: &str| inspect(&format!("actions-it.{service}.1"), "{{.Id}}");
+    let log = |id: &str| docker(&["exec", id, "cat", "/actions.log"]);
+    let (app, side) = (id_of("app"), id_of("side"));
+    assert_eq!(log(&app), "ran");
 
-    // A restart is not a new version: the actions do not run again.
-    docker(&["restart", "-t", "1", &id]);
-    c.wait_status("actions-it", T, |s| s.phase == Phase::Running)
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        docker(&["exec", &id, "cat", "/actions.log"]),
-        "ran",
-        "ran once only"
-    );
+    // A restart is not a new version: app's actions do not run again. A new version of
+    // side, put after the restart, runs side's action on a pass after its new container
+    // runs; every such pass saw app restarted, so had app's actions been due again they
+    // would have started no later than side's.
+    docker(&["restart", "-t", "1", &app]);
+    let rev = c.put_stack("actions-it", &spec("true", "2")).await;
+    let new_side = eventually("side's action ran in its new container", T, || async {
+        let id = id_of("side");
+        (!id.is_empty() && id != side && log(&id) == "ran").then_some(id)
+    })
+    .await;
+    assert_ne!(new_side, side);
+    c.wait_status("actions-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    assert_eq!(id_of("app"), app, "app was not replaced");
+    assert_eq!(log(&app), "ran", "app's actions ran once only");
 
     // A new version whose second action fails: the stack is Failed, with its exit code.
     let rev = c
-        .put_stack("actions-it", &spec("echo migration broke; exit 3"))
+        .put_stack("actions-it", &spec("echo migration broke; exit 3", "2"))
         .await;
     let st = c
         .wait_status("actions-it", T, |s| {
@@ -472,7 +489,8 @@ async fn a_stack_network_docker_refused_to_remove_is_removed_once_it_can_be() {
             .then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every pass sweeps the stack networks: two passes, and the agent has tried.
+    c.agent_passes(2).await;
     assert!(
         !docker(&["network", "ls", "-q", "--filter", &format!("name=^{net}$")]).is_empty(),
         "Docker refused while the squatter is attached"
@@ -726,4 +744,101 @@ async fn a_network_and_volume_that_must_exist_are_waited_for_not_created() {
     .await;
     c.stop_agent().await;
     cleanup();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_become_the_containers_docker_cpu_and_memory_limits() {
+    let c = Cluster::start("limits").await;
+    let json = serde_json::json!({"itemListElement": [
+        {"name": "app", "image": "berth-test/busybox:latest", "command": busybox("sleep 100000"),
+         "resources": {"cpus": 0.5, "memoryMb": 64}}
+    ]})
+    .to_string();
+    let rev = c.put_stack("limits-it", &json).await;
+    c.wait_status("limits-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let id = containers_of(&c.host_id, "limits-it")[0].clone();
+    assert_eq!(
+        inspect(&id, "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}"),
+        format!("{} {}", 500_000_000, 64 * 1024 * 1024),
+        "cpus 0.5 and memoryMb 64 as Docker's NanoCpus and Memory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_port_held_by_an_unmanaged_container_is_registered_and_not_scheduled_onto() {
+    let c = Cluster::start("usedport").await;
+    let port: u16 = 18192;
+    let squatter = "usedport-it-squatter";
+    docker(&["rm", "-f", squatter]);
+    let out = docker(&[
+        "run",
+        "-d",
+        "--name",
+        squatter,
+        "-p",
+        &format!("{port}:8080"),
+        "berth-test/busybox:latest",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 100000 & wait",
+    ]);
+    assert!(!out.is_empty(), "the unmanaged container started");
+    struct Remove(&'static str);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            docker(&["rm", "-f", self.0]);
+        }
+    }
+    let _squatter = Remove(squatter);
+    let used = || async {
+        let kv = c.store.get(&keys::host(&c.host_id)).await.ok()??;
+        let reg: HostRegistration = serde_json::from_slice(&kv.value).ok()?;
+        Some(
+            reg.used_ports
+                .iter()
+                .any(|p| p.port == port && p.protocol == "tcp"),
+        )
+    };
+    // Unmanaged containers wake no pass: the agent finds it at the latest on a resync.
+    eventually("the host registration lists the port", T, || async {
+        used().await?.then_some(())
+    })
+    .await;
+
+    let rev = c.put_stack("usedport-it", &web_stack(port, "mine")).await;
+    let taken = format!("port {port}/tcp taken");
+    let st = c
+        .wait_status("usedport-it", T, |s| {
+            s.observed_revision == rev
+                && s.services
+                    .get("web")
+                    .and_then(|w| w.message.as_deref())
+                    .is_some_and(|m| m.contains(&taken))
+        })
+        .await;
+    assert_eq!(st.phase, Phase::Pending, "{st:#?}");
+    assert!(
+        containers_of(&c.host_id, "usedport-it").is_empty(),
+        "no container created to clash with it"
+    );
+
+    // Once the port is free again, the registration says so and the stack runs there.
+    docker(&["rm", "-f", squatter]);
+    eventually("the port leaves the host registration", T, || async {
+        (!used().await?).then_some(())
+    })
+    .await;
+    c.wait_status("usedport-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    assert_eq!(
+        eventually("serves on the port", T, || http_get(port, "/index.html"))
+            .await
+            .trim(),
+        "mine"
+    );
 }

@@ -1,6 +1,13 @@
-//! The `berth` binary's user-facing contract: `berth validate` output and exit codes.
+//! The `berth` binary's user-facing contract: `berth validate` output and exit codes, and
+//! `berth up` with its own etcd.
+
+mod common;
 
 use std::process::Command;
+use std::time::Duration;
+
+use berth::spec::{Phase, StackStatus};
+use berth::store::{keys, Store};
 
 fn berth(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_berth"))
@@ -56,4 +63,155 @@ fn validate_exits_two_for_an_unreadable_file_and_reports_the_others() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no-such-file.json: cannot read"), "{out}");
     assert!(out.contains("hello.json: valid"), "{out}");
+}
+
+/// `berth up` with the given data dir and ports, as host `it-up`, its stdout in `out`.
+struct Up(std::process::Child);
+
+impl Up {
+    fn start(
+        data: &std::path::Path,
+        etcd_port: u16,
+        metrics_port: u16,
+        out: &std::path::Path,
+    ) -> Up {
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["up", "--host-id", "it-up", "--data-dir"])
+            .arg(data)
+            .args(["--etcd-port", &etcd_port.to_string()])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .env_remove("BERTH_ETCD_ENDPOINTS")
+            .stdout(std::fs::File::create(out).expect("stdout file"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run berth up");
+        Up(child)
+    }
+
+    /// SIGTERM, as systemd or Ctrl-C would stop it; its exit status.
+    async fn stop(&mut self) -> std::process::ExitStatus {
+        common::run_ok(Command::new("kill").args(["-TERM", &self.0.id().to_string()]));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "berth up did not exit"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Up {
+    /// On a failed test: SIGTERM first, so berth stops its etcd too.
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            for _ in 0..100 {
+                if !matches!(self.0.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berth_up_runs_a_stack_on_its_own_etcd_and_sigterm_leaves_it_running() {
+    const T: Duration = Duration::from_secs(60);
+    let data = tempfile::tempdir().unwrap();
+    let (etcd_port, metrics_port) = (common::free_port(), common::free_port());
+    let out = data.path().join("up.out");
+    let (host, stack, port) = ("it-up", "up-it", 18193);
+    common::remove_containers_of(host);
+    struct Clean;
+    impl Drop for Clean {
+        fn drop(&mut self) {
+            common::remove_containers_of("it-up");
+            common::docker(&["network", "rm", "berth-up-it"]);
+        }
+    }
+    let _clean = Clean;
+
+    let mut up = Up::start(data.path(), etcd_port, metrics_port, &out);
+    common::eventually("berth up is ready", T, || {
+        common::http_get(metrics_port, "/readyz")
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{etcd_port}");
+    let said = std::fs::read_to_string(&out).unwrap();
+    assert!(said.contains(&format!("etcd {url},")), "{said}");
+
+    let store = Store::connect(std::slice::from_ref(&url), "/berth")
+        .await
+        .expect("the embedded etcd answers where berth up said");
+    store
+        .put(
+            &keys::stack(stack),
+            common::web_stack(port, "up").into_bytes(),
+        )
+        .await
+        .unwrap();
+    common::eventually("the stack runs", T, || async {
+        let kv = store.get(&keys::status(stack)).await.ok()??;
+        let s: StackStatus = serde_json::from_slice(&kv.value).ok()?;
+        (s.phase == Phase::Running).then_some(())
+    })
+    .await;
+    let ids = common::containers_of(host, stack);
+    assert_eq!(ids.len(), 1);
+    let started = common::inspect(&ids[0], "{{.State.StartedAt}}");
+
+    // SIGTERM stops berth and the etcd it started; the containers keep running.
+    assert!(up.stop().await.success());
+    drop(store);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", etcd_port)).is_err(),
+        "the embedded etcd stopped with berth"
+    );
+    assert_eq!(common::inspect(&ids[0], "{{.State.Running}}"), "true");
+    assert_eq!(
+        common::eventually("still serves", T, || common::http_get(port, "/index.html"))
+            .await
+            .trim(),
+        "up"
+    );
+
+    // Up again on the same data: the stack is still there, and its container is adopted
+    // as it runs.
+    let mut up = Up::start(data.path(), etcd_port, metrics_port, &out);
+    common::eventually("berth up is ready again", T, || {
+        common::http_get(metrics_port, "/readyz")
+    })
+    .await;
+    let store = Store::connect(std::slice::from_ref(&url), "/berth")
+        .await
+        .expect("connect again");
+    assert!(
+        store.get(&keys::stack(stack)).await.unwrap().is_some(),
+        "the stack survived in --data-dir"
+    );
+    // The new agent's own count: it adopted the container, and has had a pass since.
+    common::eventually("the new agent adopts the container", T, || async {
+        let body = common::http_get(metrics_port, "/metrics").await?;
+        let adopted = common::metric_sum(&body, "berth_container_actions_total{action=\"adopt\"}");
+        let passes = common::metric_sum(&body, "berth_reconcile_total{component=\"agent\"");
+        (adopted == 1.0 && passes >= 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(common::containers_of(host, stack), ids);
+    assert_eq!(
+        common::inspect(&ids[0], "{{.State.StartedAt}}"),
+        started,
+        "not restarted"
+    );
+    assert!(up.stop().await.success());
 }

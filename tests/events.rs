@@ -140,34 +140,44 @@ async fn event_records_fill_the_controllers_cache_without_waking_it() {
         berth::controller::wakes_on,
     );
     let mut wake = cache.subscribe();
-    // The first list's wake-up, seen and so spent.
-    wake.wait_for(Option::is_some)
+    // The first list's wake-up, seen and so spent. Each later one bumps the count.
+    let listed = wake
+        .wait_for(Option::is_some)
         .await
-        .expect("reflector alive");
+        .expect("reflector alive")
+        .expect("some");
 
-    let event = put_event(&store, "h1", "web", 1).await;
-    eventually("the event in the cache", T, || {
-        let (cache, event) = (cache.clone(), event.clone());
+    let cached = |key: String| {
+        let cache = cache.clone();
         async move {
-            cache
-                .read(|c| c.entries.contains_key(&event))
-                .await?
-                .then_some(())
+            let what = format!("{key} in the cache");
+            eventually(&what, T, || {
+                let (cache, key) = (cache.clone(), key.clone());
+                async move {
+                    cache
+                        .read(|c| c.entries.contains_key(&key))
+                        .await?
+                        .then_some(())
+                }
+            })
+            .await
         }
-    })
-    .await;
-    // The wake-up, were there one, is sent right after the cache is written.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !wake.has_changed().expect("reflector alive"),
-        "an event record woke the controller"
-    );
-
+    };
+    // Each put waits for the last to be in the cache, so each is a watch batch of its
+    // own; and the reflector is done with a batch, wake-up included, before it writes
+    // the next to the cache. So once the second event is cached, every wake-up the
+    // first event and the stack were to cause has been sent.
+    cached(put_event(&store, "h1", "web", 1).await).await;
     put_stack(&store, "web").await;
-    tokio::time::timeout(T, wake.changed())
-        .await
-        .expect("a stack put wakes the controller")
-        .expect("reflector alive");
+    cached(keys::stack("web")).await;
+    cached(put_event(&store, "h1", "web", 2).await).await;
+    let bumps = wake.borrow_and_update().expect("some");
+    assert!(bumps > listed, "a stack put wakes the controller");
+    assert_eq!(
+        bumps,
+        listed + 1,
+        "one wake-up, the stack's: an event record woke the controller too"
+    );
     cancel.cancel();
 }
 

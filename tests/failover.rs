@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use berth::assignment::Assignment;
 use berth::spec::HostRegistration;
-use berth::store::{keys, LeasedKey};
+use berth::store::{keys, LeasedKey, REQUEST_TIMEOUT};
 use common::{eventually, free_port, http_get, Etcd, Proc};
 use tokio_util::sync::CancellationToken;
 
@@ -103,17 +103,41 @@ async fn a_frozen_leader_is_replaced_within_its_lease_and_its_late_writes_do_not
     let other = 1 - leader;
 
     // The follower's campaign blocks for as long as the leader leads: no request timeout
-    // may cut it short, and no failed campaign may leave a lease behind.
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let leases = Command::new("etcdctl")
-        .args(["--endpoints", &etcd.client_url, "lease", "list"])
-        .env("ETCDCTL_API", "3")
-        .output()
-        .unwrap();
-    let leases = String::from_utf8_lossy(&leases.stdout).to_string();
-    assert!(
-        leases.starts_with("found 3 leases"),
-        "one lease per controller and one for the host: {leases}"
+    // may cut it short, and no failed campaign may leave a lease behind. So once the
+    // follower has campaigned for longer than a request may take, the same two leader
+    // keys are there, and every lease etcd holds is one of theirs or the host's.
+    let campaigns = || async {
+        let (mut kvs, _) = store.list(keys::LEADER).await.unwrap();
+        kvs.sort_by_key(|kv| kv.mod_revision);
+        kvs.into_iter()
+            .map(|kv| (kv.key, kv.mod_revision, kv.lease))
+            .collect::<Vec<_>>()
+    };
+    let both = eventually("both controllers campaign", T, || async {
+        let c = campaigns().await;
+        (c.len() == 2).then_some(c)
+    })
+    .await;
+    tokio::time::sleep(REQUEST_TIMEOUT + Duration::from_secs(1)).await;
+    assert_eq!(campaigns().await, both, "the same two campaigns, uncut");
+    let host_lease = store.get(&keys::host("h1")).await.unwrap().unwrap().lease;
+    let mut expected: Vec<String> = both
+        .iter()
+        .map(|(_, _, lease)| *lease)
+        .chain([host_lease])
+        .map(|l| format!("{l:x}"))
+        .collect();
+    expected.sort();
+    let out = common::run_ok(
+        Command::new("etcdctl")
+            .args(["--endpoints", &etcd.client_url, "lease", "list"])
+            .env("ETCDCTL_API", "3"),
+    );
+    let mut leases: Vec<String> = out.lines().skip(1).map(|l| l.trim().to_owned()).collect();
+    leases.sort();
+    assert_eq!(
+        leases, expected,
+        "one lease per controller's campaign and one for the host, no other: {out}"
     );
 
     store
@@ -167,16 +191,29 @@ async fn a_frozen_leader_is_replaced_within_its_lease_and_its_late_writes_do_not
     assert_eq!(a.slots[0].container.env["TAG"], "two");
 
     // Thaw the ex-leader: it may try to write from its stale view; none of it may land.
+    // It says it no longer leads only after the pass it was in has ended, so by then
+    // every write it tried has landed or been refused.
+    let written = store
+        .get(&keys::assignment("h1", "ha"))
+        .await
+        .unwrap()
+        .unwrap()
+        .mod_revision;
     signal(procs[leader].0.id(), "-CONT");
     eventually("the ex-leader steps down", T, || async {
         (!is_leader(ports[leader]).await?).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let a = eventually("the assignment is still the new leader's", T, || {
-        assigned(rev2)
-    })
-    .await;
+    let kv = store
+        .get(&keys::assignment("h1", "ha"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kv.mod_revision, written,
+        "nothing wrote the assignment after the thaw (a stale write put right again would)"
+    );
+    let a: Assignment = serde_json::from_slice(&kv.value).unwrap();
     assert_eq!(a.slots[0].container.env["TAG"], "two");
     assert_eq!(
         is_leader(ports[other]).await,

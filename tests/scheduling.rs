@@ -12,13 +12,27 @@ use berth::report::SlotReport;
 use berth::spec::{HostRegistration, Phase, StackStatus};
 use berth::store::{keys, Expect, Leadership, LeasedKey, Store, StoreError, Write};
 use common::{eventually, Etcd};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 const T: Duration = Duration::from_secs(30);
 
-fn controller(store: &Store, id: &str, grace: Duration) -> CancellationToken {
+/// A running controller, stopped when dropped.
+struct Controller {
+    _stop: DropGuard,
+    passes: watch::Receiver<u64>,
+}
+
+impl Controller {
+    /// Wait until it has finished `more` passes beyond those it has now.
+    async fn passes(&self, more: u64) {
+        common::passes(&self.passes, more, "the controller").await;
+    }
+}
+
+fn controller(store: &Store, id: &str, grace: Duration) -> Controller {
     let cancel = CancellationToken::new();
-    controller::spawn(
+    let handle = controller::spawn(
         store.clone(),
         ControllerConfig {
             id: id.to_owned(),
@@ -31,7 +45,10 @@ fn controller(store: &Store, id: &str, grace: Duration) -> CancellationToken {
         },
         cancel.clone(),
     );
-    cancel
+    Controller {
+        _stop: cancel.drop_guard(),
+        passes: handle.passes,
+    }
 }
 
 /// Register `id` by hand, the way an operator would with `etcdctl put --lease`.
@@ -106,8 +123,12 @@ async fn a_deposed_leaders_writes_are_fenced_off() {
         let never = CancellationToken::new();
         Leadership::campaign(&store_b, "b", Duration::from_secs(5), &never).await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!b.is_finished(), "B must not lead while A does");
+    let a_key = eventually("both campaign", T, || async {
+        let (mut leaders, _) = e.store.list(keys::LEADER).await.ok()?;
+        leaders.sort_by_key(|kv| kv.mod_revision);
+        (leaders.len() == 2).then(|| leaders.swap_remove(0))
+    })
+    .await;
 
     let put = |v: &str| Write::Put {
         key: "fenced-test".into(),
@@ -119,37 +140,48 @@ async fn a_deposed_leaders_writes_are_fenced_off() {
         .write_fenced(&[put("by-a")], Some(a.fence()))
         .await
         .unwrap());
+    assert!(!b.is_finished(), "B must not lead while A does");
 
-    // A is partitioned away: its leader key disappears (as when its lease expires), but A
-    // has not noticed yet and still tries to write.
-    let (leaders, _) = e.store.list(keys::LEADER).await.unwrap();
-    assert_eq!(leaders.len(), 2, "two campaigners: {leaders:?}");
-    let a_key = leaders
-        .iter()
-        .min_by_key(|kv| kv.mod_revision)
-        .unwrap()
-        .key
-        .clone();
-    e.store.delete(&a_key).await.unwrap();
+    // A is deposed as it is in production: its lease ends (a pause or a partition kept it
+    // from renewing it) and its key goes with it, while A has not noticed yet.
+    common::run_ok(
+        std::process::Command::new("etcdctl")
+            .args(["--endpoints", &e.etcd.client_url, "lease", "revoke"])
+            .arg(format!("{:x}", a_key.lease))
+            .env("ETCDCTL_API", "3"),
+    );
     let b = tokio::time::timeout(T, b)
         .await
         .unwrap()
         .unwrap()
         .unwrap()
         .unwrap();
-
     let stale = e
         .store
         .write_fenced(&[put("late-by-a")], Some(a.fence()))
         .await;
     assert!(matches!(stale, Err(StoreError::Deposed)), "{stale:?}");
+
+    // The fence is the key and its create revision: the same key made again (by hand
+    // here) is another campaigner's, and does not make A the leader again.
+    e.store.put(&a_key.key, b"a again".to_vec()).await.unwrap();
+    let stale = e
+        .store
+        .write_fenced(&[put("later-by-a")], Some(a.fence()))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Deposed)), "{stale:?}");
+    e.store.delete(&a_key.key).await.unwrap();
+
     assert!(e
         .store
         .write_fenced(&[put("by-b")], Some(b.fence()))
         .await
         .unwrap());
     let v = e.store.get("fenced-test").await.unwrap().unwrap();
-    assert_eq!(v.value, b"by-b", "the stale write never landed");
+    assert_eq!(v.value, b"by-b", "the stale writes never landed");
+    tokio::time::timeout(T, a.lost().cancelled())
+        .await
+        .expect("A learns that its lease, and its lead, are gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +189,8 @@ async fn slots_of_a_lost_host_move_only_after_the_grace_period() {
     let e = Etcd::start().await;
     let (_h1, h1_cancel) = register(&e.store, "h1", &[]);
     let (_h2, _h2_cancel) = register(&e.store, "h2", &[]);
-    let _c = controller(&e.store, "c1", Duration::from_secs(3));
+    registered(&e.store, &["h1", "h2"]).await;
+    let c = controller(&e.store, "c1", Duration::from_secs(3));
     e.store
         .put(&keys::stack("sp"), SPREAD2.as_bytes().to_vec())
         .await
@@ -184,7 +217,21 @@ async fn slots_of_a_lost_host_move_only_after_the_grace_period() {
     // Host h1 dies: its registration goes with its lease.
     h1_cancel.cancel();
     let died = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually("h1's registration is gone", T, || async {
+        e.store
+            .get(&keys::host("h1"))
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    c.passes(2).await;
+    let checked = died.elapsed();
+    assert!(
+        checked < Duration::from_secs(3),
+        "the controller took {checked:?} to see the host gone: too late to check the grace"
+    );
     assert_eq!(
         placements(&e.store, "sp").await[&lost_service],
         "h1",
@@ -211,23 +258,49 @@ async fn slots_of_a_lost_host_move_only_after_the_grace_period() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_storm_guard_holds_slots_when_most_hosts_vanish_at_once() {
     let e = Etcd::start().await;
-    let (_h1, h1_cancel) = register(&e.store, "h1", &[]);
-    let (_h2, h2_cancel) = register(&e.store, "h2", &[]);
+    // h1 and h2 vanish in one revision, as when a lease they share ends: revoked one by
+    // one, the first could outlive the grace alone and be rescheduled, storm or not.
+    for h in ["h1", "h2"] {
+        let reg = HostRegistration {
+            id: h.into(),
+            address: format!("10.99.0.{}", h.len()),
+            cpus: 4.0,
+            memory_mb: 4096,
+            ..Default::default()
+        };
+        e.store
+            .put(&keys::host(h), serde_json::to_vec(&reg).unwrap())
+            .await
+            .unwrap();
+    }
     let (_h3, _h3_cancel) = register(&e.store, "h3", &[]);
-    let _c = controller(&e.store, "c1", Duration::from_secs(1));
+    registered(&e.store, &["h1", "h2", "h3"]).await;
+    let c = controller(&e.store, "c1", Duration::from_secs(1));
     let three = r#"{"deployment":{"mode":"multi-host","placementStrategy":"spread"},"itemListElement":[
       {"name":"a","image":"i"},{"name":"b","image":"i"},{"name":"c","image":"i"}]}"#;
     e.store
         .put(&keys::stack("storm"), three.as_bytes().to_vec())
         .await
         .unwrap();
-    let before = eventually("placed", T, || async {
+    let before = eventually("placed on all three hosts", T, || async {
         let p = placements(&e.store, "storm").await;
         (p.len() == 3).then_some(p)
     })
     .await;
-    h1_cancel.cancel();
-    h2_cancel.cancel();
+    assert_eq!(
+        before
+            .values()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        3,
+        "spread: {before:?}"
+    );
+    let gone = |h: &str| Write::Delete {
+        key: keys::host(h),
+        expect: Expect::Any,
+    };
+    assert!(e.store.write(&[gone("h1"), gone("h2")]).await.unwrap());
+    // Said only by a pass that found the hosts down past their grace, and held back.
     let st = eventually("status explains the storm guard", T, || async {
         let s = status(&e.store, "storm").await?;
         s.services
@@ -241,11 +314,16 @@ async fn the_storm_guard_holds_slots_when_most_hosts_vanish_at_once() {
             .then_some(s)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         placements(&e.store, "storm").await,
         before,
         "nothing rescheduled: {st:#?}"
+    );
+    c.passes(2).await;
+    assert_eq!(
+        placements(&e.store, "storm").await,
+        before,
+        "nothing rescheduled by a later pass either"
     );
 }
 
@@ -298,7 +376,7 @@ async fn draining_a_host_starts_each_replacement_before_removing_the_old_copy() 
     let e = Etcd::start().await;
     let (_h1, _c1) = register(&e.store, "h1", &[]);
     let (_h2, _c2) = register(&e.store, "h2", &[]);
-    let _c = controller(&e.store, "c1", Duration::from_secs(30));
+    let c = controller(&e.store, "c1", Duration::from_secs(30));
     let one = r#"{"deployment":{"mode":"multi-host","placementStrategy":"spread"},"itemListElement":[{"name":"a","image":"i"}]}"#;
     e.store
         .put(&keys::stack("dr"), one.as_bytes().to_vec())
@@ -326,8 +404,9 @@ async fn draining_a_host_starts_each_replacement_before_removing_the_old_copy() 
         .then_some(())
     })
     .await;
-    // The old copy stays, marked as handing off, while the new one is not yet available.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The old copy stays, marked as handing off, while the new one is not yet available:
+    // after the pass that placed the replacement, and after a later one.
+    c.passes(2).await;
     let old = e
         .store
         .get(&keys::assignment(&from, "dr"))
@@ -381,7 +460,7 @@ async fn draining_a_host_starts_each_replacement_before_removing_the_old_copy() 
 async fn adding_a_host_moves_nothing_until_a_rebalance_is_applied() {
     let e = Etcd::start().await;
     let (_h1, _c1) = register(&e.store, "h1", &[]);
-    let _c = controller(&e.store, "c1", Duration::from_secs(30));
+    let c = controller(&e.store, "c1", Duration::from_secs(30));
     let four = r#"{"deployment":{"mode":"multi-host","placementStrategy":"spread"},"itemListElement":[
       {"name":"a","image":"i"},{"name":"b","image":"i"},{"name":"c","image":"i"},{"name":"d","image":"i"}]}"#;
     e.store
@@ -394,7 +473,8 @@ async fn adding_a_host_moves_nothing_until_a_rebalance_is_applied() {
     })
     .await;
     let (_h2, _c2) = register(&e.store, "h2", &[]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    registered(&e.store, &["h2"]).await;
+    c.passes(2).await;
     assert!(
         placements(&e.store, "rb").await.values().all(|h| h == "h1"),
         "a new host moves nothing"

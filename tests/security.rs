@@ -18,25 +18,29 @@ async fn secrets_reach_the_container_and_no_env_value_leaks_into_logs_events_met
     // logging runs instead, so everything it logs can be searched.
     let mut c = Cluster::start("secret").await;
     c.stop_agent().await;
-    c.controller.cancel();
+    c.stop_controller().await;
     let url = c.etcd.as_ref().unwrap().client_url.clone();
     let port = free_port();
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut up = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args([
-            "up",
-            "--etcd-endpoints",
-            &url,
-            "--host-id",
-            &c.host_id,
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log.reopen().unwrap()))
-        .spawn()
-        .unwrap();
+    // Killed however the test ends: a `berth up` left behind would keep driving this
+    // host's containers from its last view.
+    let up = Proc(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([
+                "up",
+                "--etcd-endpoints",
+                &url,
+                "--host-id",
+                &c.host_id,
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log.reopen().unwrap()))
+            .spawn()
+            .unwrap(),
+    );
 
     const SECRET: &str = "SECRET-MARKER-5f3a9c";
     const PLAIN: &str = "PLAIN-MARKER-77b1";
@@ -64,11 +68,54 @@ async fn secrets_reach_the_container_and_no_env_value_leaks_into_logs_events_met
         "{env}"
     );
 
-    // Let events, reports and metrics settle.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Everything that could carry a value out has had its turn: the agent's event of the
+    // container it created is written, and the agent and the controller have each made
+    // passes, which go over every stack, since: another stack put now has been placed,
+    // created and reported running.
+    let created = |stack: &'static str| {
+        let store = c.store.clone();
+        async move {
+            eventually(
+                &format!("the agent's Created event of {stack}"),
+                T,
+                || async {
+                    let events = berth::events::list(&store, Some(stack)).await.ok()?;
+                    events.iter().any(|e| e.reason == "Created").then_some(())
+                },
+            )
+            .await
+        }
+    };
+    created("secret-it").await;
+    let passes = |component: &'static str| async move {
+        let body = http_get(port, "/metrics").await?;
+        let series = format!("berth_reconcile_total{{component=\"{component}\"");
+        Some(metric_sum(&body, &series))
+    };
+    let before = (
+        passes("agent").await.expect("metrics"),
+        passes("scheduler").await.expect("metrics"),
+    );
+    let after = serde_json::json!({"itemListElement": [
+        {"name": "after", "image": "berth-test/busybox:latest",
+         "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]}
+    ]})
+    .to_string();
+    let rev = c.put_stack("secret-after-it", &after).await;
+    c.wait_status("secret-after-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    created("secret-after-it").await;
+    for (component, from) in [("agent", before.0), ("scheduler", before.1)] {
+        let now = passes(component).await.expect("metrics");
+        assert!(
+            now >= from + 2.0,
+            "{component} passes since: {from} -> {now}"
+        );
+    }
     let metrics = http_get(port, "/metrics").await.expect("metrics");
-    let _ = up.kill();
-    let _ = up.wait();
+    drop(up);
     let logs = std::fs::read_to_string(log.path()).unwrap();
     assert!(
         logs.contains("secret-it"),
@@ -78,13 +125,15 @@ async fn secrets_reach_the_container_and_no_env_value_leaks_into_logs_events_met
     let (kvs, _) = c.store.list("").await.unwrap();
     for kv in &kvs {
         let text = String::from_utf8_lossy(&kv.value);
-        // The user's own spec holds the plain value (and only the reference to the secret).
-        if kv.key.starts_with(keys::STACKS) || kv.key.starts_with(keys::SECRETS) {
+        if kv.key.starts_with(keys::SECRETS) {
             continue;
         }
         assert!(!text.contains(SECRET), "secret value in {}", kv.key);
-        // Assignments carry the spec's env to the agent; nothing users read does.
-        if !kv.key.starts_with(keys::ASSIGNMENTS) {
+        // The user's own spec holds the plain value (and only the reference to the
+        // secret), and so do its kept revisions, which `berth rollback` puts back;
+        // assignments carry the spec's env to the agent. Nothing else does.
+        let spec = [keys::STACKS, keys::HISTORY, keys::ASSIGNMENTS];
+        if !spec.iter().any(|p| kv.key.starts_with(p)) {
             assert!(!text.contains(PLAIN), "env value in {}", kv.key);
         }
     }
@@ -164,8 +213,7 @@ async fn a_container_created_again_gets_the_secret_version_its_spec_pins_or_the_
     .await;
     // No controller: the assignment keeps pinning the old version while etcd holds a
     // new one, as it does for a slot whose batch has not come yet.
-    c.controller.cancel();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.stop_controller().await;
     let rotated = c
         .store
         .put(&keys::secret(secret), b"PINNED-NEW-b2".to_vec())

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use berth::spec::Phase;
+use berth::store::keys;
 use common::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -123,12 +124,27 @@ async fn an_invalid_stack_reports_every_problem_while_other_stacks_keep_running(
     assert!(junk.message.contains("JSON"), "{}", junk.message);
 
     // An invalid update of a running stack keeps the last valid version running.
+    let assignment = || async {
+        c.store
+            .get(&keys::assignment(&c.host_id, "good-it"))
+            .await
+            .unwrap()
+            .expect("the good stack is assigned")
+            .mod_revision
+    };
+    let assigned = assignment().await;
     let broken_rev = c.put_stack("good-it", "{\"itemListElement\": []}").await;
     c.wait_status("good-it", T, |s| {
         s.phase == Phase::Invalid && s.observed_revision == broken_rev
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The pass that found the spec invalid wrote its assignments before the status.
+    assert_eq!(
+        assignment().await,
+        assigned,
+        "the last valid assignment was not rewritten"
+    );
+    c.agent_passes(2).await;
     assert_eq!(
         containers_of(&c.host_id, "good-it"),
         good,
@@ -191,11 +207,22 @@ async fn a_restarted_agent_adopts_running_containers_without_restarting_them() {
     .await;
     let ids = containers_of(&c.host_id, "adopt-it");
     let started = inspect(&ids[0], "{{.State.StartedAt}}");
+    let adopted = berth::metrics::CONTAINER_ACTIONS
+        .with_label_values(&["adopt"])
+        .get();
 
     c.stop_agent().await;
     c.start_agent();
-    // Give the new agent several passes (events, probes, a resync).
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    // The new agent's first pass (which adopts or acts), the one its first probe result
+    // wakes, and a resync: each had its chance to restart or replace the container.
+    c.agent_passes(3).await;
+    assert!(
+        berth::metrics::CONTAINER_ACTIONS
+            .with_label_values(&["adopt"])
+            .get()
+            > adopted,
+        "the new agent counted the container as adopted"
+    );
     let st = c
         .wait_status("adopt-it", T, |s| s.phase == Phase::Running)
         .await;

@@ -69,61 +69,178 @@ impl CrashBackoff {
 mod tests {
     use super::*;
 
-    /// Within the policy's ±20 % jitter of `d`.
-    fn about(got: Option<Duration>, d: Duration) -> bool {
-        got.is_some_and(|g| g >= d.mul_f64(0.79) && g <= d.mul_f64(1.21))
+    /// What happens to container `web` (or `db`), at a second since the start.
+    #[derive(Clone, Copy)]
+    enum Step {
+        Restarted(&'static str, u64),
+        /// A pass at `at` forgives, seeing `web` running or not, and wanted or not.
+        Forgive {
+            at: u64,
+            running: bool,
+            wanted: bool,
+        },
+    }
+    use Step::*;
+
+    struct Case {
+        name: &'static str,
+        steps: Vec<Step>,
+        /// Asked at this second, for this container...
+        ask: (&'static str, u64),
+        /// ...the wait is about this many seconds (±20 % jitter); `None`: restart now.
+        want: Option<f64>,
     }
 
-    #[test]
-    fn restarts_wait_longer_each_time_until_the_container_stays_up() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let mut b = CrashBackoff::default();
-        let always = |_: &str| true;
-        assert_eq!(b.wait("web", t0), None, "the first restart is immediate");
-
-        b.restarted("web", t0);
-        assert!(about(b.wait("web", t0), s(1)), "then about 1 s");
-        assert_eq!(b.wait("web", t0 + s(2)), None, "and not after it ran out");
-        assert_eq!(b.wait("db", t0), None, "per container");
-
-        b.restarted("web", t0 + s(2));
-        assert!(about(b.wait("web", t0 + s(2)), s(2)), "then about 2 s");
-        b.restarted("web", t0 + s(5));
-        assert!(about(b.wait("web", t0 + s(5)), s(4)), "then about 4 s");
-
-        b.forgive(t0 + s(20), always, always);
-        assert!(
-            b.wait("web", t0 + s(5)).is_some(),
-            "up 15 s: not forgiven yet"
-        );
-        b.forgive(t0 + s(40), |_| false, always);
-        assert!(
-            b.wait("web", t0 + s(5)).is_some(),
-            "not running: not forgiven"
-        );
-        b.forgive(t0 + s(40), always, always);
-        b.restarted("web", t0 + s(40));
-        assert!(
-            about(b.wait("web", t0 + s(40)), s(1)),
-            "up 35 s: forgiven, the next crash starts from 1 s again"
-        );
-
-        b.forgive(t0 + s(41), |_| false, |n| n != "web");
-        assert_eq!(
-            b.wait("web", t0 + s(40)),
-            None,
-            "no longer wanted: forgotten"
-        );
+    fn crashes(times: &[u64]) -> Vec<Step> {
+        times.iter().map(|t| Restarted("web", *t)).collect()
     }
 
-    #[test]
-    fn the_delay_is_capped_at_a_minute() {
-        let t0 = Instant::now();
-        let mut b = CrashBackoff::default();
-        for _ in 0..20 {
-            b.restarted("web", t0);
+    fn then(mut steps: Vec<Step>, more: &[Step]) -> Vec<Step> {
+        steps.extend_from_slice(more);
+        steps
+    }
+
+    fn up(at: u64) -> Step {
+        Forgive {
+            at,
+            running: true,
+            wanted: true,
         }
-        assert!(about(b.wait("web", t0), MAX_DELAY));
+    }
+
+    #[test]
+    fn backoff_table() {
+        // Three crashes: the next restart would wait about 8 s.
+        let three = || crashes(&[0, 2, 5]);
+        let cases = vec![
+            Case {
+                name: "never restarted: the first restart is immediate",
+                steps: vec![],
+                ask: ("web", 0),
+                want: None,
+            },
+            Case {
+                name: "restarted once: the next restart waits about 1 s",
+                steps: crashes(&[0]),
+                ask: ("web", 0),
+                want: Some(1.0),
+            },
+            Case {
+                name: "once the wait has run out the restart goes at once",
+                steps: crashes(&[0]),
+                ask: ("web", 2),
+                want: None,
+            },
+            Case {
+                name: "the backoff is per container",
+                steps: crashes(&[0]),
+                ask: ("db", 0),
+                want: None,
+            },
+            Case {
+                name: "growth: the second wait is about 2 s",
+                steps: crashes(&[0, 2]),
+                ask: ("web", 2),
+                want: Some(2.0),
+            },
+            Case {
+                name: "growth: the third wait is about 4 s",
+                steps: crashes(&[0, 2, 5]),
+                ask: ("web", 5),
+                want: Some(4.0),
+            },
+            Case {
+                name: "growth: the fourth wait is about 8 s",
+                steps: crashes(&[0, 2, 5, 10]),
+                ask: ("web", 10),
+                want: Some(8.0),
+            },
+            Case {
+                name: "growth stops at a minute",
+                steps: crashes(&[0; 20]),
+                ask: ("web", 0),
+                want: Some(60.0),
+            },
+            Case {
+                name: "reset: running past FORGIVE_AFTER since the last restart forgives",
+                steps: then(three(), &[up(5 + 31), Restarted("web", 36)]),
+                ask: ("web", 36),
+                want: Some(1.0),
+            },
+            Case {
+                name: "no reset at exactly FORGIVE_AFTER",
+                steps: then(three(), &[up(5 + 30), Restarted("web", 35)]),
+                ask: ("web", 35),
+                want: Some(8.0),
+            },
+            Case {
+                name: "no reset while up for less than FORGIVE_AFTER",
+                steps: then(three(), &[up(20), Restarted("web", 20)]),
+                ask: ("web", 20),
+                want: Some(8.0),
+            },
+            Case {
+                name: "no reset for a container that is not running, however long ago",
+                steps: then(
+                    three(),
+                    &[
+                        Forgive {
+                            at: 500,
+                            running: false,
+                            wanted: true,
+                        },
+                        Restarted("web", 500),
+                    ],
+                ),
+                ask: ("web", 500),
+                want: Some(8.0),
+            },
+            Case {
+                name: "no reset without a pass to forgive: time alone does not",
+                steps: then(three(), &[Restarted("web", 500)]),
+                ask: ("web", 500),
+                want: Some(8.0),
+            },
+            Case {
+                name: "a container no longer wanted here is forgotten",
+                steps: then(
+                    three(),
+                    &[Forgive {
+                        at: 6,
+                        running: false,
+                        wanted: false,
+                    }],
+                ),
+                ask: ("web", 6),
+                want: None,
+            },
+        ];
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        for c in cases {
+            let mut b = CrashBackoff::default();
+            for step in &c.steps {
+                match *step {
+                    Restarted(name, t) => b.restarted(name, at(t)),
+                    Forgive {
+                        at: t,
+                        running,
+                        wanted,
+                    } => b.forgive(at(t), |n| n == "web" && running, |n| n != "web" || wanted),
+                }
+            }
+            let got = b.wait(c.ask.0, at(c.ask.1));
+            match c.want {
+                None => assert_eq!(got, None, "case {:?}", c.name),
+                Some(secs) => {
+                    let d = Duration::from_secs_f64(secs);
+                    assert!(
+                        got.is_some_and(|g| g >= d.mul_f64(0.79) && g <= d.mul_f64(1.21)),
+                        "case {:?}: want about {d:?}, got {got:?}",
+                        c.name
+                    );
+                }
+            }
+        }
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use desired::{desired_containers, spec_hash, DesiredContainer};
@@ -64,6 +64,10 @@ pub enum AgentError {
 /// A running agent: its readiness, and a handle to wait for it to stop.
 pub struct AgentHandle {
     pub ready: ReadyCheck,
+    /// Passes this agent has finished, counted from 0: a pass that began after a change
+    /// has seen it once the count has gone up twice, so whoever needs to know "had it
+    /// the chance to act?" waits on this rather than on a clock.
+    pub passes: watch::Receiver<u64>,
     pub done: tokio::task::JoinHandle<()>,
 }
 
@@ -96,8 +100,13 @@ pub fn spawn(
             Ok(())
         })
     };
-    let done = tokio::spawn(run(store, cfg, assignments, docker_ok, cancel));
-    Ok(AgentHandle { ready, done })
+    let (passes_tx, passes) = watch::channel(0);
+    let done = tokio::spawn(run(store, cfg, assignments, docker_ok, passes_tx, cancel));
+    Ok(AgentHandle {
+        ready,
+        passes,
+        done,
+    })
 }
 
 async fn run(
@@ -105,6 +114,7 @@ async fn run(
     cfg: AgentConfig,
     assignments: Reflector,
     docker_ok: Arc<AtomicBool>,
+    passes: watch::Sender<u64>,
     cancel: CancellationToken,
 ) {
     let host = cfg.host_id.clone();
@@ -182,7 +192,9 @@ async fn run(
     assignments.wait_synced().await;
     reports.wait_synced().await;
     loop {
-        let next = match reconciler.reconcile(&assignments, &reports).await {
+        let result = reconciler.reconcile(&assignments, &reports).await;
+        passes.send_modify(|n| *n += 1);
+        let next = match result {
             Ok(requeue) => {
                 docker_ok.store(true, Ordering::Relaxed);
                 reconciler.set_degraded(None);

@@ -17,7 +17,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use self::decide::{decide, Parsed, ParsedSpec};
@@ -54,6 +54,10 @@ pub struct ControllerConfig {
 
 pub struct ControllerHandle {
     pub ready: ReadyCheck,
+    /// Passes this controller has finished as the leader, counted from 0: a pass that
+    /// began after a change has seen it once the count has gone up twice, so whoever
+    /// needs to know "had it the chance to act?" waits on this rather than on a clock.
+    pub passes: watch::Receiver<u64>,
     pub done: tokio::task::JoinHandle<()>,
 }
 
@@ -71,8 +75,13 @@ pub fn spawn(store: Store, cfg: ControllerConfig, cancel: CancellationToken) -> 
             Ok(())
         })
     };
-    let done = tokio::spawn(run(store, cfg, cache, cancel));
-    ControllerHandle { ready, done }
+    let (passes_tx, passes) = watch::channel(0);
+    let done = tokio::spawn(run(store, cfg, cache, passes_tx, cancel));
+    ControllerHandle {
+        ready,
+        passes,
+        done,
+    }
 }
 
 /// The least time between the starts of two passes woken by changes.
@@ -86,7 +95,13 @@ pub fn wakes_on(key: &str) -> bool {
     !key.starts_with(keys::EVENTS)
 }
 
-async fn run(store: Store, cfg: ControllerConfig, cache: Reflector, cancel: CancellationToken) {
+async fn run(
+    store: Store,
+    cfg: ControllerConfig,
+    cache: Reflector,
+    passes: watch::Sender<u64>,
+    cancel: CancellationToken,
+) {
     let wake = Arc::new(Notify::new());
     {
         let mut changes = cache.subscribe();
@@ -130,18 +145,22 @@ async fn run(store: Store, cfg: ControllerConfig, cache: Reflector, cancel: Canc
         let resign = loop {
             let pass_started = Instant::now();
             let next = match cache.snapshot().await {
-                Some(snap) => match c.reconcile(&snap).await {
-                    Ok(requeue) => {
-                        pass_policy.reset();
-                        requeue.delay(cfg.resync_interval)
+                Some(snap) => {
+                    let result = c.reconcile(&snap).await;
+                    passes.send_modify(|n| *n += 1);
+                    match result {
+                        Ok(requeue) => {
+                            pass_policy.reset();
+                            requeue.delay(cfg.resync_interval)
+                        }
+                        Err(StoreError::Deposed) => break false,
+                        Err(e) => {
+                            let d = pass_policy.next_delay();
+                            tracing::warn!(error = %crate::error_chain(&e), retry_in = ?d, "controller pass failed");
+                            d
+                        }
                     }
-                    Err(StoreError::Deposed) => break false,
-                    Err(e) => {
-                        let d = pass_policy.next_delay();
-                        tracing::warn!(error = %crate::error_chain(&e), retry_in = ?d, "controller pass failed");
-                        d
-                    }
-                },
+                }
                 None => Duration::from_millis(200),
             };
             tokio::select! {

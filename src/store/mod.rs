@@ -169,6 +169,10 @@ pub struct Store {
 /// Largest etcd response Berth decodes (a list of a whole prefix included).
 const MAX_DECODE: usize = 256 * 1024 * 1024;
 
+/// How long one unary etcd request may take. Calls that block by design (a campaign)
+/// and long-lived streams go through a client without it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Store {
     /// Connect and prove the connection with a real request: `Client::connect` alone
     /// succeeds even when nothing listens.
@@ -206,10 +210,9 @@ impl Store {
         let long = Client::connect(endpoints, Some(opts.clone()))
             .await
             .map_err(connect_err)?;
-        let mut client =
-            Client::connect(endpoints, Some(opts.with_timeout(Duration::from_secs(5))))
-                .await
-                .map_err(connect_err)?;
+        let mut client = Client::connect(endpoints, Some(opts.with_timeout(REQUEST_TIMEOUT)))
+            .await
+            .map_err(connect_err)?;
         client
             .status()
             .await

@@ -13,6 +13,7 @@ use berth::controller::{self, ControllerConfig};
 use berth::embedded::EmbeddedEtcd;
 use berth::spec::StackStatus;
 use berth::store::{keys, Store};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub struct Cluster {
@@ -21,8 +22,13 @@ pub struct Cluster {
     pub store: Store,
     pub host_id: String,
     pub controller: CancellationToken,
+    controller_done: Option<tokio::task::JoinHandle<()>>,
+    /// Passes the controller has finished as the leader.
+    pub controller_passes: watch::Receiver<u64>,
     pub agent: CancellationToken,
     agent_done: Option<tokio::task::JoinHandle<()>>,
+    /// Passes the running agent has finished (a restarted agent counts from 0 again).
+    pub agent_passes: watch::Receiver<u64>,
     /// Stacks this test put, whose networks are removed at the end.
     stacks: std::sync::Mutex<Vec<String>>,
 }
@@ -58,7 +64,11 @@ impl Etcd {
 }
 
 /// Run a controller named `it-controller-<name>` until `cancel` fires.
-pub fn spawn_controller(store: &Store, name: &str, cancel: &CancellationToken) {
+pub fn spawn_controller(
+    store: &Store,
+    name: &str,
+    cancel: &CancellationToken,
+) -> controller::ControllerHandle {
     controller::spawn(
         store.clone(),
         ControllerConfig {
@@ -71,7 +81,19 @@ pub fn spawn_controller(store: &Store, name: &str, cancel: &CancellationToken) {
             history_limit: 10,
         },
         cancel.clone(),
-    );
+    )
+}
+
+/// Wait until `passes` has counted `more` passes beyond those it counts now. With
+/// `more` = 2, a pass that began after this call has finished: whatever was true then,
+/// the component has seen and had its chance to act on.
+pub async fn passes(passes: &watch::Receiver<u64>, more: u64, what: &str) {
+    let mut rx = passes.clone();
+    let from = *rx.borrow_and_update();
+    tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|n| *n >= from + more))
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {more} more passes of {what} after {from}"))
+        .unwrap_or_else(|_| panic!("{what} stopped"));
 }
 
 impl Cluster {
@@ -85,15 +107,18 @@ impl Cluster {
         let host_id = format!("it-{name}");
         remove_containers_of(&host_id);
         let controller = CancellationToken::new();
-        spawn_controller(&store, name, &controller);
+        let handle = spawn_controller(&store, name, &controller);
         let mut c = Cluster {
             etcd: Some(etcd),
             _dir: dir,
             store,
             host_id,
             controller,
+            controller_done: Some(handle.done),
+            controller_passes: handle.passes,
             agent: CancellationToken::new(),
             agent_done: None,
+            agent_passes: watch::channel(0).1,
             stacks: Default::default(),
         };
         c.start_agent();
@@ -120,6 +145,26 @@ impl Cluster {
         )
         .expect("agent config");
         self.agent_done = Some(h.done);
+        self.agent_passes = h.passes;
+    }
+
+    /// Wait until the agent has finished `more` passes beyond those it has now (see
+    /// [`passes`]).
+    pub async fn agent_passes(&self, more: u64) {
+        passes(&self.agent_passes, more, "the agent").await;
+    }
+
+    /// Wait until the controller has finished `more` passes beyond those it has now.
+    pub async fn controller_passes(&self, more: u64) {
+        passes(&self.controller_passes, more, "the controller").await;
+    }
+
+    /// Stop the controller and wait until it has: nothing it decides lands after this.
+    pub async fn stop_controller(&mut self) {
+        self.controller.cancel();
+        if let Some(done) = self.controller_done.take() {
+            let _ = done.await;
+        }
     }
 
     /// Wait until this cluster's host is registered, so a stack put next is placed at once
@@ -315,6 +360,16 @@ pub async fn http_get(port: u16, path: &str) -> Option<String> {
         return None;
     }
     text.split("\r\n\r\n").nth(1).map(str::to_owned)
+}
+
+/// The sum of the series in a `/metrics` text whose lines start with `series` (a name,
+/// or a name and the first of its labels: `berth_reconcile_total{component="agent"`).
+pub fn metric_sum(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A one-service stack serving `body` over HTTP on host port `port`.

@@ -76,6 +76,10 @@ const SSD: &str = r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"na
 const BIG: &str = r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"big","image":"i","hostConstraints":{"minCPU":3}}]}"#;
 const HOG: &str = r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"hog","image":"i","resources":{"cpus":2}}]}"#;
 const PREFER_US: &str = r#"{"deployment":{"mode":"multi-host","placementStrategy":"auto"},"itemListElement":[{"name":"a","image":"i","hostConstraints":{"preferredDatacenter":"us"}}]}"#;
+const MIN_MEM: &str = r#"{"deployment":{"mode":"multi-host","placementStrategy":"spread"},"itemListElement":[{"name":"big","image":"i","hostConstraints":{"minMemory":2048}}]}"#;
+const MEM_HOG: &str = r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"hog","image":"i","resources":{"memoryMb":3000}}]}"#;
+const MEM_NEED: &str = r#"{"deployment":{"mode":"multi-host","placementStrategy":"spread"},"itemListElement":[{"name":"app","image":"i","resources":{"memoryMb":2000}}]}"#;
+const SMALL2: &str = r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"x","image":"i"},{"name":"y","image":"i"}]}"#;
 const PORT8080: &str = r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"web","image":"i","ports":[{"containerPort":80,"hostPort":8080}]}]}"#;
 
 struct Case {
@@ -323,6 +327,60 @@ fn placement_table() {
             current: vec![(slot("g", "hog", 1), "h1")],
             want: vec![(slot("g", "hog", 1), "h1")],
             unschedulable: vec!["0/1 hosts fit: 1 has too little free CPU"],
+            ..Default::default()
+        },
+        Case {
+            name: "memory: minMemory passes over a host with less (spread would pick it)",
+            stacks: vec![("m", MIN_MEM)],
+            hosts: views(vec![with(host("h1"), |h| h.memory_mb = 1024), host("h2")]),
+            want: vec![(slot("m", "big", 1), "h2")],
+            ..Default::default()
+        },
+        Case {
+            name: "memory: no host has minMemory: unschedulable, and the reason says memory",
+            stacks: vec![("m", MIN_MEM)],
+            hosts: views(vec![
+                with(host("h1"), |h| h.memory_mb = 1024),
+                with(host("h2"), |h| h.memory_mb = 2047),
+            ]),
+            unschedulable: vec!["0/2 hosts fit: 2 have too little free memory"],
+            ..Default::default()
+        },
+        Case {
+            name: "memory: minMemory counts what is already reserved on the host",
+            stacks: vec![("g", MEM_HOG), ("m", MIN_MEM)],
+            hosts: views(vec![host("h1")]),
+            current: vec![(slot("g", "hog", 1), "h1")],
+            want: vec![(slot("g", "hog", 1), "h1")],
+            unschedulable: vec!["0/1 hosts fit: 1 has too little free memory"],
+            ..Default::default()
+        },
+        Case {
+            name: "memory: resources.memoryMb reserved on a host counts against the next slot",
+            stacks: vec![("g", MEM_HOG), ("s", SMALL2), ("n", MEM_NEED)],
+            hosts: views(vec![host("h1"), host("h2")]),
+            // Spread alone would pick h1, which holds one slot to h2's two.
+            current: vec![
+                (slot("g", "hog", 1), "h1"),
+                (slot("s", "x", 1), "h2"),
+                (slot("s", "y", 1), "h2"),
+            ],
+            want: vec![(slot("n", "app", 1), "h2")],
+            ..Default::default()
+        },
+        Case {
+            name: "memory: a slot whose memoryMb fits nowhere is unschedulable, and says why",
+            stacks: vec![("g", MEM_HOG), ("n", MEM_NEED)],
+            hosts: views(vec![host("h1")]),
+            current: vec![(slot("g", "hog", 1), "h1")],
+            unschedulable: vec!["0/1 hosts fit: 1 has too little free memory"],
+            ..Default::default()
+        },
+        Case {
+            name: "memory: a host that reports no memory is not held to memoryMb",
+            stacks: vec![("n", MEM_NEED)],
+            hosts: views(vec![with(host("h1"), |h| h.memory_mb = 0)]),
+            want: vec![(slot("n", "app", 1), "h1")],
             ..Default::default()
         },
         Case {
