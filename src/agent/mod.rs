@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use desired::{desired_containers, spec_hash, DesiredContainer};
@@ -53,6 +53,19 @@ pub struct AgentConfig {
     pub allow_bind_prefixes: Vec<String>,
     /// TLS (or an explicit `insecure`) for a TCP `docker_host`.
     pub docker_tls: runtime::DockerTls,
+    /// Where this reconciler runs relative to the engine, which decides how it probes.
+    pub vantage: Vantage,
+}
+
+/// Where a reconciler runs relative to the Docker engine it drives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Vantage {
+    /// On the host (an agent): the containers' addresses on their networks are in reach.
+    #[default]
+    Local,
+    /// Away from it (the controller driving an agentless host): only the host's address
+    /// is, so `http`/`tcp` checks go through the published port or inside the container.
+    Remote,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +78,10 @@ pub enum AgentError {
 pub struct AgentHandle {
     pub ready: ReadyCheck,
     pub done: tokio::task::JoinHandle<()>,
+    /// True once a pass found nothing assigned to the host and no Berth container of its
+    /// on the engine; false from the moment a pass sees an assignment. A host being
+    /// removed is forgotten only then.
+    pub holds_nothing: watch::Receiver<bool>,
 }
 
 /// Start the agent; it runs until `cancel`. Containers are left running when it stops:
@@ -96,8 +113,13 @@ pub fn spawn(
             Ok(())
         })
     };
-    let done = tokio::spawn(run(store, cfg, assignments, docker_ok, cancel));
-    Ok(AgentHandle { ready, done })
+    let (holds_tx, holds_nothing) = watch::channel(false);
+    let done = tokio::spawn(run(store, cfg, assignments, docker_ok, holds_tx, cancel));
+    Ok(AgentHandle {
+        ready,
+        done,
+        holds_nothing,
+    })
 }
 
 async fn run(
@@ -105,6 +127,7 @@ async fn run(
     cfg: AgentConfig,
     assignments: Reflector,
     docker_ok: Arc<AtomicBool>,
+    holds_nothing: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
     let host = cfg.host_id.clone();
@@ -165,6 +188,7 @@ async fn run(
         ),
         rt,
         host,
+        vantage: cfg.vantage,
         probes: Probes::default(),
         crash: CrashBackoff::default(),
         wake: wake.clone(),
@@ -176,6 +200,7 @@ async fn run(
         network_errors: BTreeMap::new(),
         network_retry: retry::Policy::with(Duration::from_secs(1), Duration::from_secs(60)),
         events,
+        holds_nothing,
     };
     // Paces passes that fail (Docker unreachable) apart.
     let mut policy = retry::Policy::new();
