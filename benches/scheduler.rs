@@ -75,6 +75,7 @@ fn run(label: &str, n_hosts: usize, n_slots: usize, only: Option<&str>) {
             liveness: Liveness::Ready,
             cordoned: false,
             draining: false,
+            removing: false,
         })
         .collect();
     let st = stacks(n_slots / 10, only);

@@ -11,7 +11,8 @@
 //! - [`scheduler`]: pure placement of slots on hosts and the assignments that result.
 //! - [`controller`]: the loop that schedules and aggregates status.
 //! - [`agent`]: the per-host reconciler; `agent::runtime` is the only Docker client.
-//! - [`health`]: http/tcp probes and the health state machine.
+//! - [`health`]: http/tcp probes (beside the engine, or from afar for agentless hosts)
+//!   and the health state machine.
 //! - [`slot`]: `SlotId`, the one identity of a slot, shared by scheduler, agent and controller.
 //! - [`assignment`], [`report`]: the internal contract between controller and agents.
 //! - [`events`]: recent events per stack, bounded, for `berth events`.
@@ -19,8 +20,8 @@
 //! - [`metrics`], [`serve`], [`telemetry`]: observability.
 //! - [`retry`]: backoff delays (the one user of the `backoff` crate); [`requeue`]: when a
 //!   reconcile wants to run again.
-//! - [`view`]: what `berth status`, `berth hosts`, `berth events` and `berth apply --dry-run`
-//!   print, rendered purely from a snapshot.
+//! - [`view`]: what `berth status`, `berth hosts`, `berth events`, `berth apply --dry-run`
+//!   and `berth host remove` print, rendered purely from a snapshot.
 
 pub mod agent;
 pub mod assignment;

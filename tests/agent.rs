@@ -351,17 +351,25 @@ async fn an_agentless_host_is_driven_by_the_controller_with_the_same_reconciler(
     // No agent on this host: the operator registers it and the controller drives it.
     c.drive_agentless(&["--label", "kind=agentless"]).await;
     let url = c.etcd.as_ref().unwrap().client_url.clone();
-    let rev = c
-        .put_stack("agentless-it", &web_stack(18190, "remote"))
-        .await;
+    // The controller probes `web` through its published port and `inner`, which
+    // publishes none, inside its container.
+    let mut stack: serde_json::Value = serde_json::from_str(&web_stack(18190, "remote")).unwrap();
+    let mut inner = stack["itemListElement"][0].clone();
+    inner["name"] = "inner".into();
+    inner.as_object_mut().unwrap().remove("ports");
+    stack["itemListElement"].as_array_mut().unwrap().push(inner);
+    let rev = c.put_stack("agentless-it", &stack.to_string()).await;
     let st = c
         .wait_status("agentless-it", T, |s| {
             s.phase == Phase::Running && s.observed_revision == rev
         })
         .await;
     assert_eq!(st.services["web"].host.as_deref(), Some(c.host_id.as_str()));
+    for svc in ["web", "inner"] {
+        assert_eq!(st.services[svc].health, "healthy", "{svc}: {st:#?}");
+    }
     let ids = containers_of(&c.host_id, "agentless-it");
-    assert_eq!(ids.len(), 1);
+    assert_eq!(ids.len(), 2);
     let reg = c
         .store
         .get(&berth::store::keys::host(&c.host_id))
@@ -374,8 +382,17 @@ async fn an_agentless_host_is_driven_by_the_controller_with_the_same_reconciler(
         Some("agentless")
     );
 
+    // --force forgets it at once, for an engine that cannot be reached any more: what
+    // runs there is left as it is.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["host", "remove", &c.host_id, "--etcd-endpoints", &url])
+        .args([
+            "host",
+            "remove",
+            &c.host_id,
+            "--force",
+            "--etcd-endpoints",
+            &url,
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -392,6 +409,102 @@ async fn an_agentless_host_is_driven_by_the_controller_with_the_same_reconciler(
         inspect(&ids[0], "{{.State.Running}}"),
         "true",
         "containers keep running"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_an_agentless_host_removes_its_containers_and_unpins_its_slots() {
+    let c = Cluster::start("rmhost").await;
+    let url = c.etcd.as_ref().unwrap().client_url.clone();
+    // A second host on the same engine, agentless; Berth tells their containers apart
+    // by their `berth.host` label.
+    let gone = format!("{}-b", c.host_id);
+    remove_containers_of(&gone);
+    run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["host", "add", &gone, "--etcd-endpoints", &url])
+            .args(["--docker-host", "unix:///var/run/docker.sock"])
+            .args(["--address", "127.0.0.1"]),
+    );
+    eventually("the controller drives the second host", T, || async {
+        c.store
+            .get(&berth::store::keys::host(&gone))
+            .await
+            .ok()?
+            .map(|_| ())
+    })
+    .await;
+    // Pinned, so nothing moves between two hosts that share one engine (and would share
+    // container names); moves are the e2e suite's, on engines of their own. One stack per
+    // host, for the same reason (each host makes the stack's network).
+    let pinned_to = |host: &str| {
+        serde_json::json!({"itemListElement": [
+            {"name": "pinned", "image": "berth-test/busybox:latest",
+             "command": busybox("sleep 100000"), "targetHost": host}
+        ]})
+        .to_string()
+    };
+    for (stack, host) in [("rmhost-it", &gone), ("rmhost-keep", &c.host_id)] {
+        let rev = c.put_stack(stack, &pinned_to(host)).await;
+        c.wait_status(stack, T, |s| {
+            s.phase == Phase::Running && s.observed_revision == rev
+        })
+        .await;
+    }
+    let kept = containers_of(&c.host_id, "rmhost-keep");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(containers_of(&gone, "rmhost-it").len(), 1);
+
+    let out = run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["host", "remove", &gone, "--timeout", "60s"])
+            .args(["--etcd-endpoints", &url]),
+    );
+    // The command returns once the host is forgotten, its containers gone.
+    assert_eq!(
+        containers_of(&gone, "rmhost-it"),
+        Vec::<String>::new(),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "host {gone} removed: moved 0 slot(s), removed 1 container(s), 1 pinned slot(s) now have no host"
+        )),
+        "{out}"
+    );
+    assert!(c
+        .store
+        .get(&berth::store::keys::agentless(&gone))
+        .await
+        .unwrap()
+        .is_none());
+    eventually("its registration goes with its reconciler", T, || async {
+        c.store
+            .get(&berth::store::keys::host(&gone))
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let st = c
+        .wait_status("rmhost-it", T, |s| s.phase == Phase::Pending)
+        .await;
+    // "is being removed" while it goes, "is not registered" once it is gone.
+    assert!(
+        st.message.contains(&format!("target host {gone} is")),
+        "{}",
+        st.message
+    );
+    assert_eq!(st.services["pinned"].host, None, "{st:#?}");
+    assert_eq!(
+        containers_of(&c.host_id, "rmhost-keep"),
+        kept,
+        "the other host's container is untouched"
+    );
+    assert_eq!(
+        c.status("rmhost-keep").await.map(|s| s.phase),
+        Some(Phase::Running)
     );
 }
 

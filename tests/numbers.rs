@@ -182,6 +182,7 @@ fn drive(stack: &Stack, regs: &[HostRegistration]) -> Vec<ContainerCreateBody> {
             liveness: Liveness::Ready,
             cordoned: false,
             draining: false,
+            removing: false,
         })
         .collect();
     let opts = Options {

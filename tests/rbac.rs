@@ -268,6 +268,7 @@ async fn with_tls_and_rbac_an_agent_cannot_touch_another_hosts_keys() {
             lease_ttl: Duration::from_secs(5),
             allow_bind_prefixes: vec![],
             docker_tls: Default::default(),
+            vantage: berth::agent::Vantage::Local,
         },
         cancel.clone(),
     )

@@ -53,6 +53,19 @@ pub struct AgentConfig {
     pub allow_bind_prefixes: Vec<String>,
     /// TLS (or an explicit `insecure`) for a TCP `docker_host`.
     pub docker_tls: runtime::DockerTls,
+    /// Where this reconciler runs relative to the engine, which decides how it probes.
+    pub vantage: Vantage,
+}
+
+/// Where a reconciler runs relative to the Docker engine it drives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Vantage {
+    /// On the host (an agent): the containers' addresses on their networks are in reach.
+    #[default]
+    Local,
+    /// Away from it (the controller driving an agentless host): only the host's address
+    /// is, so `http`/`tcp` checks go through the published port or inside the container.
+    Remote,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +82,10 @@ pub struct AgentHandle {
     /// the chance to act?" waits on this rather than on a clock.
     pub passes: watch::Receiver<u64>,
     pub done: tokio::task::JoinHandle<()>,
+    /// True once a pass found nothing assigned to the host and no Berth container of its
+    /// on the engine; false from the moment a pass sees an assignment. A host being
+    /// removed is forgotten only then.
+    pub holds_nothing: watch::Receiver<bool>,
 }
 
 /// Start the agent; it runs until `cancel`. Containers are left running when it stops:
@@ -101,11 +118,21 @@ pub fn spawn(
         })
     };
     let (passes_tx, passes) = watch::channel(0);
-    let done = tokio::spawn(run(store, cfg, assignments, docker_ok, passes_tx, cancel));
+    let (holds_tx, holds_nothing) = watch::channel(false);
+    let done = tokio::spawn(run(
+        store,
+        cfg,
+        assignments,
+        docker_ok,
+        passes_tx,
+        holds_tx,
+        cancel,
+    ));
     Ok(AgentHandle {
         ready,
         passes,
         done,
+        holds_nothing,
     })
 }
 
@@ -115,6 +142,7 @@ async fn run(
     assignments: Reflector,
     docker_ok: Arc<AtomicBool>,
     passes: watch::Sender<u64>,
+    holds_nothing: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
     let host = cfg.host_id.clone();
@@ -175,6 +203,7 @@ async fn run(
         ),
         rt,
         host,
+        vantage: cfg.vantage,
         probes: Probes::default(),
         crash: CrashBackoff::default(),
         wake: wake.clone(),
@@ -186,6 +215,7 @@ async fn run(
         network_errors: BTreeMap::new(),
         network_retry: retry::Policy::with(Duration::from_secs(1), Duration::from_secs(60)),
         events,
+        holds_nothing,
     };
     // Paces passes that fail (Docker unreachable) apart.
     let mut policy = retry::Policy::new();

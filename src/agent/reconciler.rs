@@ -20,7 +20,7 @@ use super::report::{self, SlotError};
 use super::runtime::{Runtime, RuntimeError};
 use super::{execute, secrets};
 use crate::assignment::Assignment;
-use crate::health::{Probes, Target};
+use crate::health::{self, Probes, Target, Via};
 use crate::metrics::{self, PassResult};
 use crate::report::SlotReport;
 use crate::requeue::Requeue;
@@ -32,6 +32,8 @@ pub struct Reconciler {
     pub(super) store: Store,
     pub(super) rt: Runtime,
     pub(super) host: String,
+    /// How its probes reach the containers.
+    pub(super) vantage: super::Vantage,
     pub(super) probes: Probes,
     pub(super) crash: CrashBackoff,
     pub(super) wake: Arc<Notify>,
@@ -51,6 +53,8 @@ pub struct Reconciler {
     pub(super) network_errors: BTreeMap<String, String>,
     pub(super) network_retry: retry::Policy,
     pub(super) post_start: PostStart,
+    /// Whether the last pass found nothing here (see `AgentHandle::holds_nothing`).
+    pub(super) holds_nothing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Reconciler {
@@ -84,6 +88,11 @@ impl Reconciler {
             return Ok(Requeue::After(Duration::from_millis(200)));
         };
         let desired = desired_containers(assigned.iter());
+        // Before anything is created: a host being removed is not forgotten while a
+        // pass that saw an assignment is under way.
+        if !desired.is_empty() || !unreadable.is_empty() {
+            self.holds_nothing.send_replace(false);
+        }
         let by_name: BTreeMap<String, &DesiredContainer> =
             desired.iter().map(|d| (d.name.clone(), d)).collect();
 
@@ -181,6 +190,11 @@ impl Reconciler {
         if let Some(d) = self.sweep_networks(&desired, &actual).await {
             requeue = requeue.min(Requeue::After(d));
         }
+        // Before the reports go: their removal is what wakes the controller.
+        self.holds_nothing.send_if_modified(|held| {
+            let now = desired.is_empty() && unreadable.is_empty() && actual.is_empty();
+            std::mem::replace(held, now) != now
+        });
         // Forget errors of containers no longer wanted here.
         self.errors.retain(|name, _| by_name.contains_key(name));
 
@@ -192,12 +206,17 @@ impl Reconciler {
         }
         self.sync_probes(&desired, &actual);
         update_container_gauge(&actual);
+        let notes: BTreeMap<String, String> = actual
+            .iter()
+            .filter_map(|a| Some((a.name.clone(), self.probes.note_of(&probe_key(a))?)))
+            .collect();
         let built = report::build(&report::Observed {
             host: &self.host,
             desired: &desired,
             actual: &actual,
             errors: &self.errors,
             restarts: &restarts,
+            probe_notes: &notes,
         });
         self.write_reports(built, reports).await;
         self.post_start.start_due(&desired, &actual);
@@ -393,17 +412,52 @@ impl Reconciler {
                 if a.slot != d.id || a.spec_hash != d.spec_hash || a.state != RunState::Running {
                     continue;
                 }
-                if let (Some(ip), Some(port)) = (&a.ip, port) {
-                    targets.push(Target {
-                        key: probe_key(a),
-                        ip: ip.clone(),
+                let Some(port) = port else { continue };
+                let via = match self.vantage {
+                    super::Vantage::Local => match &a.ip {
+                        Some(ip) => Via::Address {
+                            ip: ip.clone(),
+                            port,
+                        },
+                        None => continue,
+                    },
+                    super::Vantage::Remote => Via::Remote {
+                        published: d
+                            .spec()
+                            .ports
+                            .iter()
+                            .find(|p| p.container_port == port && p.protocol == "tcp")
+                            .and_then(|p| p.host_port)
+                            .map(|hp| (self.registration.address.clone(), hp)),
                         port,
-                        check: check.clone(),
-                    });
-                }
+                        exec: self.exec_in(&a.id),
+                    },
+                };
+                targets.push(Target {
+                    key: probe_key(a),
+                    via,
+                    check: check.clone(),
+                });
             }
         }
         self.probes.sync(targets, &self.wake);
+    }
+
+    /// Commands run inside container `id`, for probes that cannot reach it otherwise.
+    fn exec_in(&self, id: &str) -> health::Exec {
+        let (rt, id) = (self.rt.clone(), id.to_owned());
+        Arc::new(move |argv, timeout| {
+            let (rt, id) = (rt.clone(), id.clone());
+            Box::pin(async move {
+                rt.exec(&id, &argv, None, timeout)
+                    .await
+                    .map(|o| health::ExecResult {
+                        exit_code: o.exit_code,
+                        output: o.output_tail,
+                    })
+                    .map_err(|e| crate::error_chain(&e))
+            })
+        })
     }
 
     /// Write reports that changed (compare-and-swap on what we last saw) and delete those

@@ -25,6 +25,8 @@ pub struct Observed<'a> {
     pub actual: &'a [ActualContainer],
     pub errors: &'a BTreeMap<String, SlotError>,
     pub restarts: &'a BTreeMap<String, u32>,
+    /// Why the agent's own probe of a container could not run, by container name.
+    pub probe_notes: &'a BTreeMap<String, String>,
 }
 
 pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
@@ -63,7 +65,8 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
                 .or_else(|| {
                     (waiting && current.is_none_or(|a| a.state != RunState::Running))
                         .then(|| format!("Waiting for {}", d.slot.waiting_for.join(", ")))
-                });
+                })
+                .or_else(|| current.and_then(|a| o.probe_notes.get(&a.name)).cloned());
             SlotReport {
                 stack: d.id.stack.clone(),
                 service: d.id.service.clone(),
@@ -280,6 +283,7 @@ mod tests {
                 actual: &act,
                 errors,
                 restarts: &restarts,
+                probe_notes: &BTreeMap::new(),
             });
             if name == "waiting for a dependency" {
                 assert_eq!(
@@ -330,6 +334,7 @@ mod tests {
                 actual: &[a],
                 errors: &BTreeMap::new(),
                 restarts: &BTreeMap::new(),
+                probe_notes: &BTreeMap::new(),
             });
             assert_eq!(r[0].state.as_str(), state, "{name}");
             assert_eq!(r[0].exit_code, Some(code), "{name}: the exit code is kept");
@@ -341,5 +346,26 @@ mod tests {
             assert_eq!(r[0].health, SlotHealth::NotChecked, "{name}");
             assert_eq!(r[0].message.as_deref(), message, "{name}");
         }
+    }
+
+    #[test]
+    fn a_probe_that_cannot_run_says_why_in_the_slot() {
+        let d = desired(Some("http"));
+        let mut a = actual(&d, RunState::Running, &d.spec_hash);
+        a.health = Some(Health::Starting);
+        let notes = BTreeMap::from([(
+            d.name.clone(),
+            "http check cannot be probed: port 8080 is not published".to_owned(),
+        )]);
+        let r = build(&Observed {
+            host: "h1",
+            desired: std::slice::from_ref(&d),
+            actual: &[a],
+            errors: &BTreeMap::new(),
+            restarts: &BTreeMap::new(),
+            probe_notes: &notes,
+        });
+        assert_eq!(r[0].health.as_str(), "starting");
+        assert_eq!(r[0].message.as_deref(), Some(notes[&d.name].as_str()));
     }
 }

@@ -68,6 +68,7 @@ pub async fn run(args: AgentArgs) -> Result<ExitCode> {
         lease_ttl: args.lease_ttl,
         allow_bind_prefixes: args.allow_bind_prefixes,
         docker_tls: args.docker_tls.tls(),
+        vantage: agent::Vantage::Local,
     };
     let store = connect(&args.etcd).await?;
     let cancel = shutdown_token();

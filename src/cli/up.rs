@@ -85,6 +85,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             lease_ttl: Duration::from_secs(10),
             allow_bind_prefixes: args.allow_bind_prefixes,
             docker_tls: Default::default(),
+            vantage: agent::Vantage::Local,
         },
         cancel.clone(),
     )?;

@@ -99,11 +99,13 @@ fn target(
         .values()
         .map(|reg| {
             let m = world.maintenance.get(&reg.id).copied().unwrap_or_default();
+            let removing = world.removing(&reg.id);
             HostView {
                 reg,
                 liveness: absent.get(&reg.id).map_or(Liveness::Ready, |(l, _)| *l),
-                cordoned: m.cordoned || m.draining,
-                draining: m.draining,
+                cordoned: m.cordoned || m.draining || removing,
+                draining: m.draining || removing,
+                removing,
             }
         })
         .collect();

@@ -140,6 +140,7 @@ async fn run(
             cfg.clone(),
             leadership.fence().clone(),
             term.clone(),
+            wake.clone(),
         );
         let mut pass_policy = retry::Policy::new();
         let resign = loop {
@@ -233,8 +234,21 @@ struct Controller {
     /// Ends with this leadership term.
     term: CancellationToken,
     /// Reconcilers this leader runs for agentless hosts.
-    agentless: HashMap<String, (AgentlessHost, CancellationToken)>,
+    agentless: HashMap<String, Driven>,
     events: crate::events::Recorder,
+    /// Makes the loop run a pass soon (an agentless host's reconciler found it empty).
+    wake: Arc<Notify>,
+}
+
+/// The reconciler this leader runs for one agentless host.
+struct Driven {
+    /// How it drives the engine ([`AgentlessHost::engine`]): another one needs a new
+    /// reconciler.
+    engine: AgentlessHost,
+    token: CancellationToken,
+    holds_nothing: tokio::sync::watch::Receiver<bool>,
+    /// Stopped for good: the host is being removed and holds nothing.
+    stopped: bool,
 }
 
 impl Controller {
@@ -243,6 +257,7 @@ impl Controller {
         cfg: ControllerConfig,
         fence: Fence,
         term: CancellationToken,
+        wake: Arc<Notify>,
     ) -> Controller {
         Controller {
             store: store.clone(),
@@ -255,21 +270,25 @@ impl Controller {
             events: crate::events::Recorder::new(store.clone(), "controller", None).fenced(fence),
             term,
             agentless: HashMap::new(),
+            wake,
         }
     }
 
     /// Run exactly one reconciler per agentless host: the same one an agent runs, over
     /// the remote Docker API, registering the host under its own lease.
     fn sync_agentless(&mut self, world: &World) {
-        self.agentless.retain(|id, (spec, token)| {
-            let keep = world.agentless.get(id) == Some(spec);
+        self.agentless.retain(|id, d| {
+            // A host added again while it was being removed is driven afresh.
+            let keep = world.agentless.get(id).is_some_and(|(spec, _)| {
+                spec.engine() == d.engine && (spec.removing || !d.stopped)
+            });
             if !keep {
                 tracing::info!(host = %id, "stopping reconciler for agentless host");
-                token.cancel();
+                d.token.cancel();
             }
             keep
         });
-        for (id, spec) in &world.agentless {
+        for (id, (spec, _)) in &world.agentless {
             if self.agentless.contains_key(id) {
                 continue;
             }
@@ -289,11 +308,31 @@ impl Controller {
                     key: spec.tls_key.as_ref().map(Into::into),
                     insecure: spec.insecure,
                 },
+                // The controller is not on the host: the containers' addresses are out
+                // of its reach.
+                vantage: crate::agent::Vantage::Remote,
             };
             match crate::agent::spawn(self.store.clone(), cfg, token.clone()) {
-                Ok(_) => {
+                Ok(h) => {
                     tracing::info!(host = %id, docker = %spec.docker_host, "driving agentless host");
-                    self.agentless.insert(id.clone(), (spec.clone(), token));
+                    // Its reconciler's passes run on their own; one that finds the host
+                    // empty calls for a pass here, which may forget a host being removed.
+                    let mut empty = h.holds_nothing.clone();
+                    let wake = self.wake.clone();
+                    tokio::spawn(async move {
+                        while empty.changed().await.is_ok() {
+                            wake.notify_one();
+                        }
+                    });
+                    self.agentless.insert(
+                        id.clone(),
+                        Driven {
+                            engine: spec.engine(),
+                            token,
+                            holds_nothing: h.holds_nothing,
+                            stopped: false,
+                        },
+                    );
                 }
                 Err(e) => tracing::warn!(host = %id, error = %e, "agentless host not driven"),
             }
@@ -472,6 +511,7 @@ impl Controller {
             })
             .collect();
         self.apply(served).await?;
+        self.forget_removed_hosts(&world, &decision).await?;
 
         let status_started = Instant::now();
         let statuses = self.write_statuses(&world, &decision, &absent).await;
@@ -499,6 +539,55 @@ impl Controller {
             Requeue::After(Duration::from_millis(due.saturating_sub(wall_ms()).max(10)))
         });
         Ok(rollout_due.map_or(next_wake, |r| next_wake.min(r)))
+    }
+
+    /// An agentless host being removed goes once it holds nothing (no assignment names it,
+    /// and its reconciler found no Berth container on its engine since): first its
+    /// reconciler stops, which takes its registration away, and then, once the
+    /// registration is gone, its key is deleted, with any cordon or drain of it. In the
+    /// other order, a pass between the two would see a registered host that is no longer
+    /// being removed, and place the slots pinned to it there again.
+    async fn forget_removed_hosts(
+        &mut self,
+        world: &World,
+        decision: &decide::Decision,
+    ) -> Result<(), StoreError> {
+        let mut writes = Vec::new();
+        for (id, (spec, rev)) in &world.agentless {
+            let names = |(h, _): &(String, String)| h == id;
+            if !spec.removing
+                || world.assignments.keys().any(names)
+                || decision.assignments.keys().any(names)
+            {
+                continue;
+            }
+            let Some(d) = self.agentless.get_mut(id) else {
+                continue;
+            };
+            if !d.stopped {
+                if *d.holds_nothing.borrow() {
+                    tracing::info!(host = %id, "removed host holds nothing any more; stopping its reconciler");
+                    d.token.cancel();
+                    d.stopped = true;
+                }
+                continue;
+            }
+            if world.hosts.contains_key(id) {
+                continue;
+            }
+            tracing::info!(host = %id, "removed host forgotten");
+            writes.push(Write::Delete {
+                key: keys::agentless(id),
+                expect: Expect::Revision(*rev),
+            });
+            if world.maintenance.contains_key(id) {
+                writes.push(Write::Delete {
+                    key: keys::maintenance(id),
+                    expect: Expect::Any,
+                });
+            }
+        }
+        self.apply(writes).await
     }
 
     /// Events and metrics of what the rollouts did this pass.

@@ -50,6 +50,21 @@ pub struct AgentlessHost {
     /// Plain TCP was accepted explicitly (`--insecure-docker`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
+    /// Being removed (`berth host remove`): every slot leaves it, pinned ones included,
+    /// its Berth containers go as they do, and the controller then deletes this key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removing: bool,
+}
+
+impl AgentlessHost {
+    /// What decides how the host is driven: everything but whether it is being removed,
+    /// so a removal keeps the reconciler that carries it out.
+    pub fn engine(&self) -> AgentlessHost {
+        AgentlessHost {
+            removing: false,
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -67,8 +82,8 @@ pub struct World {
     pub statuses: BTreeMap<String, (Option<StackStatus>, i64)>,
     /// (stack, service) -> the record of its post-start actions.
     pub actions: BTreeMap<(String, String), ActionRecord>,
-    /// Hosts the controller drives itself.
-    pub agentless: BTreeMap<String, AgentlessHost>,
+    /// Hosts the controller drives itself, with their keys' mod_revisions.
+    pub agentless: BTreeMap<String, (AgentlessHost, i64)>,
     /// Stack id -> (its rollout record, mod_revision).
     pub rollouts: BTreeMap<String, (Rollout, i64)>,
     /// Stacks whose rollouts an operator paused.
@@ -112,7 +127,7 @@ impl World {
             } else if let Some(id) = one(keys::AGENTLESS) {
                 match serde_json::from_slice::<AgentlessHost>(&kv.value) {
                     Ok(h) => {
-                        w.agentless.insert(id, h);
+                        w.agentless.insert(id, (h, kv.mod_revision));
                     }
                     Err(e) => {
                         tracing::warn!(host = %id, error = %e, "unreadable agentless host ignored")
@@ -184,6 +199,11 @@ impl World {
             }
         }
         w
+    }
+
+    /// Whether `host` is an agentless host being removed.
+    pub fn removing(&self, host: &str) -> bool {
+        self.agentless.get(host).is_some_and(|(a, _)| a.removing)
     }
 
     /// Hosts that have assignments but no registration.

@@ -1,15 +1,25 @@
-//! Health probes the agent runs itself (`http` and `tcp` checks, against the container's
-//! address on its network), and the state machine that turns probe results into
-//! `starting|healthy|unhealthy`. `command` checks are Docker HEALTHCHECKs instead.
+//! Health probes the agent runs itself (`http` and `tcp` checks), and the state machine
+//! that turns probe results into `starting|healthy|unhealthy`. `command` checks are Docker
+//! HEALTHCHECKs instead.
+//!
+//! An agent probes the container's address on its network. The controller driving an
+//! agentless host cannot reach that address, so it probes the host's address and the
+//! published port when the check's port is published, and otherwise (or when that gets
+//! no answer) runs the check inside the container through the engine (`inside`).
+
+pub mod inside;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
+
+pub use inside::ExecResult;
 
 use crate::spec::{HealthCheck, HealthCheckKind, Seconds};
 
@@ -91,6 +101,81 @@ impl Pace {
     }
 }
 
+/// Runs a command inside one container, up to a time limit: the engine's exec, handed in
+/// by the agent (only its runtime talks to Docker). An error is the engine's, not the
+/// command's.
+pub type Exec = Arc<
+    dyn Fn(Vec<String>, Duration) -> BoxFuture<'static, Result<ExecResult, String>> + Send + Sync,
+>;
+
+/// Where a container's probes go.
+#[derive(Clone)]
+pub enum Via {
+    /// Its address on its network: the agent runs beside the engine.
+    Address { ip: String, port: u16 },
+    /// From away from the engine (the controller driving an agentless host): through
+    /// `published` (the host's address and the port the check's `port` is published on)
+    /// when there is one, else inside the container.
+    Remote {
+        published: Option<(String, u16)>,
+        port: u16,
+        exec: Exec,
+    },
+}
+
+/// What one probe learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Healthy,
+    Unhealthy,
+    /// Nothing about the service: the probe could not run. Counts neither way.
+    Unknown(String),
+}
+
+/// Slack over the check's timeout for an exec's round trips to the engine.
+const EXEC_SLACK: Duration = Duration::from_secs(5);
+
+/// One probe by `via`.
+pub async fn probe_via(check: &HealthCheck, via: &Via) -> Outcome {
+    let answered = |ok| {
+        if ok {
+            Outcome::Healthy
+        } else {
+            Outcome::Unhealthy
+        }
+    };
+    match via {
+        Via::Address { ip, port } => answered(probe(check, ip, *port).await),
+        Via::Remote {
+            published,
+            port,
+            exec,
+        } => {
+            if let Some((ip, p)) = published {
+                if probe(check, ip, *p).await {
+                    return Outcome::Healthy;
+                }
+            }
+            // Not published, or no answer through it: ask inside the container, so that
+            // the network between the controller and the host never counts against it.
+            let timeout = Pace::of(check).timeout;
+            let argv = inside::command(check, *port, timeout);
+            match exec(argv, timeout + EXEC_SLACK).await {
+                Ok(r) => match inside::judge(&r) {
+                    inside::Inside::Answered(ok) => answered(ok),
+                    // The published port's silence is then the only answer there is.
+                    inside::Inside::CannotRun(_) if published.is_some() => Outcome::Unhealthy,
+                    inside::Inside::CannotRun(why) => Outcome::Unknown(format!(
+                        "{} check cannot be probed: port {port} is not published and {why}; publish it (hostPort) or use a command check",
+                        check.type_
+                    )),
+                },
+                Err(e) => Outcome::Unknown(format!("{} check not run: {e}", check.type_)),
+            }
+        }
+    }
+}
+
 /// One probe: `true` when the service answered as the check asks.
 pub async fn probe(check: &HealthCheck, ip: &str, port: u16) -> bool {
     let timeout = Pace::of(check).timeout;
@@ -137,15 +222,22 @@ async fn http_get_ok(ip: &str, port: u16, path: &str) -> bool {
 /// Probe tasks, one per running container with an http/tcp check, keyed by container id.
 #[derive(Default)]
 pub struct Probes {
-    running: HashMap<String, (JoinHandle<()>, watch::Receiver<Health>)>,
+    running: HashMap<String, (JoinHandle<()>, watch::Receiver<Probed>)>,
+}
+
+/// What a container's probes have found so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Probed {
+    health: Health,
+    /// Why the last probe could not run, until one does.
+    note: Option<String>,
 }
 
 /// What to probe for one container.
 pub struct Target {
     /// The container run it belongs to (id and start time).
     pub key: String,
-    pub ip: String,
-    pub port: u16,
+    pub via: Via,
     pub check: HealthCheck,
 }
 
@@ -166,7 +258,10 @@ impl Probes {
             if self.running.contains_key(&id) {
                 continue;
             }
-            let (tx, rx) = watch::channel(Health::Starting);
+            let (tx, rx) = watch::channel(Probed {
+                health: Health::Starting,
+                note: None,
+            });
             let changed = changed.clone();
             let task = tokio::spawn(async move {
                 let Pace {
@@ -181,12 +276,23 @@ impl Probes {
                 loop {
                     tokio::time::sleep(wait).await;
                     wait = interval;
-                    let ok = probe(&t.check, &t.ip, t.port).await;
-                    crate::metrics::HEALTH_CHECKS
-                        .with_label_values(&[if ok { "healthy" } else { "unhealthy" }])
-                        .inc();
-                    let h = tracker.observe(ok, started.elapsed());
-                    if tx.send_if_modified(|cur| std::mem::replace(cur, h) != h) {
+                    let now = match probe_via(&t.check, &t.via).await {
+                        Outcome::Unknown(why) => Probed {
+                            health: tracker.status,
+                            note: Some(why),
+                        },
+                        outcome => {
+                            let ok = outcome == Outcome::Healthy;
+                            crate::metrics::HEALTH_CHECKS
+                                .with_label_values(&[if ok { "healthy" } else { "unhealthy" }])
+                                .inc();
+                            Probed {
+                                health: tracker.observe(ok, started.elapsed()),
+                                note: None,
+                            }
+                        }
+                    };
+                    if tx.send_if_modified(|cur| std::mem::replace(cur, now.clone()) != now) {
                         changed.notify_one();
                     }
                 }
@@ -196,7 +302,14 @@ impl Probes {
     }
 
     pub fn health_of(&self, key: &str) -> Option<Health> {
-        self.running.get(key).map(|(_, rx)| *rx.borrow())
+        self.running.get(key).map(|(_, rx)| rx.borrow().health)
+    }
+
+    /// Why the container's last probe could not run, if it could not.
+    pub fn note_of(&self, key: &str) -> Option<String> {
+        self.running
+            .get(key)
+            .and_then(|(_, rx)| rx.borrow().note.clone())
     }
 }
 
@@ -377,5 +490,155 @@ mod tests {
         };
         assert!(probe(&tcp, "127.0.0.1", ok).await);
         assert!(!probe(&tcp, "127.0.0.1", closed).await);
+    }
+
+    /// An exec that answers as given and counts its calls.
+    fn fake_exec(answer: Result<ExecResult, String>) -> (Exec, Arc<std::sync::atomic::AtomicU32>) {
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = calls.clone();
+        let exec: Exec = Arc::new(move |_argv, _timeout| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let answer = answer.clone();
+            Box::pin(async move { answer })
+        });
+        (exec, calls)
+    }
+
+    fn exited(code: i64, output: &str) -> Result<ExecResult, String> {
+        Ok(ExecResult {
+            exit_code: Some(code),
+            output: output.into(),
+        })
+    }
+
+    #[tokio::test]
+    #[allow(clippy::type_complexity)] // one row per case reads best as a tuple
+    async fn from_afar_the_published_port_answers_first_and_the_container_itself_decides_the_rest()
+    {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = l.local_addr().unwrap().port();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let tcp = HealthCheck {
+            type_: "tcp".into(),
+            timeout: Some(1.0),
+            ..Default::default()
+        };
+        let remote = |published: Option<u16>, exec: Exec| Via::Remote {
+            published: published.map(|p| ("127.0.0.1".to_owned(), p)),
+            port: 8080,
+            exec,
+        };
+        let no_client = exited(3, "berth-probe: no curl or wget");
+        // (name, published port, exec's answer, outcome, exec called)
+        let cases: Vec<(&str, Option<u16>, Result<ExecResult, String>, Outcome, bool)> = vec![
+            (
+                "published port answers: healthy, no exec",
+                Some(open),
+                exited(1, ""),
+                Outcome::Healthy,
+                false,
+            ),
+            (
+                "published port silent, healthy inside: healthy",
+                Some(closed),
+                exited(0, ""),
+                Outcome::Healthy,
+                true,
+            ),
+            (
+                "published port silent, failing inside: unhealthy",
+                Some(closed),
+                exited(1, ""),
+                Outcome::Unhealthy,
+                true,
+            ),
+            (
+                "published port silent, nothing to run inside: unhealthy",
+                Some(closed),
+                no_client.clone(),
+                Outcome::Unhealthy,
+                true,
+            ),
+            (
+                "not published, healthy inside: healthy",
+                None,
+                exited(0, ""),
+                Outcome::Healthy,
+                true,
+            ),
+            (
+                "not published, failing inside: unhealthy",
+                None,
+                exited(1, ""),
+                Outcome::Unhealthy,
+                true,
+            ),
+            (
+                "not published, nothing to run inside: unknown",
+                None,
+                no_client,
+                Outcome::Unknown(String::new()),
+                true,
+            ),
+            (
+                "the engine does not answer: unknown",
+                Some(closed),
+                Err("docker exec_create: 500".into()),
+                Outcome::Unknown(String::new()),
+                true,
+            ),
+        ];
+        for (name, published, answer, want, exec_called) in cases {
+            let (exec, calls) = fake_exec(answer);
+            let got = probe_via(&tcp, &remote(published, exec)).await;
+            match (&got, &want) {
+                (Outcome::Unknown(why), Outcome::Unknown(_)) => assert!(!why.is_empty(), "{name}"),
+                _ => assert_eq!(got, want, "{name}"),
+            }
+            let called = calls.load(std::sync::atomic::Ordering::Relaxed) > 0;
+            assert_eq!(called, exec_called, "{name}: exec called");
+        }
+        drop(l);
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_cannot_run_never_counts_against_the_container_and_says_why() {
+        let (exec, _) = fake_exec(exited(127, "exec: \"sh\": executable file not found"));
+        let check = HealthCheck {
+            type_: "http".into(),
+            path: Some("/".into()),
+            interval: Some(0.1),
+            timeout: Some(1.0),
+            retries: Some(1),
+            ..Default::default()
+        };
+        let mut probes = Probes::default();
+        let changed = Arc::new(Notify::new());
+        probes.sync(
+            vec![Target {
+                key: "c1@t".into(),
+                via: Via::Remote {
+                    published: None,
+                    port: 8080,
+                    exec,
+                },
+                check,
+            }],
+            &changed,
+        );
+        tokio::time::timeout(Duration::from_secs(5), changed.notified())
+            .await
+            .expect("the note is published");
+        // Well past retries × interval: still not unhealthy, so never restarted.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(probes.health_of("c1@t"), Some(Health::Starting));
+        let note = probes.note_of("c1@t").unwrap_or_default();
+        assert!(
+            note.contains("port 8080 is not published") && note.contains("sh"),
+            "{note}"
+        );
     }
 }

@@ -40,6 +40,9 @@ pub struct HostView<'a> {
     pub cordoned: bool,
     /// Its slots move elsewhere (`berth host drain`); implies cordoned.
     pub draining: bool,
+    /// Being forgotten (`berth host remove`): every slot leaves it, pinned ones too, and
+    /// none stays for want of another host; implies draining.
+    pub removing: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -166,7 +169,10 @@ pub fn plan(
             };
             let view = s.hosts[h];
             let pinned = svc.target_host.as_deref();
-            let reason = if rebalance && pinned.is_none() {
+            let reason = if view.removing {
+                // Before the pin: a pinned slot loses its host with it.
+                Some(MoveReason::Drain)
+            } else if rebalance && pinned.is_none() {
                 Some(MoveReason::Rebalance)
             } else if pinned.is_some_and(|t| t != cur) {
                 Some(MoveReason::Constraints)
@@ -232,6 +238,7 @@ pub fn plan(
                 Ok(h)
             } else if let Some(t) = target {
                 match s.by_id.get(t) {
+                    Some(&h) if s.hosts[h].removing => Err(removed(t)),
                     Some(&h) if s.hosts[h].liveness == Liveness::Ready => Ok(h),
                     Some(_) => Err(format!("target host {t} is not ready")),
                     None => Err(format!("target host {t} is not registered")),
@@ -286,6 +293,7 @@ pub fn plan(
             let chosen: Result<usize, String> = if let Some(t) = svc.target_host.as_deref() {
                 match s.by_id.get(t) {
                     None => Err(format!("target host {t} is not registered")),
+                    Some(&h) if s.hosts[h].removing => Err(removed(t)),
                     Some(&h) => s
                         .filter(h, &p.need, &Book::default())
                         .map(|()| h)
@@ -356,18 +364,30 @@ pub fn plan(
                     out.unschedulable
                         .entry((p.slot.stack.clone(), p.slot.service.clone()))
                         .or_insert(why);
-                    // Nowhere better to go: stay where it was rather than vanish.
+                    // Nowhere better to go: stay where it was rather than vanish, unless
+                    // that host is being removed.
                     if let Some((from, _)) = p.from {
-                        if let Some(&h) = s.by_id.get(from.as_str()) {
-                            s.book(h, &p.need);
+                        match s.by_id.get(from.as_str()) {
+                            Some(&h) if s.hosts[h].removing => {}
+                            Some(&h) => {
+                                s.book(h, &p.need);
+                                out.hosts.insert(p.slot, from);
+                            }
+                            None => {
+                                out.hosts.insert(p.slot, from);
+                            }
                         }
-                        out.hosts.insert(p.slot, from);
                     }
                 }
             }
         }
     }
     out
+}
+
+/// Why a slot pinned to a host being removed has no host.
+fn removed(host: &str) -> String {
+    format!("target host {host} is being removed (berth host remove)")
 }
 
 /// Every slot of a stack, in start order, with its service's index in the stack.

@@ -39,7 +39,7 @@ pub struct StackLine {
 pub struct HostLine {
     pub id: String,
     pub address: Option<String>,
-    /// As `berth hosts` says: `Ready`, `NotReady`, `Cordoned` or `Draining`.
+    /// As `berth hosts` says: `Ready`, `NotReady`, `Cordoned`, `Draining` or `Removing`.
     pub state: &'static str,
     pub slots: Vec<SlotLine>,
 }

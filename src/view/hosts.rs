@@ -30,11 +30,14 @@ pub struct HostView {
     pub docker_version: Option<String>,
 }
 
-/// `Ready` while registered, `Cordoned` or `Draining` while an operator holds it
-/// (`berth host`), `NotReady` when only assignments still name it (its lease is gone).
+/// `Ready` while registered, `Cordoned`, `Draining` or `Removing` while an operator holds
+/// it (`berth host`), `NotReady` when only assignments still name it (its lease is gone).
 pub fn state(w: &World, id: &str) -> &'static str {
     if !w.hosts.contains_key(id) {
         return "NotReady";
+    }
+    if w.removing(id) {
+        return "Removing";
     }
     match w.maintenance.get(id) {
         Some(m) if m.draining => "Draining",
@@ -156,6 +159,11 @@ mod tests {
             ),
             kv(keys::host("h3"), json!({"id": "h3", "address": "10.0.0.3"})),
             kv(keys::host("h4"), json!({"id": "h4", "address": "10.0.0.4"})),
+            kv(keys::host("h5"), json!({"id": "h5", "address": "10.0.0.5"})),
+            kv(
+                keys::agentless("h5"),
+                json!({"dockerHost": "tcp://10.0.0.5:2376", "address": "10.0.0.5", "removing": true}),
+            ),
             kv(keys::maintenance("h3"), json!({"cordoned": true})),
             kv(
                 keys::maintenance("h4"),
@@ -189,10 +197,15 @@ mod tests {
         let cases: Vec<(&str, bool)> = vec![
             (
                 "sorted by id",
-                hosts.iter().map(|h| h.id.as_str()).collect::<Vec<_>>() == ["h1", "h2", "h3", "h4"],
+                hosts.iter().map(|h| h.id.as_str()).collect::<Vec<_>>()
+                    == ["h1", "h2", "h3", "h4", "h5"],
             ),
             ("a cordoned host says so", by("h3").state == "Cordoned"),
             ("a draining host says so", by("h4").state == "Draining"),
+            (
+                "an agentless host being removed says so",
+                by("h5").state == "Removing",
+            ),
             ("a registered host is Ready", by("h1").state == "Ready"),
             (
                 "a host with assignments but no registration is NotReady",

@@ -1,12 +1,13 @@
 //! What operators read in a terminal (`berth status`, `berth hosts`, `berth events`,
-//! `berth history`, `berth apply --dry-run`): pure rendering of the decoded cluster ([`World`]) into tables
-//! that fit 80 columns and into stable JSON.
+//! `berth history`, `berth apply --dry-run`, `berth host remove`): pure rendering of the
+//! decoded cluster ([`World`]) into tables that fit 80 columns and into stable JSON.
 
 mod deployment;
 mod events;
 mod history;
 mod hosts;
 mod preview;
+mod removal;
 mod table;
 
 pub use deployment::{
@@ -17,6 +18,7 @@ pub use events::render as render_events;
 pub use history::{render as render_history, spec_diff};
 pub use hosts::{hosts, render as render_hosts, HostView};
 pub use preview::render as render_apply_preview;
+pub use removal::{held, removal, render as render_removal, Held, Removal};
 pub use table::{truncate, Table};
 
 use crate::controller::world::World;

@@ -140,6 +140,7 @@ impl Cluster {
                 lease_ttl: Duration::from_secs(10),
                 allow_bind_prefixes: vec!["/tmp/berth-it".into()],
                 docker_tls: Default::default(),
+                vantage: agent::Vantage::Local,
             },
             self.agent.clone(),
         )

@@ -1,7 +1,9 @@
 //! The simulated cluster the end-to-end suite runs on: three hosts, each a network
-//! namespace on a private bridge with its own `dockerd` and `berth agent`, a 3-member etcd
-//! and two `berth controller`s in the root namespace. Everything it starts is torn down by
-//! `Drop`, and whatever a crashed earlier run left behind is swept before it starts.
+//! namespace on a private bridge with its own `dockerd` and `berth agent`, a fourth with a
+//! `dockerd` on TCP with TLS and no agent (the agentless host, added by the scenarios that
+//! use it), a 3-member etcd and two `berth controller`s in the root namespace. Everything
+//! it starts is torn down by `Drop`, and whatever a crashed earlier run left behind is
+//! swept before it starts.
 //!
 //! Traffic stays on 10.77.0.0/24 and loopback. Host `n` is `10.77.0.n`; the root namespace
 //! is `10.77.0.254`, where etcd listens and the controllers run.
@@ -33,6 +35,12 @@ const CONTROLLER_PREFIX: &str = "berth-e2e-ctl-";
 const CGROUP_PREFIX: &str = "berth-e2e-";
 pub const IMAGE: &str = "berth-test/busybox:latest";
 pub const HOSTS: usize = 3;
+/// Host `4` runs no agent: its engine also listens on TCP with TLS, and scenarios that
+/// need it register it with `berth host add` (the leading controller drives it) and
+/// forget it again, so the others see three hosts.
+pub const AGENTLESS: usize = HOSTS + 1;
+pub const AGENTLESS_ID: &str = "host-4";
+const DOCKER_TLS_PORT: u16 = 2376;
 const ETCD_CLIENT_PORTS: [u16; 3] = [23791, 23792, 23793];
 const ETCD_PEER_PORTS: [u16; 3] = [23891, 23892, 23893];
 
@@ -217,10 +225,16 @@ pub struct Host {
     /// `unix:///...`: reachable from the root namespace even while the host is cut off.
     pub sock: String,
     pub dockerd: Proc,
+    /// Never started on the agentless host.
     pub agent: Proc,
+    /// The agentless host's `tcp://IP:2376`, served with TLS; its client certificate,
+    /// key and CA are in [`Host::tls_dir`].
+    pub tcp: Option<String>,
 }
 
 impl Host {
+    /// Host `n`; the agentless one (`n` = [`AGENTLESS`]) gets no agent, and its engine
+    /// also listens on TCP with TLS (the certificates are made in [`Host::plumb`]).
     fn new(n: usize, berth: &str, endpoints: &str, logs: &Path) -> Host {
         let dir = PathBuf::from(BASE).join(format!("h{n}"));
         let d = dir.display().to_string();
@@ -228,40 +242,57 @@ impl Host {
         let id = format!("host-{n}");
         let ip = format!("10.77.0.{n}");
         let sock = format!("unix://{d}/docker.sock");
+        let tcp = (n == AGENTLESS).then(|| format!("tcp://{ip}:{DOCKER_TLS_PORT}"));
         let nsenter = |args: Vec<String>| {
             let mut v = vec![format!("--net=/var/run/netns/{netns}")];
             v.extend(args);
             v
         };
+        let mut dockerd_args: Vec<String> = [
+            "dockerd",
+            "--config-file",
+            &format!("{d}/daemon.json"),
+            "--data-root",
+            &format!("{d}/data"),
+            "--exec-root",
+            &format!("{d}/exec"),
+            "--pidfile",
+            &format!("{d}/docker.pid"),
+            "-H",
+            &sock,
+            "--bip",
+            &format!("172.31.{n}.1/24"),
+            "--storage-driver",
+            "vfs",
+            "--userland-proxy=false",
+            "--cgroup-parent",
+            &format!("/{CGROUP_PREFIX}h{n}"),
+            "--log-level",
+            "warn",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if let Some(tcp) = &tcp {
+            let tls = format!("{d}/tls");
+            dockerd_args.extend(
+                [
+                    "-H",
+                    tcp,
+                    "--tlsverify",
+                    "--tlscacert",
+                    &format!("{tls}/ca.pem"),
+                    "--tlscert",
+                    &format!("{tls}/server-cert.pem"),
+                    "--tlskey",
+                    &format!("{tls}/server-key.pem"),
+                ]
+                .map(str::to_owned),
+            );
+        }
         let dockerd = Proc::new(
             &format!("dockerd-{id}"),
             "nsenter",
-            nsenter(
-                [
-                    "dockerd",
-                    "--config-file",
-                    &format!("{d}/daemon.json"),
-                    "--data-root",
-                    &format!("{d}/data"),
-                    "--exec-root",
-                    &format!("{d}/exec"),
-                    "--pidfile",
-                    &format!("{d}/docker.pid"),
-                    "-H",
-                    &sock,
-                    "--bip",
-                    &format!("172.31.{n}.1/24"),
-                    "--storage-driver",
-                    "vfs",
-                    "--userland-proxy=false",
-                    "--cgroup-parent",
-                    &format!("/{CGROUP_PREFIX}h{n}"),
-                    "--log-level",
-                    "warn",
-                ]
-                .map(str::to_owned)
-                .to_vec(),
-            ),
+            nsenter(dockerd_args),
             logs,
         );
         let agent = Proc::new(
@@ -300,7 +331,109 @@ impl Host {
             sock,
             dockerd,
             agent,
+            tcp,
         }
+    }
+
+    /// Where the agentless host's TLS files are: `ca.pem`, and the client's `cert.pem`
+    /// and `key.pem` that `berth host add` is given.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.join("tls")
+    }
+
+    /// A CA, a server certificate for this host's IP (its SAN) and a client certificate,
+    /// made with openssl: what an operator sets up to expose an engine on TCP.
+    fn make_certs(&self) -> R<()> {
+        let tls = self.tls_dir();
+        fs::create_dir_all(&tls).map_err(|e| e.to_string())?;
+        let t = |f: &str| tls.join(f).display().to_string();
+        fs::write(
+            t("server.ext"),
+            format!(
+                "subjectAltName=IP:{}\nextendedKeyUsage=serverAuth\n",
+                self.ip
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        fs::write(t("client.ext"), "extendedKeyUsage=clientAuth\n").map_err(|e| e.to_string())?;
+        let key = |out: &str| -> R<()> {
+            sh(
+                "openssl",
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-out",
+                    &t(out),
+                ],
+            )
+            .map(|_| ())
+        };
+        key("ca-key.pem")?;
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                &t("ca-key.pem"),
+                "-out",
+                &t("ca.pem"),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=berth-e2e-ca",
+            ],
+        )?;
+        for (name, cn, ext) in [
+            ("server", self.id.as_str(), "server.ext"),
+            ("client", "berth-controller", "client.ext"),
+        ] {
+            let (k, c) = if name == "server" {
+                ("server-key.pem", "server-cert.pem")
+            } else {
+                ("key.pem", "cert.pem")
+            };
+            key(k)?;
+            let csr = t(&format!("{name}.csr"));
+            sh(
+                "openssl",
+                &[
+                    "req",
+                    "-new",
+                    "-key",
+                    &t(k),
+                    "-out",
+                    &csr,
+                    "-subj",
+                    &format!("/CN={cn}"),
+                ],
+            )?;
+            sh(
+                "openssl",
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &t("ca.pem"),
+                    "-CAkey",
+                    &t("ca-key.pem"),
+                    "-CAcreateserial",
+                    "-out",
+                    &t(c),
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &t(ext),
+                ],
+            )?;
+        }
+        Ok(())
     }
 
     fn plumb(&self) -> R<()> {
@@ -331,6 +464,9 @@ impl Host {
         // Our own (empty) config: the machine's /etc/docker/daemon.json sets data-root too,
         // and dockerd refuses a directive given both as a flag and in the file.
         fs::write(self.dir.join("daemon.json"), "{}").map_err(|e| e.to_string())?;
+        if self.tcp.is_some() {
+            self.make_certs()?;
+        }
         Ok(())
     }
 
@@ -543,6 +679,8 @@ pub struct Controller {
 
 pub struct Cluster {
     pub hosts: Vec<Host>,
+    /// Host 4: an engine on TCP with TLS and no agent (see [`AGENTLESS`]).
+    pub agentless: Host,
     pub etcd: Vec<EtcdMember>,
     pub controllers: Vec<Controller>,
     pub endpoints: Vec<String>,
@@ -599,7 +737,7 @@ impl Cluster {
             for m in &mut c.etcd {
                 m.proc.start()?;
             }
-            for n in 1..=HOSTS {
+            for n in 1..=AGENTLESS {
                 let h = Host::new(n, &berth, &joined, &logs);
                 h.plumb()?;
                 c.hosts.push(h);
@@ -653,7 +791,7 @@ impl Cluster {
                     proc,
                 });
             }
-            for h in &mut c.hosts {
+            for h in c.hosts.iter_mut().filter(|h| h.tcp.is_none()) {
                 h.agent.start()?;
             }
             Ok::<Store, String>(store)
@@ -667,9 +805,11 @@ impl Cluster {
                 return Err(e);
             }
         };
-        let (hosts, etcd, controllers) = c.take();
+        let (mut hosts, etcd, controllers) = c.take();
+        let agentless = hosts.pop().expect("the agentless host was built last");
         let cluster = Cluster {
             hosts,
+            agentless,
             etcd,
             controllers,
             endpoints,
@@ -679,7 +819,7 @@ impl Cluster {
         };
         cluster.wait_hosts_ready(Duration::from_secs(60)).await?;
         cluster.leader(Duration::from_secs(30)).await?;
-        say!("cluster up: 3 hosts, 3 etcd members, 2 controllers");
+        say!("cluster up: 3 hosts, 3 etcd members, 2 controllers; {AGENTLESS_ID}'s engine on TLS, not yet added");
         Ok(cluster)
     }
 
@@ -695,14 +835,19 @@ impl Cluster {
     }
 
     pub async fn wait_hosts_ready(&self, timeout: Duration) -> R<()> {
-        until("every host registered", timeout, || async {
-            let ids = self.registered().await?;
-            if ids.len() == HOSTS {
-                Ok(())
-            } else {
-                Err(format!("registered: {ids:?}"))
-            }
-        })
+        let want: Vec<String> = self.hosts.iter().map(|h| h.id.clone()).collect();
+        until(
+            "every agent's host registered, and only those",
+            timeout,
+            || async {
+                let ids = self.registered().await?;
+                if ids == want {
+                    Ok(())
+                } else {
+                    Err(format!("registered: {ids:?}"))
+                }
+            },
+        )
         .await
     }
 
@@ -783,10 +928,16 @@ impl Cluster {
         .await
     }
 
-    /// Managed containers of `stack` on every host (all states).
+    /// The three agent hosts, then the agentless one.
+    pub fn engines(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().chain(std::iter::once(&self.agentless))
+    }
+
+    /// Managed containers of `stack` on every host, the agentless one included (all
+    /// states).
     pub async fn containers(&self, stack: &str) -> R<Vec<Ctr>> {
         let mut all = Vec::new();
-        for h in &self.hosts {
+        for h in self.engines() {
             all.extend(
                 h.ps(&["berth.managed=true", &format!("berth.stack={stack}")])
                     .await?,
@@ -798,7 +949,7 @@ impl Cluster {
     /// Every managed container on every host.
     pub async fn all_managed(&self) -> R<Vec<Ctr>> {
         let mut all = Vec::new();
-        for h in &self.hosts {
+        for h in self.engines() {
             all.extend(h.ps(&["berth.managed=true"]).await?);
         }
         Ok(all)
@@ -996,7 +1147,7 @@ impl Cluster {
         if let Err(e) = gone {
             notes.push(format!("cleanup by force: {e}"));
             for s in stacks {
-                for h in &self.hosts {
+                for h in self.engines() {
                     for c in h
                         .ps(&[&format!("berth.stack={s}")])
                         .await
@@ -1008,10 +1159,72 @@ impl Cluster {
                 let _ = timed(self.store.delete(&keys::status(s))).await;
             }
         }
+        // The agentless host is registered only inside the scenarios that add it.
+        let agentless = keys::agentless(AGENTLESS_ID);
+        if let Ok(Some(_)) = timed(self.store.get(&agentless)).await {
+            notes.push(format!("{AGENTLESS_ID} forgotten by force"));
+            let _ = timed(self.store.delete(&agentless)).await;
+        }
+        for c in self
+            .agentless
+            .ps(&["berth.managed=true"])
+            .await
+            .unwrap_or_default()
+        {
+            notes.push(format!("{} removed by force from {AGENTLESS_ID}", c.name));
+            let _ = self.agentless.docker(&["rm", "-f", &c.id]).await;
+        }
+        if !self.agentless.dockerd.alive() {
+            notes.push(format!("dockerd of {AGENTLESS_ID} had died"));
+            if let Err(e) = self.agentless.start_dockerd() {
+                notes.push(e);
+            }
+        }
         if let Err(e) = self.wait_hosts_ready(Duration::from_secs(30)).await {
             notes.push(e);
         }
         notes
+    }
+
+    /// `berth host add` of the agentless host, over TCP with TLS; returns once the
+    /// leading controller drives it (its reconciler registered the host).
+    pub async fn add_agentless(&self) -> R<()> {
+        let h = &self.agentless;
+        let tcp = h
+            .tcp
+            .as_deref()
+            .ok_or("the agentless host has no TCP endpoint")?;
+        let tls = h.tls_dir();
+        let file = |f: &str| tls.join(f).display().to_string();
+        self.berth(&[
+            "host",
+            "add",
+            &h.id,
+            "--docker-host",
+            tcp,
+            "--address",
+            &h.ip,
+            "--tls-ca",
+            &file("ca.pem"),
+            "--tls-cert",
+            &file("cert.pem"),
+            "--tls-key",
+            &file("key.pem"),
+        ])
+        .await?;
+        until(
+            &format!("the controller drives {} over {tcp}", h.id),
+            Duration::from_secs(30),
+            || async {
+                let ids = self.registered().await?;
+                if ids.iter().any(|i| i == &h.id) {
+                    Ok(())
+                } else {
+                    Err(format!("registered: {ids:?}"))
+                }
+            },
+        )
+        .await
     }
 
     /// Orderly teardown; [`sweep`] then removes anything left.
@@ -1022,7 +1235,11 @@ impl Cluster {
         for c in &mut self.controllers {
             c.proc.kill();
         }
-        for h in &mut self.hosts {
+        for h in self
+            .hosts
+            .iter_mut()
+            .chain(std::iter::once(&mut self.agentless))
+        {
             let _ = h.heal();
             remove_all_containers(&h.sock);
             h.dockerd.stop(Duration::from_secs(20));
@@ -1174,7 +1391,7 @@ fn our_processes() -> Vec<u32> {
 /// engines' containers, its processes (found by their command lines), its containers'
 /// cgroups, mounts, namespaces, links, the firewall rule and the files.
 pub fn sweep() {
-    for n in 1..=HOSTS {
+    for n in 1..=AGENTLESS {
         let sock = format!("unix://{BASE}/h{n}/docker.sock");
         if Path::new(&format!("{BASE}/h{n}/docker.sock")).exists() {
             remove_all_containers(&sock);
@@ -1206,7 +1423,7 @@ pub fn sweep() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Container processes of a dockerd that died without stopping them.
-    for n in 1..=HOSTS {
+    for n in 1..=AGENTLESS {
         for ctl in [
             "pids", "memory", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer", "systemd",
         ] {
@@ -1247,7 +1464,7 @@ pub fn sweep() {
             }
         }
     }
-    for n in 1..=HOSTS {
+    for n in 1..=AGENTLESS {
         quiet("ip", &["link", "del", &format!("{VETH_PREFIX}h{n}")]);
     }
     quiet("ip", &["link", "del", BRIDGE]);
@@ -1298,7 +1515,7 @@ pub fn leftovers() -> Vec<String> {
             left.push(format!("mount {l}"));
         }
     }
-    for n in 1..=HOSTS {
+    for n in 1..=AGENTLESS {
         let cg = format!("/sys/fs/cgroup/pids/{CGROUP_PREFIX}h{n}");
         if Path::new(&cg).exists() {
             left.push(format!("cgroup {cg}"));

@@ -1,4 +1,4 @@
-//! The fifteen scenarios of the multi-host suite. Each asserts one invariant, returns its
+//! The seventeen scenarios of the multi-host suite. Each asserts one invariant, returns its
 //! figure (one line for the summary table) and names the stacks it used, so the runner
 //! can clean up after it whatever happened. Host ports are in 19000-19999.
 
@@ -12,8 +12,8 @@ use berth::store::{keys, Store};
 use serde_json::{json, Value};
 
 use crate::harness::{
-    brief_services, copies, health_of, metric, timed, until, Cluster, Ctr, Start, HOST_DOWN_GRACE,
-    IMAGE, LEADER_TTL, LEASE_TTL, R,
+    brief_services, copies, health_of, metric, timed, until, Cluster, Ctr, Start, AGENTLESS_ID,
+    HOST_DOWN_GRACE, IMAGE, LEADER_TTL, LEASE_TTL, R,
 };
 
 /// One scenario: its number, title and the stacks it may leave behind; [`run`] has its body.
@@ -123,6 +123,18 @@ pub const ALL: &[Scenario] = &[
         stacks: &["e2e-roll-ha"],
         limit: Duration::from_secs(90),
     },
+    Scenario {
+        n: 16,
+        title: "agentless TLS host: http checks",
+        stacks: &["e2e-remote"],
+        limit: Duration::from_secs(150),
+    },
+    Scenario {
+        n: 17,
+        title: "berth host remove of host-4",
+        stacks: &["e2e-remove"],
+        limit: Duration::from_secs(150),
+    },
 ];
 
 pub async fn run(n: u32, c: &mut Cluster) -> R<String> {
@@ -142,6 +154,8 @@ pub async fn run(n: u32, c: &mut Cluster) -> R<String> {
         13 => rolling_update(c).await,
         14 => crash_rolled_back(c).await,
         15 => rollout_leader_frozen(c).await,
+        16 => agentless_health(c).await,
+        17 => remove_agentless(c).await,
         _ => Err(format!("no scenario {n}")),
     }
 }
@@ -444,16 +458,24 @@ struct Sampler<S> {
 }
 
 impl<S: Default + Send + 'static> Sampler<S> {
-    fn start<F>(c: &Cluster, stack: &str, mut fold: F) -> Sampler<S>
+    /// Samples the three agent hosts.
+    fn start<F>(c: &Cluster, stack: &str, fold: F) -> Sampler<S>
+    where
+        F: FnMut(&mut S, &[Option<Vec<Ctr>>]) + Send + 'static,
+    {
+        Sampler::start_on(c.hosts.iter(), stack, fold)
+    }
+
+    fn start_on<'h, F>(
+        on: impl Iterator<Item = &'h crate::harness::Host>,
+        stack: &str,
+        mut fold: F,
+    ) -> Sampler<S>
     where
         F: FnMut(&mut S, &[Option<Vec<Ctr>>]) + Send + 'static,
     {
         let stop = Arc::new(AtomicBool::new(false));
-        let hosts: Vec<(String, String)> = c
-            .hosts
-            .iter()
-            .map(|h| (h.id.clone(), h.sock.clone()))
-            .collect();
+        let hosts: Vec<(String, String)> = on.map(|h| (h.id.clone(), h.sock.clone())).collect();
         let stack = stack.to_owned();
         let flag = stop.clone();
         let task = tokio::spawn(async move {
@@ -500,7 +522,15 @@ struct Copies {
 }
 
 fn watch_copies(c: &Cluster, stack: &str, slots: BTreeSet<String>) -> Sampler<Copies> {
-    Sampler::start(c, stack, move |seen: &mut Copies, views| {
+    watch_copies_on(c.hosts.iter(), stack, slots)
+}
+
+fn watch_copies_on<'h>(
+    on: impl Iterator<Item = &'h crate::harness::Host>,
+    stack: &str,
+    slots: BTreeSet<String>,
+) -> Sampler<Copies> {
+    Sampler::start_on(on, stack, move |seen: &mut Copies, views| {
         let now = Instant::now();
         let ctrs: Vec<Ctr> = views.iter().flatten().flatten().cloned().collect();
         let copies = copies(&ctrs);
@@ -1774,5 +1804,214 @@ async fn rollout_leader_frozen(c: &mut Cluster) -> R<String> {
         finished.as_secs_f64(),
         seen.max_down,
         seen.samples
+    ))
+}
+
+/// An `http`-checked web server (see [`web`]) pinned to the agentless host, publishing
+/// its port on `host_port`, or publishing nothing.
+fn pinned_web(name: &str, body: &str, host_port: Option<u16>) -> Value {
+    let mut v = web(name, body, host_port.unwrap_or(0));
+    if host_port.is_none() {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("ports");
+        }
+    }
+    v["targetHost"] = json!(AGENTLESS_ID);
+    v
+}
+
+/// How long the agentless host's services are watched for a restart (issue 18).
+const WATCH_WINDOW: Duration = Duration::from_secs(30);
+
+/// Scenario 16: The agentless host, its engine on TCP with TLS and driven by the leading
+/// controller from the root namespace, where the containers' bridge addresses are out of
+/// reach: an `http`-checked service publishing its port and one publishing nothing both
+/// turn healthy, and then for 30 s stay `Running` with no restart.
+async fn agentless_health(c: &mut Cluster) -> R<String> {
+    let id = "e2e-remote";
+    c.add_agentless().await?;
+    let t_put = Instant::now();
+    let rev = c
+        .put_stack(
+            id,
+            stack(
+                "spread",
+                vec![
+                    pinned_web("web", "remote", Some(19161)),
+                    pinned_web("inner", "inside", None),
+                ],
+            ),
+        )
+        .await?;
+    c.wait_status(id, rev, T, "Running, both services healthy", |s| {
+        s.phase == Phase::Running
+            && ["web", "inner"].iter().all(|n| {
+                s.services.get(*n).is_some_and(|x| {
+                    x.health == "healthy" && x.host.as_deref() == Some(AGENTLESS_ID)
+                })
+            })
+    })
+    .await?;
+    let healthy_after = t_put.elapsed();
+    let h4 = &c.agentless;
+    let before: BTreeSet<String> = h4
+        .ps(&[&format!("berth.stack={id}")])
+        .await?
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    check!(
+        before.len() == 2,
+        "{} containers of {id} on {AGENTLESS_ID}, want 2",
+        before.len()
+    );
+
+    // The window: every second the status must still say Running with both healthy; at the
+    // end the engine's own events must show no container start since it opened.
+    let since = SystemTime::now();
+    let opened = Instant::now();
+    let mut samples = 0;
+    while opened.elapsed() < WATCH_WINDOW {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let st = c.status(id).await?.ok_or("no status")?;
+        let bad: Vec<String> = st
+            .services
+            .iter()
+            .filter(|(_, x)| x.state != "running" || x.health != "healthy" || x.restarts > 0)
+            .map(|(n, x)| format!("{n} {}/{} restarts {}", x.state, x.health, x.restarts))
+            .collect();
+        check!(
+            st.phase == Phase::Running && bad.is_empty(),
+            "{:.0}s into the window: phase {:?}, {}",
+            opened.elapsed().as_secs_f64(),
+            st.phase,
+            bad.join(", ")
+        );
+        samples += 1;
+    }
+    let starts = h4
+        .starts_since(since, &[&format!("berth.stack={id}")])
+        .await?;
+    check!(
+        starts.is_empty(),
+        "{} container start(s) on {AGENTLESS_ID} during the {}s window: {:?}",
+        starts.len(),
+        WATCH_WINDOW.as_secs(),
+        starts.iter().map(|s| &s.slot).collect::<Vec<_>>()
+    );
+    let after: BTreeSet<String> = h4
+        .ps(&[&format!("berth.stack={id}")])
+        .await?
+        .into_iter()
+        .filter(Ctr::running)
+        .map(|x| x.id)
+        .collect();
+    check!(
+        after == before,
+        "the containers changed during the window: {before:?} -> {after:?}"
+    );
+    c.berth(&["host", "remove", AGENTLESS_ID]).await?;
+    Ok(format!(
+        "over TLS, web (port published) and inner (none) healthy {:.1}s after the put; {}s watched ({samples} samples): always Running, 0 restarts, 0 container starts",
+        healthy_after.as_secs_f64(),
+        WATCH_WINDOW.as_secs()
+    ))
+}
+
+/// Scenario 17: `berth host remove` of the agentless host: its slots move to the other
+/// hosts, each replacement started before its old copy goes, the one pinned to it by
+/// `targetHost` is left without a host, and its engine keeps no Berth container: exactly
+/// one copy of each slot, as the command reports.
+async fn remove_agentless(c: &mut Cluster) -> R<String> {
+    let id = "e2e-remove";
+    c.add_agentless().await?;
+    let mut services: Vec<Value> = ["a", "b", "c", "d", "e", "f", "g"]
+        .iter()
+        .map(|n| sleeper(n))
+        .collect();
+    let mut pinned = sleeper("pinned");
+    pinned["targetHost"] = json!(AGENTLESS_ID);
+    services.push(pinned);
+    let rev = c.put_stack(id, stack("spread", services)).await?;
+    c.wait_running(id, rev, T).await?;
+    let ctrs = c.containers(id).await?;
+    let on4: BTreeSet<String> = running_on(&ctrs, AGENTLESS_ID)
+        .iter()
+        .map(|x| x.slot())
+        .collect();
+    check!(
+        on4.contains("pinned.1") && on4.len() >= 2,
+        "{AGENTLESS_ID} runs {on4:?}: want pinned.1 and at least one more"
+    );
+    let slots: BTreeSet<String> = ctrs
+        .iter()
+        .map(Ctr::slot)
+        .filter(|s| s != "pinned.1")
+        .collect();
+    let monitor = watch_copies_on(c.engines(), id, slots.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let t0 = Instant::now();
+    let out = c.berth(&["host", "remove", AGENTLESS_ID]).await;
+    let took = t0.elapsed();
+    let settled = until(
+        "one copy of each slot, none on the removed host",
+        T,
+        || async { one_copy_each(&c.containers(id).await?, &slots, AGENTLESS_ID) },
+    )
+    .await;
+    let seen = monitor.finish().await;
+    let out = out?;
+    settled?;
+    let left = c.agentless.ps(&["berth.managed=true"]).await?;
+    check!(
+        left.is_empty(),
+        "Berth containers left on {AGENTLESS_ID}: {:?}",
+        left.iter().map(|x| &x.name).collect::<Vec<_>>()
+    );
+    check!(
+        seen.uncovered.is_empty(),
+        "slots seen without a running copy during the removal: {:?}",
+        seen.uncovered
+    );
+    let moved = on4.len() - 1;
+    for want in [
+        format!("moved {moved} slot"),
+        format!("removed {} container", on4.len()),
+        "1 pinned slot".to_owned(),
+    ] {
+        check!(
+            out.contains(&want),
+            "berth host remove printed no {want:?}: {out}"
+        );
+    }
+    let st = c.status(id).await?.ok_or("no status")?;
+    let p = st
+        .services
+        .get("pinned")
+        .ok_or("no pinned service in the status")?;
+    check!(
+        p.host.is_none()
+            && st.phase == Phase::Pending
+            && st
+                .message
+                .contains(&format!("target host {AGENTLESS_ID} is")),
+        "pinned: host {:?}, state {}; phase {:?}: {}",
+        p.host,
+        p.state,
+        st.phase,
+        st.message
+    );
+    check!(
+        timed(c.store.get(&keys::agentless(AGENTLESS_ID)))
+            .await?
+            .is_none()
+            && !c.registered().await?.iter().any(|h| h == AGENTLESS_ID),
+        "{AGENTLESS_ID} is still known to etcd"
+    );
+    Ok(format!(
+        "host remove took {:.1}s: {moved} slot(s) moved, {} container(s) removed, pinned.1 has no host; every other slot 1 copy, none uncovered",
+        took.as_secs_f64(),
+        on4.len()
     ))
 }

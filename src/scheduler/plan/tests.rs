@@ -28,6 +28,7 @@ fn ready(h: &HostRegistration) -> HostView<'_> {
         liveness: Liveness::Ready,
         cordoned: false,
         draining: false,
+        removing: false,
     }
 }
 
@@ -94,6 +95,8 @@ struct Case {
     want_counts: Option<Vec<(&'static str, usize)>>,
     /// Substrings of the unschedulable messages, in (stack, service) order.
     unschedulable: Vec<&'static str>,
+    /// Slots that must have no host.
+    unplaced: Vec<SlotId>,
     moves: Vec<(SlotId, MoveReason)>,
     storm: bool,
 }
@@ -109,6 +112,7 @@ impl Default for Case {
             want: vec![],
             want_counts: None,
             unschedulable: vec![],
+            unplaced: vec![],
             moves: vec![],
             storm: false,
         }
@@ -503,6 +507,59 @@ fn placement_table() {
             ..Default::default()
         },
         Case {
+            name: "removal: every slot leaves, a pinned one loses its host and says why",
+            stacks: vec![("w", SPREAD6), ("m", MANUAL)],
+            hosts: vec![
+                ready(leak(host("h1"))),
+                state(ready(leak(host("h2"))), |v| {
+                    v.cordoned = true;
+                    v.draining = true;
+                    v.removing = true
+                }),
+            ],
+            current: vec![(slot("w", "w1", 1), "h2"), (slot("m", "a", 1), "h2")],
+            want: vec![(slot("w", "w1", 1), "h1")],
+            unplaced: vec![slot("m", "a", 1)],
+            unschedulable: vec!["target host h2 is being removed"],
+            moves: vec![(slot("w", "w1", 1), MoveReason::Drain)],
+            ..Default::default()
+        },
+        Case {
+            name: "removal: a slot that fits nowhere else does not stay behind",
+            stacks: vec![("b", BIG)],
+            hosts: vec![
+                ready(leak(with(host("h1"), |h| h.cpus = 1.0))),
+                state(ready(leak(host("h2"))), |v| {
+                    v.cordoned = true;
+                    v.draining = true;
+                    v.removing = true
+                }),
+            ],
+            current: vec![(slot("b", "big", 1), "h2")],
+            unplaced: vec![slot("b", "big", 1)],
+            unschedulable: vec!["0/2 hosts fit"],
+            ..Default::default()
+        },
+        Case {
+            name: "single-host: a stack pinned to a host being removed is unschedulable",
+            stacks: vec![("s", SINGLE_TARGET)],
+            hosts: vec![
+                ready(leak(host("h1"))),
+                state(ready(leak(host("h3"))), |v| {
+                    v.cordoned = true;
+                    v.draining = true;
+                    v.removing = true
+                }),
+            ],
+            current: vec![(slot("s", "a", 1), "h3"), (slot("s", "b", 1), "h3")],
+            unplaced: vec![slot("s", "a", 1), slot("s", "b", 1)],
+            unschedulable: vec![
+                "target host h3 is being removed",
+                "target host h3 is being removed",
+            ],
+            ..Default::default()
+        },
+        Case {
             name: "constraints changed under a running slot: it moves",
             stacks: vec![("s", SSD)],
             hosts: views(vec![
@@ -560,6 +617,14 @@ fn placement_table() {
                 "case {:?}: slot {s:?} in {:#?}",
                 c.name,
                 p
+            );
+        }
+        for s in &c.unplaced {
+            assert_eq!(
+                p.hosts.get(s),
+                None,
+                "case {:?}: slot {s:?} has a host",
+                c.name
             );
         }
         if let Some(want) = &c.want_counts {
