@@ -98,11 +98,7 @@ pub struct Inputs<'a> {
 /// rollout's outcome; earlier ones whose rollout never finished marked superseded; the
 /// newest `keep`.
 pub fn plan(i: &Inputs<'_>) -> BTreeMap<i64, HistoryEntry> {
-    let outcome = match i.rollout {
-        Some(r) if r.to_revision == i.revision => Outcome::of(r.state),
-        // Nothing to roll out: a first deployment, or a change no container sees.
-        _ => Outcome::Complete,
-    };
+    let outcome = outcome_of(i.revision, i.rollout);
     let ended = outcome.is_final().then_some(i.now_ms);
     let mut out = i.existing.clone();
     let current = out.entry(i.revision).or_insert_with(|| HistoryEntry {
@@ -135,6 +131,36 @@ pub fn plan(i: &Inputs<'_>) -> BTreeMap<i64, HistoryEntry> {
         out.pop_first();
     }
     out
+}
+
+/// Where revision `revision` stands, by the stack's rollout record.
+fn outcome_of(revision: i64, rollout: Option<&Rollout>) -> Outcome {
+    match rollout {
+        Some(r) if r.to_revision == revision => Outcome::of(r.state),
+        // Nothing to roll out: a first deployment, or a change no container sees.
+        _ => Outcome::Complete,
+    }
+}
+
+/// Whether `kept` (in revision order) already is what [`plan`] would make of it: the
+/// case of nearly every pass, told without copying a spec.
+pub fn settled<'a>(
+    revision: i64,
+    rollout: Option<&Rollout>,
+    keep: usize,
+    kept: impl DoubleEndedIterator<Item = &'a HistoryEntry> + ExactSizeIterator,
+) -> bool {
+    if kept.len() > keep.max(1) {
+        return false;
+    }
+    let outcome = outcome_of(revision, rollout);
+    let mut kept = kept.rev();
+    let current_as_planned = kept.next().is_some_and(|e| {
+        e.revision == revision
+            && e.outcome == outcome
+            && (e.ended_at_ms.is_some() || !outcome.is_final())
+    });
+    current_as_planned && kept.all(|e| e.outcome.is_final())
 }
 
 /// The revision `berth rollback` goes back to by default: the newest complete one before
@@ -260,6 +286,37 @@ mod tests {
         assert_eq!(e.outcome, Outcome::Complete);
         assert_eq!(e.recorded_at_ms, 1_000);
         assert_eq!(e.ended_at_ms, Some(3_000), "ended when it completed");
+    }
+
+    #[test]
+    fn a_plans_result_is_settled_and_a_new_revision_or_outcome_is_not() {
+        let (raw, spec) = stack("web:2");
+        let existing = BTreeMap::from([(3, entry(3, Outcome::Progressing))]);
+        let done = rollout(7, RolloutState::Complete);
+        let planned = plan(&Inputs {
+            revision: 7,
+            raw: &raw,
+            spec: &spec,
+            rollout: Some(&done),
+            existing: &existing,
+            keep: 10,
+            now_ms: 5,
+        });
+        assert!(settled(7, Some(&done), 10, planned.values()));
+        assert!(!settled(7, Some(&done), 10, existing.values()), "7 missing");
+        assert!(
+            !settled(8, Some(&done), 10, planned.values()),
+            "a new revision"
+        );
+        let failed = rollout(7, RolloutState::RolledBack);
+        assert!(
+            !settled(7, Some(&failed), 10, planned.values()),
+            "a new outcome"
+        );
+        assert!(
+            !settled(7, Some(&done), 1, planned.values()),
+            "one too many kept"
+        );
     }
 
     #[test]

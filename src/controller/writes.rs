@@ -66,16 +66,26 @@ impl Controller {
                 continue;
             };
             let kept = world.history.get(id).unwrap_or(&none);
+            let rollout = decision
+                .rollouts
+                .get(id)
+                .map_or_else(|| world.rollouts.get(id).map(|(r, _)| r), Option::as_ref);
+            // Every pass comes here: copy the kept specs only when something changed.
+            if history::settled(
+                *revision,
+                rollout,
+                self.cfg.history_limit,
+                kept.values().map(|(e, _)| e),
+            ) {
+                continue;
+            }
             let existing: BTreeMap<i64, history::HistoryEntry> =
                 kept.iter().map(|(r, (e, _))| (*r, e.clone())).collect();
             let want = history::plan(&history::Inputs {
                 revision: *revision,
                 raw,
                 spec,
-                rollout: decision
-                    .rollouts
-                    .get(id)
-                    .map_or_else(|| world.rollouts.get(id).map(|(r, _)| r), Option::as_ref),
+                rollout,
                 existing: &existing,
                 keep: self.cfg.history_limit,
                 now_ms,
