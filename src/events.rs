@@ -102,16 +102,23 @@ impl Recorder {
         let recorder = self.clone();
         tokio::spawn(async move {
             let value = serde_json::to_vec(&event).unwrap_or_default();
-            let put = Write::Put {
-                key,
-                value,
-                expect: Expect::Any,
+            let written = match &recorder.fence {
+                // An agent's events: a plain put, the cheapest write etcd has.
+                None => recorder.store.put(&key, value).await.map(drop),
+                Some(fence) => {
+                    let put = Write::Put {
+                        key,
+                        value,
+                        expect: Expect::Any,
+                    };
+                    recorder
+                        .store
+                        .write_fenced(&[put], Some(fence))
+                        .await
+                        .map(drop)
+                }
             };
-            if let Err(e) = recorder
-                .store
-                .write_fenced(&[put], recorder.fence.as_ref())
-                .await
-            {
+            if let Err(e) = written {
                 tracing::debug!(error = %crate::error_chain(&e), "event not recorded");
                 return;
             }
