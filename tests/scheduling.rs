@@ -75,6 +75,14 @@ fn register(store: &Store, id: &str, labels: &[(&str, &str)]) -> (LeasedKey, Can
     (key, cancel)
 }
 
+/// Wait until `key` is gone (`what` names it in a timeout).
+async fn gone(store: &Store, key: &str, what: &str) {
+    eventually(what, T, || async {
+        store.get(key).await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
 /// Wait until `hosts` are all registered: [`register`] writes in the background.
 async fn registered(store: &Store, hosts: &[&str]) {
     eventually("hosts registered", T, || async {
@@ -217,15 +225,7 @@ async fn slots_of_a_lost_host_move_only_after_the_grace_period() {
     // Host h1 dies: its registration goes with its lease.
     h1_cancel.cancel();
     let died = Instant::now();
-    eventually("h1's registration is gone", T, || async {
-        e.store
-            .get(&keys::host("h1"))
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    gone(&e.store, &keys::host("h1"), "h1's registration is gone").await;
     c.passes(2).await;
     let checked = died.elapsed();
     assert!(
@@ -509,15 +509,7 @@ async fn adding_a_host_moves_nothing_until_a_rebalance_is_applied() {
         (p.values().filter(|h| *h == "h2").count() == 2).then_some(())
     })
     .await;
-    eventually("request consumed", T, || async {
-        e.store
-            .get(&keys::rebalance("rb"))
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    gone(&e.store, &keys::rebalance("rb"), "request consumed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
