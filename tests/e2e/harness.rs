@@ -877,6 +877,38 @@ impl Cluster {
         .await
     }
 
+    /// Scheduler passes the controllers have finished, from their `berth_reconcile_total`
+    /// (only the leader runs them; one that does not answer counts none).
+    pub async fn scheduler_passes(&self) -> f64 {
+        let mut n = 0.0;
+        for x in &self.controllers {
+            n += metric_sum(
+                x.metrics_port,
+                "berth_reconcile_total",
+                &["component=\"scheduler\""],
+            )
+            .await
+            .unwrap_or(0.0);
+        }
+        n
+    }
+
+    /// Waits until the controllers finish two scheduler passes more than they had when
+    /// called: the second of them started after the call, so it saw everything the world
+    /// held by then. What a "nothing happened" check waits on instead of a fixed sleep.
+    pub async fn wait_full_pass(&self, timeout: Duration) -> R<()> {
+        let from = self.scheduler_passes().await;
+        until("two more scheduler passes", timeout, || async {
+            let now = self.scheduler_passes().await;
+            if now >= from + 2.0 {
+                Ok(())
+            } else {
+                Err(format!("{} pass(es) since", now - from))
+            }
+        })
+        .await
+    }
+
     /// Put a stack; its key's mod_revision.
     pub async fn put_stack(&self, id: &str, value: impl Into<Vec<u8>>) -> R<i64> {
         timed(self.store.put(&keys::stack(id), value.into())).await
@@ -1569,8 +1601,8 @@ where
     }
 }
 
-/// One sample of a Prometheus metric without labels from 127.0.0.1:`port`.
-pub async fn metric(port: u16, name: &str) -> Option<f64> {
+/// The text of 127.0.0.1:`port`/metrics, or `None` when it does not answer in time.
+async fn scrape(port: u16) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::time::timeout(
         Duration::from_secs(2),
@@ -1587,10 +1619,35 @@ pub async fn metric(port: u16, name: &str) -> Option<f64> {
         .await
         .ok()?
         .ok()?;
-    let text = String::from_utf8_lossy(&buf);
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// One sample of a Prometheus metric without labels from 127.0.0.1:`port`.
+pub async fn metric(port: u16, name: &str) -> Option<f64> {
+    let text = scrape(port).await?;
     text.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// The sum of every sample of `name` from 127.0.0.1:`port` whose labels include each of
+/// `labels` (written `key="value"`).
+pub async fn metric_sum(port: u16, name: &str, labels: &[&str]) -> Option<f64> {
+    let text = scrape(port).await?;
+    let prefix = format!("{name}{{");
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                let (series, value) = l.split_once(' ')?;
+                let inner = series.strip_prefix(&prefix)?.strip_suffix('}')?;
+                let mine: Vec<&str> = inner.split(',').collect();
+                labels
+                    .iter()
+                    .all(|want| mine.contains(want))
+                    .then(|| value.trim().parse::<f64>().ok())?
+            })
+            .sum(),
+    )
 }
 
 /// `service@host state/health` for error messages.

@@ -721,12 +721,19 @@ async fn short_partition(c: &mut Cluster) -> R<String> {
             gone
         })
     };
+    let cut = Instant::now();
     c.host("host-3").cut()?;
     tokio::time::sleep(cut_for).await;
     c.host("host-3").heal()?;
-    // Past the point where a reschedule would have happened.
-    tokio::time::sleep(LEASE_TTL + HOST_DOWN_GRACE + Duration::from_secs(4)).await;
-    let back = c.wait_hosts_ready(T).await;
+    // A reschedule needs a pass that finds host-3 gone for longer than the grace, and its
+    // registration lapses at most a lease TTL after the cut: once that time is past, a
+    // whole scheduler pass after it is one that would have moved the slots.
+    tokio::time::sleep_until((cut + LEASE_TTL + HOST_DOWN_GRACE).into()).await;
+    let back = async {
+        c.wait_full_pass(T).await?;
+        c.wait_hosts_ready(T).await
+    }
+    .await;
     stop.store(true, Ordering::Relaxed);
     let unregistered = absent.await.unwrap_or(0.0);
     back?;
@@ -797,8 +804,9 @@ async fn leader_frozen(c: &mut Cluster) -> R<String> {
     );
 
     let thaw_rev = c.revision().await?;
+    // The ex-leader reports `berth_leader 0` only once its pass loop has ended, so every
+    // write it tried after the thaw is in the history read below.
     thaw_ex_leader(c, leader).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let mut stale = Vec::new();
     for (key, value) in c.history("/berth/", thaw_rev).await? {
         let v: Value = serde_json::from_str(&value).unwrap_or(Value::Null);
@@ -1067,7 +1075,14 @@ async fn env_update(c: &mut Cluster) -> R<String> {
     // A: only db's env changes; its address does not.
     let rev2 = c.put_stack(id, spec("v2", 19091)).await?;
     c.wait_running(id, rev2, T).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Host-2's agent has applied app's assignment of revision 2 once it reports it, and a
+    // replaced app would carry another spec hash and container there.
+    let before = report_at(c, "host-2", id, "app.1", rev1).await?;
+    let after = report_at(c, "host-2", id, "app.1", rev2).await?;
+    check!(
+        after.spec_hash == before.spec_hash && after.container_id == before.container_id,
+        "app was replaced although db's address did not change: {before:?} then {after:?}"
+    );
     let (db1, app1) = ids(&c.containers(id).await?)?;
     check!(db1 != db0, "db was not replaced after its env changed");
     check!(
@@ -1136,6 +1151,34 @@ async fn env_update(c: &mut Cluster) -> R<String> {
 
 /// A predicate on a status, for the table of bad inputs.
 type StatusTest = dyn Fn(&berth::spec::StackStatus) -> bool;
+
+/// `host`'s report of `slot` of `stack` once it reflects spec revision `rev` or later.
+async fn report_at(
+    c: &Cluster,
+    host: &str,
+    stack: &str,
+    slot: &str,
+    rev: i64,
+) -> R<berth::report::SlotReport> {
+    until(
+        &format!("{host}'s report of {slot} at revision {rev}"),
+        T,
+        || async {
+            let kv = timed(c.store.get(&keys::report(host, stack, slot)))
+                .await?
+                .ok_or(format!("no report of {slot}"))?;
+            let r: berth::report::SlotReport =
+                serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+            check!(
+                r.spec_revision >= rev,
+                "{slot} reported at revision {}",
+                r.spec_revision
+            );
+            Ok(r)
+        },
+    )
+    .await
+}
 
 /// Scenario 10: Garbage, a 10 MB value, a cycle and an unknown target host: each gets a status
 /// that says why, every other stack keeps running, and no Berth process restarts.
@@ -1306,7 +1349,24 @@ async fn delete_while_partitioned(c: &mut Cluster) -> R<String> {
 
     h3.cut()?;
     c.delete_stack(id).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The deletion must reach the controller while host-3 is away, and host-3 must lose its
+    // registration, so its agent comes back to a world it has to list again.
+    until(
+        "host-3's assignment deleted and its registration lapsed",
+        T,
+        || async {
+            let assigned = timed(c.store.get(&keys::assignment("host-3", id))).await?;
+            let registered = timed(c.store.get(&keys::host("host-3"))).await?;
+            check!(
+                assigned.is_none() && registered.is_none(),
+                "assignment there {}, registered {}",
+                assigned.is_some(),
+                registered.is_some()
+            );
+            Ok(())
+        },
+    )
+    .await?;
     let h3 = c.host("host-3");
     h3.heal()?;
     let healed = Instant::now();
