@@ -15,6 +15,8 @@
 //!   and the health state machine.
 //! - [`slot`]: `SlotId`, the one identity of a slot, shared by scheduler, agent and controller.
 //! - [`assignment`], [`report`]: the internal contract between controller and agents.
+//! - [`registry`]: which registry an image names, and the logins for registries (etcd's
+//!   `registries/`, or a Docker config file's `auths`).
 //! - [`events`]: recent events per stack, bounded, for `berth events`.
 //! - [`embedded`]: the local etcd `berth up` starts when given none.
 //! - [`metrics`], [`serve`], [`telemetry`]: observability.
@@ -30,6 +32,7 @@ pub mod embedded;
 pub mod events;
 pub mod health;
 pub mod metrics;
+pub mod registry;
 pub mod report;
 pub mod requeue;
 pub mod retry;

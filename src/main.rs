@@ -74,6 +74,9 @@ enum Command {
     Rollback(cli::rollback::RollbackArgs),
     /// Pause or resume a stack's rollouts.
     Rollout(cli::rollout::RolloutArgs),
+    /// Store or delete the login agents use to pull from an image registry (kept at
+    /// registries/<registry>). `logout` exits 1 when there was none.
+    Registry(cli::registry::RegistryArgs),
 }
 
 fn main() -> ExitCode {
@@ -116,6 +119,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::History(args) => cli::history::run(args).await,
         Command::Rollback(args) => cli::rollback::run(args).await,
         Command::Rollout(args) => cli::rollout::run(args).await,
+        Command::Registry(args) => cli::registry::run(args).await,
     }
 }
 

@@ -1,5 +1,5 @@
-//! The `berth` binary's user-facing contract: `berth validate` output and exit codes, and
-//! `berth up` with its own etcd.
+//! The `berth` binary's user-facing contract: `berth validate` output and exit codes,
+//! `berth registry login|logout` against an etcd, and `berth up` with its own etcd.
 
 mod common;
 
@@ -63,6 +63,131 @@ fn validate_exits_two_for_an_unreadable_file_and_reports_the_others() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no-such-file.json: cannot read"), "{out}");
     assert!(out.contains("hello.json: valid"), "{out}");
+}
+
+/// `berth ARGS` against the etcd at `url`, with `stdin` on its stdin: (exit code, stdout,
+/// stderr).
+fn berth_on(url: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .args(["--etcd-endpoints", url])
+        .env_remove("BERTH_PREFIX")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run berth");
+    // A command that does not read stdin may exit before it is written: that is fine.
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    let out = child.wait_with_output().expect("wait for berth");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_login_stores_the_login_as_json_and_logout_deletes_it_never_printing_the_password()
+{
+    let e = common::Etcd::start().await;
+    let url = e.etcd.client_url.clone();
+    let password = "s3cr3t-registry-pw";
+    let stored = |registry: &str| {
+        let store = e.store.clone();
+        let key = keys::registry(registry);
+        async move {
+            store
+                .get(&key)
+                .await
+                .unwrap()
+                .map(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).unwrap())
+        }
+    };
+
+    // No password on the command line: the flag says where it comes from.
+    let (code, out, err) = berth_on(&url, &["registry", "login", "ghcr.io", "-u", "ci"], "");
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--password-stdin"), "{err}");
+    assert_eq!(stored("ghcr.io").await, None);
+
+    // An empty one, or a registry with a path, is refused.
+    let login = [
+        "registry",
+        "login",
+        "ghcr.io",
+        "-u",
+        "ci",
+        "--password-stdin",
+    ];
+    let (code, _, err) = berth_on(&url, &login, "\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("empty"), "{err}");
+    let (code, _, err) = berth_on(
+        &url,
+        &[
+            "registry",
+            "login",
+            "ghcr.io/team",
+            "-u",
+            "ci",
+            "--password-stdin",
+        ],
+        password,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has a path"), "{err}");
+
+    let (code, out, err) = berth_on(&url, &login, &format!("{password}\n"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("stored the login for ghcr.io (username ci) at /berth/registries/ghcr.io"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(password) && !err.contains(password),
+        "{out}{err}"
+    );
+    assert_eq!(
+        stored("ghcr.io").await,
+        Some(serde_json::json!({"username": "ci", "password": password}))
+    );
+
+    // Docker Hub under the URL docker's own config uses is kept as docker.io.
+    let (code, out, err) = berth_on(
+        &url,
+        &[
+            "registry",
+            "login",
+            "https://index.docker.io/v1/",
+            "--username",
+            "hub",
+            "--password-stdin",
+        ],
+        "{{secret:hub}}",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        stored("docker.io").await,
+        Some(serde_json::json!({"username": "hub", "password": "{{secret:hub}}"}))
+    );
+
+    let (code, out, err) = berth_on(&url, &["registry", "logout", "ghcr.io"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("deleted the login for ghcr.io"), "{out}");
+    assert_eq!(stored("ghcr.io").await, None);
+    let (code, out, err) = berth_on(&url, &["registry", "logout", "https://ghcr.io/"], "");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("there was no login for ghcr.io"), "{err}");
+    assert!(
+        stored("docker.io").await.is_some(),
+        "another registry's login stays"
+    );
 }
 
 /// `berth up` with the given data dir and ports, as host `it-up`, its stdout in `out`.

@@ -1,5 +1,6 @@
 //! etcd with TLS and authentication (certificates made by the test with openssl):
-//! `berth etcd-rbac setup` keeps each agent to its own host's keys.
+//! `berth etcd-rbac setup` keeps each agent to its own host's keys, and lets it read (not
+//! write) secrets and registry logins.
 
 mod common;
 
@@ -242,6 +243,37 @@ async fn with_tls_and_rbac_an_agent_cannot_touch_another_hosts_keys() {
         "agents read secrets"
     );
 
+    // Registry logins likewise: operators write them, agents read them and write none.
+    op.put(
+        &keys::registry("ghcr.io"),
+        br#"{"username":"ci","password":"tok"}"#.to_vec(),
+    )
+    .await
+    .expect("operator writes registry logins");
+    assert!(
+        op.get(&keys::registry("ghcr.io")).await.is_err(),
+        "operator read a registry login"
+    );
+    assert_eq!(
+        h1.get(&keys::registry("ghcr.io"))
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        br#"{"username":"ci","password":"tok"}"#,
+        "agents read registry logins"
+    );
+    assert!(
+        h1.put(&keys::registry("ghcr.io"), b"{}".to_vec())
+            .await
+            .is_err(),
+        "an agent wrote a registry login"
+    );
+    assert!(
+        h1.delete(&keys::registry("ghcr.io")).await.is_err(),
+        "an agent deleted a registry login"
+    );
+
     // The controller has the prefix.
     let ctl = connect(
         &url,
@@ -269,6 +301,7 @@ async fn with_tls_and_rbac_an_agent_cannot_touch_another_hosts_keys() {
             allow_bind_prefixes: vec![],
             docker_tls: Default::default(),
             vantage: berth::agent::Vantage::Local,
+            docker_config: None,
         },
         cancel.clone(),
     )

@@ -55,6 +55,9 @@ pub struct AgentConfig {
     pub docker_tls: runtime::DockerTls,
     /// Where this reconciler runs relative to the engine, which decides how it probes.
     pub vantage: Vantage,
+    /// A Docker config file whose `auths` image pulls use; a login in etcd at
+    /// `registries/<registry>` wins over it.
+    pub docker_config: Option<std::path::PathBuf>,
 }
 
 /// Where a reconciler runs relative to the Docker engine it drives.

@@ -2,6 +2,7 @@
 //! SIGTERM.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use super::common::{
     connect, parse_labels, serve_metrics, shutdown_token, DockerTlsArgs, EtcdArgs,
 };
 use berth::agent::{self, AgentConfig};
+use berth::registry;
 
 #[derive(Args)]
 pub struct AgentArgs {
@@ -54,6 +56,11 @@ pub struct AgentArgs {
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, env = "BERTH_METRICS_ADDR", default_value = "127.0.0.1:9421")]
     metrics_addr: SocketAddr,
+    /// A Docker config file whose `auths` the agent uses for pulls. Default:
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json, when present. Logins in etcd
+    /// at /berth/registries/ win over it.
+    #[arg(long, env = "BERTH_DOCKER_CONFIG")]
+    docker_config: Option<PathBuf>,
 }
 
 pub async fn run(args: AgentArgs) -> Result<ExitCode> {
@@ -69,6 +76,7 @@ pub async fn run(args: AgentArgs) -> Result<ExitCode> {
         allow_bind_prefixes: args.allow_bind_prefixes,
         docker_tls: args.docker_tls.tls(),
         vantage: agent::Vantage::Local,
+        docker_config: args.docker_config.or_else(registry::default_docker_config),
     };
     let store = connect(&args.etcd).await?;
     let cancel = shutdown_token();

@@ -13,6 +13,7 @@ pub mod history;
 pub mod host;
 pub mod hosts;
 pub mod rebalance;
+pub mod registry;
 pub mod rollback;
 pub mod rollout;
 pub mod schema;

@@ -15,6 +15,7 @@ use super::controller::ControllerSettings;
 use berth::agent::{self, AgentConfig};
 use berth::controller;
 use berth::embedded::EmbeddedEtcd;
+use berth::registry;
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -86,6 +87,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             allow_bind_prefixes: args.allow_bind_prefixes,
             docker_tls: Default::default(),
             vantage: agent::Vantage::Local,
+            docker_config: registry::default_docker_config(),
         },
         cancel.clone(),
     )?;

@@ -311,6 +311,9 @@ impl Controller {
                 // The controller is not on the host: the containers' addresses are out
                 // of its reach.
                 vantage: crate::agent::Vantage::Remote,
+                // The controller's own Docker config is its machine's, not the remote
+                // engine's: agentless hosts pull with the logins in etcd only.
+                docker_config: None,
             };
             match crate::agent::spawn(self.store.clone(), cfg, token.clone()) {
                 Ok(h) => {

@@ -100,6 +100,13 @@ pub fn secret(name: &str) -> String {
 }
 pub const SECRETS: &str = "secrets/";
 
+/// `registries/<registry>`: the login for an image registry, `{"username", "password"}`
+/// (`berth registry login`); `<registry>` is normalized (`registry::normalize_registry`).
+pub fn registry(name: &str) -> String {
+    format!("{REGISTRIES}{name}")
+}
+pub const REGISTRIES: &str = "registries/";
+
 /// `leader`: the election the controllers campaign in; the leader's key lives below it.
 pub const LEADER: &str = "leader";
 
@@ -129,6 +136,7 @@ mod tests {
             (history("hello", 7), HISTORY, vec!["hello", "7"]),
             (pause("hello"), PAUSE, vec!["hello"]),
             (status("hello"), STATUS, vec!["hello"]),
+            (registry("ghcr.io"), REGISTRIES, vec!["ghcr.io"]),
         ];
         for (key, prefix, want) in cases {
             assert_eq!(parts(&key, prefix), Some(want), "{key}");

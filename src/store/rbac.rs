@@ -1,6 +1,7 @@
 //! etcd roles and users for least privilege (`berth etcd-rbac setup`): operators manage
-//! stacks and read results, each agent writes only its own host's keys and reads its
-//! own assignments, the controller has the prefix. The plan is pure; [`apply`] writes it.
+//! stacks and read results (and write, but cannot read back, secrets and registry
+//! logins), each agent writes only its own host's keys and reads its own assignments,
+//! secrets and registry logins, the controller has the prefix. The plan is pure; [`apply`] writes it.
 
 use etcd_client::{Permission, PermissionType};
 
@@ -61,6 +62,8 @@ pub fn plan(hosts: &[String]) -> Vec<Role> {
                 g(ReadWrite, keys::PAUSE, true),
                 // Operators put secrets but cannot read them back.
                 g(Write, keys::SECRETS, true),
+                // Registry logins likewise (`berth registry login`, `logout`).
+                g(Write, keys::REGISTRIES, true),
                 g(Read, keys::STATUS, true),
                 g(Read, keys::EVENTS, true),
                 g(Read, keys::HOSTS, true),
@@ -82,6 +85,8 @@ pub fn plan(hosts: &[String]) -> Vec<Role> {
                 g(ReadWrite, format!("{}{h}/", keys::ACTIONS), true),
                 g(Read, keys::assignments_of(h), true),
                 g(Read, keys::SECRETS, true),
+                // The logins its image pulls use.
+                g(Read, keys::REGISTRIES, true),
                 // To tell a deleted stack from a moved one before removing its volumes.
                 g(Read, keys::STACKS, true),
             ],
@@ -152,11 +157,23 @@ mod tests {
             assert!(!grant.key.contains("h2"));
         }
         let op = roles.iter().find(|r| r.name == OPERATOR).unwrap();
-        let secrets = op.grants.iter().find(|g| g.key == keys::SECRETS).unwrap();
+        for write_only in [keys::SECRETS, keys::REGISTRIES] {
+            let grant = op.grants.iter().find(|g| g.key == write_only).unwrap();
+            assert_eq!(
+                grant.access,
+                Access::Write,
+                "operators cannot read {write_only} back"
+            );
+        }
+        let read = h1
+            .grants
+            .iter()
+            .find(|g| g.key == keys::REGISTRIES)
+            .unwrap();
         assert_eq!(
-            secrets.access,
-            Access::Write,
-            "operators cannot read secrets back"
+            (read.access, read.prefix),
+            (Access::Read, true),
+            "agents read every registry login"
         );
     }
 }

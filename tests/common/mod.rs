@@ -141,6 +141,7 @@ impl Cluster {
                 allow_bind_prefixes: vec!["/tmp/berth-it".into()],
                 docker_tls: Default::default(),
                 vantage: agent::Vantage::Local,
+                docker_config: None,
             },
             self.agent.clone(),
         )
