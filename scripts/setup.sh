@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Berth needs to build, run and test on a Debian machine, idempotently:
 # etcd, busybox (for the test image), protoc (etcd-client's build), prometheus (for the
-# metrics test), and a Docker engine if none answers; with --bench, docker-compose too (for
-# `make bench`). Then builds the test image.
+# metrics test), a Docker registry and htpasswd (for the private-registry tests), and a
+# Docker engine if none answers; with --bench, docker-compose too (for `make bench`). Then
+# builds the test image.
 set -euo pipefail
 
 SUDO=""
@@ -17,6 +18,10 @@ command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 # tests/prometheus.rs scrapes a running controller and agent with a real Prometheus.
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# tests/common/registry.rs runs a real registry with htpasswd (bcrypt) auth, so that tests
+# pull private images the way a deployment would.
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 # `make bench` (setup.sh --bench) compares Berth with docker-compose; the tests do not.
 if [ "${1:-}" = "--bench" ]; then
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)

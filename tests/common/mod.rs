@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::future::Future;
 use std::process::Command;
 use std::time::{Duration, Instant};
