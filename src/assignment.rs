@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::slot::{slot_key, SlotId};
-use crate::spec::{DesiredState, HealthCheck, PotentialAction, RestartPolicy, UpdateOrder};
+use crate::spec::{
+    DesiredState, HealthCheck, PotentialAction, PullPolicy, RestartPolicy, UpdateOrder,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -114,6 +116,10 @@ pub struct Slot {
     /// applies to the container there is, without replacing it.
     #[serde(default, skip_serializing_if = "RestartPolicy::is_always")]
     pub restart_policy: RestartPolicy,
+    /// The service's `pullPolicy`: when the agent pulls the image. Not part of the
+    /// container's spec hash: a new policy applies at the next create or replace.
+    #[serde(default, skip_serializing_if = "PullPolicy::is_missing")]
+    pub pull_policy: PullPolicy,
     /// The environment variables Berth injected for dependencies (`<DEP>_HOST`, `_PORT`,
     /// `_URL`): a dependency that moves changes them, which replaces the container but is
     /// not a new version of this service.
@@ -143,6 +149,7 @@ impl Slot {
             actions_done: false,
             update_order: None,
             restart_policy: RestartPolicy::Always,
+            pull_policy: PullPolicy::Missing,
             injected_env: Vec::new(),
         }
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::assignment::Slot;
 use crate::slot::SlotId;
-use crate::spec::ActionStatus;
+use crate::spec::{ActionStatus, PullProgress};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -26,6 +26,16 @@ pub struct SlotReport {
     pub exit_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Docker's ID of the image its container runs (`sha256:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// That image's registry digest (`repo@sha256:...`), where the host knows it: an image
+    /// that was pulled, not one built or loaded there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    /// While its image is being pulled: how far the pull has got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullProgress>,
 }
 
 impl SlotReport {
@@ -78,6 +88,8 @@ pub enum SlotState {
     Completed,
     /// Not created yet.
     Missing,
+    /// Its image is being pulled; nothing has been stopped for it yet.
+    Pulling,
     /// Held back until a dependency is healthy or has completed.
     Waiting,
     /// Nothing will run until the spec changes, and the message says why: the agent
@@ -98,6 +110,7 @@ impl SlotState {
             SlotState::Dead => "dead",
             SlotState::Completed => "completed",
             SlotState::Missing => "missing",
+            SlotState::Pulling => "pulling",
             SlotState::Waiting => "waiting",
             SlotState::Failed => "failed",
         }

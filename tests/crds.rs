@@ -655,6 +655,13 @@ fn a_status_like_the_controllers_validates_against_the_status_schema() {
             exit_code: Some(0),
             message: None,
         }],
+        image_id: Some("sha256:0a1b2c".into()),
+        image_digest: Some("127.0.0.1:5000/team/app@sha256:3d4e5f".into()),
+        pull: Some(berth::spec::PullProgress {
+            bytes_done: 10,
+            bytes_total: 20,
+        }),
+        image_drift: true,
         replicas: Vec::new(),
     };
     let status = StackStatus {

@@ -437,6 +437,9 @@ async fn draining_a_host_starts_each_replacement_before_removing_the_old_copy() 
         restarts: 0,
         exit_code: None,
         message: None,
+        image_id: None,
+        image_digest: None,
+        pull: None,
     };
     e.store
         .put(

@@ -39,6 +39,8 @@ pub struct ActualContainer {
     /// From its `berth.stack`, `berth.service` and `berth.replica` labels.
     pub slot: SlotId,
     pub spec_hash: String,
+    /// Docker's ID of the image it was created from (`sha256:...`).
+    pub image_id: Option<String>,
     pub state: RunState,
     pub exit_code: Option<i64>,
     /// Docker's own health status when the container has a HEALTHCHECK.

@@ -242,7 +242,12 @@ async fn run_in_span(
                 // They would clash on a host port or a data directory: stop first, but
                 // only once the new image is known to be there, so a spec naming an
                 // image that cannot be had leaves the old container running.
-                rt.ensure_image(&d.spec().image).await?;
+                let image = &d.spec().image;
+                if rt.image(image).await?.is_none() {
+                    return Err(RuntimeError::ImageAbsent {
+                        image: image.clone(),
+                    });
+                }
                 rt.stop(old_id, STOP_GRACE).await?;
                 rt.remove(old_id).await?;
                 create_and_start(rt, host, d).await

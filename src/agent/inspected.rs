@@ -159,6 +159,7 @@ mod tests {
             name: "web-1".into(),
             slot: SlotId::new("s", "web", 0),
             spec_hash: "h".into(),
+            image_id: None,
             state: RunState::Running,
             exit_code: None,
             docker_health: None,

@@ -9,10 +9,12 @@ mod crash_backoff;
 mod desired;
 mod execute;
 mod gate;
+pub mod images;
 mod inspected;
 pub mod labels;
 pub mod plan;
 mod post_start;
+mod pull;
 mod reconciler;
 mod report;
 pub mod runtime;
@@ -219,6 +221,9 @@ async fn run(
         network_retry: retry::Policy::with(Duration::from_secs(1), Duration::from_secs(60)),
         events,
         holds_nothing,
+        pulls: Default::default(),
+        pull_failures: BTreeMap::new(),
+        docker_config: cfg.docker_config.clone(),
     };
     // Paces passes that fail (Docker unreachable) apart.
     let mut policy = retry::Policy::new();

@@ -320,6 +320,7 @@ mod tests {
             name: d.name.clone(),
             slot: d.id.clone(),
             spec_hash: d.spec_hash.clone(),
+            image_id: None,
             state,
             exit_code: None,
             docker_health: None,

@@ -55,6 +55,12 @@ pub struct Reconciler {
     pub(super) post_start: PostStart,
     /// Whether the last pass found nothing here (see `AgentHandle::holds_nothing`).
     pub(super) holds_nothing: tokio::sync::watch::Sender<bool>,
+    /// Image pulls: under way, their outcomes, their backoff.
+    pub(super) pulls: super::images::Pulls,
+    /// The last pull failure of each image, so each distinct one is an event once.
+    pub(super) pull_failures: BTreeMap<String, String>,
+    /// A Docker config file whose `auths` are credentials for pulls.
+    pub(super) docker_config: Option<std::path::PathBuf>,
 }
 
 impl Reconciler {
@@ -128,7 +134,11 @@ impl Reconciler {
         );
         self.errors.extend(gated.refused);
         let mut requeue = gated.requeue;
-        let mut actions = gated.actions;
+        // Nothing is created, and nothing stopped for a replacement, before its image is
+        // here as its pull policy wants it.
+        let admitted = self.admit_images(gated.actions, &by_name, now).await;
+        requeue = requeue.min(admitted.requeue);
+        let mut actions = admitted.actions;
         let mut restarts = previous_restarts(reports, &desired).await;
 
         // Secrets go in only now, into copies handed to Docker.
@@ -210,13 +220,20 @@ impl Reconciler {
             .iter()
             .filter_map(|a| Some((a.name.clone(), self.probes.note_of(&probe_key(a))?)))
             .collect();
+        let mut errors = self.errors.clone();
+        errors.extend(admitted.errors);
+        let image_ids: BTreeSet<String> =
+            actual.iter().filter_map(|a| a.image_id.clone()).collect();
+        let digests = self.rt.repo_digests(&image_ids).await;
         let built = report::build(&report::Observed {
             host: &self.host,
             desired: &desired,
             actual: &actual,
-            errors: &self.errors,
+            errors: &errors,
             restarts: &restarts,
             probe_notes: &notes,
+            pulling: &admitted.pulling,
+            digests: &digests,
         });
         self.write_reports(built, reports).await;
         self.post_start.start_due(&desired, &actual);

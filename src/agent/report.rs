@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use super::actual::{ActualContainer, RunState};
 use super::desired::DesiredContainer;
+use super::images::digest_for;
 use super::plan::{finished, Finished};
 use crate::health::Health;
 use crate::report::{SlotHealth, SlotReport, SlotState};
+use crate::spec::PullProgress;
 
 /// A slot the agent could not converge, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,10 @@ pub struct Observed<'a> {
     pub restarts: &'a BTreeMap<String, u32>,
     /// Why the agent's own probe of a container could not run, by container name.
     pub probe_notes: &'a BTreeMap<String, String>,
+    /// Containers waiting for their image's pull, with how far it has got.
+    pub pulling: &'a BTreeMap<String, PullProgress>,
+    /// Registry digests by image ID.
+    pub digests: &'a BTreeMap<String, Vec<String>>,
 }
 
 pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
@@ -40,12 +46,14 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
                 .find(|a| a.slot == d.id && a.spec_hash == d.spec_hash);
             let err = o.errors.get(&d.name);
             let waiting = !d.slot.waiting_for.is_empty();
+            let pulling = o.pulling.get(&d.name).copied();
             let finished = current.and_then(|a| finished(d, a));
             let state = match (current, err) {
                 (_, Some(e)) if e.permanent => SlotState::Failed,
                 (Some(_), _) if finished == Some(Finished::Completed) => SlotState::Completed,
                 (Some(_), _) if finished.is_some() => SlotState::Failed,
                 (Some(a), _) => a.state.into(),
+                (None, _) if pulling.is_some() => SlotState::Pulling,
                 (None, _) if waiting => SlotState::Waiting,
                 (None, _) => SlotState::Missing,
             };
@@ -66,7 +74,11 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
                     (waiting && current.is_none_or(|a| a.state != RunState::Running))
                         .then(|| format!("Waiting for {}", d.slot.waiting_for.join(", ")))
                 })
-                .or_else(|| current.and_then(|a| o.probe_notes.get(&a.name)).cloned());
+                .or_else(|| current.and_then(|a| o.probe_notes.get(&a.name)).cloned())
+                .or_else(|| {
+                    (state == SlotState::Pulling).then(|| format!("pulling {}", d.spec().image))
+                });
+            let image_id = current.and_then(|a| a.image_id.clone());
             SlotReport {
                 stack: d.id.stack.clone(),
                 service: d.id.service.clone(),
@@ -82,6 +94,11 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
                     .filter(|a| a.state != RunState::Running)
                     .and_then(|a| a.exit_code),
                 message,
+                image_digest: image_id
+                    .as_ref()
+                    .and_then(|id| digest_for(&d.spec().image, o.digests.get(id)?)),
+                image_id,
+                pull: pulling.filter(|_| state == SlotState::Pulling),
             }
         })
         .collect()
@@ -148,6 +165,7 @@ mod tests {
             name: d.name.clone(),
             slot: d.id.clone(),
             spec_hash: hash.into(),
+            image_id: None,
             state,
             exit_code: Some(3),
             docker_health: Some(Health::Healthy),
@@ -284,6 +302,8 @@ mod tests {
                 errors,
                 restarts: &restarts,
                 probe_notes: &BTreeMap::new(),
+                pulling: &BTreeMap::new(),
+                digests: &BTreeMap::new(),
             });
             if name == "waiting for a dependency" {
                 assert_eq!(
@@ -335,6 +355,8 @@ mod tests {
                 errors: &BTreeMap::new(),
                 restarts: &BTreeMap::new(),
                 probe_notes: &BTreeMap::new(),
+                pulling: &BTreeMap::new(),
+                digests: &BTreeMap::new(),
             });
             assert_eq!(r[0].state.as_str(), state, "{name}");
             assert_eq!(r[0].exit_code, Some(code), "{name}: the exit code is kept");
@@ -364,8 +386,63 @@ mod tests {
             errors: &BTreeMap::new(),
             restarts: &BTreeMap::new(),
             probe_notes: &notes,
+            pulling: &BTreeMap::new(),
+            digests: &BTreeMap::new(),
         });
         assert_eq!(r[0].health.as_str(), "starting");
         assert_eq!(r[0].message.as_deref(), Some(notes[&d.name].as_str()));
+    }
+
+    #[test]
+    fn a_slot_waiting_for_its_image_is_pulling_and_a_running_one_names_its_image() {
+        let d = desired(None);
+        let progress = PullProgress {
+            bytes_done: 3,
+            bytes_total: 10,
+        };
+        let pulling = BTreeMap::from([(d.name.clone(), progress)]);
+        let observe = |actual: &[ActualContainer], errors: &BTreeMap<String, SlotError>| {
+            build(&Observed {
+                host: "h1",
+                desired: std::slice::from_ref(&d),
+                actual,
+                errors,
+                restarts: &BTreeMap::new(),
+                probe_notes: &BTreeMap::new(),
+                pulling: &pulling,
+                digests: &BTreeMap::from([(
+                    "sha256:abc".to_owned(),
+                    vec![format!("{}@sha256:def", d.spec().image)],
+                )]),
+            })
+            .remove(0)
+        };
+        let r = observe(&[], &BTreeMap::new());
+        assert_eq!(r.state, SlotState::Pulling);
+        assert_eq!(r.pull, Some(progress));
+        assert_eq!(r.message, Some(format!("pulling {}", d.spec().image)));
+
+        // A pull that failed for good is what the slot says.
+        let failed = BTreeMap::from([(
+            d.name.clone(),
+            SlotError {
+                message: "pulling i: unauthorized".into(),
+                permanent: true,
+            },
+        )]);
+        let r = observe(&[], &failed);
+        assert_eq!((r.state, r.pull), (SlotState::Failed, None));
+
+        // Once its container runs, its image ID and digest are reported.
+        let mut a = actual(&d, RunState::Running, &d.spec_hash);
+        a.image_id = Some("sha256:abc".into());
+        let r = observe(&[a], &BTreeMap::new());
+        assert_eq!(r.state, SlotState::Running);
+        assert_eq!(r.pull, None);
+        assert_eq!(r.image_id.as_deref(), Some("sha256:abc"));
+        assert_eq!(
+            r.image_digest,
+            Some(format!("{}@sha256:def", d.spec().image))
+        );
     }
 }

@@ -519,6 +519,9 @@ mod tests {
             restarts: 0,
             exit_code: None,
             message: None,
+            image_id: None,
+            image_digest: None,
+            pull: None,
         }
     }
 

@@ -66,6 +66,8 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
     let mut services: BTreeMap<String, ServiceStatus> = BTreeMap::new();
     let mut t = Tally::default();
     let mut failed: Vec<String> = Vec::new();
+    // The image IDs each service's up-to-date replicas run, with where.
+    let mut images: BTreeMap<&str, BTreeMap<&str, Vec<String>>> = BTreeMap::new();
 
     for (host, a) in &i.assignments {
         t.desired_stopped |= a.desired_state == DesiredState::Stopped;
@@ -79,6 +81,14 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
             let fresh = report.filter(|r| r.spec_revision == a.spec_revision);
             if let Some(r) = fresh {
                 t.current += 1;
+                if let Some(id) = &r.image_id {
+                    images
+                        .entry(slot.service.as_str())
+                        .or_default()
+                        .entry(id.as_str())
+                        .or_default()
+                        .push(format!("{}@{host}", slot.key()));
+                }
                 if r.is_available() {
                     t.available += 1;
                 } else if r.is_completed() {
@@ -128,9 +138,19 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
                         Some(format!("host {host} is not ready"))
                     }
                 }),
+                image_id: report.and_then(|r| r.image_id.clone()),
+                image_digest: report.and_then(|r| r.image_digest.clone()),
+                pull: report.and_then(|r| r.pull),
+                image_drift: false,
                 replicas: Vec::new(),
             };
             merge_replica(&mut services, &slot.service, s);
+        }
+    }
+    let drift = image_drift(&images);
+    for svc in drift.keys() {
+        if let Some(s) = services.get_mut(*svc) {
+            s.image_drift = true;
         }
     }
     for (svc, record) in &i.actions {
@@ -209,6 +229,13 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
                 r,
                 &format!("{available}/{total} available"),
             ));
+            let (s, r, m) = if drift.is_empty() {
+                (True, "OneImagePerService", String::new())
+            } else {
+                let each: Vec<&str> = drift.values().map(String::as_str).collect();
+                (False, "ImageDrift", each.join("; "))
+            };
+            conditions.push(condition(i, "ImagesConsistent", s, r, &m));
         }
     }
 
@@ -397,6 +424,33 @@ fn rollout_verdict(r: &RolloutStatus) -> (Phase, String) {
     }
 }
 
+/// Services whose up-to-date replicas run more than one image ID, each with a line that
+/// says which runs where (`web: sha256:1a2b3c4d5e6f on web.1@h1; sha256:... on web.2@h2`).
+fn image_drift<'a>(
+    images: &BTreeMap<&'a str, BTreeMap<&str, Vec<String>>>,
+) -> BTreeMap<&'a str, String> {
+    images
+        .iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|(svc, ids)| {
+            let each: Vec<String> = ids
+                .iter()
+                .map(|(id, at)| format!("{} on {}", short_image_id(id), at.join(", ")))
+                .collect();
+            (
+                *svc,
+                format!("{svc} runs {} images: {}", ids.len(), each.join("; ")),
+            )
+        })
+        .collect()
+}
+
+/// `sha256:` and the first 12 hex digits, as `docker images` shows an ID.
+fn short_image_id(id: &str) -> &str {
+    let end = id.find(':').map_or(0, |i| i + 1) + 12;
+    id.get(..end).unwrap_or(id)
+}
+
 fn merge_replica(services: &mut BTreeMap<String, ServiceStatus>, name: &str, s: ServiceStatus) {
     match services.get_mut(name) {
         None => {
@@ -474,6 +528,9 @@ mod tests {
             restarts: 0,
             exit_code: None,
             message: None,
+            image_id: None,
+            image_digest: None,
+            pull: None,
         }
     }
 
@@ -937,5 +994,72 @@ mod tests {
         );
         let second = mk(Some(&first), "T2");
         assert_eq!(second, first, "nothing changed, so nothing is rewritten");
+    }
+
+    #[test]
+    fn replicas_on_other_images_at_one_revision_are_drift_in_the_service_and_a_condition() {
+        let stack = Stack::default();
+        let hosts = BTreeMap::new();
+        let on = |host: &str, replica: u32| {
+            let mut a = assignment(5, DesiredState::Running);
+            a.slots = vec![Slot::bare("web", replica, ContainerSpec::default())];
+            (host.to_owned(), a)
+        };
+        let placed = [on("h1", 1), on("h2", 2)];
+        let running = |host: &str, replica: u32, rev: i64, image: &str| {
+            let mut r = report(rev, "running", "none");
+            r.host = host.into();
+            r.replica = replica;
+            r.image_id = Some(image.into());
+            r
+        };
+        let a = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let b = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+        let status = |reports: Vec<SlotReport>| {
+            let refs: Vec<&SlotReport> = reports.iter().collect();
+            aggregate(&Inputs {
+                id: "s",
+                revision: 5,
+                spec: Some(Ok(&stack)),
+                assignments: placed.iter().map(|(h, a)| (h.as_str(), a)).collect(),
+                reports: &refs,
+                unschedulable: BTreeMap::new(),
+                hosts: &hosts,
+                actions: BTreeMap::new(),
+                previous: None,
+                now: "T",
+                rollout: None,
+            })
+        };
+        let consistent = |s: &StackStatus| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == "ImagesConsistent")
+                .map(|c| (c.status, c.reason.clone(), c.message.clone()))
+        };
+
+        let same = status(vec![running("h1", 1, 5, a), running("h2", 2, 5, a)]);
+        assert!(!same.services["web"].image_drift);
+        assert_eq!(consistent(&same).map(|c| c.0), Some(ConditionStatus::True));
+        assert_eq!(
+            same.services["web"].replicas[0].image_id.as_deref(),
+            Some(a)
+        );
+
+        let drift = status(vec![running("h1", 1, 5, a), running("h2", 2, 5, b)]);
+        assert!(drift.services["web"].image_drift);
+        let (st, reason, message) = consistent(&drift).expect("a condition");
+        assert_eq!(
+            (st, reason.as_str()),
+            (ConditionStatus::False, "ImageDrift")
+        );
+        assert_eq!(
+            message,
+            "web runs 2 images: sha256:aaaaaaaaaaaa on web.1@h1; sha256:bbbbbbbbbbbb on web.2@h2"
+        );
+
+        // A replica still on the last revision is a rollout under way, not drift.
+        let rolling = status(vec![running("h1", 1, 5, a), running("h2", 2, 4, b)]);
+        assert!(!rolling.services["web"].image_drift);
     }
 }

@@ -89,6 +89,7 @@ pub fn assignments_for(
             actions_done: false,
             update_order: stack.update_policy(svc).order,
             restart_policy: svc.restart_policy(),
+            pull_policy: svc.pull_policy(),
             injected_env: injected,
         });
     }

@@ -37,12 +37,13 @@ pub use problem::Problem;
 pub use secret::{is_secret_name, secret_refs, substitute};
 pub use stack::*;
 pub use status::{
-    ActionStatus, Condition, ConditionStatus, Endpoint, Phase, RolloutStatus, ServiceStatus,
-    StackStatus,
+    ActionStatus, Condition, ConditionStatus, Endpoint, Phase, PullProgress, RolloutStatus,
+    ServiceStatus, StackStatus,
 };
 pub use update::UpdatePolicy;
 pub use validate::validate;
 pub use vocabulary::{
     DependencyCondition, DeploymentMode, DesiredState, FailureAction, HealthCheckKind,
-    PlacementStrategy, RestartPolicy, UpdateOrder, ENDPOINT_TYPES, MOUNT_TYPES, PROTOCOLS,
+    PlacementStrategy, PullPolicy, RestartPolicy, UpdateOrder, ENDPOINT_TYPES, MOUNT_TYPES,
+    PROTOCOLS,
 };

@@ -14,7 +14,8 @@ use super::bounds::{DAY, MAX_CPUS, MAX_MEMORY_MB, WEEK};
 use super::names::{DNS_LABEL_PATTERN, HOST_ID_PATTERN};
 use super::vocabulary::{
     DependencyCondition, DeploymentMode, DesiredState, FailureAction, HealthCheckKind,
-    PlacementStrategy, RestartPolicy, UpdateOrder, ENDPOINT_TYPES, MOUNT_TYPES, PROTOCOLS,
+    PlacementStrategy, PullPolicy, RestartPolicy, UpdateOrder, ENDPOINT_TYPES, MOUNT_TYPES,
+    PROTOCOLS,
 };
 
 /// More replicas than this is almost surely a typo, and one stack should not be able to
@@ -241,6 +242,12 @@ pub struct Service {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = RestartPolicy::ALL))]
     pub restart_policy: Option<String>,
+    /// When the image is pulled: `missing` (default; only when the host lacks it),
+    /// `always` (before every create or replace) or `never` (a host that lacks it fails
+    /// the slot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = PullPolicy::ALL))]
+    pub pull_policy: Option<String>,
 }
 
 impl Service {
@@ -254,6 +261,15 @@ impl Service {
         self.restart_policy
             .as_deref()
             .and_then(RestartPolicy::parse)
+            .unwrap_or_default()
+    }
+
+    /// The pull policy; an unknown string falls back to the default, which only matters
+    /// for stacks that have not passed `validate`.
+    pub fn pull_policy(&self) -> PullPolicy {
+        self.pull_policy
+            .as_deref()
+            .and_then(PullPolicy::parse)
             .unwrap_or_default()
     }
 

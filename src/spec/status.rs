@@ -136,7 +136,8 @@ pub struct ServiceStatus {
     pub container_id: Option<String>,
     /// Docker's container state (`running`, `exited`, ...); `completed` or `failed` for a
     /// one-shot service that finished (exited 0, or non-zero under `restartPolicy:
-    /// never`); `pending`, `missing`, `waiting`, or `failed` when it cannot be created.
+    /// never`); `pending`, `missing`, `waiting`, `pulling` (its image is on its way), or
+    /// `failed` when it cannot be created.
     pub state: String,
     /// `healthy`, `unhealthy`, `starting` or `none`.
     #[schemars(extend("enum" = ["healthy", "unhealthy", "starting", "none"]))]
@@ -155,9 +156,33 @@ pub struct ServiceStatus {
     /// Results of its post-start actions (`potentialAction`) for the current version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<ActionStatus>,
+    /// Docker's ID of the image its container runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// That image's registry digest (`repo@sha256:...`), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    /// While its image is being pulled (state `pulling`): bytes done and total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullProgress>,
+    /// Its replicas run more than one image ID for the same spec revision (a tag that
+    /// moved between pulls on different hosts); the replicas' `imageId`s tell them apart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub image_drift: bool,
     /// Per-replica detail when `replicas` > 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ServiceStatus>,
+}
+
+/// How far an image pull has got, summed over its layers (a layer not yet started counts
+/// once Docker names its size).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PullProgress {
+    /// Bytes downloaded so far.
+    pub bytes_done: u64,
+    /// Bytes in all, as far as Docker has said.
+    pub bytes_total: u64,
 }
 
 /// How one post-start action went.

@@ -11,7 +11,7 @@ use super::problem::Problem;
 use super::stack::{Command, HealthCheck, HostConstraints, Service, Stack, MAX_REPLICAS};
 use super::vocabulary::{
     not_one_of, DependencyCondition, DeploymentMode, DesiredState, HealthCheckKind,
-    PlacementStrategy, RestartPolicy, ENDPOINT_TYPES, MOUNT_TYPES, PROTOCOLS,
+    PlacementStrategy, PullPolicy, RestartPolicy, ENDPOINT_TYPES, MOUNT_TYPES, PROTOCOLS,
 };
 
 /// A dense dependency graph has more cycles than anyone can read; the first few are enough
@@ -276,6 +276,9 @@ fn check_restart(
             format!("{at}.restartPolicy"),
             RestartPolicy::complaint(policy),
         );
+    }
+    if let Some(policy) = &service.pull_policy {
+        problems.add_if(format!("{at}.pullPolicy"), PullPolicy::complaint(policy));
     }
     for (j, requirement) in service.software_requirements.iter().enumerate() {
         let Some(written) = &requirement.condition else {

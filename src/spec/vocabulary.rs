@@ -104,6 +104,28 @@ string_enum! {
 }
 
 string_enum! {
+    /// When the agent pulls a service's image (`pullPolicy`), with compose's names.
+    #[derive(Default)]
+    PullPolicy, "pull policy" {
+        /// Only when the host does not have it.
+        #[default]
+        Missing = "missing",
+        /// Before every create or replace, so a tag that moved brings its new bits at the
+        /// next rollout.
+        Always = "always",
+        /// Never: an image the host lacks is a failure.
+        Never = "never",
+    }
+}
+
+impl PullPolicy {
+    /// `missing`, the default, is left out of assignments so they read (and hash) as before.
+    pub fn is_missing(&self) -> bool {
+        *self == PullPolicy::Missing
+    }
+}
+
+string_enum! {
     /// Which container of a slot runs first during a replacement (`update.order`).
     UpdateOrder, "update order" {
         /// The new container starts beside the old one, which goes once the new one is
@@ -189,6 +211,7 @@ mod tests {
         check(UpdateOrder::ALL, UpdateOrder::as_str);
         check(FailureAction::ALL, FailureAction::as_str);
         check(RestartPolicy::ALL, RestartPolicy::as_str);
+        check(PullPolicy::ALL, PullPolicy::as_str);
         check(DependencyCondition::ALL, DependencyCondition::as_str);
         let check = HealthCheck {
             type_: "tcp".into(),

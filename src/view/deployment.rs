@@ -57,6 +57,9 @@ pub struct SlotLine {
     /// Each dependency as `name=address` where an address was injected, else `name`
     /// (reached by service name on the stack network).
     pub connects: Vec<String>,
+    /// The short ID of the image its container runs, `-` when none; marked `(drift)` when
+    /// replicas of the service at the same spec revision run other images.
+    pub image: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -229,11 +232,45 @@ fn slot_line(w: &World, spec: Option<&Stack>, host: &str, stack: &str, slot: &Sl
         } else {
             slot.service.clone()
         },
-        state: report.map_or_else(|| "pending".to_owned(), |r| r.state.as_str().to_owned()),
+        state: report.map_or_else(|| "pending".to_owned(), slot_state),
         health: report.map_or_else(|| "-".to_owned(), |r| r.health.as_str().to_owned()),
         restarts: report.map_or(0, |r| r.restarts),
         ports: slot.container.ports.iter().filter_map(published).collect(),
         connects,
+        image: report.map_or_else(|| "-".to_owned(), |r| image_cell(w, r)),
+    }
+}
+
+/// The state, with a pull's progress while the image comes in (`pulling 31% of 10.0 MB`).
+fn slot_state(r: &SlotReport) -> String {
+    match (r.state, r.pull) {
+        (crate::report::SlotState::Pulling, Some(p)) if p.bytes_total > 0 => format!(
+            "pulling {}% of {:.1} MB",
+            p.bytes_done.saturating_mul(100) / p.bytes_total,
+            p.bytes_total as f64 / 1e6
+        ),
+        _ => r.state.as_str().to_owned(),
+    }
+}
+
+/// The report's short image ID, marked when the service's other replicas at the same spec
+/// revision run another image.
+fn image_cell(w: &World, r: &SlotReport) -> String {
+    let Some(id) = &r.image_id else {
+        return "-".to_owned();
+    };
+    let short = id.strip_prefix("sha256:").unwrap_or(id);
+    let short = short.get(..12).unwrap_or(short);
+    let drift = w.reports.iter().any(|o| {
+        o.stack == r.stack
+            && o.service == r.service
+            && o.spec_revision == r.spec_revision
+            && o.image_id.as_ref().is_some_and(|other| other != id)
+    });
+    if drift {
+        format!("{short} (drift)")
+    } else {
+        short.to_owned()
     }
 }
 
@@ -349,6 +386,7 @@ pub fn render(map: &DeploymentMap, width: usize) -> String {
             "STATE",
             "HEALTH",
             "RESTARTS",
+            "IMAGE",
             "PORTS",
             "CONNECTS TO",
         ])
@@ -359,6 +397,7 @@ pub fn render(map: &DeploymentMap, width: usize) -> String {
                 s.state.clone(),
                 s.health.clone(),
                 s.restarts.to_string(),
+                s.image.clone(),
                 dash_if_empty(s.ports.join(",")),
                 dash_if_empty(s.connects.join(", ")),
             ]);

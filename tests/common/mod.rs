@@ -19,6 +19,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub struct Cluster {
+    /// The Docker config file the agent reads registry credentials from (none by
+    /// default); set it, then restart the agent.
+    pub docker_config: Option<std::path::PathBuf>,
     pub etcd: Option<EmbeddedEtcd>,
     _dir: tempfile::TempDir,
     pub store: Store,
@@ -111,6 +114,7 @@ impl Cluster {
         let controller = CancellationToken::new();
         let handle = spawn_controller(&store, name, &controller);
         let mut c = Cluster {
+            docker_config: None,
             etcd: Some(etcd),
             _dir: dir,
             store,
@@ -143,7 +147,7 @@ impl Cluster {
                 allow_bind_prefixes: vec!["/tmp/berth-it".into()],
                 docker_tls: Default::default(),
                 vantage: agent::Vantage::Local,
-                docker_config: None,
+                docker_config: self.docker_config.clone(),
             },
             self.agent.clone(),
         )

@@ -2,13 +2,13 @@
 //! the actual container an inspect describes, the ports a listing shows. Kept apart from
 //! the calls in [`runtime`](super) so each can be read and tested alone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    EndpointSettings, EventMessage, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountType,
-    NetworkingConfig, PortBinding as DockerPortBinding, PortSummaryTypeEnum, RestartPolicy,
-    RestartPolicyNameEnum,
+    CreateImageInfo, EndpointSettings, EventMessage, HealthConfig, HealthStatusEnum, HostConfig,
+    Mount, MountType, NetworkingConfig, PortBinding as DockerPortBinding, PortSummaryTypeEnum,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 
 use super::{ContainerEvent, CreateRequest};
@@ -17,7 +17,7 @@ use crate::agent::labels;
 use crate::assignment::MountSpec;
 use crate::health::Health;
 use crate::slot::SlotId;
-use crate::spec::UsedPort;
+use crate::spec::{PullProgress, UsedPort};
 
 pub(super) fn to_event(e: EventMessage) -> ContainerEvent {
     ContainerEvent {
@@ -58,6 +58,54 @@ pub(super) fn split_image(image: &str) -> (&str, &str) {
     match image.rfind(':') {
         Some(i) if !image[i..].contains('/') => (&image[..i], &image[i + 1..]),
         _ => (image, "latest"),
+    }
+}
+
+/// A pull's layers as Docker's progress stream tells of them, summed into one
+/// [`PullProgress`]. A layer counts from the moment Docker gives its size; one that
+/// "Already exists" is not fetched and does not count.
+#[derive(Debug, Default)]
+pub(super) struct Layers {
+    /// (bytes done, bytes in all) by layer ID.
+    by_id: BTreeMap<String, (u64, u64)>,
+}
+
+impl Layers {
+    /// Fold in one message; whether the sum changed.
+    pub(super) fn update(&mut self, info: &CreateImageInfo) -> bool {
+        let (Some(id), Some(status)) = (&info.id, &info.status) else {
+            return false;
+        };
+        let before = self.by_id.get(id).copied();
+        let detail = info.progress_detail.as_ref();
+        let bytes = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
+        match status.as_str() {
+            "Downloading" => {
+                let total = bytes(detail.and_then(|d| d.total)).unwrap_or(0);
+                let done = bytes(detail.and_then(|d| d.current)).unwrap_or(0);
+                if total > 0 {
+                    self.by_id.insert(id.clone(), (done.min(total), total));
+                }
+            }
+            // Every byte is in; what follows (extracting) is local work.
+            "Verifying Checksum" | "Download complete" | "Extracting" | "Pull complete" => {
+                if let Some((_, total)) = before {
+                    self.by_id.insert(id.clone(), (total, total));
+                }
+            }
+            _ => {}
+        }
+        self.by_id.get(id).copied() != before
+    }
+
+    pub(super) fn progress(&self) -> PullProgress {
+        let (done, total) = self.by_id.values().fold((0u64, 0u64), |(d, t), (ld, lt)| {
+            (d.saturating_add(*ld), t.saturating_add(*lt))
+        });
+        PullProgress {
+            bytes_done: done,
+            bytes_total: total,
+        }
     }
 }
 
@@ -222,6 +270,7 @@ pub(super) fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> 
                 .unwrap_or(0),
         },
         spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
+        image_id: c.image.clone().filter(|i| !i.is_empty()),
         state: run_state,
         exit_code: state.and_then(|s| s.exit_code),
         health: docker_health,
@@ -333,6 +382,70 @@ mod tests {
         ];
         for (image, want) in cases {
             assert_eq!(split_image(image), want, "{image}");
+        }
+    }
+
+    #[test]
+    fn a_pulls_layers_sum_into_one_progress() {
+        use bollard::models::ProgressDetail;
+        let msg = |id: &str, status: &str, cur: Option<i64>, total: Option<i64>| CreateImageInfo {
+            id: Some(id.into()),
+            status: Some(status.into()),
+            progress_detail: Some(ProgressDetail {
+                current: cur,
+                total,
+            }),
+            error_detail: None,
+        };
+        let mut l = Layers::default();
+        let cases: Vec<(CreateImageInfo, bool, (u64, u64))> = vec![
+            (msg("a", "Pulling fs layer", None, None), false, (0, 0)),
+            (msg("b", "Already exists", None, None), false, (0, 0)),
+            (
+                msg("a", "Downloading", Some(100), Some(1000)),
+                true,
+                (100, 1000),
+            ),
+            (
+                msg("c", "Downloading", Some(50), Some(500)),
+                true,
+                (150, 1500),
+            ),
+            (
+                msg("a", "Downloading", Some(100), Some(1000)),
+                false,
+                (150, 1500),
+            ),
+            (
+                msg("a", "Download complete", None, None),
+                true,
+                (1050, 1500),
+            ),
+            // Extraction's own byte counts are not download progress.
+            (
+                msg("a", "Extracting", Some(10), Some(9999)),
+                false,
+                (1050, 1500),
+            ),
+            (msg("c", "Pull complete", None, None), true, (1500, 1500)),
+            // A layer Docker never sized does not count.
+            (msg("d", "Pull complete", None, None), false, (1500, 1500)),
+            (
+                msg("e", "Downloading", Some(-1), Some(-5)),
+                false,
+                (1500, 1500),
+            ),
+        ];
+        for (i, (m, changed, (done, total))) in cases.into_iter().enumerate() {
+            assert_eq!(l.update(&m), changed, "message {i}");
+            assert_eq!(
+                l.progress(),
+                PullProgress {
+                    bytes_done: done,
+                    bytes_total: total
+                },
+                "message {i}"
+            );
         }
     }
 }

@@ -2,7 +2,7 @@
 //! types into Docker calls and Docker's answers back into domain types, and counts every
 //! call in the metrics.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,11 +24,12 @@ mod convert;
 pub use self::convert::create_body;
 use self::convert::{published_ports, split_image, to_actual, to_event};
 use super::actual::ActualContainer;
+use super::images::{ImageInfo, PullAuth};
 use super::inspected::{Inspected, Listed};
 use super::labels;
 use crate::assignment::ContainerSpec;
 use crate::metrics;
-use crate::spec::UsedPort;
+use crate::spec::{PullProgress, UsedPort};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -50,19 +51,25 @@ pub enum RuntimeError {
     /// A network or volume the spec says to use as it is (`createIfNotExists: false`).
     #[error("{kind} {name} does not exist on this host and createIfNotExists is false: create it (docker {kind} create {name}) or let Berth create it")]
     Missing { kind: &'static str, name: String },
-    #[error("image {image} not found locally and pull failed")]
-    ImageUnavailable {
+    /// Pulling failed; [`images`](super::images) tells why from Docker's message.
+    #[error("pulling {image}")]
+    Pull {
         image: String,
         #[source]
         source: bollard::errors::Error,
     },
+    /// A stop-first replacement found its image gone before stopping anything.
+    #[error("image {image} is not on this host")]
+    ImageAbsent { image: String },
 }
 
 impl RuntimeError {
     /// Permanent errors wait for a spec change; the rest are retried with backoff.
     pub fn is_transient(&self) -> bool {
         match self {
-            RuntimeError::ImageUnavailable { .. } => false,
+            // Retried on the image's own backoff (see `images`), not the action's.
+            RuntimeError::Pull { .. } => true,
+            RuntimeError::ImageAbsent { .. } => true,
             RuntimeError::Request { source, .. } => !matches!(
                 source,
                 bollard::errors::Error::DockerResponseServerError { status_code, .. }
@@ -79,7 +86,7 @@ impl RuntimeError {
         match self {
             RuntimeError::Connect { .. } | RuntimeError::InsecureRefused { .. } => "docker_connect",
             RuntimeError::Request { .. } => "docker_request",
-            RuntimeError::ImageUnavailable { .. } => "image_unavailable",
+            RuntimeError::Pull { .. } | RuntimeError::ImageAbsent { .. } => "image_unavailable",
             RuntimeError::Missing { .. } => "missing_resource",
         }
     }
@@ -159,6 +166,9 @@ pub struct Runtime {
     /// Last inspect of each managed container; shared by clones (the agent's pass, its
     /// executor and its event pump all hold one).
     inspected: Arc<Mutex<Inspected>>,
+    /// Registry digests by image ID: an ID names fixed bits, so they are looked up once
+    /// per ID (and again after a pull, which can add one).
+    digests: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
 }
 
 const TIMEOUT_SECS: u64 = 120;
@@ -209,6 +219,7 @@ impl Runtime {
             docker,
             endpoint: endpoint.to_owned(),
             inspected: Arc::default(),
+            digests: Arc::default(),
         })
     }
 
@@ -319,33 +330,97 @@ impl Runtime {
         self.lock_inspected().forget(id);
     }
 
-    /// Make sure `image` is present: use the local copy, else pull it.
-    pub async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
-        if call("inspect_image", image, self.docker.inspect_image(image))
-            .await
-            .is_ok()
-        {
-            return Ok(());
+    /// What this engine has of `image`: its ID and registry digests, or `None`.
+    pub async fn image(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        match call("inspect_image", image, self.docker.inspect_image(image)).await {
+            Ok(i) => Ok(Some(ImageInfo {
+                id: i.id.unwrap_or_default(),
+                repo_digests: i.repo_digests.unwrap_or_default(),
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Pull `image` with `auth` for its registry, if any, calling `progress` as its layers
+    /// come in. Docker itself pulls a layer once however many callers want it; the agent
+    /// also keeps to one pull per image (see `images`).
+    pub async fn pull(
+        &self,
+        image: &str,
+        auth: Option<PullAuth>,
+        mut progress: impl FnMut(PullProgress) + Send,
+    ) -> Result<(), RuntimeError> {
         let (from, tag) = split_image(image);
         let opts = CreateImageOptionsBuilder::default()
             .from_image(from)
             .tag(tag)
             .build();
-        let pull = self
-            .docker
-            .create_image(Some(opts), None, None)
-            .try_collect::<Vec<_>>();
-        call("pull", image, pull)
-            .await
-            .map(|_| ())
-            .map_err(|e| match e {
-                RuntimeError::Request { source, .. } => RuntimeError::ImageUnavailable {
-                    image: image.to_owned(),
-                    source,
+        let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+            username: Some(a.username),
+            password: Some(a.password),
+            serveraddress: Some(a.registry),
+            ..Default::default()
+        });
+        let mut layers = convert::Layers::default();
+        let started = Instant::now();
+        let mut stream = self.docker.create_image(Some(opts), None, credentials);
+        let mut result = Ok(());
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if layers.update(&info) {
+                        progress(layers.progress());
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        metrics::DOCKER_REQUEST_DURATION
+            .with_label_values(&["pull"])
+            .observe(started.elapsed().as_secs_f64());
+        metrics::DOCKER_REQUESTS
+            .with_label_values(&["pull", if result.is_ok() { "success" } else { "error" }])
+            .inc();
+        result.map_err(|source| RuntimeError::Pull {
+            image: image.to_owned(),
+            source,
+        })
+    }
+
+    /// Registry digests of each image ID in `ids` that has any, looked up once per ID.
+    pub async fn repo_digests(&self, ids: &BTreeSet<String>) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let known = self.lock_digests().get(id).cloned();
+            let digests = match known {
+                Some(d) => d,
+                None => match self.image(id).await {
+                    Ok(Some(info)) => {
+                        self.lock_digests()
+                            .insert(id.clone(), info.repo_digests.clone());
+                        info.repo_digests
+                    }
+                    // Gone or unreadable: asked again next time.
+                    _ => continue,
                 },
-                other => other,
-            })
+            };
+            out.insert(id.clone(), digests);
+        }
+        out
+    }
+
+    /// A pull can give an image ID it already had a new digest.
+    pub fn forget_digests(&self) {
+        self.lock_digests().clear();
+    }
+
+    fn lock_digests(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<String>>> {
+        // A plain cache: use it whatever a panicking holder left.
+        self.digests.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Create the network unless it exists (or, when `create` is false, say it is
@@ -535,18 +610,10 @@ impl Runtime {
         Ok(removed)
     }
 
-    /// Create (not start) a container; returns its id. The image is looked for only when
-    /// Docker answers that something is missing (404), then pulled if absent, and the
-    /// create tried once more, as `docker run` does: one call per container when the
-    /// image is there, which it is for every container of a stack but the first.
+    /// Create (not start) a container; returns its id. Its image must be there already
+    /// (the agent's `images` step sees to it): a missing one is Docker's 404, retried.
     pub async fn create(&self, req: CreateRequest<'_>) -> Result<String, RuntimeError> {
-        match self.create_once(&req).await {
-            Err(e) if e.is_not_found() => {
-                self.ensure_image(&req.spec.image).await?;
-                self.create_once(&req).await
-            }
-            other => other,
-        }
+        self.create_once(&req).await
     }
 
     async fn create_once(&self, req: &CreateRequest<'_>) -> Result<String, RuntimeError> {

@@ -62,6 +62,9 @@ fn report(replica: u32, image: &str, state: &str, health: &str) -> SlotReport {
         restarts: 0,
         exit_code: None,
         message: None,
+        image_id: None,
+        image_digest: None,
+        pull: None,
     }
 }
 
