@@ -42,6 +42,13 @@ impl Assignment {
         }
         self.slots.iter().find(|s| s.is(id))
     }
+
+    /// Replica `replica` of `service`, if this assignment holds it.
+    pub fn slot_of(&self, service: &str, replica: u32) -> Option<&Slot> {
+        self.slots
+            .iter()
+            .find(|s| s.service == service && s.replica == replica)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -201,6 +201,34 @@ fn docker_config_in(docker_config: Option<&OsStr>, home: Option<&OsStr>) -> Opti
     path.is_file().then_some(path)
 }
 
+/// The registry digest of `image` among an image's `digests`: the one of its repository
+/// (`127.0.0.1:5000/team/app:1` is `127.0.0.1:5000/team/app@sha256:...`).
+pub fn digest_for(image: &str, digests: &[String]) -> Option<String> {
+    let repo = repository(image);
+    digests
+        .iter()
+        .find(|d| d.split('@').next() == Some(repo))
+        .or_else(|| {
+            // Docker writes Docker Hub repositories short (`busybox@...`) or long.
+            let short = repo
+                .strip_prefix("docker.io/")
+                .map(|r| r.strip_prefix("library/").unwrap_or(r));
+            digests
+                .iter()
+                .find(|d| short.is_some() && d.split('@').next() == short)
+        })
+        .cloned()
+}
+
+/// An image reference without its tag or digest.
+pub fn repository(image: &str) -> &str {
+    let name = image.split('@').next().unwrap_or(image);
+    match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +488,35 @@ mod tests {
         ];
         for (name, docker_config, home, want) in cases {
             assert_eq!(docker_config_in(docker_config, home), want, "{name}");
+        }
+    }
+    #[test]
+    fn the_digest_is_the_one_of_the_images_repository() {
+        let d = |s: &str| s.to_owned();
+        let digests = vec![
+            d("other/app@sha256:aaa"),
+            d("127.0.0.1:5000/team/app@sha256:bbb"),
+            d("busybox@sha256:ccc"),
+        ];
+        let cases = [
+            (
+                "127.0.0.1:5000/team/app:1",
+                Some("127.0.0.1:5000/team/app@sha256:bbb"),
+            ),
+            (
+                "127.0.0.1:5000/team/app",
+                Some("127.0.0.1:5000/team/app@sha256:bbb"),
+            ),
+            (
+                "127.0.0.1:5000/team/app@sha256:bbb",
+                Some("127.0.0.1:5000/team/app@sha256:bbb"),
+            ),
+            ("busybox:latest", Some("busybox@sha256:ccc")),
+            ("docker.io/library/busybox:1", Some("busybox@sha256:ccc")),
+            ("berth-test/busybox:latest", None),
+        ];
+        for (image, want) in cases {
+            assert_eq!(digest_for(image, &digests).as_deref(), want, "{image}");
         }
     }
 }

@@ -176,7 +176,7 @@ async fn a_new_image_that_cannot_be_had_is_reported_and_the_old_container_kept()
             s.services.get("web").is_some_and(|w| {
                 w.message
                     .as_deref()
-                    .is_some_and(|m| m.contains("not found locally and pull failed"))
+                    .is_some_and(|m| m.contains(&format!("pulling {missing}")))
             })
         })
         .await;

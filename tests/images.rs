@@ -426,3 +426,121 @@ async fn a_slow_pull_shows_its_progress_is_done_once_for_three_replicas_and_come
     drop(c);
     docker(&["rmi", "-f", &image]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_passwords_never_leak_into_logs_events_metrics_status_or_output() {
+    const PLAIN: &str = "REGPASS-PLAIN-41c7";
+    const SECRET: &str = "REGPASS-SECRET-9d2e";
+    const WRONG: &str = "REGPASS-WRONG-c05a";
+    let plain = Registry::start("ci", PLAIN);
+    let secret = Registry::start("ci", SECRET);
+    let wrong = Registry::start("ci", "the-right-one");
+    let images: Vec<String> = [
+        (&plain, "leak/a:1"),
+        (&secret, "leak/b:1"),
+        (&wrong, "leak/c:1"),
+    ]
+    .into_iter()
+    .map(|(r, tag)| {
+        let image = r.push(LOCAL, tag);
+        r.forget_local(&image);
+        image
+    })
+    .collect();
+
+    // The harness's agent and controller make way for a `berth up` with debug logging,
+    // so everything it logs can be searched.
+    let mut c = Cluster::start("img-leak").await;
+    c.stop_agent().await;
+    c.stop_controller().await;
+    let url = c.etcd.as_ref().expect("etcd").client_url.clone();
+    let port = free_port();
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let up = Proc(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["up", "--etcd-endpoints", &url, "--host-id", &c.host_id])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log.reopen().expect("log")))
+            .spawn()
+            .expect("berth up"),
+    );
+    let mut output = String::new();
+    output += &login(&c, &plain.addr, "ci", PLAIN);
+    c.store
+        .put(&keys::secret("it-registry-pw"), SECRET.as_bytes().to_vec())
+        .await
+        .expect("put secret");
+    output += &login(&c, &secret.addr, "ci", "{{secret:it-registry-pw}}");
+    output += &login(&c, &wrong.addr, "ci", WRONG);
+
+    let spec = stack(json!([
+        service("a", &images[0]),
+        service("b", &images[1]),
+        service("c", &images[2]),
+    ]));
+    c.put_stack("imgleak-it", &spec).await;
+    let st = c
+        .wait_status("imgleak-it", T, |s| {
+            let state = |n: &str| s.services.get(n).map(|x| x.state.as_str());
+            state("a") == Some("running")
+                && state("b") == Some("running")
+                && state("c") == Some("failed")
+        })
+        .await;
+    assert!(
+        st.services["c"]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("unauthorized")),
+        "{st:#?}"
+    );
+    // The failure was an event and the pulls were logged before this is read.
+    let events = eventually("the PullFailed event", T, || async {
+        let events = berth::events::list(&c.store, Some("imgleak-it"))
+            .await
+            .ok()?;
+        events
+            .iter()
+            .any(|e| e.reason == "PullFailed")
+            .then_some(events)
+    })
+    .await;
+    let metrics = http_get(port, "/metrics").await.expect("metrics");
+    let url_args = ["--etcd-endpoints", url.as_str()];
+    output += &run_ok(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["status"])
+            .args(url_args),
+    );
+    drop(up);
+    let logs = std::fs::read_to_string(log.path()).expect("log");
+    assert!(logs.contains("pulling image"), "the log is the agent's");
+
+    let passwords = [PLAIN, SECRET, WRONG];
+    let leaks = |what: &str, text: &str| {
+        for p in passwords {
+            for line in text.lines().filter(|l| l.contains(p)) {
+                eprintln!("leak in {what}: {}", &line[..line.len().min(300)]);
+            }
+            assert!(!text.contains(p), "a registry password in {what}");
+        }
+    };
+    leaks("the agent's and controller's logs", &logs);
+    leaks("metrics", &metrics);
+    leaks("berth output", &output);
+    leaks("the status", &serde_json::to_string(&st).expect("json"));
+    leaks("events", &format!("{events:?}"));
+    let (kvs, _) = c.store.list("").await.expect("list");
+    for kv in kvs
+        .iter()
+        .filter(|kv| !kv.key.starts_with(keys::REGISTRIES) && !kv.key.starts_with(keys::SECRETS))
+    {
+        leaks(&kv.key, &String::from_utf8_lossy(&kv.value));
+    }
+    drop(c);
+    for (r, image) in [&plain, &secret, &wrong].into_iter().zip(&images) {
+        r.forget_local(image);
+    }
+}

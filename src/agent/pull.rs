@@ -251,7 +251,7 @@ impl Reconciler {
             let login = auth.as_ref().map(images::fingerprint);
             let result = rt.pull(&image, auth, |p| reporter.progress(p)).await;
             let failure = result.err().map(|e| {
-                let said = docker_said(&e);
+                let said = e.docker_message();
                 PullFailure::new(&image, &registry_of(&image), &host, &source, &said, login)
             });
             reporter.done(failure);
@@ -303,18 +303,5 @@ fn source_kind(s: &LoginSource) -> &'static str {
         LoginSource::Etcd(_) => "etcd",
         LoginSource::DockerConfig(_) => "docker-config",
         LoginSource::None { .. } => "none",
-    }
-}
-
-/// Docker's own words for a failed pull.
-fn docker_said(e: &super::runtime::RuntimeError) -> String {
-    use bollard::errors::Error;
-    match e {
-        super::runtime::RuntimeError::Pull { source, .. } => match source {
-            Error::DockerStreamError { error } => error.clone(),
-            Error::DockerResponseServerError { message, .. } => message.clone(),
-            other => other.to_string(),
-        },
-        other => crate::error_chain(other),
     }
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use super::actual::{ActualContainer, RunState};
 use super::desired::DesiredContainer;
-use super::images::digest_for;
 use super::plan::{finished, Finished};
 use crate::health::Health;
+use crate::registry::digest_for;
 use crate::report::{SlotHealth, SlotReport, SlotState};
 use crate::spec::PullProgress;
 

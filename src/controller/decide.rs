@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::pins;
 use super::rollout::{self, Rollout, RolloutEvent};
 use super::world::World;
 use crate::assignment::{Assignment, Slot};
@@ -125,8 +126,20 @@ fn target(
     let mut out: BTreeMap<(String, String), Assignment> = BTreeMap::new();
     for (id, stack) in &valid {
         let rev = parsed.get(*id).map_or(0, |p| p.revision);
-        let assigned =
+        let mut assigned =
             assign::assignments_for(id, stack, rev, &placement.hosts, &regs, &world.secrets);
+        if stack.pin_digests() {
+            let current: BTreeMap<&str, &Assignment> = world
+                .assignments
+                .iter()
+                .filter(|((_, s), _)| s == id)
+                .map(|((h, _), (a, _))| (h.as_str(), a))
+                .collect();
+            let reports: Vec<&crate::report::SlotReport> =
+                world.reports.iter().filter(|r| r.stack == *id).collect();
+            let pinned = pins::pins(stack, rev, &current, &reports);
+            pins::apply(&pinned, rev, &current, &reports, &mut assigned);
+        }
         for (host, a) in assigned {
             out.insert((host, (*id).to_owned()), a);
         }

@@ -7,6 +7,7 @@
 pub mod decide;
 pub mod history;
 pub mod narrate;
+pub mod pins;
 pub mod rollout;
 pub mod status;
 pub mod world;

@@ -85,6 +85,15 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// Whether the stack's images are pinned to the digest the first pull found
+    /// (`deployment.pinDigests`).
+    pub fn pin_digests(&self) -> bool {
+        self.deployment
+            .as_ref()
+            .and_then(|d| d.pin_digests)
+            .unwrap_or(false)
+    }
+
     /// The deployment mode; an unknown string falls back to the default, which only
     /// matters for stacks that have not passed `validate`.
     pub fn mode(&self) -> DeploymentMode {
@@ -160,6 +169,11 @@ pub struct Deployment {
     /// How a changed service is replaced, for every service that does not say otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateConfig>,
+    /// Run identical bits on every host: once the first host that pulled a revision's
+    /// image reports its registry digest, every other slot of that revision is given
+    /// `image@digest`, so a tag that moves meanwhile changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_digests: Option<bool>,
 }
 
 /// One `SoftwareApplication` of the stack.

@@ -91,6 +91,21 @@ impl RuntimeError {
         }
     }
 
+    /// Docker's own words, without Berth's context: what a failed pull is told apart by.
+    pub fn docker_message(&self) -> String {
+        use bollard::errors::Error;
+        match self {
+            RuntimeError::Pull { source, .. } | RuntimeError::Request { source, .. } => {
+                match source {
+                    Error::DockerStreamError { error } => error.clone(),
+                    Error::DockerResponseServerError { message, .. } => message.clone(),
+                    other => other.to_string(),
+                }
+            }
+            other => crate::error_chain(other),
+        }
+    }
+
     /// Docker answered 404 (the container or object is gone).
     pub fn is_not_found(&self) -> bool {
         self.status_code() == Some(404)
