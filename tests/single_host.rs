@@ -265,8 +265,21 @@ async fn a_killed_container_is_restarted_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_that_cannot_be_had_fails_the_stack_with_a_clear_message() {
+    // A registry that answers, with a login that works, but no such tag: not found is
+    // permanent, so the stack is Failed; a registry nobody answers for is only missing.
+    let reg = common::registry::Registry::start("ci", "pw-noimage");
     let c = Cluster::start("noimage").await;
-    let json = web_stack(18186, "x").replace("berth-test/busybox:latest", "berth-test/nope:1");
+    c.store
+        .put(
+            &berth::store::keys::registry(&reg.addr),
+            serde_json::json!({"username": "ci", "password": "pw-noimage"})
+                .to_string()
+                .into_bytes(),
+        )
+        .await
+        .expect("put login");
+    let nope = format!("{}/team/nope:1", reg.addr);
+    let json = web_stack(18186, "x").replace("berth-test/busybox:latest", &nope);
     let rev = c.put_stack("noimage-it", &json).await;
     let st = c
         .wait_status("noimage-it", T, |s| {
@@ -275,11 +288,37 @@ async fn an_image_that_cannot_be_had_fails_the_stack_with_a_clear_message() {
         .await;
     let msg = st.services["web"].message.clone().unwrap_or_default();
     assert!(
-        msg.contains("berth-test/nope:1") && msg.contains("pull failed"),
+        msg.contains(&format!(
+            "pulling {nope}: not found at registry {}",
+            reg.addr
+        )) && msg.contains("manifest unknown"),
         "{msg}"
     );
     assert_eq!(st.services["web"].state, "failed");
     assert!(containers_of(&c.host_id, "noimage-it").is_empty());
+
+    let gone = format!("127.0.0.1:{}/team/app:1", free_port());
+    let json = web_stack(18186, "x").replace("berth-test/busybox:latest", &gone);
+    let rev = c.put_stack("noimage-it", &json).await;
+    let st = c
+        .wait_status("noimage-it", T, |s| {
+            s.observed_revision == rev
+                && s.services["web"]
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("unreachable"))
+        })
+        .await;
+    let web = &st.services["web"];
+    assert!(
+        web.message.as_deref().is_some_and(|m| m.contains(&format!(
+            "pulling {gone}: registry {} unreachable",
+            &gone[..gone.find('/').unwrap()]
+        ))),
+        "{st:#?}"
+    );
+    assert_eq!(web.state, "missing", "retried: not failed");
+    assert_ne!(st.phase, Phase::Failed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
