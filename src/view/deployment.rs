@@ -729,4 +729,49 @@ mod tests {
         let idle = deployment_map(&world(&[host("h1", "10.0.0.1")]), None);
         assert!(render(&idle, 80).starts_with("no stacks\n"));
     }
+
+    #[test]
+    fn a_pull_shows_its_progress_and_replicas_on_other_images_are_marked() {
+        let with = |slot: &str, extra: Value| {
+            let (service, replica) = slot.split_once('.').unwrap();
+            let mut r = json!({"stack": "shop", "service": service,
+                "replica": replica.parse::<u32>().unwrap(), "host": "h2",
+                "specRevision": 7, "specHash": "h", "state": "running", "health": "none",
+                "restarts": 0});
+            for (k, v) in extra.as_object().unwrap() {
+                r[k] = v.clone();
+            }
+            kv(keys::report("h2", "shop", slot), r)
+        };
+        let kvs = vec![
+            shop(),
+            host("h2", "10.0.0.2"),
+            assignment(
+                "h2",
+                vec![
+                    slot("web", 1, 0, json!({}), json!([])),
+                    slot("web", 2, 0, json!({}), json!([])),
+                    slot("db", 1, 0, json!({}), json!([])),
+                ],
+            ),
+            with("web.1", json!({"imageId": "sha256:aaaaaaaaaaaaffff"})),
+            with("web.2", json!({"imageId": "sha256:bbbbbbbbbbbbffff"})),
+            with(
+                "db.1",
+                json!({"state": "pulling", "pull": {"bytesDone": 31_000_000, "bytesTotal": 100_000_000}}),
+            ),
+        ];
+        let map = deployment_map(&world(&kvs), None);
+        let h2 = &map.hosts[0];
+        let line = |name: &str| h2.slots.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(line("web.1").image, "aaaaaaaaaaaa (drift)");
+        assert_eq!(line("web.2").image, "bbbbbbbbbbbb (drift)");
+        assert_eq!(line("db").state, "pulling 31% of 100.0 MB");
+        assert_eq!(line("db").image, "-");
+        let text = render(&map, 120);
+        assert!(
+            text.contains("IMAGE") && text.contains("pulling 31% of 100.0 MB"),
+            "{text}"
+        );
+    }
 }

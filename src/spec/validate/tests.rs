@@ -331,6 +331,19 @@ fn every_rule_reports_its_problem_with_a_path() {
             &[r#"itemListElement[0].restartPolicy: "unless-stopped" is not a restart policy (always, on-failure, never)"#],
         ),
         case(
+            "pull policies are valid",
+            two(
+                &service(r#""pullPolicy":"always""#),
+                r#"{"name":"b","image":"x","pullPolicy":"missing"},{"name":"c","image":"x","pullPolicy":"never"}"#,
+            ),
+            &[],
+        ),
+        case(
+            "unknown pull policy",
+            doc("", &service(r#""pullPolicy":"if-not-present""#)),
+            &[r#"itemListElement[0].pullPolicy: "if-not-present" is not a pull policy (missing, always, never)"#],
+        ),
+        case(
             "waiting for a job to complete is valid",
             two(
                 &service(r#""softwareRequirements":[{"name":"migrate","condition":"completed"},{"name":"db","condition":"healthy","waitForHealthy":true},{"name":"cache","condition":"started"}]"#),
