@@ -136,6 +136,24 @@ async fn a_login_in_the_hosts_docker_config_file_is_used_when_etcd_has_none() {
     })
     .await;
     assert_eq!(c.store.get(&keys::registry(&reg.addr)).await.unwrap(), None);
+
+    // A login in etcd wins over the file, even a wrong one.
+    login(&c, &reg.addr, "ci", "pw-file-WRONG");
+    let second = reg.push(LOCAL, "file/app:2");
+    reg.forget_local(&second);
+    c.put_stack(
+        "imgfile-it",
+        &stack(json!([service("app", &image), service("two", &second)])),
+    )
+    .await;
+    let (_, two) = service_once(&c, "imgfile-it", "two", "failed").await;
+    assert!(
+        two.message.as_deref().is_some_and(|m| m.contains(&format!(
+            "the credentials at /berth/registries/{} were refused",
+            reg.addr
+        ))),
+        "{two:#?}"
+    );
     drop(c);
     reg.forget_local(&image);
 }
