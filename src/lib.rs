@@ -26,6 +26,7 @@
 //!   and `berth host remove` print, rendered purely from a snapshot.
 
 pub mod agent;
+pub mod api;
 pub mod assignment;
 pub mod controller;
 pub mod embedded;

@@ -66,6 +66,11 @@ enum Command {
     /// Recent events (placed, started, restarted, unhealthy, rescheduled, orphan removed,
     /// ...), oldest first: at most 100 per stack are kept. Exit 0 shown, 2 error.
     Events(cli::events::EventsArgs),
+    /// The merged stdout and stderr of a stack's containers on every host, prefixed
+    /// `service.replica@host |`, read from each host's agent API (`-f` follows through
+    /// restarts and replacements). A host that cannot be reached is named on stderr.
+    /// Exit 0 every host answered, 1 some did not (or nothing is assigned), 2 error.
+    Logs(cli::logs::LogsArgs),
     /// A stack's kept revisions: time, images and how each rollout ended (`complete`,
     /// `rolled back`, `paused`, `superseded`). Exit 0 shown, 1 no such stack, 2 error.
     History(cli::history::HistoryArgs),
@@ -116,6 +121,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => cli::status::run(args).await,
         Command::Hosts(args) => cli::hosts::run(args).await,
         Command::Events(args) => cli::events::run(args).await,
+        Command::Logs(args) => cli::logs::run(args).await,
         Command::History(args) => cli::history::run(args).await,
         Command::Rollback(args) => cli::rollback::run(args).await,
         Command::Rollout(args) => cli::rollout::run(args).await,

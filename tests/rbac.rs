@@ -302,6 +302,7 @@ async fn with_tls_and_rbac_an_agent_cannot_touch_another_hosts_keys() {
             docker_tls: Default::default(),
             vantage: berth::agent::Vantage::Local,
             docker_config: None,
+            api: None,
         },
         cancel.clone(),
     )

@@ -12,6 +12,7 @@ mod gate;
 pub mod images;
 mod inspected;
 pub mod labels;
+mod logs;
 pub mod plan;
 mod post_start;
 mod pull;
@@ -57,6 +58,8 @@ pub struct AgentConfig {
     pub docker_tls: runtime::DockerTls,
     /// Where this reconciler runs relative to the engine, which decides how it probes.
     pub vantage: Vantage,
+    /// The agent API (container logs for `berth logs`), if served.
+    pub api: Option<crate::api::server::ApiConfig>,
     /// A Docker config file whose `auths` image pulls use; a login in etcd at
     /// `registries/<registry>` wins over it.
     pub docker_config: Option<std::path::PathBuf>,
@@ -77,6 +80,8 @@ pub enum Vantage {
 pub enum AgentError {
     #[error("host id {0:?} is not valid: use letters, digits, '.', '_' or '-' (1-253 characters)")]
     InvalidHostId(String),
+    #[error("{0}")]
+    Api(String),
 }
 
 /// A running agent: its readiness, and a handle to wait for it to stop.
@@ -102,6 +107,9 @@ pub fn spawn(
 ) -> Result<AgentHandle, AgentError> {
     if !crate::spec::is_host_id(&cfg.host_id) {
         return Err(AgentError::InvalidHostId(cfg.host_id));
+    }
+    if let Some(why) = cfg.api.as_ref().and_then(|a| a.refusal()) {
+        return Err(AgentError::Api(why));
     }
     let docker_ok = Arc::new(AtomicBool::new(false));
     let assignments = Reflector::spawn(
@@ -157,6 +165,22 @@ async fn run(
     };
     docker_ok.store(true, Ordering::Relaxed);
     let facts = rt.facts().await.ok();
+    let api_address = match &cfg.api {
+        Some(api) => {
+            let source = logs::source(rt.clone(), host.clone());
+            match crate::api::server::spawn(api, source, cancel.clone()).await {
+                Ok(bound) if bound.ip().is_unspecified() => {
+                    Some(format!("{}:{}", cfg.address, bound.port()))
+                }
+                Ok(bound) => Some(bound.to_string()),
+                Err(e) => {
+                    tracing::error!(error = %e, "the agent API could not start; berth logs cannot read this host");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let registration = HostRegistration {
         id: host.clone(),
         address: cfg.address.clone(),
@@ -173,6 +197,8 @@ async fn run(
             .unwrap_or_default(),
         degraded: None,
         allow_bind_prefixes: cfg.allow_bind_prefixes.clone(),
+        api_tls: api_address.is_some() && cfg.api.as_ref().is_some_and(|a| a.tls.is_some()),
+        api_address,
     };
     let lease = LeasedKey::spawn(
         store.clone(),

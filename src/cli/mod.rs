@@ -12,6 +12,7 @@ pub mod events;
 pub mod history;
 pub mod host;
 pub mod hosts;
+pub mod logs;
 pub mod rebalance;
 pub mod registry;
 pub mod rollback;

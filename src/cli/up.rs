@@ -88,6 +88,12 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             docker_tls: Default::default(),
             vantage: agent::Vantage::Local,
             docker_config: registry::default_docker_config(),
+            // Loopback: `berth logs` on this machine reads it without TLS.
+            api: Some(berth::api::server::ApiConfig {
+                addr: SocketAddr::from(([127, 0, 0, 1], 9422)),
+                tls: None,
+                insecure: false,
+            }),
         },
         cancel.clone(),
     )?;

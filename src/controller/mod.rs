@@ -315,6 +315,7 @@ impl Controller {
                 // The controller's own Docker config is its machine's, not the remote
                 // engine's: agentless hosts pull with the logins in etcd only.
                 docker_config: None,
+                api: None,
             };
             match crate::agent::spawn(self.store.clone(), cfg, token.clone()) {
                 Ok(h) => {

@@ -47,6 +47,12 @@ pub struct HostRegistration {
     /// `--allow-bind-prefix`); none by default, so no bind mount is allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_bind_prefixes: Vec<String>,
+    /// Where its agent serves its containers' logs (`host:port`, see `berth logs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_address: Option<String>,
+    /// That API wants mutual TLS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub api_tls: bool,
 }
 
 /// Is a bind mount of `source` allowed under `prefixes`? Whole path components only:

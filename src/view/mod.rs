@@ -6,6 +6,7 @@ mod deployment;
 mod events;
 mod history;
 mod hosts;
+pub mod logs;
 mod preview;
 mod removal;
 mod table;

@@ -19,6 +19,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub struct Cluster {
+    /// The agent API the agent serves (loopback, a port of its own, plain HTTP by
+    /// default); set it, then restart the agent.
+    pub api: Option<berth::api::server::ApiConfig>,
     /// The Docker config file the agent reads registry credentials from (none by
     /// default); set it, then restart the agent.
     pub docker_config: Option<std::path::PathBuf>,
@@ -114,6 +117,11 @@ impl Cluster {
         let controller = CancellationToken::new();
         let handle = spawn_controller(&store, name, &controller);
         let mut c = Cluster {
+            api: Some(berth::api::server::ApiConfig {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                tls: None,
+                insecure: false,
+            }),
             docker_config: None,
             etcd: Some(etcd),
             _dir: dir,
@@ -148,6 +156,7 @@ impl Cluster {
                 docker_tls: Default::default(),
                 vantage: agent::Vantage::Local,
                 docker_config: self.docker_config.clone(),
+                api: self.api.clone(),
             },
             self.agent.clone(),
         )

@@ -132,6 +132,24 @@ impl RuntimeError {
     }
 }
 
+/// A managed container of one slot, as a log reader needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotContainer {
+    pub slot: crate::slot::SlotId,
+    pub id: String,
+    /// Unix seconds: the order a slot's containers came in.
+    pub created: i64,
+    pub running: bool,
+}
+
+/// One chunk of a container's log, from stdout or stderr; lines start with Docker's
+/// timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    pub stderr: bool,
+    pub text: String,
+}
+
 /// Facts about the engine a host registration publishes.
 #[derive(Debug, Clone)]
 pub struct EngineFacts {
@@ -676,6 +694,89 @@ impl Runtime {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }
+    }
+
+    /// The managed containers of `stack` on `host` (one service or replica if given): the
+    /// only containers whose logs the agent API serves, found by their labels, never by a
+    /// name a caller sends.
+    pub async fn slot_containers(
+        &self,
+        host: &str,
+        stack: &str,
+        service: Option<&str>,
+        replica: Option<u32>,
+    ) -> Result<Vec<SlotContainer>, RuntimeError> {
+        let mut filters = vec![
+            format!("{}=true", labels::MANAGED),
+            format!("{}={host}", labels::HOST),
+            format!("{}={stack}", labels::STACK),
+        ];
+        if let Some(s) = service {
+            filters.push(format!("{}={s}", labels::SERVICE));
+        }
+        if let Some(r) = replica {
+            filters.push(format!("{}={r}", labels::REPLICA));
+        }
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&HashMap::from([("label".to_owned(), filters)]))
+            .build();
+        let list = call("list", stack, self.docker.list_containers(Some(opts))).await?;
+        let mut out: Vec<SlotContainer> = list
+            .into_iter()
+            .filter_map(|c| {
+                let l = c.labels.unwrap_or_default();
+                Some(SlotContainer {
+                    slot: crate::slot::SlotId {
+                        stack: l.get(labels::STACK)?.clone(),
+                        service: l.get(labels::SERVICE)?.clone(),
+                        replica: l.get(labels::REPLICA)?.parse().ok()?,
+                    },
+                    id: c.id?,
+                    created: c.created.unwrap_or(0),
+                    running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.slot, a.created, &a.id).cmp(&(&b.slot, b.created, &b.id)));
+        Ok(out)
+    }
+
+    /// Container `id`'s stdout and stderr with Docker's timestamps: the last `tail` lines,
+    /// those since `since` (Unix seconds), and, when `follow`, on until it stops.
+    pub fn logs(
+        &self,
+        id: &str,
+        tail: Option<u64>,
+        since: Option<i64>,
+        follow: bool,
+    ) -> impl Stream<Item = Result<LogChunk, RuntimeError>> + Send + 'static {
+        let opts = bollard::query_parameters::LogsOptionsBuilder::default()
+            .follow(follow)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(since.map_or(0, |s| i32::try_from(s).unwrap_or(i32::MAX)))
+            .tail(&tail.map_or_else(|| "all".to_owned(), |t| t.to_string()))
+            .build();
+        let target = id.to_owned();
+        self.docker.logs(id, Some(opts)).map(move |item| {
+            item.map(|out| match out {
+                bollard::container::LogOutput::StdErr { message } => LogChunk {
+                    stderr: true,
+                    text: String::from_utf8_lossy(&message).into_owned(),
+                },
+                other => LogChunk {
+                    stderr: false,
+                    text: String::from_utf8_lossy(&other.into_bytes()).into_owned(),
+                },
+            })
+            .map_err(|source| RuntimeError::Request {
+                op: "logs",
+                target: target.clone(),
+                source,
+            })
+        })
     }
 
     /// Run `argv` inside a running container, up to `timeout`; the exit code (none when it
