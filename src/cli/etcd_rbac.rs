@@ -66,6 +66,10 @@ pub async fn run(args: EtcdRbacArgs) -> Result<ExitCode> {
         );
     }
     println!("etcd authentication enabled");
+    // etcd roles do not cover logs: they never pass through etcd.
+    println!(
+        "container logs (berth logs) are read from each agent's API, not etcd: a reader needs a client certificate signed by the CA the agents trust (--api-client-ca), given to berth logs as --tls-cert/--tls-key with --tls-ca"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
