@@ -137,7 +137,7 @@ fn target(
                 .collect();
             let reports: Vec<&crate::report::SlotReport> =
                 world.reports.iter().filter(|r| r.stack == *id).collect();
-            let pinned = pins::pins(stack, rev, &current, &reports);
+            let pinned = pins::pins(stack, rev, &current, &reports, &assigned);
             pins::apply(&pinned, rev, &current, &reports, &mut assigned);
         }
         for (host, a) in assigned {

@@ -3,24 +3,35 @@
 //! revision is then assigned `repo@sha256:...`, so a tag pushed again mid-rollout reaches
 //! no host. Level-triggered and kept nowhere else: the pin is read back from the
 //! assignments that carry it, or, before any does, from the report of the slot that
-//! pulled first. Pure.
+//! pulled first. Only a container made for the revision counts: a slot a rollout holds
+//! back keeps the last revision's container, and its agent reports it under the new
+//! revision, but its bits are the last revision's. Pure.
 
 use std::collections::BTreeMap;
 
-use crate::assignment::Assignment;
+use crate::assignment::{Assignment, ContainerSpec};
 use crate::registry::repository;
 use crate::report::SlotReport;
 use crate::spec::Stack;
 
 /// The digest each of the stack's image references is pinned to at `revision`, as far as
 /// it is known: from a slot already assigned `repo@digest`, else from a report of a slot
-/// that runs the reference unpinned.
+/// that runs the reference unpinned; either way, a slot whose container is `target`'s
+/// (the stack's assignments by host at `revision`, not yet pinned) but for the pin.
 pub fn pins(
     stack: &Stack,
     revision: i64,
     current: &BTreeMap<&str, &Assignment>,
     reports: &[&SlotReport],
+    target: &BTreeMap<String, Assignment>,
 ) -> BTreeMap<String, String> {
+    // What each slot is to run at `revision`, and its network (its hash depends on it).
+    let wanted = |service: &str, replica: u32| {
+        target.values().find_map(|a| {
+            a.slot_of(service, replica)
+                .map(|s| (&s.container, a.network.name.as_str()))
+        })
+    };
     let mut out = BTreeMap::new();
     for svc in &stack.item_list_element {
         let image = &svc.image;
@@ -34,12 +45,18 @@ pub fn pins(
             .flat_map(|a| a.slots.iter().filter(|s| s.service == svc.name));
         let assigned = at_revision
             .clone()
+            .filter(|s| {
+                wanted(&s.service, s.replica).is_some_and(|(w, _)| same_but_image(&s.container, w))
+            })
             .map(|s| &s.container.image)
             .find(|i| i.split('@').next() == Some(repo) && i.contains("@sha256:"));
         let reported = || {
             reports
                 .iter()
                 .filter(|r| r.spec_revision == revision && r.service == svc.name)
+                .filter(|r| {
+                    wanted(&r.service, r.replica).is_some_and(|(w, net)| w.hash(net) == r.spec_hash)
+                })
                 .filter(|r| {
                     current.get(r.host.as_str()).is_some_and(|a| {
                         a.slot_of(&r.service, r.replica)
@@ -55,9 +72,19 @@ pub fn pins(
     out
 }
 
+/// Whether `a` and `b` are one container but for the image reference.
+fn same_but_image(a: &ContainerSpec, b: &ContainerSpec) -> bool {
+    let bare = |c: &ContainerSpec| ContainerSpec {
+        image: String::new(),
+        ..c.clone()
+    };
+    bare(a) == bare(b)
+}
+
 /// Gives the slots of `target` (the stack's assignments by host, at `revision`) their
 /// pinned image, but for a slot that already runs the pinned bits under the unpinned
-/// reference (the one that pulled first): replacing it would change nothing but its name.
+/// reference (the one that pulled first, its container made for `revision`): replacing it
+/// would change nothing but its name.
 pub fn apply(
     pins: &BTreeMap<String, String>,
     revision: i64,
@@ -66,10 +93,12 @@ pub fn apply(
     target: &mut BTreeMap<String, Assignment>,
 ) {
     for (host, a) in target.iter_mut() {
+        let network = a.network.name.clone();
         for slot in &mut a.slots {
             let Some(pin) = pins.get(&slot.container.image) else {
                 continue;
             };
+            let unpinned = slot.container.hash(&network);
             let runs_it = current.get(host.as_str()).is_some_and(|c| {
                 c.spec_revision == revision
                     && c.slot_of(&slot.service, slot.replica)
@@ -79,6 +108,7 @@ pub fn apply(
                     && r.service == slot.service
                     && r.replica == slot.replica
                     && r.spec_revision == revision
+                    && r.spec_hash == unpinned
                     && r.image_digest.as_ref() == Some(pin)
             });
             if !runs_it {
@@ -107,7 +137,23 @@ mod tests {
         .unwrap()
     }
 
+    /// The service's container at `version` of the spec (its `V`), running `image`.
+    fn ctr(image: &str, version: &str) -> ContainerSpec {
+        ContainerSpec {
+            image: image.into(),
+            env: BTreeMap::from([("V".into(), version.into())]),
+            ..Default::default()
+        }
+    }
+
+    /// Replica `replica` assigned at `rev`, with the current spec's container (`V` 2).
     fn on(rev: i64, replica: u32, image: &str) -> Assignment {
+        held(rev, replica, image, "2")
+    }
+
+    /// Replica `replica` assigned at `rev` with the container of spec `version`: `V` 1 is
+    /// the last revision's, which a rollout holds back until the slot's batch comes.
+    fn held(rev: i64, replica: u32, image: &str, version: &str) -> Assignment {
         Assignment {
             stack: "s".into(),
             spec_revision: rev,
@@ -118,25 +164,20 @@ mod tests {
                 create: true,
             },
             volumes: vec![],
-            slots: vec![Slot::bare(
-                "web",
-                replica,
-                ContainerSpec {
-                    image: image.into(),
-                    ..Default::default()
-                },
-            )],
+            slots: vec![Slot::bare("web", replica, ctr(image, version))],
         }
     }
 
-    fn report(host: &str, replica: u32, rev: i64, digest: Option<&str>) -> SlotReport {
+    /// The agent's report of what `a` assigns it, running bits of `digest`.
+    fn report(host: &str, a: &Assignment, digest: Option<&str>) -> SlotReport {
+        let slot = &a.slots[0];
         SlotReport {
             stack: "s".into(),
             service: "web".into(),
-            replica,
+            replica: slot.replica,
             host: host.into(),
-            spec_revision: rev,
-            spec_hash: "x".into(),
+            spec_revision: a.spec_revision,
+            spec_hash: slot.container.hash(&a.network.name),
             container_id: Some("c".into()),
             state: SlotState::Running,
             health: SlotHealth::NotChecked,
@@ -156,9 +197,9 @@ mod tests {
     ) -> (Vec<String>, BTreeMap<String, String>) {
         let current: BTreeMap<&str, &Assignment> = current.iter().map(|(h, a)| (*h, a)).collect();
         let reports: Vec<&SlotReport> = reports.iter().collect();
-        let pinned = pins(&stack(), 5, &current, &reports);
         let mut target: BTreeMap<String, Assignment> =
             BTreeMap::from([("h1".into(), on(5, 1, TAG)), ("h2".into(), on(5, 2, TAG))]);
+        let pinned = pins(&stack(), 5, &current, &reports, &target);
         apply(&pinned, 5, &current, &reports, &mut target);
         let images = target
             .values()
@@ -170,7 +211,12 @@ mod tests {
     #[test]
     #[allow(clippy::type_complexity)] // one row per case reads best as a tuple
     fn the_first_pulls_digest_pins_the_other_slots_and_leaves_the_first_as_it_is() {
-        let both_tag = [("h1", on(5, 1, TAG)), ("h2", on(5, 2, TAG))];
+        let (h1, h2) = (on(5, 1, TAG), on(5, 2, TAG));
+        let both_tag = [("h1", h1.clone()), ("h2", h2.clone())];
+        // The rollout of revision 5 handed h1 its new container; h2's batch has not come,
+        // so it still runs revision 4's (V 1), which its agent reports under revision 5.
+        let h2_held = held(5, 2, TAG, "1");
+        let h2_held_pinned = held(5, 2, D1, "1");
         // (name, current, reports, images of h1 and h2)
         let cases: Vec<(&str, Vec<(&str, Assignment)>, Vec<SlotReport>, [&str; 2])> = vec![
             (
@@ -182,26 +228,50 @@ mod tests {
             (
                 "h1 pulled D1 first: h2 is pinned to it",
                 both_tag.to_vec(),
-                vec![report("h1", 1, 5, Some(D1)), report("h2", 2, 5, None)],
+                vec![report("h1", &h1, Some(D1)), report("h2", &h2, None)],
                 [TAG, D1],
             ),
             (
                 "h2 pulled the same bits: it keeps its container",
                 both_tag.to_vec(),
-                vec![report("h1", 1, 5, Some(D1)), report("h2", 2, 5, Some(D1))],
+                vec![report("h1", &h1, Some(D1)), report("h2", &h2, Some(D1))],
                 [TAG, TAG],
             ),
             (
                 "a report of the last revision pins nothing",
                 vec![("h1", on(4, 1, TAG)), ("h2", on(4, 2, TAG))],
-                vec![report("h1", 1, 4, Some(D1))],
+                vec![report("h1", &on(4, 1, TAG), Some(D1))],
                 [TAG, TAG],
             ),
             (
                 "the pin already assigned holds, whatever a later pull of the tag found",
-                vec![("h1", on(5, 1, TAG)), ("h2", on(5, 2, D1))],
-                vec![report("h1", 1, 5, Some(D2)), report("h2", 2, 5, Some(D1))],
+                vec![("h1", h1.clone()), ("h2", on(5, 2, D1))],
+                vec![
+                    report("h1", &h1, Some(D2)),
+                    report("h2", &on(5, 2, D1), Some(D1)),
+                ],
                 [D1, D1],
+            ),
+            (
+                "a held-back slot's last-revision bits pin nothing while h1 pulls",
+                vec![("h1", h1.clone()), ("h2", h2_held.clone())],
+                vec![report("h2", &h2_held, Some(D1))],
+                [TAG, TAG],
+            ),
+            (
+                "h1's pull pins the new revision, not the held-back slot's bits",
+                vec![("h1", h1.clone()), ("h2", h2_held.clone())],
+                vec![
+                    report("h2", &h2_held, Some(D1)),
+                    report("h1", &h1, Some(D2)),
+                ],
+                [TAG, D2],
+            ),
+            (
+                "a held-back slot's pin of the last revision is not this one's",
+                vec![("h1", h1.clone()), ("h2", h2_held_pinned.clone())],
+                vec![report("h2", &h2_held_pinned, Some(D1))],
+                [TAG, TAG],
             ),
         ];
         for (name, current, reports, want) in cases {

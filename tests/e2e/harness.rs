@@ -1,14 +1,15 @@
 //! The simulated cluster the end-to-end suite runs on: three hosts, each a network
 //! namespace on a private bridge with its own `dockerd` and `berth agent`, a fourth with a
 //! `dockerd` on TCP with TLS and no agent (the agentless host, added by the scenarios that
-//! use it), a 3-member etcd and two `berth controller`s in the root namespace. Everything
+//! use it), a 3-member etcd and two `berth controller`s in the root namespace, and, once a
+//! scenario asks for it, a private registry with TLS on the bridge address. Everything
 //! it starts is torn down by `Drop`, and whatever a crashed earlier run left behind is
 //! swept before it starts.
 //!
 //! Traffic stays on 10.77.0.0/24 and loopback. Host `n` is `10.77.0.n`; the root namespace
 //! is `10.77.0.254`, where etcd listens and the controllers run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,11 @@ pub const HOSTS: usize = 3;
 pub const AGENTLESS: usize = HOSTS + 1;
 pub const AGENTLESS_ID: &str = "host-4";
 const DOCKER_TLS_PORT: u16 = 2376;
+/// The private registry's port on [`BRIDGE_IP`] (see [`Registry`]).
+const REGISTRY_PORT: u16 = 23990;
+/// Where every engine on the machine looks for a registry's CA: the namespaced engines
+/// share the root filesystem, so one file serves them all and the main engine.
+const CERTS_D: &str = "/etc/docker/certs.d";
 const ETCD_CLIENT_PORTS: [u16; 3] = [23791, 23792, 23793];
 const ETCD_PEER_PORTS: [u16; 3] = [23891, 23892, 23893];
 
@@ -341,99 +347,10 @@ impl Host {
         self.dir.join("tls")
     }
 
-    /// A CA, a server certificate for this host's IP (its SAN) and a client certificate,
-    /// made with openssl: what an operator sets up to expose an engine on TCP.
+    /// A CA, a server certificate for this host's IP and a client certificate: what an
+    /// operator sets up to expose an engine on TCP.
     fn make_certs(&self) -> R<()> {
-        let tls = self.tls_dir();
-        fs::create_dir_all(&tls).map_err(|e| e.to_string())?;
-        let t = |f: &str| tls.join(f).display().to_string();
-        fs::write(
-            t("server.ext"),
-            format!(
-                "subjectAltName=IP:{}\nextendedKeyUsage=serverAuth\n",
-                self.ip
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        fs::write(t("client.ext"), "extendedKeyUsage=clientAuth\n").map_err(|e| e.to_string())?;
-        let key = |out: &str| -> R<()> {
-            sh(
-                "openssl",
-                &[
-                    "genpkey",
-                    "-algorithm",
-                    "EC",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-out",
-                    &t(out),
-                ],
-            )
-            .map(|_| ())
-        };
-        key("ca-key.pem")?;
-        sh(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-key",
-                &t("ca-key.pem"),
-                "-out",
-                &t("ca.pem"),
-                "-days",
-                "2",
-                "-subj",
-                "/CN=berth-e2e-ca",
-            ],
-        )?;
-        for (name, cn, ext) in [
-            ("server", self.id.as_str(), "server.ext"),
-            ("client", "berth-controller", "client.ext"),
-        ] {
-            let (k, c) = if name == "server" {
-                ("server-key.pem", "server-cert.pem")
-            } else {
-                ("key.pem", "cert.pem")
-            };
-            key(k)?;
-            let csr = t(&format!("{name}.csr"));
-            sh(
-                "openssl",
-                &[
-                    "req",
-                    "-new",
-                    "-key",
-                    &t(k),
-                    "-out",
-                    &csr,
-                    "-subj",
-                    &format!("/CN={cn}"),
-                ],
-            )?;
-            sh(
-                "openssl",
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    &csr,
-                    "-CA",
-                    &t("ca.pem"),
-                    "-CAkey",
-                    &t("ca-key.pem"),
-                    "-CAcreateserial",
-                    "-out",
-                    &t(c),
-                    "-days",
-                    "2",
-                    "-extfile",
-                    &t(ext),
-                ],
-            )?;
-        }
-        Ok(())
+        make_certs(&self.tls_dir(), &self.ip, &self.id, true)
     }
 
     fn plumb(&self) -> R<()> {
@@ -628,6 +545,332 @@ impl Host {
     }
 }
 
+/// Made with openssl in `tls`: a CA (`ca.pem`, `ca-key.pem`), a server certificate for
+/// `ip` (its SAN) named `cn` (`server-cert.pem`, `server-key.pem`) and, with `client`, a
+/// client certificate (`cert.pem`, `key.pem`).
+fn make_certs(tls: &Path, ip: &str, cn: &str, client: bool) -> R<()> {
+    fs::create_dir_all(tls).map_err(|e| e.to_string())?;
+    let t = |f: &str| tls.join(f).display().to_string();
+    fs::write(
+        t("server.ext"),
+        format!("subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n"),
+    )
+    .map_err(|e| e.to_string())?;
+    fs::write(t("client.ext"), "extendedKeyUsage=clientAuth\n").map_err(|e| e.to_string())?;
+    let key = |out: &str| -> R<()> {
+        sh(
+            "openssl",
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                &t(out),
+            ],
+        )
+        .map(|_| ())
+    };
+    key("ca-key.pem")?;
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &t("ca-key.pem"),
+            "-out",
+            &t("ca.pem"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=berth-e2e-ca",
+        ],
+    )?;
+    let mut certs = vec![(
+        "server",
+        cn,
+        "server.ext",
+        "server-key.pem",
+        "server-cert.pem",
+    )];
+    if client {
+        certs.push((
+            "client",
+            "berth-controller",
+            "client.ext",
+            "key.pem",
+            "cert.pem",
+        ));
+    }
+    for (name, cn, ext, k, c) in certs {
+        key(k)?;
+        let csr = t(&format!("{name}.csr"));
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-key",
+                &t(k),
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        )?;
+        sh(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &t("ca.pem"),
+                "-CAkey",
+                &t("ca-key.pem"),
+                "-CAcreateserial",
+                "-out",
+                &t(c),
+                "-days",
+                "2",
+                "-extfile",
+                &t(ext),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// The private registry's `host:port`, the prefix of every reference pushed to it.
+pub fn registry_addr() -> String {
+    format!("{BRIDGE_IP}:{REGISTRY_PORT}")
+}
+
+/// The directory that makes every engine trust the registry's CA.
+fn registry_certs_dir() -> PathBuf {
+    PathBuf::from(CERTS_D).join(registry_addr())
+}
+
+/// A private registry (distribution's `docker-registry`) on the bridge address, with
+/// htpasswd auth and TLS: Docker talks plain HTTP only to a registry on loopback, and the
+/// hosts reach the root namespace over the bridge. Its CA is trusted through
+/// [`CERTS_D`]; the main engine pushes to it, logged in through a Docker config of its
+/// own (never the machine's). Started by the first scenario that needs it; `Drop` kills
+/// it and removes the CA file and the images it built, as [`sweep`] does after a crash.
+pub struct Registry {
+    pub addr: String,
+    pub user: String,
+    pub password: String,
+    dir: PathBuf,
+    /// The `docker --config` directory holding the login the pushes use.
+    config: PathBuf,
+    _proc: Proc,
+}
+
+impl Registry {
+    async fn start(logs: &Path) -> R<Registry> {
+        for tool in ["docker-registry", "htpasswd", "openssl"] {
+            if sh("sh", &["-c", &format!("command -v {tool}")]).is_err() {
+                return Err(format!("{tool} is not installed (run scripts/setup.sh)"));
+            }
+        }
+        let addr = registry_addr();
+        std::net::TcpListener::bind((BRIDGE_IP, REGISTRY_PORT))
+            .map_err(|e| format!("port {addr} is taken: {e}"))?;
+        let dir = PathBuf::from(BASE).join("registry");
+        let tls = dir.join("tls");
+        make_certs(&tls, BRIDGE_IP, "berth-e2e-registry", false)?;
+        let (user, password) = ("e2e", "e2e-registry-pass");
+        // distribution only accepts bcrypt entries.
+        let line = sh("htpasswd", &["-Bbn", user, password])?;
+        let htpasswd = dir.join("htpasswd");
+        fs::write(&htpasswd, line.trim_end()).map_err(|e| e.to_string())?;
+        let config_yml = dir.join("config.yml");
+        fs::write(
+            &config_yml,
+            format!(
+                "version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {storage}
+http:
+  addr: {addr}
+  secret: berth-e2e
+  tls:
+    certificate: {cert}
+    key: {key}
+auth:
+  htpasswd:
+    realm: berth-e2e
+    path: {htpasswd}
+",
+                storage = dir.join("storage").display(),
+                cert = tls.join("server-cert.pem").display(),
+                key = tls.join("server-key.pem").display(),
+                htpasswd = htpasswd.display(),
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let certs = registry_certs_dir();
+        fs::create_dir_all(&certs).map_err(|e| format!("{}: {e}", certs.display()))?;
+        fs::copy(tls.join("ca.pem"), certs.join("ca.crt")).map_err(|e| e.to_string())?;
+        let mut proc = Proc::new(
+            "registry",
+            "docker-registry",
+            vec!["serve".into(), config_yml.display().to_string()],
+            logs,
+        );
+        proc.start()?;
+        let reg = Registry {
+            addr,
+            user: user.to_owned(),
+            password: password.to_owned(),
+            config: dir.join("docker-config"),
+            dir,
+            _proc: proc,
+        };
+        // A login through the main engine is the readiness check that counts: it needs
+        // the registry up, its certificate trusted and the password right.
+        until(
+            &format!("docker login {} over TLS", reg.addr),
+            Duration::from_secs(30),
+            || reg.login(),
+        )
+        .await?;
+        Ok(reg)
+    }
+
+    async fn login(&self) -> R<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new("docker")
+            .arg("--config")
+            .arg(&self.config)
+            .args(["login", &self.addr, "-u", &self.user, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("docker login: {e}"))?;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        stdin
+            .write_all(self.password.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(stdin);
+        let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .map_err(|_| "docker login timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// Build, on the main engine, the test image plus a file `/version` holding `marker`
+    /// (COPY, not RUN: no container to start, and the image has no /tmp); its image ID.
+    /// Tagged under the registry's address so that cleanup finds it, but not pushed.
+    pub async fn build(&self, marker: &str) -> R<String> {
+        let ctx = self.dir.join(format!("build-{marker}"));
+        fs::create_dir_all(&ctx).map_err(|e| e.to_string())?;
+        fs::write(ctx.join("version"), marker).map_err(|e| e.to_string())?;
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM {IMAGE}\nCOPY version /version\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        let tag = format!("{}/build:{marker}", self.addr);
+        local_docker(&["build", "-q", "-t", &tag, &ctx.display().to_string()]).await?;
+        local_docker(&["image", "inspect", "-f", "{{.Id}}", &tag]).await
+    }
+
+    /// Point `ADDR/repo_tag` at local image `id` and push it (the tag moves if it was
+    /// there); the pushed manifest's reference, `ADDR/repo@sha256:...`.
+    pub async fn push(&self, id: &str, repo_tag: &str) -> R<String> {
+        let reference = format!("{}/{repo_tag}", self.addr);
+        local_docker(&["tag", id, &reference]).await?;
+        let config = self.config.display().to_string();
+        let out = local_docker(&["--config", &config, "push", &reference]).await?;
+        // "1: digest: sha256:... size: 739"
+        let digest = out
+            .split_whitespace()
+            .skip_while(|w| *w != "digest:")
+            .nth(1)
+            .ok_or(format!("docker push {reference} printed no digest: {out}"))?;
+        let repo = reference.rsplit_once(':').map_or(&*reference, |(r, _)| r);
+        Ok(format!("{repo}@{digest}"))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // `_proc` is killed after this, as a field.
+        remove_registry_traces();
+    }
+}
+
+/// `docker args...` on the machine's own engine; stdout, or the error text.
+async fn local_docker(args: &[&str]) -> R<String> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("docker")
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| format!("docker {}: timed out", args.join(" ")))?
+    .map_err(|e| format!("docker: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// What the registry leaves outside [`BASE`]: its CA in [`CERTS_D`] and the main engine's
+/// images under its address (built, pushed or only tagged).
+fn remove_registry_traces() {
+    let _ = fs::remove_dir_all(registry_certs_dir());
+    // Only when nothing else is in it: other registries' CAs stay.
+    let _ = fs::remove_dir(CERTS_D);
+    let prefix = format!("{}/", registry_addr());
+    // Never the test image itself, whatever was tagged from it.
+    let test_image =
+        sh("docker", &["image", "inspect", "-f", "{{.Id}}", IMAGE]).unwrap_or_default();
+    let Ok(out) = sh(
+        "docker",
+        &[
+            "images",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Repository}}",
+        ],
+    ) else {
+        return;
+    };
+    let ids: BTreeSet<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(id, repo)| repo.starts_with(&prefix) && *id != test_image.trim())
+        .map(|(id, _)| id)
+        .collect();
+    for id in ids {
+        quiet("docker", &["rmi", "-f", id]);
+    }
+}
+
 /// A container start an engine reported.
 #[derive(Debug, Clone)]
 pub struct Start {
@@ -686,6 +929,9 @@ pub struct Cluster {
     pub endpoints: Vec<String>,
     pub store: Store,
     pub berth: String,
+    /// Started by the first scenario that asks for it ([`Cluster::start_registry`]).
+    pub registry: Option<Registry>,
+    logs: PathBuf,
     _lock: File,
 }
 
@@ -815,6 +1061,8 @@ impl Cluster {
             endpoints,
             store,
             berth,
+            registry: None,
+            logs,
             _lock: lock,
         };
         cluster.wait_hosts_ready(Duration::from_secs(60)).await?;
@@ -1005,6 +1253,46 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// `berth <args>` with `input` on its stdin (a password, say).
+    pub async fn berth_stdin(&self, args: &[&str], input: &str) -> R<String> {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new(&self.berth)
+            .args(args)
+            .env("BERTH_ETCD_ENDPOINTS", self.endpoints.join(","))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(stdin);
+        let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "berth {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Start the private registry unless it runs (see [`Registry`]).
+    pub async fn start_registry(&mut self) -> R<&Registry> {
+        if self.registry.is_none() {
+            self.registry = Some(Registry::start(&self.logs).await?);
+            say!("registry up at {} (TLS, htpasswd)", registry_addr());
+        }
+        self.registry
+            .as_ref()
+            .ok_or_else(|| "no registry".to_owned())
+    }
+
     /// `etcdctl` against this cluster; its stdout.
     pub async fn etcdctl(&self, args: &[&str]) -> R<String> {
         let out = tokio::time::timeout(
@@ -1152,7 +1440,10 @@ impl Cluster {
         for h in &self.hosts {
             let _ = timed(self.store.delete(&keys::maintenance(&h.id))).await;
         }
+        let _ = timed(self.store.delete(&keys::registry(&registry_addr()))).await;
         for s in stacks {
+            // A pause would hold a rollout of the next stack of that name.
+            let _ = timed(self.store.delete(&keys::pause(s))).await;
             let _ = self.delete_stack(s).await;
         }
         let gone = until(
@@ -1261,6 +1552,7 @@ impl Cluster {
 
     /// Orderly teardown; [`sweep`] then removes anything left.
     fn teardown(&mut self) {
+        self.registry = None;
         for h in &mut self.hosts {
             h.agent.kill();
         }
@@ -1511,6 +1803,7 @@ pub fn sweep() {
             break;
         }
     }
+    remove_registry_traces();
     let _ = fs::remove_dir_all(BASE);
 }
 
@@ -1541,6 +1834,9 @@ pub fn leftovers() -> Vec<String> {
     }
     if Path::new(BASE).exists() {
         left.push(BASE.to_owned());
+    }
+    if registry_certs_dir().exists() {
+        left.push(registry_certs_dir().display().to_string());
     }
     if let Ok(mounts) = fs::read_to_string("/proc/self/mounts") {
         for l in mounts.lines().filter(|l| l.contains(BASE)) {

@@ -1,8 +1,9 @@
 //! Berth across real hosts on one machine: three network namespaces, each with its own
 //! Docker engine and agent, a fourth whose engine is driven over TCP with TLS by the
 //! controller (an agentless host), a 3-member etcd and two controllers; hosts are killed,
-//! cut off, healed and removed, and stacks rolled out, while seventeen scenarios check what
-//! must hold (issues 6, 15 and 18). Needs root.
+//! cut off, healed and removed, and stacks rolled out (one from a private registry with
+//! TLS), while eighteen scenarios check what must hold (issues 6, 15, 16 and 18). Needs
+//! root.
 //!
 //! `make e2e` runs it alone; `make test` runs it with everything else. Environment:
 //! - `BERTH_E2E=skip` skips the suite (for machines without root or Docker);

@@ -1,4 +1,4 @@
-//! The seventeen scenarios of the multi-host suite. Each asserts one invariant, returns its
+//! The eighteen scenarios of the multi-host suite. Each asserts one invariant, returns its
 //! figure (one line for the summary table) and names the stacks it used, so the runner
 //! can clean up after it whatever happened. Host ports are in 19000-19999.
 
@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use berth::spec::Phase;
+use berth::assignment::Assignment;
+use berth::report::{SlotReport, SlotState};
+use berth::spec::{ConditionStatus, Phase, StackStatus};
 use berth::store::{keys, Store};
 use serde_json::{json, Value};
 
@@ -135,6 +137,12 @@ pub const ALL: &[Scenario] = &[
         stacks: &["e2e-remove"],
         limit: Duration::from_secs(150),
     },
+    Scenario {
+        n: 18,
+        title: "pinned digests across two hosts",
+        stacks: &["e2e-pin", "e2e-nopin"],
+        limit: Duration::from_secs(120),
+    },
 ];
 
 pub async fn run(n: u32, c: &mut Cluster) -> R<String> {
@@ -156,6 +164,7 @@ pub async fn run(n: u32, c: &mut Cluster) -> R<String> {
         15 => rollout_leader_frozen(c).await,
         16 => agentless_health(c).await,
         17 => remove_agentless(c).await,
+        18 => pinned_digests(c).await,
         _ => Err(format!("no scenario {n}")),
     }
 }
@@ -2073,5 +2082,407 @@ async fn remove_agentless(c: &mut Cluster) -> R<String> {
         "host remove took {:.1}s: {moved} slot(s) moved, {} container(s) removed, pinned.1 has no host; every other slot 1 copy, none uncovered",
         took.as_secs_f64(),
         on4.len()
+    ))
+}
+
+/// The tag scenario 18 pulls and moves, in the harness's private registry.
+const PIN_TAG: &str = "team/pin:1";
+
+/// Two replicas of a sleeper on `image`, pulled before every create (`pullPolicy:
+/// always`), rolled one slot at a time 5 s apart; a revision changes `version` (its
+/// `VERSION`), and `pin` is `deployment.pinDigests`.
+fn pin_stack(image: &str, pin: bool, version: &str) -> String {
+    json!({
+        "@context": "https://schema.org", "@type": "ItemList", "name": "e2e",
+        "deployment": {"mode": "multi-host", "placementStrategy": "spread", "pinDigests": pin},
+        "itemListElement": [{
+            "@type": "SoftwareApplication", "name": "web", "image": image, "replicas": 2,
+            "command": busy("sleep 100000"),
+            "environment": {"VERSION": version},
+            "pullPolicy": "always",
+            "update": {"parallelism": 1, "delay": 5, "monitor": 1}
+        }]
+    })
+    .to_string()
+}
+
+/// One slot as the controller assigns it and its agent reports it.
+#[derive(Debug, Clone)]
+struct SlotSeen {
+    host: String,
+    replica: u32,
+    /// The assignment's spec revision.
+    rev: i64,
+    /// The image reference assigned (`repo@sha256:...` once pinned).
+    image: String,
+    /// The `VERSION` of the container assigned: a slot whose batch has not come keeps the
+    /// last revision's container, and so its `VERSION`.
+    version: String,
+    /// Its agent's report, if it speaks of the container assigned now.
+    report: Option<SlotReport>,
+}
+
+impl SlotSeen {
+    /// Running what is assigned at `rev`, with the digest its host knows.
+    fn runs_at(&self, rev: i64) -> bool {
+        self.rev == rev
+            && self.report.as_ref().is_some_and(|r| {
+                r.spec_revision == rev && r.state == SlotState::Running && r.image_digest.is_some()
+            })
+    }
+
+    fn digest(&self) -> &str {
+        self.report
+            .as_ref()
+            .and_then(|r| r.image_digest.as_deref())
+            .unwrap_or("-")
+    }
+
+    fn image_id(&self) -> &str {
+        self.report
+            .as_ref()
+            .and_then(|r| r.image_id.as_deref())
+            .unwrap_or("-")
+    }
+}
+
+/// The slots of `stack` on the agents' hosts, by replica.
+async fn slots_seen(c: &Cluster, stack: &str) -> R<Vec<SlotSeen>> {
+    let mut out = Vec::new();
+    for h in &c.hosts {
+        let Some(kv) = timed(c.store.get(&keys::assignment(&h.id, stack))).await? else {
+            continue;
+        };
+        let a: Assignment = serde_json::from_slice(&kv.value)
+            .map_err(|e| format!("the assignment of {stack} to {} does not parse: {e}", h.id))?;
+        for slot in a.slots.iter().filter(|s| !s.handoff) {
+            let hash = slot.container.hash(&a.network.name);
+            let report = match timed(c.store.get(&keys::report(&h.id, stack, &slot.key()))).await? {
+                Some(kv) => Some(
+                    serde_json::from_slice::<SlotReport>(&kv.value)
+                        .map_err(|e| format!("a report of {stack} does not parse: {e}"))?,
+                ),
+                None => None,
+            };
+            out.push(SlotSeen {
+                host: h.id.clone(),
+                replica: slot.replica,
+                rev: a.spec_revision,
+                image: slot.container.image.clone(),
+                version: slot
+                    .container
+                    .env
+                    .get("VERSION")
+                    .cloned()
+                    .unwrap_or_default(),
+                report: report.filter(|r| r.spec_hash == hash),
+            });
+        }
+    }
+    out.sort_by_key(|s| s.replica);
+    Ok(out)
+}
+
+fn brief_slots(seen: &[SlotSeen]) -> String {
+    let each: Vec<String> = seen
+        .iter()
+        .map(|s| {
+            format!(
+                "web.{}@{} rev {} V{} {} -> {}",
+                s.replica,
+                s.host,
+                s.rev,
+                s.version,
+                s.image,
+                s.report.as_ref().map_or_else(
+                    || "no report of it".to_owned(),
+                    |r| format!(
+                        "{} at {} digest {}",
+                        r.state.as_str(),
+                        r.spec_revision,
+                        s.digest()
+                    )
+                )
+            )
+        })
+        .collect();
+    each.join("; ")
+}
+
+/// Waits until both replicas of `stack` run what they are assigned at `rev`; by replica.
+async fn running_assigned(c: &Cluster, stack: &str, rev: i64) -> R<Vec<SlotSeen>> {
+    until(
+        &format!("{stack}: both replicas run what they are assigned at {rev}"),
+        T,
+        || async {
+            let seen = slots_seen(c, stack).await?;
+            check!(
+                seen.len() == 2 && seen.iter().all(|s| s.runs_at(rev)),
+                "{}",
+                brief_slots(&seen)
+            );
+            Ok(seen)
+        },
+    )
+    .await
+}
+
+fn images_consistent(s: &StackStatus) -> Option<(ConditionStatus, String)> {
+    s.conditions
+        .iter()
+        .find(|x| x.type_ == "ImagesConsistent")
+        .map(|x| (x.status, x.reason.clone()))
+}
+
+/// `cat /version` in the container `seen`'s report names, on its host's engine.
+async fn marker(c: &Cluster, seen: &SlotSeen) -> R<String> {
+    let id = seen
+        .report
+        .as_ref()
+        .and_then(|r| r.container_id.clone())
+        .ok_or(format!("web.{} has no container", seen.replica))?;
+    c.host(&seen.host)
+        .docker(&["exec", &id, "cat", "/version"])
+        .await
+}
+
+/// Scenario 18: `deployment.pinDigests` across two hosts, against the harness's private
+/// registry (TLS, htpasswd; the login in etcd). Two stacks of the same shape, one pinned
+/// and one not, run `team/pin:1` with `pullPolicy: always`; the tag moves to v2 before
+/// revision 2, whose rollout is held (`berth rollout pause`) once each stack's first slot
+/// has it, and moves again, to v3, before the rollout goes on. The pinned stack's second
+/// slot is assigned the digest its first slot pulled and runs v2: one image, no drift. The
+/// other pulls the moved tag and runs v3 beside v2: `imageDrift` and `ImagesConsistent`
+/// False. (The tag moving before revision 2 also shows a pin is per revision: v2, not the
+/// v1 that revision 1 was pinned to.)
+async fn pinned_digests(c: &mut Cluster) -> R<String> {
+    let (pinned, free) = ("e2e-pin", "e2e-nopin");
+    let reg = c.start_registry().await?;
+    let (addr, user, password) = (reg.addr.clone(), reg.user.clone(), reg.password.clone());
+    let image = format!("{addr}/{PIN_TAG}");
+    // Every version built up front: moving the tag mid-rollout is then one push.
+    let mut builds = BTreeMap::new();
+    for v in ["v1", "v2", "v3"] {
+        builds.insert(v, reg.build(v).await?);
+    }
+    let d1 = reg.push(&builds["v1"], PIN_TAG).await?;
+    c.berth_stdin(
+        &[
+            "registry",
+            "login",
+            &addr,
+            "--username",
+            &user,
+            "--password-stdin",
+        ],
+        &password,
+    )
+    .await?;
+
+    let t0 = Instant::now();
+    let stacks = [(pinned, true), (free, false)];
+    let mut rev1 = BTreeMap::new();
+    for (id, pin) in stacks {
+        rev1.insert(id, c.put_stack(id, pin_stack(&image, pin, "1")).await?);
+    }
+    for (id, _) in stacks {
+        c.wait_running(id, rev1[id], T).await?;
+        running_assigned(c, id, rev1[id]).await?;
+    }
+    // Two more controller passes, in which a pin of revision 1 would have been assigned
+    // (the replica that reported last re-created on `repo@digest`), and then settled.
+    c.wait_full_pass(T).await?;
+    for (id, _) in stacks {
+        let seen = running_assigned(c, id, rev1[id]).await?;
+        check!(
+            seen[0].host != seen[1].host,
+            "{id}: both replicas on {}, want two hosts",
+            seen[0].host
+        );
+        check!(
+            seen.iter().all(|s| s.digest() == d1),
+            "{id} at revision 1: want both on {d1}: {}",
+            brief_slots(&seen)
+        );
+    }
+
+    crate::say!(
+        "scenario 18: revision 1 runs v1 on both stacks ({:.1}s)",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // The tag moves before revision 2: with `always`, revision 2 brings v2.
+    let d2 = c
+        .registry
+        .as_ref()
+        .ok_or("no registry")?
+        .push(&builds["v2"], PIN_TAG)
+        .await?;
+    let t_rev2 = Instant::now();
+    let mut rev2 = BTreeMap::new();
+    for (id, pin) in stacks {
+        rev2.insert(id, c.put_stack(id, pin_stack(&image, pin, "2")).await?);
+    }
+    // Hold each rollout once its first slot is handed revision 2 (`delay` leaves seconds
+    // for that), so that the tag moves while the second slot waits, whatever the timing.
+    for (id, _) in stacks {
+        until(
+            &format!("{id}: a slot handed revision {}", rev2[id]),
+            T,
+            || async {
+                let seen = slots_seen(c, id).await?;
+                check!(
+                    seen.iter().any(|s| s.version == "2"),
+                    "{}",
+                    brief_slots(&seen)
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        c.berth(&["rollout", "pause", id]).await?;
+    }
+    let mut first = BTreeMap::new();
+    for (id, _) in stacks {
+        until(&format!("{id}: rollout held"), T, || async {
+            let r = rollout_record(c, id).await?.ok_or("no rollout record")?;
+            check!(
+                r.held && r.to_revision == rev2[id],
+                "rollout to {} held {}",
+                r.to_revision,
+                r.held
+            );
+            Ok(())
+        })
+        .await?;
+        // Held: no further batch starts. The first slot runs revision 2, pulled at v2.
+        let slot = until(
+            &format!("{id}: the first slot of revision {} runs", rev2[id]),
+            T,
+            || async {
+                let seen = slots_seen(c, id).await?;
+                let handed: Vec<&SlotSeen> = seen.iter().filter(|s| s.version == "2").collect();
+                check!(
+                    handed.len() == 1 && handed[0].runs_at(rev2[id]),
+                    "{}",
+                    brief_slots(&seen)
+                );
+                Ok(handed[0].clone())
+            },
+        )
+        .await?;
+        check!(
+            slot.digest() == d2,
+            "{id}: the first slot of revision 2 pulled {}, want the tag's {d2}",
+            slot.digest()
+        );
+        first.insert(id, slot);
+    }
+
+    crate::say!(
+        "scenario 18: both rollouts held after their first slot, on v2 ({:.1}s); the tag moves to v3",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // The tag moves mid-rollout; then the rollouts go on.
+    let d3 = c
+        .registry
+        .as_ref()
+        .ok_or("no registry")?
+        .push(&builds["v3"], PIN_TAG)
+        .await?;
+    for (id, _) in stacks {
+        c.berth(&["rollout", "resume", id]).await?;
+    }
+    let mut done = BTreeMap::new();
+    for (id, _) in stacks {
+        wait_rollout(c, id, rev2[id], "Complete", T).await?;
+        let seen = running_assigned(c, id, rev2[id]).await?;
+        let second = seen
+            .iter()
+            .find(|s| s.replica != first[id].replica)
+            .cloned()
+            .ok_or(format!("{id}: one replica: {}", brief_slots(&seen)))?;
+        done.insert(id, (seen, second));
+    }
+    let rolled = t_rev2.elapsed();
+
+    // Pinned: the second slot was assigned the first one's digest, and runs its bits.
+    let (seen, second) = &done[pinned];
+    check!(
+        second.image == d2 && seen.iter().all(|s| s.digest() == d2),
+        "{pinned}: want both replicas on {d2} (the second assigned it), the tag now at {d3}: {}",
+        brief_slots(seen)
+    );
+    check!(
+        seen[0].image_id() == seen[1].image_id(),
+        "{pinned}: image IDs {} and {}",
+        seen[0].image_id(),
+        seen[1].image_id()
+    );
+    let m = marker(c, second).await?;
+    check!(
+        m == "v2",
+        "{pinned}: web.{} on {} runs /version {m:?}, want v2",
+        second.replica,
+        second.host
+    );
+    let st = c
+        .wait_status(pinned, rev2[pinned], T, "one image, no drift", |s| {
+            s.services.get("web").is_some_and(|w| !w.image_drift)
+                && images_consistent(s).is_some_and(|(x, _)| x == ConditionStatus::True)
+        })
+        .await?;
+    check!(st.phase == Phase::Running, "{pinned}: phase {:?}", st.phase);
+
+    // Not pinned: the second slot pulled the moved tag, and the status says so.
+    let (seen, second) = &done[free];
+    check!(
+        second.image == image && second.digest() == d3 && first[free].digest() == d2,
+        "{free}: want the first replica on {d2} and the second on the moved tag's {d3}: {}",
+        brief_slots(seen)
+    );
+    check!(
+        seen[0].image_id() != seen[1].image_id(),
+        "{free}: both replicas on image {}",
+        seen[0].image_id()
+    );
+    let m_free = marker(c, second).await?;
+    check!(
+        m_free == "v3",
+        "{free}: web.{} on {} runs /version {m_free:?}, want v3",
+        second.replica,
+        second.host
+    );
+    c.wait_status(
+        free,
+        rev2[free],
+        T,
+        "imageDrift, ImagesConsistent False",
+        |s| {
+            s.services.get("web").is_some_and(|w| w.image_drift)
+                && images_consistent(s)
+                    .is_some_and(|(x, r)| x == ConditionStatus::False && r == "ImageDrift")
+        },
+    )
+    .await?;
+    let short = |d: &str| {
+        d.rsplit(':')
+            .next()
+            .unwrap_or(d)
+            .chars()
+            .take(12)
+            .collect::<String>()
+    };
+    Ok(format!(
+        "tag moved v2 -> v3 while each rollout was held after its first slot: pinned, web.{}@{} assigned @{} and runs v2 (no drift); unpinned, web.{}@{} runs v3 ({}) beside v2: imageDrift, ImagesConsistent False; revision 2 rolled in {:.1}s, {:.1}s in all",
+        done[pinned].1.replica,
+        done[pinned].1.host,
+        short(&d2),
+        done[free].1.replica,
+        done[free].1.host,
+        short(&d3),
+        rolled.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
     ))
 }
