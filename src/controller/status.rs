@@ -66,8 +66,10 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
     let mut services: BTreeMap<String, ServiceStatus> = BTreeMap::new();
     let mut t = Tally::default();
     let mut failed: Vec<String> = Vec::new();
-    // The image IDs each service's up-to-date replicas run, with where.
-    let mut images: BTreeMap<&str, BTreeMap<&str, Vec<String>>> = BTreeMap::new();
+    // The image IDs each service's up-to-date replicas run, with where, by spec: only
+    // replicas with the same spec should run the same bits (during a rollout, a slot still
+    // waiting for its batch reports the new revision but runs the old spec).
+    let mut images: BTreeMap<(&str, &str), BTreeMap<&str, Vec<String>>> = BTreeMap::new();
 
     for (host, a) in &i.assignments {
         t.desired_stopped |= a.desired_state == DesiredState::Stopped;
@@ -83,7 +85,7 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
                 t.current += 1;
                 if let Some(id) = &r.image_id {
                     images
-                        .entry(slot.service.as_str())
+                        .entry((slot.service.as_str(), r.spec_hash.as_str()))
                         .or_default()
                         .entry(id.as_str())
                         .or_default()
@@ -424,15 +426,15 @@ fn rollout_verdict(r: &RolloutStatus) -> (Phase, String) {
     }
 }
 
-/// Services whose up-to-date replicas run more than one image ID, each with a line that
+/// Services whose up-to-date replicas of one spec run more than one image ID, each with a line that
 /// says which runs where (`web: sha256:1a2b3c4d5e6f on web.1@h1; sha256:... on web.2@h2`).
 fn image_drift<'a>(
-    images: &BTreeMap<&'a str, BTreeMap<&str, Vec<String>>>,
+    images: &BTreeMap<(&'a str, &str), BTreeMap<&str, Vec<String>>>,
 ) -> BTreeMap<&'a str, String> {
     images
         .iter()
         .filter(|(_, ids)| ids.len() > 1)
-        .map(|(svc, ids)| {
+        .map(|((svc, _), ids)| {
             let each: Vec<String> = ids
                 .iter()
                 .map(|(id, at)| format!("{} on {}", short_image_id(id), at.join(", ")))
@@ -1058,8 +1060,14 @@ mod tests {
             "web runs 2 images: sha256:aaaaaaaaaaaa on web.1@h1; sha256:bbbbbbbbbbbb on web.2@h2"
         );
 
-        // A replica still on the last revision is a rollout under way, not drift.
+        // A replica still on the last revision is a rollout under way, not drift; so is
+        // one that reports this revision but still runs the last spec, waiting for its
+        // batch.
         let rolling = status(vec![running("h1", 1, 5, a), running("h2", 2, 4, b)]);
+        assert!(!rolling.services["web"].image_drift);
+        let mut waiting = running("h2", 2, 5, b);
+        waiting.spec_hash = "the-last-spec".into();
+        let rolling = status(vec![running("h1", 1, 5, a), waiting]);
         assert!(!rolling.services["web"].image_drift);
     }
 }

@@ -165,8 +165,8 @@ pub struct ServiceStatus {
     /// While its image is being pulled (state `pulling`): bytes done and total.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullProgress>,
-    /// Its replicas run more than one image ID for the same spec revision (a tag that
-    /// moved between pulls on different hosts); the replicas' `imageId`s tell them apart.
+    /// Its replicas with the same spec run more than one image ID (a tag that moved
+    /// between pulls on different hosts); the replicas' `imageId`s tell them apart.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub image_drift: bool,
     /// Per-replica detail when `replicas` > 1.

@@ -253,8 +253,8 @@ fn slot_state(r: &SlotReport) -> String {
     }
 }
 
-/// The report's short image ID, marked when the service's other replicas at the same spec
-/// revision run another image.
+/// The report's short image ID, marked when the service's other replicas with the same spec
+/// run another image.
 fn image_cell(w: &World, r: &SlotReport) -> String {
     let Some(id) = &r.image_id else {
         return "-".to_owned();
@@ -265,6 +265,7 @@ fn image_cell(w: &World, r: &SlotReport) -> String {
         o.stack == r.stack
             && o.service == r.service
             && o.spec_revision == r.spec_revision
+            && o.spec_hash == r.spec_hash
             && o.image_id.as_ref().is_some_and(|other| other != id)
     });
     if drift {
