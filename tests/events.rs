@@ -288,6 +288,11 @@ async fn berth_events_shows_where_the_controller_placed_and_rescheduled_each_slo
             resync_interval: Duration::from_secs(1),
             limits: Default::default(),
             history_limit: 10,
+            agentless_api: Some(berth::api::server::ApiConfig {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                tls: None,
+                insecure: false,
+            }),
         },
         controller.clone(),
     );

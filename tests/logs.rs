@@ -303,3 +303,20 @@ async fn with_tls_the_api_wants_a_client_certificate_and_plain_http_stays_on_loo
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agentless_hosts_logs_are_served_by_the_controller_that_drives_it() {
+    let mut c = Cluster::start("logsal").await;
+    c.drive_agentless(&[]).await;
+    let spec = json!({"itemListElement": [
+        {"name": "web", "image": IMAGE, "command": ["sh", "-c", "echo from-agentless; trap 'exit 0' TERM; sleep 100000 & wait"]}
+    ]});
+    c.put_stack("logsal-it", &spec.to_string()).await;
+    let out = logs_until(&c, &["logsal-it"], "from-agentless").await;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("web.1@{} |", c.host_id))
+                && l.ends_with("from-agentless")),
+        "{out}"
+    );
+}

@@ -42,6 +42,11 @@ fn controller(store: &Store, id: &str, grace: Duration) -> Controller {
             resync_interval: Duration::from_secs(1),
             limits: Default::default(),
             history_limit: 10,
+            agentless_api: Some(berth::api::server::ApiConfig {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                tls: None,
+                insecure: false,
+            }),
         },
         cancel.clone(),
     );

@@ -8,6 +8,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::common::{connect, serve_metrics, shutdown_token, EtcdArgs, StormGuardArgs};
+use berth::api::server::ApiConfig;
+use berth::api::tls::TlsFiles;
 use berth::controller::{self, ControllerConfig};
 use berth::spec;
 
@@ -45,6 +47,28 @@ pub struct ControllerSettings {
     /// Spec revisions kept per stack (`berth history`, `berth rollback`).
     #[arg(long, env = "BERTH_HISTORY_LIMIT", default_value_t = controller::history::DEFAULT_LIMIT)]
     history_limit: usize,
+    /// The IP on which the leader serves agentless hosts' logs (`berth logs`), one port
+    /// per host, advertised in each host's registration.
+    #[arg(long, env = "BERTH_AGENTLESS_API_IP", default_value = "127.0.0.1")]
+    agentless_api_ip: std::net::IpAddr,
+    /// Certificate of those listeners (PEM); with the key and client CA, mutual TLS.
+    #[arg(long, env = "BERTH_AGENTLESS_API_TLS_CERT", requires_all = ["agentless_api_tls_key", "agentless_api_client_ca"])]
+    agentless_api_tls_cert: Option<std::path::PathBuf>,
+    #[arg(
+        long,
+        env = "BERTH_AGENTLESS_API_TLS_KEY",
+        requires = "agentless_api_tls_cert"
+    )]
+    agentless_api_tls_key: Option<std::path::PathBuf>,
+    #[arg(
+        long,
+        env = "BERTH_AGENTLESS_API_CLIENT_CA",
+        requires = "agentless_api_tls_cert"
+    )]
+    agentless_api_client_ca: Option<std::path::PathBuf>,
+    /// Serve them as plain HTTP on an IP other than loopback.
+    #[arg(long, env = "BERTH_AGENTLESS_API_INSECURE")]
+    agentless_api_insecure: bool,
 }
 
 impl ControllerSettings {
@@ -64,11 +88,41 @@ impl ControllerSettings {
                 ..spec::Limits::default()
             },
             history_limit: self.history_limit,
+            agentless_api: Some(self.agentless_api()),
         }
+    }
+
+    /// The agentless hosts' log listeners: port 0, so each host gets one of its own.
+    fn agentless_api(&self) -> ApiConfig {
+        let tls = match (
+            &self.agentless_api_tls_cert,
+            &self.agentless_api_tls_key,
+            &self.agentless_api_client_ca,
+        ) {
+            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            _ => None,
+        };
+        ApiConfig {
+            addr: SocketAddr::new(self.agentless_api_ip, 0),
+            tls,
+            insecure: self.agentless_api_insecure,
+        }
+    }
+
+    /// Why these settings must not start, if they must not.
+    pub fn refusal(&self) -> Option<String> {
+        self.agentless_api().refusal()
     }
 }
 
 pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
+    if let Some(why) = args.ctl.refusal() {
+        anyhow::bail!(why);
+    }
     let store = connect(&args.etcd).await?;
     let cancel = shutdown_token();
     let c = controller::spawn(store, args.ctl.config(), cancel.clone());

@@ -73,6 +73,9 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     })
     .await?;
     let cancel = shutdown_token();
+    if let Some(why) = args.ctl.refusal() {
+        anyhow::bail!(why);
+    }
     let c = controller::spawn(store.clone(), args.ctl.config(), cancel.clone());
     let a = agent::spawn(
         store,

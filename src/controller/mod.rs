@@ -51,6 +51,9 @@ pub struct ControllerConfig {
     pub limits: crate::spec::Limits,
     /// Spec revisions kept per stack under `history/`.
     pub history_limit: usize,
+    /// Where the leader serves each agentless host's logs (one listener per host, on a
+    /// port of its own: give port 0), as an agent does its own.
+    pub agentless_api: Option<crate::api::server::ApiConfig>,
 }
 
 pub struct ControllerHandle {
@@ -315,7 +318,8 @@ impl Controller {
                 // The controller's own Docker config is its machine's, not the remote
                 // engine's: agentless hosts pull with the logins in etcd only.
                 docker_config: None,
-                api: None,
+                // Its logs are served from here, the only place that reaches its engine.
+                api: self.cfg.agentless_api.clone(),
             };
             match crate::agent::spawn(self.store.clone(), cfg, token.clone()) {
                 Ok(h) => {

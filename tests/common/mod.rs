@@ -87,6 +87,11 @@ pub fn spawn_controller(
             resync_interval: Duration::from_secs(5),
             limits: Default::default(),
             history_limit: 10,
+            agentless_api: Some(berth::api::server::ApiConfig {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                tls: None,
+                insecure: false,
+            }),
         },
         cancel.clone(),
     )
