@@ -301,6 +301,8 @@ impl Host {
             nsenter(dockerd_args),
             logs,
         );
+        // Plain HTTP on the bridge: the suite's own network, nothing else on it.
+        let api_addr = format!("{ip}:9422");
         let agent = Proc::new(
             &format!("agent-{id}"),
             "nsenter",
@@ -322,6 +324,9 @@ impl Host {
                     RESYNC,
                     "--metrics-addr",
                     "127.0.0.1:9421",
+                    "--api-addr",
+                    &api_addr,
+                    "--api-insecure",
                 ]
                 .map(str::to_owned)
                 .to_vec(),

@@ -1,4 +1,4 @@
-//! The eighteen scenarios of the multi-host suite. Each asserts one invariant, returns its
+//! The nineteen scenarios of the multi-host suite. Each asserts one invariant, returns its
 //! figure (one line for the summary table) and names the stacks it used, so the runner
 //! can clean up after it whatever happened. Host ports are in 19000-19999.
 
@@ -143,6 +143,12 @@ pub const ALL: &[Scenario] = &[
         stacks: &["e2e-pin", "e2e-nopin"],
         limit: Duration::from_secs(120),
     },
+    Scenario {
+        n: 19,
+        title: "berth logs across hosts, one cut",
+        stacks: &["e2e-logs"],
+        limit: Duration::from_secs(90),
+    },
 ];
 
 pub async fn run(n: u32, c: &mut Cluster) -> R<String> {
@@ -165,6 +171,7 @@ pub async fn run(n: u32, c: &mut Cluster) -> R<String> {
         16 => agentless_health(c).await,
         17 => remove_agentless(c).await,
         18 => pinned_digests(c).await,
+        19 => logs_across_hosts(c).await,
         _ => Err(format!("no scenario {n}")),
     }
 }
@@ -2484,5 +2491,107 @@ async fn pinned_digests(c: &mut Cluster) -> R<String> {
         short(&d3),
         rolled.as_secs_f64(),
         t0.elapsed().as_secs_f64()
+    ))
+}
+
+/// Scenario 19: `berth logs` merges the lines of three replicas on three hosts; with host-3
+/// cut off, `berth logs -f` names it on stderr and the other two keep streaming.
+async fn logs_across_hosts(c: &mut Cluster) -> R<String> {
+    let id = "e2e-logs";
+    let script = "trap 'exit 0' TERM; while true; do echo tick-$(cat /proc/sys/kernel/random/uuid); sleep 1; done & wait";
+    let ticker = json!({"@type": "SoftwareApplication", "name": "tick", "image": IMAGE,
+        "replicas": 3, "command": ["sh", "-c", script]});
+    let rev = c.put_stack(id, stack("spread", vec![ticker])).await?;
+    c.wait_running(id, rev, T).await?;
+    let hosts: BTreeSet<String> = c
+        .containers(id)
+        .await?
+        .into_iter()
+        .map(|x| x.host)
+        .collect();
+    check!(hosts.len() == 3, "not one replica per host: {hosts:?}");
+    let prefixed = |out: &str, host: &str| {
+        out.lines()
+            .filter(|l| {
+                l.split(" | ")
+                    .next()
+                    .is_some_and(|p| p.trim_end().ends_with(&format!("@{host}")))
+            })
+            .filter(|l| l.contains("tick-"))
+            .count()
+    };
+    let all = until("berth logs shows every host's lines", T, || async {
+        let out = c.berth(&["logs", id]).await?;
+        let missing: Vec<&String> = hosts.iter().filter(|h| prefixed(&out, h) == 0).collect();
+        check!(missing.is_empty(), "no lines from {missing:?}");
+        Ok(out)
+    })
+    .await?;
+    let lines = all.lines().count();
+
+    c.host("host-3").cut()?;
+    let cut = Instant::now();
+    let mut follow = tokio::process::Command::new(&c.berth)
+        .args(["logs", id, "-f", "--tail", "1"])
+        .env("BERTH_ETCD_ENDPOINTS", c.endpoints.join(","))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut out = tokio::io::BufReader::new(follow.stdout.take().ok_or("no stdout")?).lines();
+    let mut err = tokio::io::BufReader::new(follow.stderr.take().ok_or("no stderr")?).lines();
+    use tokio::io::AsyncBufReadExt;
+    let mut ticks: BTreeMap<String, usize> = BTreeMap::new();
+    let mut named = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Each host's first line is its --tail; two more from host-1 and host-2 each are
+    // lines that streamed while host-3 was away.
+    while named.is_none()
+        || ["host-1", "host-2"]
+            .iter()
+            .any(|h| ticks.get(*h).copied().unwrap_or(0) < 3)
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let _ = follow.kill().await;
+            c.host("host-3").heal()?;
+            return Err(format!(
+                "berth logs -f with host-3 cut: ticks {ticks:?}, host-3 named: {named:?}"
+            ));
+        }
+        tokio::select! {
+            line = out.next_line() => {
+                let Ok(Some(line)) = line else { break };
+                for h in ["host-1", "host-2", "host-3"] {
+                    if prefixed(&line, h) > 0 {
+                        *ticks.entry(h.to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            line = err.next_line() => {
+                if let Ok(Some(line)) = line {
+                    if line.starts_with("host host-3 unreachable") {
+                        named = Some(cut.elapsed());
+                    }
+                }
+            }
+            _ = tokio::time::sleep(left) => {}
+        }
+    }
+    let _ = follow.kill().await;
+    c.host("host-3").heal()?;
+    c.wait_hosts_ready(T).await?;
+    let named = named.ok_or("host-3 never named")?;
+    check!(
+        ticks.get("host-1").copied().unwrap_or(0) >= 3
+            && ticks.get("host-2").copied().unwrap_or(0) >= 3,
+        "the other hosts did not stream: {ticks:?}"
+    );
+    Ok(format!(
+        "{lines} lines from 3 hosts; host-3 cut: named on stderr after {:.1}s while host-1/2 streamed {}/{} lines",
+        named.as_secs_f64(),
+        ticks.get("host-1").copied().unwrap_or(0),
+        ticks.get("host-2").copied().unwrap_or(0)
     ))
 }
