@@ -12,6 +12,7 @@ mod gate;
 pub mod images;
 mod inspected;
 pub mod labels;
+mod last_exit;
 pub mod plan;
 mod post_start;
 mod pull;
@@ -19,6 +20,7 @@ mod reconciler;
 mod report;
 pub mod runtime;
 mod secrets;
+mod termination;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -224,6 +226,7 @@ async fn run(
         pulls: Default::default(),
         pull_failures: BTreeMap::new(),
         docker_config: cfg.docker_config.clone(),
+        terminations: Default::default(),
     };
     // Paces passes that fail (Docker unreachable) apart.
     let mut policy = retry::Policy::new();
