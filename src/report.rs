@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::assignment::Slot;
 use crate::slot::SlotId;
-use crate::spec::{ActionStatus, PullProgress};
+use crate::spec::{ActionStatus, LastTermination, PullProgress};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,6 +36,10 @@ pub struct SlotReport {
     /// While its image is being pulled: how far the pull has got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullProgress>,
+    /// How its container last ended on its own, kept while the slot keeps its spec (see
+    /// `agent::termination`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_termination: Option<LastTermination>,
 }
 
 impl SlotReport {

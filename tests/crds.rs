@@ -662,6 +662,13 @@ fn a_status_like_the_controllers_validates_against_the_status_schema() {
             bytes_total: 20,
         }),
         image_drift: true,
+        last_termination: Some(berth::spec::LastTermination {
+            exit_code: Some(137),
+            reason: berth::spec::TerminationReason::OomKilled,
+            message: "out of memory (limit 256 MB)".into(),
+            finished_at: Some("2026-11-22T09:12:20.123456789Z".into()),
+            log_tail: "allocating\nmore".into(),
+        }),
         replicas: Vec::new(),
     };
     let status = StackStatus {
@@ -712,6 +719,12 @@ fn a_status_like_the_controllers_validates_against_the_status_schema() {
     assert!(
         !validator.is_valid(&wrong),
         "an unknown rollout state passes"
+    );
+    let mut wrong = value.clone();
+    wrong["services"]["web"]["lastTermination"]["reason"] = json!("oom_killed");
+    assert!(
+        !validator.is_valid(&wrong),
+        "an unknown termination reason passes"
     );
 }
 

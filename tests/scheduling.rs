@@ -445,6 +445,7 @@ async fn draining_a_host_starts_each_replacement_before_removing_the_old_copy() 
         image_id: None,
         image_digest: None,
         pull: None,
+        last_termination: None,
     };
     e.store
         .put(

@@ -49,8 +49,36 @@ pub struct ActualContainer {
     pub health: Option<Health>,
     pub ip: Option<String>,
     pub started_at: Option<String>,
+    /// When its last run ended (Docker's `State.FinishedAt`), once it has ended.
+    pub finished_at: Option<String>,
+    /// Its last run was killed by the kernel for going over its memory limit.
+    pub oom_killed: bool,
     /// Host ports it publishes, as (port, protocol).
     pub host_ports: Vec<(u16, String)>,
     /// Its start-order level (label `berth.order`).
     pub order: u32,
+}
+
+/// How a container's last run ended, as Docker tells it, with the end of its output as
+/// Docker gave it: raw, secrets and all, so kept in memory only until
+/// [`termination`](super::termination) has redacted and cut it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Ended {
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub finished_at: Option<String>,
+    /// Its last lines of stdout and stderr, in the order Docker has them.
+    pub output: String,
+}
+
+/// Never its output: that is not redacted yet.
+impl std::fmt::Debug for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ended")
+            .field("exit_code", &self.exit_code)
+            .field("oom_killed", &self.oom_killed)
+            .field("finished_at", &self.finished_at)
+            .field("output", &format_args!("<{} bytes>", self.output.len()))
+            .finish()
+    }
 }

@@ -7,10 +7,12 @@ use std::time::Duration;
 use futures::future::join_all;
 use tracing::Instrument;
 
+use super::actual::Ended;
 use super::desired::DesiredContainer;
 use super::plan::{Action, RemoveReason};
 use super::report::SlotError;
 use super::runtime::{CreateRequest, Runtime, RuntimeError};
+use super::termination::TAIL_LINES;
 use crate::assignment::Assignment;
 use crate::metrics;
 
@@ -27,6 +29,16 @@ pub struct Outcome {
     pub done: Vec<Action>,
     /// Stacks that no longer have any container here.
     pub gone_stacks: Vec<String>,
+    /// Runs the agent ended for failing their liveness check, as they ended.
+    pub liveness_kills: Vec<LivenessKill>,
+}
+
+/// A run the agent stopped (and started again) for failing its liveness check.
+#[derive(Debug)]
+pub struct LivenessKill {
+    pub name: String,
+    pub container: String,
+    pub ended: Ended,
 }
 
 pub async fn execute(
@@ -137,10 +149,17 @@ pub async fn execute(
     out
 }
 
-fn record(out: &mut Outcome, a: &Action, r: Result<(), RuntimeError>) {
+fn record(out: &mut Outcome, a: &Action, r: Result<Option<Ended>, RuntimeError>) {
     let name = target_name(a).unwrap_or("").to_owned();
     match r {
-        Ok(()) => {
+        Ok(ended) => {
+            if let (Action::Restart { id, .. }, Some(ended)) = (a, ended) {
+                out.liveness_kills.push(LivenessKill {
+                    name: name.clone(),
+                    container: id.clone(),
+                    ended,
+                });
+            }
             metrics::CONTAINER_ACTIONS
                 .with_label_values(&[a.metric_label()])
                 .inc();
@@ -186,7 +205,7 @@ async fn run(
     host: &str,
     action: &Action,
     desired: &BTreeMap<String, &DesiredContainer>,
-) -> Result<(), RuntimeError> {
+) -> Result<Option<Ended>, RuntimeError> {
     let name = target_name(action).unwrap_or_default();
     let (stack, service) = desired
         .get(name)
@@ -207,29 +226,30 @@ async fn run(
         .await
 }
 
+/// The action's calls; a liveness restart also says how the run it stopped ended.
 async fn run_in_span(
     rt: &Runtime,
     host: &str,
     action: &Action,
     desired: &BTreeMap<String, &DesiredContainer>,
     name: &str,
-) -> Result<(), RuntimeError> {
+) -> Result<Option<Ended>, RuntimeError> {
     tracing::info!(container = %name, "container action");
-    match action {
+    let done = match action {
         Action::Create { name } => match desired.get(name) {
             Some(d) => create_and_start(rt, host, d).await,
             None => Ok(()),
         },
         Action::Start { id, .. } => rt.start(id).await,
         Action::Stop { id, .. } => rt.stop(id, STOP_GRACE).await,
-        Action::Restart { id, .. } => rt.restart(id, STOP_GRACE).await,
+        Action::Restart { id, .. } => return rt.restart(id, STOP_GRACE, TAIL_LINES).await,
         Action::Replace {
             old_id,
             name,
             start_first,
         } => {
             let Some(d) = desired.get(name) else {
-                return Ok(());
+                return Ok(None);
             };
             if *start_first {
                 // Only the new container, under a temporary name beside the old one. The
@@ -258,7 +278,8 @@ async fn run_in_span(
             rt.stop(id, STOP_GRACE).await?;
             rt.remove(id).await
         }
-    }
+    };
+    done.map(|()| None)
 }
 
 async fn create_and_start(

@@ -166,6 +166,8 @@ mod tests {
             health: None,
             ip: None,
             started_at: started_at.map(str::to_owned),
+            finished_at: None,
+            oom_killed: false,
             host_ports: vec![],
             order: 0,
         }

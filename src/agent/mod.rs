@@ -12,6 +12,7 @@ mod gate;
 pub mod images;
 mod inspected;
 pub mod labels;
+mod last_exit;
 mod logs;
 pub mod plan;
 mod post_start;
@@ -20,6 +21,7 @@ mod reconciler;
 mod report;
 pub mod runtime;
 mod secrets;
+mod termination;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,6 +252,7 @@ async fn run(
         pulls: Default::default(),
         pull_failures: BTreeMap::new(),
         docker_config: cfg.docker_config.clone(),
+        terminations: Default::default(),
     };
     // Paces passes that fail (Docker unreachable) apart.
     let mut policy = retry::Policy::new();

@@ -327,6 +327,8 @@ mod tests {
             health: None,
             ip: None,
             started_at: None,
+            finished_at: None,
+            oom_killed: false,
             host_ports: d
                 .spec()
                 .ports

@@ -18,6 +18,7 @@ use super::plan::{self, Action};
 use super::post_start::PostStart;
 use super::report::{self, SlotError};
 use super::runtime::{Runtime, RuntimeError};
+use super::termination::Terminations;
 use super::{execute, secrets};
 use crate::assignment::Assignment;
 use crate::health::{self, Probes, Target, Via};
@@ -61,6 +62,8 @@ pub struct Reconciler {
     pub(super) pull_failures: BTreeMap<String, String>,
     /// A Docker config file whose `auths` are credentials for pulls.
     pub(super) docker_config: Option<std::path::PathBuf>,
+    /// How each slot's container last ended on its own.
+    pub(super) terminations: Terminations,
 }
 
 impl Reconciler {
@@ -120,6 +123,8 @@ impl Reconciler {
         );
         self.merge_probe_health(&mut actual);
         self.count_adopted(&actual, &by_name);
+        let previous = previous_reports(reports).await;
+        self.record_exits(&desired, &actual, &previous).await;
 
         let gated = gate(
             plan::plan(&desired, &actual),
@@ -139,7 +144,7 @@ impl Reconciler {
         let admitted = self.admit_images(gated.actions, &by_name, now).await;
         requeue = requeue.min(admitted.requeue);
         let mut actions = admitted.actions;
-        let mut restarts = previous_restarts(reports, &desired).await;
+        let mut restarts = previous_restarts(&previous, &desired);
 
         // Secrets go in only now, into copies handed to Docker.
         let mut resolved: BTreeMap<String, DesiredContainer> = BTreeMap::new();
@@ -196,6 +201,9 @@ impl Reconciler {
             requeue = requeue.min(self.execute(run, &mut restarts).await);
             (actual, used_ports) = self.rt.list_host(&self.host).await?;
             self.merge_probe_health(&mut actual);
+            // A container this pass stopped (`desiredState: stopped`) is marked seen now,
+            // before a change back to running could make it look like a crash.
+            self.record_exits(&desired, &actual, &previous).await;
         }
         if let Some(d) = self.sweep_networks(&desired, &actual).await {
             requeue = requeue.min(Requeue::After(d));
@@ -234,6 +242,7 @@ impl Reconciler {
             probe_notes: &notes,
             pulling: &admitted.pulling,
             digests: &digests,
+            terminations: &self.terminations,
         });
         self.write_reports(built, reports).await;
         self.post_start.start_due(&desired, &actual);
@@ -300,8 +309,10 @@ impl Reconciler {
             metrics::CONTAINER_RESTARTS.inc();
             self.crash.restarted(name, run.now);
         }
+        self.record_liveness_kills(outcome.liveness_kills, run.by_name)
+            .await;
         for a in &outcome.done {
-            let (reason, message, name) = event_of(a);
+            let (reason, message, name) = event_of(a, &self.terminations);
             let (stack, service) = stack_and_service(name, run.by_name);
             self.events
                 .record(&stack, service.as_deref(), reason, message);
@@ -540,12 +551,9 @@ struct Run<'a> {
     now: Instant,
 }
 
-/// Restart counts carry over from this host's last reports while the spec is the same.
-async fn previous_restarts(
-    reports: &Reflector,
-    desired: &[DesiredContainer],
-) -> BTreeMap<String, u32> {
-    let previous: BTreeMap<String, SlotReport> = reports
+/// This host's last reports, by container name.
+async fn previous_reports(reports: &Reflector) -> BTreeMap<String, SlotReport> {
+    reports
         .read(|c| {
             c.entries
                 .values()
@@ -559,7 +567,14 @@ async fn previous_restarts(
                 .collect()
         })
         .await
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Restart counts carry over from this host's last reports while the spec is the same.
+fn previous_restarts(
+    previous: &BTreeMap<String, SlotReport>,
+    desired: &[DesiredContainer],
+) -> BTreeMap<String, u32> {
     desired
         .iter()
         .map(|d| {
@@ -573,8 +588,15 @@ async fn previous_restarts(
         .collect()
 }
 
-/// The event an action that succeeded records: reason, message, and the container.
-fn event_of(a: &Action) -> (&'static str, String, &str) {
+/// The event an action that succeeded records: reason, message, and the container. A
+/// restart says how the run before it ended.
+fn event_of<'a>(a: &'a Action, terminations: &Terminations) -> (&'static str, String, &'a str) {
+    let ended = |name: &str| {
+        terminations
+            .last(name)
+            .map(|t| format!(" ({})", t.summary()))
+            .unwrap_or_default()
+    };
     match a {
         Action::Create { name } => ("Created", "container created and started".to_owned(), name),
         Action::Start {
@@ -588,12 +610,12 @@ fn event_of(a: &Action) -> (&'static str, String, &str) {
             ..
         } => (
             "Restarted",
-            "container had exited; started again".to_owned(),
+            format!("container had exited{}; started again", ended(name)),
             name,
         ),
         Action::Restart { name, .. } => (
             "Unhealthy",
-            "container stayed unhealthy; restarted".to_owned(),
+            format!("container stayed unhealthy; restarted{}", ended(name)),
             name,
         ),
         Action::Replace {

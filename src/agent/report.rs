@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::actual::{ActualContainer, RunState};
 use super::desired::DesiredContainer;
 use super::plan::{finished, Finished};
+use super::termination::Terminations;
 use crate::health::Health;
 use crate::registry::digest_for;
 use crate::report::{SlotHealth, SlotReport, SlotState};
@@ -33,6 +34,8 @@ pub struct Observed<'a> {
     pub pulling: &'a BTreeMap<String, PullProgress>,
     /// Registry digests by image ID.
     pub digests: &'a BTreeMap<String, Vec<String>>,
+    /// How each slot's container last ended on its own.
+    pub terminations: &'a Terminations,
 }
 
 pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
@@ -99,6 +102,7 @@ pub fn build(o: &Observed<'_>) -> Vec<SlotReport> {
                     .and_then(|id| digest_for(&d.spec().image, o.digests.get(id)?)),
                 image_id,
                 pull: pulling.filter(|_| state == SlotState::Pulling),
+                last_termination: o.terminations.last(&d.name).cloned(),
             }
         })
         .collect()
@@ -172,6 +176,8 @@ mod tests {
             health: Some(Health::Healthy),
             ip: None,
             started_at: None,
+            finished_at: None,
+            oom_killed: false,
             host_ports: vec![],
             order: 0,
         }
@@ -304,6 +310,7 @@ mod tests {
                 probe_notes: &BTreeMap::new(),
                 pulling: &BTreeMap::new(),
                 digests: &BTreeMap::new(),
+                terminations: &Terminations::default(),
             });
             if name == "waiting for a dependency" {
                 assert_eq!(
@@ -357,6 +364,7 @@ mod tests {
                 probe_notes: &BTreeMap::new(),
                 pulling: &BTreeMap::new(),
                 digests: &BTreeMap::new(),
+                terminations: &Terminations::default(),
             });
             assert_eq!(r[0].state.as_str(), state, "{name}");
             assert_eq!(r[0].exit_code, Some(code), "{name}: the exit code is kept");
@@ -388,6 +396,7 @@ mod tests {
             probe_notes: &notes,
             pulling: &BTreeMap::new(),
             digests: &BTreeMap::new(),
+            terminations: &Terminations::default(),
         });
         assert_eq!(r[0].health.as_str(), "starting");
         assert_eq!(r[0].message.as_deref(), Some(notes[&d.name].as_str()));
@@ -414,6 +423,7 @@ mod tests {
                     "sha256:abc".to_owned(),
                     vec![format!("{}@sha256:def", d.spec().image)],
                 )]),
+                terminations: &Terminations::default(),
             })
             .remove(0)
         };

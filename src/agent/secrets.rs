@@ -16,6 +16,9 @@ pub struct Resolved {
     /// Secrets whose pinned version etcd had compacted away, filled in with their current
     /// one instead.
     pub compacted: Vec<Compacted>,
+    /// The values filled in, to hide wherever the container's own output is shown (its
+    /// `lastTermination.logTail`); never logged nor stored.
+    pub values: Vec<String>,
 }
 
 /// A pinned secret version that was gone: names and revisions only, never a value.
@@ -112,6 +115,7 @@ pub async fn resolve(store: &Store, d: &DesiredContainer) -> Result<Option<Resol
     Ok(Some(Resolved {
         container: copy,
         compacted,
+        values: values.into_values().collect(),
     }))
 }
 

@@ -535,6 +535,7 @@ mod tests {
             image_id: None,
             image_digest: None,
             pull: None,
+            last_termination: None,
         }
     }
 

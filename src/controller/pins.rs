@@ -187,6 +187,7 @@ mod tests {
             image_id: Some("sha256:i".into()),
             image_digest: digest.map(str::to_owned),
             pull: None,
+            last_termination: None,
         }
     }
 

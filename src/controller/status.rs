@@ -8,8 +8,8 @@ use super::rollout::{Rollout, RolloutState, SlotOutcome};
 use crate::assignment::Assignment;
 use crate::report::{ActionRecord, SlotHealth, SlotReport, SlotState};
 use crate::spec::{
-    Condition, ConditionStatus, DesiredState, Endpoint, HostRegistration, Phase, Problem,
-    RolloutStatus, ServiceStatus, Stack, StackStatus,
+    Condition, ConditionStatus, DesiredState, Endpoint, HostRegistration, LastTermination, Phase,
+    Problem, RolloutStatus, ServiceStatus, Stack, StackStatus,
 };
 
 /// What the controller knows about one stack this pass.
@@ -143,6 +143,7 @@ pub fn aggregate(i: &Inputs<'_>) -> StackStatus {
                 image_id: report.and_then(|r| r.image_id.clone()),
                 image_digest: report.and_then(|r| r.image_digest.clone()),
                 pull: report.and_then(|r| r.pull),
+                last_termination: report.and_then(|r| r.last_termination.clone()),
                 image_drift: false,
                 replicas: Vec::new(),
             };
@@ -453,6 +454,22 @@ fn short_image_id(id: &str) -> &str {
     id.get(..end).unwrap_or(id)
 }
 
+/// Whether termination `a` ended after `b` (any termination is later than none). By
+/// Docker's `FinishedAt` read as a time: its RFC 3339 drops trailing zeros of the
+/// fraction, so the text does not always sort.
+fn later_end(a: Option<&LastTermination>, b: Option<&LastTermination>) -> bool {
+    let at = |t: &LastTermination| {
+        t.finished_at
+            .as_deref()
+            .and_then(|s| humantime::parse_rfc3339(s).ok())
+    };
+    match (a, b) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(a), Some(b)) => at(a) > at(b),
+    }
+}
+
 fn merge_replica(services: &mut BTreeMap<String, ServiceStatus>, name: &str, s: ServiceStatus) {
     match services.get_mut(name) {
         None => {
@@ -468,6 +485,9 @@ fn merge_replica(services: &mut BTreeMap<String, ServiceStatus>, name: &str, s: 
             first.restarts += s.restarts;
             if s.state != "running" {
                 first.state = s.state.clone();
+            }
+            if later_end(s.last_termination.as_ref(), first.last_termination.as_ref()) {
+                first.last_termination = s.last_termination.clone();
             }
             first.replicas.push(s);
         }
@@ -533,7 +553,27 @@ mod tests {
             image_id: None,
             image_digest: None,
             pull: None,
+            last_termination: None,
         }
+    }
+
+    /// The status of stack `s` at revision 5 (valid, no hosts registered) with `placed`
+    /// slots as (host, assignment) and these reports.
+    fn status_of(placed: &[(String, Assignment)], reports: &[SlotReport]) -> StackStatus {
+        let refs: Vec<&SlotReport> = reports.iter().collect();
+        aggregate(&Inputs {
+            id: "s",
+            revision: 5,
+            spec: Some(Ok(&Stack::default())),
+            assignments: placed.iter().map(|(h, a)| (h.as_str(), a)).collect(),
+            reports: &refs,
+            unschedulable: BTreeMap::new(),
+            hosts: &BTreeMap::new(),
+            actions: BTreeMap::new(),
+            previous: None,
+            now: "T",
+            rollout: None,
+        })
     }
 
     #[test]
@@ -1000,8 +1040,6 @@ mod tests {
 
     #[test]
     fn replicas_on_other_images_at_one_revision_are_drift_in_the_service_and_a_condition() {
-        let stack = Stack::default();
-        let hosts = BTreeMap::new();
         let on = |host: &str, replica: u32| {
             let mut a = assignment(5, DesiredState::Running);
             a.slots = vec![Slot::bare("web", replica, ContainerSpec::default())];
@@ -1017,22 +1055,7 @@ mod tests {
         };
         let a = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         let b = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-        let status = |reports: Vec<SlotReport>| {
-            let refs: Vec<&SlotReport> = reports.iter().collect();
-            aggregate(&Inputs {
-                id: "s",
-                revision: 5,
-                spec: Some(Ok(&stack)),
-                assignments: placed.iter().map(|(h, a)| (h.as_str(), a)).collect(),
-                reports: &refs,
-                unschedulable: BTreeMap::new(),
-                hosts: &hosts,
-                actions: BTreeMap::new(),
-                previous: None,
-                now: "T",
-                rollout: None,
-            })
-        };
+        let status = |reports: Vec<SlotReport>| status_of(&placed, &reports);
         let consistent = |s: &StackStatus| {
             s.conditions
                 .iter()
@@ -1069,5 +1092,69 @@ mod tests {
         waiting.spec_hash = "the-last-spec".into();
         let rolling = status(vec![running("h1", 1, 5, a), waiting]);
         assert!(!rolling.services["web"].image_drift);
+    }
+
+    #[test]
+    fn a_termination_shows_per_replica_and_the_latest_for_the_service() {
+        use crate::spec::TerminationReason;
+        let on = |host: &str, replica: u32| {
+            let mut a = assignment(5, DesiredState::Running);
+            a.slots = vec![Slot::bare("web", replica, ContainerSpec::default())];
+            (host.to_owned(), a)
+        };
+        let ended = |code: i64, at: &str| LastTermination {
+            exit_code: Some(code),
+            reason: TerminationReason::Exited,
+            message: format!("exited with code {code}"),
+            finished_at: Some(at.into()),
+            log_tail: format!("bye {code}"),
+        };
+        let replica = |host: &str, n: u32, last: Option<LastTermination>| {
+            let mut r = report(5, "running", "none");
+            r.host = host.into();
+            r.replica = n;
+            r.last_termination = last;
+            r
+        };
+
+        let one = status_of(
+            &[on("h1", 1)],
+            &[replica("h1", 1, Some(ended(7, "2026-12-03T10:00:00Z")))],
+        );
+        assert_eq!(
+            one.services["web"].last_termination,
+            Some(ended(7, "2026-12-03T10:00:00Z"))
+        );
+
+        // Later by time, though not as text: Docker drops trailing zeros of the fraction.
+        let early = ended(1, "2026-12-03T10:00:05Z");
+        let late = ended(2, "2026-12-03T10:00:05.5Z");
+        for order in [[1, 2, 3], [3, 2, 1], [2, 3, 1]] {
+            let placed: Vec<_> = order.iter().map(|n| on(&format!("h{n}"), *n)).collect();
+            let reports: Vec<SlotReport> = order
+                .iter()
+                .map(|n| {
+                    let last = match n {
+                        1 => Some(early.clone()),
+                        2 => None,
+                        _ => Some(late.clone()),
+                    };
+                    replica(&format!("h{n}"), *n, last)
+                })
+                .collect();
+            let st = status_of(&placed, &reports);
+            let web = &st.services["web"];
+            assert_eq!(web.last_termination, Some(late.clone()), "{order:?}");
+            let each: Vec<Option<i64>> = web
+                .replicas
+                .iter()
+                .map(|r| r.last_termination.as_ref().and_then(|t| t.exit_code))
+                .collect();
+            assert_eq!(each.len(), 3, "{order:?}");
+            assert!(
+                each.contains(&Some(1)) && each.contains(&None) && each.contains(&Some(2)),
+                "each replica its own: {each:?}"
+            );
+        }
     }
 }

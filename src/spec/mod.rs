@@ -37,8 +37,8 @@ pub use problem::Problem;
 pub use secret::{is_secret_name, secret_refs, substitute};
 pub use stack::*;
 pub use status::{
-    ActionStatus, Condition, ConditionStatus, Endpoint, Phase, PullProgress, RolloutStatus,
-    ServiceStatus, StackStatus,
+    ActionStatus, Condition, ConditionStatus, Endpoint, LastTermination, Phase, PullProgress,
+    RolloutStatus, ServiceStatus, StackStatus, TerminationReason,
 };
 pub use update::UpdatePolicy;
 pub use validate::validate;

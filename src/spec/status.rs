@@ -169,9 +169,75 @@ pub struct ServiceStatus {
     /// between pulls on different hosts); the replicas' `imageId`s tell them apart.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub image_drift: bool,
+    /// How its container last ended on its own (exited, OOM-killed, or killed for
+    /// staying unhealthy), kept after it runs again; with several replicas, the latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_termination: Option<LastTermination>,
     /// Per-replica detail when `replicas` > 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ServiceStatus>,
+}
+
+/// How a slot's container last ended without Berth meaning it to: what a crash loop, an
+/// OOM kill or a failed liveness check looked like from the inside. A replacement or stop
+/// that Berth made on purpose is not one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastTermination {
+    /// Its exit code, as Docker recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// Why it ended.
+    pub reason: TerminationReason,
+    /// For people: `exited with code 7`, `out of memory (limit 256 MB)`, ...
+    pub message: String,
+    /// When it ended, as Docker recorded it (`State.FinishedAt`, RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// The end of its output (stdout and stderr): at most 20 lines and 2 KiB, with the
+    /// values of its secrets and registry passwords replaced by `***`.
+    #[serde(default)]
+    pub log_tail: String,
+}
+
+impl LastTermination {
+    /// One line: `code 7, exited`, or with the message where it says more than the
+    /// reason (`code 137, oom-killed: out of memory (limit 256 MB)`).
+    pub fn summary(&self) -> String {
+        let code = self
+            .exit_code
+            .map_or_else(|| "no exit code".to_owned(), |c| format!("code {c}"));
+        match self.reason {
+            TerminationReason::Exited => format!("{code}, exited"),
+            r => format!("{code}, {}: {}", r.as_str(), self.message),
+        }
+    }
+}
+
+/// Why a container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TerminationReason {
+    // It exited by itself. (No doc comments on the variants: they would turn the schema's
+    // enum into a `oneOf`.)
+    Exited,
+    // The kernel killed it for going over its memory limit (Docker's `State.OOMKilled`).
+    OomKilled,
+    // The agent stopped it for failing its liveness check, and started it again.
+    Unhealthy,
+    // A signal ended it (exit code 128 + the signal): `docker kill`, a crash (SIGSEGV).
+    Killed,
+}
+
+impl TerminationReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TerminationReason::Exited => "exited",
+            TerminationReason::OomKilled => "oom-killed",
+            TerminationReason::Unhealthy => "unhealthy",
+            TerminationReason::Killed => "killed",
+        }
+    }
 }
 
 /// How far an image pull has got, summed over its layers (a layer not yet started counts

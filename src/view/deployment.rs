@@ -1,6 +1,7 @@
 //! The deployment map behind `berth status`: each stack's phase and progress, then per
 //! host the services it runs with state, health, restarts, published ports and what each
-//! connects to.
+//! connects to; for one stack, also how each slot's container last ended, with the end of
+//! its output.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,7 @@ use super::table::{truncate, Table};
 use crate::assignment::{PortBinding, Slot};
 use crate::controller::world::World;
 use crate::report::SlotReport;
-use crate::spec::Stack;
+use crate::spec::{LastTermination, Stack, TerminationReason};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentMap {
@@ -60,6 +61,9 @@ pub struct SlotLine {
     /// The short ID of the image its container runs, `-` when none; marked `(drift)` when
     /// replicas of the service at the same spec revision run other images.
     pub image: String,
+    /// How its container last ended on its own; only in the map of one stack, which has
+    /// room for it.
+    pub last_exit: Option<LastTermination>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -109,7 +113,14 @@ pub fn deployment_map(w: &World, only: Option<&str>) -> DeploymentMap {
                 slot.order,
                 &slot.service,
                 slot.replica,
-                slot_line(w, specs.get(stack.as_str()), host, stack, slot),
+                slot_line(
+                    w,
+                    specs.get(stack.as_str()),
+                    host,
+                    stack,
+                    slot,
+                    only.is_some(),
+                ),
             ));
         }
     }
@@ -209,7 +220,14 @@ fn report_of<'w>(w: &'w World, host: &str, stack: &str, slot: &Slot) -> Option<&
         .find(|r| r.host == host && r.is_for_assigned(stack, slot))
 }
 
-fn slot_line(w: &World, spec: Option<&Stack>, host: &str, stack: &str, slot: &Slot) -> SlotLine {
+fn slot_line(
+    w: &World,
+    spec: Option<&Stack>,
+    host: &str,
+    stack: &str,
+    slot: &Slot,
+    with_last_exit: bool,
+) -> SlotLine {
     let report = report_of(w, host, stack, slot);
     let spec = spec.and_then(|st| {
         st.item_list_element
@@ -238,6 +256,9 @@ fn slot_line(w: &World, spec: Option<&Stack>, host: &str, stack: &str, slot: &Sl
         ports: slot.container.ports.iter().filter_map(published).collect(),
         connects,
         image: report.map_or_else(|| "-".to_owned(), |r| image_cell(w, r)),
+        last_exit: report
+            .and_then(|r| r.last_termination.clone())
+            .filter(|_| with_last_exit),
     }
 }
 
@@ -403,7 +424,20 @@ pub fn render(map: &DeploymentMap, width: usize) -> String {
                 dash_if_empty(s.connects.join(", ")),
             ]);
         }
-        out.push_str(&t.render(width));
+        // One line per row after the header: a slot's last exit goes under its row.
+        let table = t.render(width);
+        let mut lines = table.lines();
+        if let Some(header) = lines.next() {
+            out.push_str(header);
+            out.push('\n');
+        }
+        for (line, s) in lines.zip(&h.slots) {
+            out.push_str(line);
+            out.push('\n');
+            if let Some(t) = &s.last_exit {
+                out.push_str(&last_exit_lines(t, width));
+            }
+        }
     }
     if !map.unscheduled.is_empty() {
         out.push_str("\nUNSCHEDULED\n");
@@ -412,6 +446,64 @@ pub fn render(map: &DeploymentMap, width: usize) -> String {
             t.row(vec![format!("{}/{}", u.stack, u.service), u.reason.clone()]);
         }
         out.push_str(&t.render(width));
+    }
+    out
+}
+
+/// A slot's last termination, under its row: `last exit: code 7 (exited) at <time>`,
+/// with what it means when the reason says less (`: out of memory (limit 8 MB)`), then
+/// its log tail, each line indented and cut to `width`.
+fn last_exit_lines(t: &LastTermination, width: usize) -> String {
+    let code = t
+        .exit_code
+        .map_or_else(|| "no exit code".to_owned(), |c| format!("code {c}"));
+    let at = t
+        .finished_at
+        .as_deref()
+        .map(|s| format!(" at {}", to_the_second(s)))
+        .unwrap_or_default();
+    let mut head = format!("    last exit: {code} ({}){at}", t.reason.as_str());
+    if t.reason != TerminationReason::Exited {
+        head.push_str(": ");
+        head.push_str(&t.message);
+    }
+    let mut out = truncate(&head, width);
+    out.push('\n');
+    for line in t.log_tail.lines() {
+        out.push_str(&truncate(&format!("      {}", printable(line)), width));
+        out.push('\n');
+    }
+    out
+}
+
+/// Docker's nanosecond RFC 3339 time to the second; as it is when it cannot be read.
+fn to_the_second(rfc3339: &str) -> String {
+    humantime::parse_rfc3339(rfc3339)
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_else(|_| rfc3339.to_owned())
+}
+
+/// A line of a container's output safe to print in a terminal: colour codes (`ESC [ ...
+/// m`) dropped, a tab a space, and any other control character a `?`, so a log cannot
+/// move the cursor or clear the screen of whoever reads the status.
+fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' if chars.peek() == Some(&'[') => {
+                chars.next();
+                // Parameters and intermediates, up to the final byte (@ to ~).
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            '\t' => out.push(' '),
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
     }
     out
 }
@@ -773,6 +865,51 @@ mod tests {
         assert!(
             text.contains("IMAGE") && text.contains("pulling 31% of 100.0 MB"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_map_of_one_stack_shows_how_each_slot_last_ended_under_it() {
+        let mut kvs = converging_shop();
+        for kv in kvs.iter_mut().filter(|kv| kv.key.ends_with("/app.1")) {
+            let mut r: Value = serde_json::from_slice(&kv.value).unwrap();
+            r["lastTermination"] = json!({
+                "exitCode": 137, "reason": "oom-killed",
+                "message": "out of memory (limit 8 MB)",
+                "finishedAt": "2026-12-03T11:47:29.513259686Z",
+                "logTail": format!("allocating\n\x1b[31mred\x1b[0m\tand a\rbell\n{}", "z".repeat(200))
+            });
+            kv.value = r.to_string().into_bytes();
+        }
+        let one = render(&deployment_map(&world(&kvs), Some("shop")), 80);
+        let lines: Vec<&str> = one.lines().collect();
+        let row = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("shop/app "))
+            .unwrap_or_else(|| panic!("no app row in:\n{one}"));
+        assert_eq!(
+            lines[row + 1],
+            "    last exit: code 137 (oom-killed) at 2026-12-03T11:47:29Z: out of memory (li…"
+        );
+        assert_eq!(lines[row + 2], "      allocating");
+        assert_eq!(
+            lines[row + 3],
+            "      red and a?bell",
+            "colour codes dropped, control characters made harmless"
+        );
+        assert!(lines[row + 4].starts_with("      zzz") && lines[row + 4].ends_with('…'));
+        for line in &lines {
+            assert!(line.chars().count() <= 80, "{line}");
+        }
+        assert!(
+            !lines[row + 5].starts_with("      "),
+            "the tail ends there:\n{one}"
+        );
+
+        let all = render(&deployment_map(&world(&kvs), None), 80);
+        assert!(
+            !all.contains("last exit"),
+            "the whole map stays one line per slot"
         );
     }
 }

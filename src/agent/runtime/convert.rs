@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    CreateImageInfo, EndpointSettings, EventMessage, HealthConfig, HealthStatusEnum, HostConfig,
-    Mount, MountType, NetworkingConfig, PortBinding as DockerPortBinding, PortSummaryTypeEnum,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
+    ContainerSummary, CreateImageInfo, EndpointSettings, EventMessage, HealthConfig,
+    HealthStatusEnum, HostConfig, Mount, MountType, NetworkingConfig,
+    PortBinding as DockerPortBinding, PortSummaryTypeEnum, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use super::{ContainerEvent, CreateRequest};
@@ -203,6 +203,13 @@ pub(super) fn to_mount(m: &MountSpec) -> Mount {
     }
 }
 
+/// Docker's `State.FinishedAt`, unless it is Go's zero time (the container never ended).
+pub(super) fn finished_at(state: Option<&ContainerState>) -> Option<String> {
+    state
+        .and_then(|s| s.finished_at.clone())
+        .filter(|t| !t.is_empty() && !t.starts_with("0001-"))
+}
+
 pub(super) fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> {
     let labels = c.config.as_ref()?.labels.clone().unwrap_or_default();
     let state = c.state.as_ref();
@@ -277,6 +284,8 @@ pub(super) fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> 
         docker_health,
         ip,
         started_at: state.and_then(|s| s.started_at.clone()),
+        finished_at: finished_at(state),
+        oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false),
         host_ports,
         order: labels
             .get(labels::ORDER)

@@ -14,7 +14,8 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -23,7 +24,7 @@ mod convert;
 
 pub use self::convert::create_body;
 use self::convert::{published_ports, split_image, to_actual, to_event};
-use super::actual::ActualContainer;
+use super::actual::{ActualContainer, Ended};
 use super::images::{ImageInfo, PullAuth};
 use super::inspected::{Inspected, Listed};
 use super::labels;
@@ -844,10 +845,72 @@ impl Runtime {
         })
     }
 
-    /// Stop (with the grace period) and start again.
-    pub async fn restart(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+    /// Stop (with the grace period) and start again. Returns how the stopped run ended,
+    /// with its last `lines` lines of output, read between the stop and the start (after
+    /// the start, the output and Docker's state are the new run's); `None` when Docker
+    /// could not say.
+    pub async fn restart(
+        &self,
+        id: &str,
+        grace: Duration,
+        lines: usize,
+    ) -> Result<Option<Ended>, RuntimeError> {
         self.stop(id, grace).await?;
-        self.start(id).await
+        let ended = match self.ended(id, lines).await {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::warn!(container = %id, error = %crate::error_chain(&e), "reading how a container ended failed");
+                None
+            }
+        };
+        self.start(id).await?;
+        Ok(ended)
+    }
+
+    /// How container `id`'s last run ended, with its last `lines` lines of output. A log
+    /// Docker cannot read back (log driver `none`, `syslog`...) is an empty output, not a
+    /// failure.
+    pub async fn ended(&self, id: &str, lines: usize) -> Result<Ended, RuntimeError> {
+        let c = call("inspect", id, self.docker.inspect_container(id, None)).await?;
+        let state = c.state.as_ref();
+        let output = match self.log_tail(id, lines).await {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::warn!(container = %id, error = %crate::error_chain(&e), "reading a container's log tail failed");
+                String::new()
+            }
+        };
+        Ok(Ended {
+            exit_code: state.and_then(|s| s.exit_code),
+            oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false),
+            finished_at: convert::finished_at(state),
+            output,
+        })
+    }
+
+    /// The last `lines` lines of container `id`'s stdout and stderr, interleaved as Docker
+    /// logged them.
+    pub async fn log_tail(&self, id: &str, lines: usize) -> Result<String, RuntimeError> {
+        /// A line can be long: only this much of the end is kept while reading.
+        const KEEP: usize = 64 * 1024;
+        let opts = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        let read = async {
+            let mut stream = self.docker.logs(id, Some(opts));
+            let mut out: Vec<u8> = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                out.extend_from_slice(chunk?.as_ref());
+                if out.len() > 2 * KEEP {
+                    out.drain(..out.len() - KEEP);
+                }
+            }
+            Ok(out)
+        };
+        let out = call("logs", id, read).await?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
     pub async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {

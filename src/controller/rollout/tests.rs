@@ -65,6 +65,7 @@ fn report(replica: u32, image: &str, state: &str, health: &str) -> SlotReport {
         image_id: None,
         image_digest: None,
         pull: None,
+        last_termination: None,
     }
 }
 
