@@ -61,7 +61,12 @@ async fn logs_merge_every_replica_with_its_prefix_and_honour_tail_and_since() {
     })
     .await;
     let host = c.host_id.clone();
-    let all = logs_until(&c, &["logs-it"], "late").await;
+    // Both replicas have printed their last line (they started a moment apart).
+    let all = eventually("berth logs shows both replicas' last lines", T, || async {
+        let (code, out, _) = logs(&c, &["logs-it"]);
+        (code == 0 && out.lines().filter(|l| l.ends_with("late")).count() == 2).then_some(out)
+    })
+    .await;
     for replica in [1, 2] {
         let prefix = format!("web.{replica}@{host} |");
         for text in ["line-1", "line-5", "oops", "late"] {
