@@ -214,6 +214,15 @@ async fn a_secret_or_registry_password_the_container_prints_is_hidden_in_the_sta
         logs.contains(SECRET) && logs.contains(REGISTRY_PASSWORD),
         "{logs}"
     );
+    // ... and `berth logs`, which reads the container's own logs, shows them as printed.
+    let url = c.etcd.as_ref().expect("etcd").client_url.clone();
+    let out = run_ok(Command::new(env!("CARGO_BIN_EXE_berth")).args([
+        "logs",
+        "termsecret-it",
+        "--etcd-endpoints",
+        &url,
+    ]));
+    assert!(out.contains(&format!("db password: {SECRET}")), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
