@@ -34,7 +34,10 @@ unit:
 crds:
 	$(CARGO) run --quiet -- schema crds --out crds
 
-image: setup
+# Berth's own image, berth:<version> and berth:latest, built with no registry: FROM scratch
+# with the release binary and the libraries it loads (scripts/image.sh).
+image: build
+	./scripts/image.sh target/release/berth
 
 clean:
 	$(CARGO) clean

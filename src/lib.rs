@@ -25,6 +25,15 @@
 //! - [`view`]: what `berth status`, `berth hosts`, `berth events`, `berth apply --dry-run`
 //!   and `berth host remove` print, rendered purely from a snapshot.
 
+/// `0.1.0 (rev 0123456789ab)`: the crate version and the git revision it was built from,
+/// as `berth --version`, the agent's registration and the image's labels say.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (rev ",
+    env!("BERTH_GIT_REVISION"),
+    ")"
+);
+
 pub mod agent;
 pub mod api;
 pub mod assignment;

@@ -13,7 +13,7 @@ use berth::telemetry::{self, LogFormat};
 #[derive(Parser)]
 #[command(
     name = "berth",
-    version,
+    version = berth::VERSION,
     about = "Keeps container stacks running across many Docker hosts, with etcd as the source of truth"
 )]
 struct Cli {

@@ -190,7 +190,7 @@ async fn run(
         labels: cfg.labels.clone(),
         cpus: facts.as_ref().map(|f| f.cpus).unwrap_or(0.0),
         memory_mb: facts.as_ref().map(|f| f.memory_mb).unwrap_or(0),
-        agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        agent_version: Some(crate::VERSION.to_owned()),
         docker_version: facts.as_ref().map(|f| f.version.clone()),
         used_ports: rt
             .list_host(&host)
