@@ -46,6 +46,8 @@ pub(super) async fn login_for(
         SecretSource::Originals => keys::registry(&registry),
     };
     let shown_key = format!("{}{key}", store.prefix());
+    // Messages name the login the user wrote, whichever copy of it was read.
+    let login_key = format!("{}{}", store.prefix(), keys::registry(&registry));
     let stored = store
         .get(&key)
         .await
@@ -63,7 +65,7 @@ pub(super) async fn login_for(
             username: login.username,
             password,
         };
-        return Ok((Some(auth), LoginSource::Etcd(shown_key)));
+        return Ok((Some(auth), LoginSource::Etcd(login_key)));
     }
     if let Some(path) = docker_config {
         match DockerConfigAuths::load(path) {
@@ -87,7 +89,7 @@ pub(super) async fn login_for(
     Ok((
         None,
         LoginSource::None {
-            key: shown_key,
+            key: login_key,
             file: docker_config.map(Path::to_owned),
         },
     ))
