@@ -17,6 +17,8 @@
 //! - [`assignment`], [`report`]: the internal contract between controller and agents.
 //! - [`registry`]: which registry an image names, and the logins for registries (etcd's
 //!   `registries/`, or a Docker config file's `auths`).
+//! - [`hostsecret`]: a host's copy of a secret (`hostsecrets/<host>/<name>`), which the
+//!   leader writes and that host's agent reads, so an agent reads only its own host's secrets.
 //! - [`events`]: recent events per stack, bounded, for `berth events`.
 //! - [`embedded`]: the local etcd `berth up` starts when given none.
 //! - [`metrics`], [`serve`], [`telemetry`]: observability.
@@ -41,6 +43,7 @@ pub mod controller;
 pub mod embedded;
 pub mod events;
 pub mod health;
+pub mod hostsecret;
 pub mod metrics;
 pub mod registry;
 pub mod report;

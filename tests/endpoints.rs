@@ -84,6 +84,7 @@ async fn readyz_is_ready_only_with_a_complete_etcd_view_and_for_agents_docker_he
             docker_tls: Default::default(),
             vantage: agent::Vantage::Local,
             docker_config: None,
+            secret_source: agent::SecretSource::HostCopies,
             api: None,
         },
         cancel.clone(),

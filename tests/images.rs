@@ -551,10 +551,11 @@ async fn registry_passwords_never_leak_into_logs_events_metrics_status_or_output
     leaks("the status", &serde_json::to_string(&st).expect("json"));
     leaks("events", &format!("{events:?}"));
     let (kvs, _) = c.store.list("").await.expect("list");
-    for kv in kvs
-        .iter()
-        .filter(|kv| !kv.key.starts_with(keys::REGISTRIES) && !kv.key.starts_with(keys::SECRETS))
-    {
+    for kv in kvs.iter().filter(|kv| {
+        ![keys::REGISTRIES, keys::SECRETS, keys::HOST_SECRETS]
+            .iter()
+            .any(|p| kv.key.starts_with(p))
+    }) {
         leaks(&kv.key, &String::from_utf8_lossy(&kv.value));
     }
     drop(c);

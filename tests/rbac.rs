@@ -1,6 +1,7 @@
 //! etcd with TLS and authentication (certificates made by the test with openssl):
-//! `berth etcd-rbac setup` keeps each agent to its own host's keys, and lets it read (not
-//! write) secrets and registry logins.
+//! `berth etcd-rbac setup` keeps each agent to its own host's keys: it reads (not writes)
+//! the copies of secrets and registry logins the leader hands its host, and neither the
+//! originals nor another host's copies.
 
 mod common;
 
@@ -237,13 +238,7 @@ async fn with_tls_and_rbac_an_agent_cannot_touch_another_hosts_keys() {
         op.put(&keys::host("h1"), b"{}".to_vec()).await.is_err(),
         "operator wrote a host key"
     );
-    assert_eq!(
-        h1.get(&keys::secret("db")).await.unwrap().unwrap().value,
-        b"pw",
-        "agents read secrets"
-    );
-
-    // Registry logins likewise: operators write them, agents read them and write none.
+    // Registry logins likewise: operators write them and never read them back.
     op.put(
         &keys::registry("ghcr.io"),
         br#"{"username":"ci","password":"tok"}"#.to_vec(),
@@ -254,14 +249,19 @@ async fn with_tls_and_rbac_an_agent_cannot_touch_another_hosts_keys() {
         op.get(&keys::registry("ghcr.io")).await.is_err(),
         "operator read a registry login"
     );
-    assert_eq!(
-        h1.get(&keys::registry("ghcr.io"))
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-        br#"{"username":"ci","password":"tok"}"#,
-        "agents read registry logins"
+
+    // An agent reads neither the originals nor another host's copies: only its own.
+    assert!(
+        h1.get(&keys::secret("db")).await.is_err(),
+        "an agent read secrets/"
+    );
+    assert!(
+        h1.get(&keys::registry("ghcr.io")).await.is_err(),
+        "an agent read a registry login"
+    );
+    assert!(
+        h1.list(keys::REGISTRIES).await.is_err(),
+        "an agent listed registries/"
     );
     assert!(
         h1.put(&keys::registry("ghcr.io"), b"{}".to_vec())
@@ -285,6 +285,32 @@ async fn with_tls_and_rbac_an_agent_cannot_touch_another_hosts_keys() {
     ctl.put(&keys::assignment("h2", "web"), b"{}".to_vec())
         .await
         .expect("controller writes assignments");
+    for host in ["h1", "h2"] {
+        ctl.put(&keys::host_secret(host, "db"), b"copy".to_vec())
+            .await
+            .expect("controller writes hosts' copies");
+    }
+    assert_eq!(
+        h1.get(&keys::host_secret("h1", "db"))
+            .await
+            .expect("an agent reads its own host's copies")
+            .map(|kv| kv.value),
+        Some(b"copy".to_vec())
+    );
+    assert!(
+        h1.get(&keys::host_secret("h2", "db")).await.is_err(),
+        "h1 read h2's copy of a secret"
+    );
+    assert!(
+        h1.put(&keys::host_secret("h1", "db"), b"x".to_vec())
+            .await
+            .is_err(),
+        "an agent wrote its own copy"
+    );
+    assert!(
+        op.get(&keys::host_secret("h1", "db")).await.is_err(),
+        "operator read a host's copy"
+    );
 
     // A real agent runs under its role: it registers under its lease and reads its keys.
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -302,6 +328,7 @@ async fn with_tls_and_rbac_an_agent_cannot_touch_another_hosts_keys() {
             docker_tls: Default::default(),
             vantage: berth::agent::Vantage::Local,
             docker_config: None,
+            secret_source: berth::agent::SecretSource::HostCopies,
             api: None,
         },
         cancel.clone(),

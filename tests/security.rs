@@ -123,9 +123,16 @@ async fn secrets_reach_the_container_and_no_env_value_leaks_into_logs_events_met
     );
 
     let (kvs, _) = c.store.list("").await.unwrap();
+    let copy = keys::host_secret(&c.host_id, "it-db-pass");
+    assert!(
+        kvs.iter()
+            .any(|kv| kv.key == copy && String::from_utf8_lossy(&kv.value).contains(SECRET)),
+        "the host's copy at {copy}"
+    );
     for kv in &kvs {
         let text = String::from_utf8_lossy(&kv.value);
-        if kv.key.starts_with(keys::SECRETS) {
+        // The secret itself, and the host's copy of it that its agent reads.
+        if kv.key.starts_with(keys::SECRETS) || kv.key.starts_with(keys::HOST_SECRETS) {
             continue;
         }
         assert!(!text.contains(SECRET), "secret value in {}", kv.key);
@@ -158,6 +165,52 @@ async fn secrets_reach_the_container_and_no_env_value_leaks_into_logs_events_met
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_holds_a_copy_of_the_secrets_its_slots_use_only_while_they_run() {
+    let c = Cluster::start("hostcopy").await;
+    const VALUE: &str = "COPY-MARKER-41c2";
+    c.store
+        .put(&keys::secret("it-copy"), VALUE.as_bytes().to_vec())
+        .await
+        .unwrap();
+    c.store
+        .put(&keys::secret("it-unused"), b"unused".to_vec())
+        .await
+        .unwrap();
+    let rev = c
+        .put_stack("hostcopy-it", &app_using("it-copy", serde_json::json!({})))
+        .await;
+    c.wait_status("hostcopy-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    // The agent read the value from its host's copy: it reads nothing else.
+    let id = containers_of(&c.host_id, "hostcopy-it")[0].clone();
+    let env = inspect(&id, "{{json .Config.Env}}");
+    assert!(env.contains(&format!("PW={VALUE}")), "{env}");
+    let key = keys::host_secret(&c.host_id, "it-copy");
+    let kv = c.store.get(&key).await.unwrap().expect("the host's copy");
+    let copy: berth::hostsecret::HostSecret = serde_json::from_slice(&kv.value).unwrap();
+    assert_eq!(
+        copy.versions.values().collect::<Vec<_>>(),
+        [VALUE],
+        "one version, the one its container pins"
+    );
+    assert!(
+        c.store
+            .get(&keys::host_secret(&c.host_id, "it-unused"))
+            .await
+            .unwrap()
+            .is_none(),
+        "a secret no slot uses is not handed out"
+    );
+    c.delete_stack("hostcopy-it").await;
+    eventually("the deleted stack's copy is gone", T, || async {
+        c.store.get(&key).await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_secret_is_reported_and_the_container_waits_for_it() {
     let c = Cluster::start("nosecret").await;
     let json = serde_json::json!({"itemListElement": [
@@ -173,7 +226,10 @@ async fn a_missing_secret_is_reported_and_the_container_waits_for_it() {
                 .message
                 .as_deref()
                 .unwrap_or("")
-                .contains("secret it-not-yet not found")
+                .contains(&format!(
+                    "secret it-not-yet not yet delivered to host {}",
+                    c.host_id
+                ))
         })
         .await;
     assert_ne!(st.phase, Phase::Running);
@@ -197,7 +253,7 @@ fn app_using(secret: &str, update: serde_json::Value) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_container_created_again_gets_the_secret_version_its_spec_pins_or_the_current_one_once_compacted(
+async fn a_container_created_again_gets_the_secret_version_its_spec_pins_even_once_etcd_compacted_it(
 ) {
     let mut c = Cluster::start("pinned").await;
     let secret = "it-pinned-pw";
@@ -249,7 +305,8 @@ async fn a_container_created_again_gets_the_secret_version_its_spec_pins_or_the_
         .unwrap();
     assert!(!events.iter().any(|e| e.reason == "SecretRevisionCompacted"));
 
-    // etcd forgets the pinned version: the current one, with a warning.
+    // etcd forgets the pinned version: the host's copy, made while etcd had it, still
+    // holds it, so the agent does not depend on etcd's history (nor on the controller).
     let url = c.etcd.as_ref().unwrap().client_url.clone();
     run_ok(
         Command::new("etcdctl")
@@ -258,23 +315,8 @@ async fn a_container_created_again_gets_the_secret_version_its_spec_pins_or_the_
     );
     assert_eq!(
         pw_after_removal(&c).await,
-        "PINNED-NEW-b2",
-        "the current version"
-    );
-    let warning = eventually("a warning event", T, || async {
-        let events = berth::events::list(&c.store, Some("pinned-it"))
-            .await
-            .ok()?;
-        events
-            .into_iter()
-            .find(|e| e.reason == "SecretRevisionCompacted")
-    })
-    .await;
-    assert!(
-        warning.message.contains(&format!("revision {rotated}"))
-            && !warning.message.contains("PINNED-"),
-        "{}",
-        warning.message
+        "PINNED-OLD-a1",
+        "the pinned version, from the host's copy"
     );
     c.stop_agent().await;
 }

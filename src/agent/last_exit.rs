@@ -85,11 +85,17 @@ impl Reconciler {
     /// password.
     async fn redactions(&self, d: &DesiredContainer) -> Result<Redactions, String> {
         let mut values = Vec::new();
-        if let Some(r) = secrets::resolve(&self.store, d).await? {
+        if let Some(r) = secrets::resolve(&self.store, self.secret_source, &self.host, d).await? {
             values.extend(r.values);
         }
-        let (auth, _) =
-            pull::login_for(&self.store, self.docker_config.as_deref(), &d.spec().image).await?;
+        let (auth, _) = pull::login_for(
+            &self.store,
+            self.secret_source,
+            &self.host,
+            self.docker_config.as_deref(),
+            &d.spec().image,
+        )
+        .await?;
         values.extend(auth.map(|a| a.password));
         Ok(Redactions::new(values))
     }

@@ -39,6 +39,7 @@ pub use runtime::{Runtime, RuntimeError};
 use self::crash_backoff::CrashBackoff;
 use self::post_start::PostStart;
 use self::reconciler::Reconciler;
+pub use self::secrets::SecretSource;
 use crate::health::Probes;
 use crate::serve::ReadyCheck;
 use crate::spec::HostRegistration;
@@ -65,6 +66,8 @@ pub struct AgentConfig {
     /// A Docker config file whose `auths` image pulls use; a login in etcd at
     /// `registries/<registry>` wins over it.
     pub docker_config: Option<std::path::PathBuf>,
+    /// Where secrets and registry logins are read: an agent reads its host's copies.
+    pub secret_source: SecretSource,
 }
 
 /// Where a reconciler runs relative to the Docker engine it drives.
@@ -252,6 +255,7 @@ async fn run(
         pulls: Default::default(),
         pull_failures: BTreeMap::new(),
         docker_config: cfg.docker_config.clone(),
+        secret_source: cfg.secret_source,
         terminations: Default::default(),
     };
     // Paces passes that fail (Docker unreachable) apart.

@@ -1,6 +1,7 @@
 //! The pass's image step, around [`images`](super::images)' pure decisions: it looks up
-//! what the engine has, finds the credentials for a registry (etcd's
-//! `registries/<registry>` first, then the host's Docker config file), starts pulls in the
+//! what the engine has, finds the credentials for a registry (etcd's first: the host's
+//! copy at `hostsecrets/<host>/registries/<registry>`, or for an agentless host
+//! `registries/<registry>`; then the host's Docker config file), starts pulls in the
 //! background and says which creates and replaces may go now.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +13,7 @@ use super::images::{self, Admission, ImageState, LoginSource, PullAuth, PullFail
 use super::plan::Action;
 use super::reconciler::Reconciler;
 use super::report::SlotError;
+use super::secrets::SecretSource;
 use crate::registry::{registry_of, DockerConfigAuths, RegistryLogin};
 use crate::requeue::Requeue;
 use crate::spec::{PullPolicy, PullProgress};
@@ -28,17 +30,24 @@ pub(super) struct Admitted {
     pub requeue: Requeue,
 }
 
-/// The credentials for `image`'s registry and where they came from: etcd's
-/// `registries/<registry>` wins over the Docker config file. A `{{secret:NAME}}`
-/// password is filled in from `secrets/NAME`.
+/// The credentials for `image`'s registry and where they came from: etcd's wins over the
+/// Docker config file. A host's copy has its password filled in already; an original's
+/// `{{secret:NAME}}` password is filled in from `secrets/NAME`.
 pub(super) async fn login_for(
     store: &Store,
+    source: SecretSource,
+    host: &str,
     docker_config: Option<&Path>,
     image: &str,
 ) -> Result<(Option<PullAuth>, LoginSource), String> {
     let registry = registry_of(image);
-    let key = keys::registry(&registry);
+    let key = match source {
+        SecretSource::HostCopies => keys::host_registry(host, &registry),
+        SecretSource::Originals => keys::registry(&registry),
+    };
     let shown_key = format!("{}{key}", store.prefix());
+    // Messages name the login the user wrote, whichever copy of it was read.
+    let login_key = format!("{}{}", store.prefix(), keys::registry(&registry));
     let stored = store
         .get(&key)
         .await
@@ -47,13 +56,16 @@ pub(super) async fn login_for(
         let login: RegistryLogin = serde_json::from_slice(&kv.value).map_err(|e| {
             format!("{shown_key} is not a login ({{\"username\": ..., \"password\": ...}}): {e}")
         })?;
-        let password = fill_secrets(store, &login.password).await?;
+        let password = match source {
+            SecretSource::HostCopies => login.password,
+            SecretSource::Originals => fill_secrets(store, &login.password).await?,
+        };
         let auth = PullAuth {
             registry,
             username: login.username,
             password,
         };
-        return Ok((Some(auth), LoginSource::Etcd(shown_key)));
+        return Ok((Some(auth), LoginSource::Etcd(login_key)));
     }
     if let Some(path) = docker_config {
         match DockerConfigAuths::load(path) {
@@ -77,7 +89,7 @@ pub(super) async fn login_for(
     Ok((
         None,
         LoginSource::None {
-            key: shown_key,
+            key: login_key,
             file: docker_config.map(Path::to_owned),
         },
     ))
@@ -169,10 +181,16 @@ impl Reconciler {
                     .is_some_and(|f| f.kind == images::PullFailureKind::Unauthorized)
             });
             if unauthorized && !logins.contains_key(&image) {
-                let now_login = login_for(&self.store, self.docker_config.as_deref(), &image)
-                    .await
-                    .ok()
-                    .and_then(|(auth, _)| auth.as_ref().map(images::fingerprint));
+                let now_login = login_for(
+                    &self.store,
+                    self.secret_source,
+                    &self.host,
+                    self.docker_config.as_deref(),
+                    &image,
+                )
+                .await
+                .ok()
+                .and_then(|(auth, _)| auth.as_ref().map(images::fingerprint));
                 logins.insert(image.clone(), now_login);
             }
             let wanted_since = self.pulls.wanted_since(name, &d.spec_hash, now);
@@ -237,7 +255,14 @@ impl Reconciler {
         if self.pulls.progress(image).is_some() {
             return Ok(());
         }
-        let (auth, source) = login_for(&self.store, self.docker_config.as_deref(), image).await?;
+        let (auth, source) = login_for(
+            &self.store,
+            self.secret_source,
+            &self.host,
+            self.docker_config.as_deref(),
+            image,
+        )
+        .await?;
         if !self.pulls.begin(image) {
             return Ok(());
         }

@@ -62,6 +62,8 @@ pub struct Reconciler {
     pub(super) pull_failures: BTreeMap<String, String>,
     /// A Docker config file whose `auths` are credentials for pulls.
     pub(super) docker_config: Option<std::path::PathBuf>,
+    /// Where secrets and registry logins are read.
+    pub(super) secret_source: super::secrets::SecretSource,
     /// How each slot's container last ended on its own.
     pub(super) terminations: Terminations,
 }
@@ -154,7 +156,7 @@ impl Reconciler {
                 continue;
             };
             let Some(d) = by_name.get(name) else { continue };
-            match secrets::resolve(&self.store, d).await {
+            match secrets::resolve(&self.store, self.secret_source, &self.host, d).await {
                 Ok(Some(r)) => {
                     for c in &r.compacted {
                         let message = c.message();

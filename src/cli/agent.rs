@@ -137,6 +137,7 @@ pub async fn run(args: AgentArgs) -> Result<ExitCode> {
         docker_tls: args.docker_tls.tls(),
         vantage: agent::Vantage::Local,
         docker_config: args.docker_config.or_else(registry::default_docker_config),
+        secret_source: agent::SecretSource::HostCopies,
         api,
     };
     let store = connect(&args.etcd).await?;

@@ -91,6 +91,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             docker_tls: Default::default(),
             vantage: agent::Vantage::Local,
             docker_config: registry::default_docker_config(),
+            secret_source: agent::SecretSource::HostCopies,
             // Loopback: `berth logs` on this machine reads it without TLS.
             api: Some(berth::api::server::ApiConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 9422)),

@@ -6,6 +6,7 @@
 
 pub mod decide;
 pub mod history;
+pub mod hostsecrets;
 pub mod narrate;
 pub mod pins;
 pub mod rollout;
@@ -242,6 +243,9 @@ struct Controller {
     events: crate::events::Recorder,
     /// Makes the loop run a pass soon (an agentless host's reconciler found it empty).
     wake: Arc<Notify>,
+    /// (secret, revision) -> its value then (`None`: compacted away), read from etcd's
+    /// history for hosts' copies while some slot pins that revision, and no longer.
+    past_secrets: HashMap<(String, i64), Option<String>>,
 }
 
 /// The reconciler this leader runs for one agentless host.
@@ -275,6 +279,7 @@ impl Controller {
             term,
             agentless: HashMap::new(),
             wake,
+            past_secrets: HashMap::new(),
         }
     }
 
@@ -318,6 +323,8 @@ impl Controller {
                 // The controller's own Docker config is its machine's, not the remote
                 // engine's: agentless hosts pull with the logins in etcd only.
                 docker_config: None,
+                // It holds the prefix: the originals, with no copies to hand itself.
+                secret_source: crate::agent::SecretSource::Originals,
                 // Its logs are served from here, the only place that reaches its engine.
                 api: self.cfg.agentless_api.clone(),
             };
@@ -456,8 +463,15 @@ impl Controller {
         // redone from the record next pass, while assignments without their record would
         // look like slots whose batch has not come, and be handed back.
         self.write_rollouts(&world, &decision).await?;
+        // Copies before the assignments that need them, so an agent never sees a pin its
+        // copy lacks; those no slot needs any more only after the assignments moved on.
+        let copies = self
+            .plan_host_copies(&world, snap, &decision.assignments)
+            .await?;
+        self.apply(copies.puts).await?;
         self.write_assignments(&world, &decision.assignments)
             .await?;
+        self.apply(copies.deletes).await?;
         self.write_history(&world, &decision, now_ms).await?;
         self.record_rollout_events(&decision);
         // Count and tell only once the moves are written: a lost race would count them

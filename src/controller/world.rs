@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::history::HistoryEntry;
+use super::hostsecrets::{self, Held};
 use super::rollout::Rollout;
 use crate::assignment::Assignment;
 use crate::report::{ActionRecord, SlotReport};
@@ -93,6 +94,9 @@ pub struct World {
     /// Secret name -> its key's mod_revision. Never its value: what the controller
     /// derives from a secret is only which version of it a container should get.
     pub secrets: BTreeMap<String, i64>,
+    /// Key -> the copy of a secret or registry login held for a host
+    /// (`hostsecrets/<host>/...`), by hash: never its value.
+    pub host_copies: BTreeMap<String, Held>,
 }
 
 impl World {
@@ -191,6 +195,12 @@ impl World {
                         tracing::warn!(key = %kv.key, "unreadable history entry ignored")
                     }
                 }
+            } else if kv.key.starts_with(keys::HOST_SECRETS) {
+                let held = Held {
+                    hash: hostsecrets::hash(&kv.value),
+                    mod_revision: kv.mod_revision,
+                };
+                w.host_copies.insert(kv.key.clone(), held);
             } else if let Some(name) = one(keys::SECRETS) {
                 w.secrets.insert(name, kv.mod_revision);
             } else if let Some(id) = one(keys::STATUS) {

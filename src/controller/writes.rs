@@ -1,4 +1,4 @@
-//! The leader's writes: rollout records, assignments, revision history and statuses. Each is what the pass
+//! The leader's writes: rollout records, assignments, the hosts' copies of secrets, revision history and statuses. Each is what the pass
 //! computed, compared with what the cache holds, and written only where it differs, as a
 //! compare-and-swap fenced by the leadership, so a stale or deposed leader writes nothing.
 
@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Instant, SystemTime};
 
 use super::world::World;
-use super::{decide, history, status, Controller, Convergence};
+use super::{decide, history, hostsecrets, status, Controller, Convergence};
 use crate::metrics;
 use crate::report::SlotReport;
 use crate::scheduler::plan::Liveness;
 use crate::spec::{HostRegistration, Phase};
-use crate::store::{keys, Expect, StoreError, Write};
+use crate::store::{keys, AtRevision, Cache, Expect, StoreError, Write};
 
 impl Controller {
     /// Write the rollout records that changed; drop those of stacks whose key is gone.
@@ -122,6 +122,68 @@ impl Controller {
             }
         }
         self.apply(writes).await
+    }
+
+    /// The copies of secrets and registry logins each agent's host should hold
+    /// ([`hostsecrets`]), from the assignments about to be held, and the writes that get
+    /// them there. Current values come from the cache; a pinned older one from etcd's
+    /// history, read once and kept only while some slot pins it.
+    pub(super) async fn plan_host_copies(
+        &mut self,
+        world: &World,
+        snap: &Cache,
+        desired: &BTreeMap<(String, String), crate::assignment::Assignment>,
+    ) -> Result<hostsecrets::CopyWrites, StoreError> {
+        let needs = hostsecrets::needs(desired.iter().map(|((h, _), a)| (h.as_str(), a)), |h| {
+            world.agentless.contains_key(h)
+        });
+        let mut sources = hostsecrets::Sources::default();
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for n in needs.values() {
+            names.extend(n.secrets.keys().cloned());
+            for registry in &n.registries {
+                let Some(kv) = snap.entries.get(&keys::registry(registry)) else {
+                    continue;
+                };
+                match serde_json::from_slice::<crate::registry::RegistryLogin>(&kv.value) {
+                    Ok(login) => {
+                        names.extend(
+                            crate::spec::secret_refs(&login.password)
+                                .into_iter()
+                                .map(str::to_owned),
+                        );
+                        sources.logins.insert(registry.clone(), login);
+                    }
+                    Err(e) => {
+                        tracing::warn!(registry = %registry, error = %e, "unreadable registry login not handed out")
+                    }
+                }
+            }
+        }
+        for name in names {
+            if let Some(kv) = snap.entries.get(&keys::secret(&name)) {
+                let value = String::from_utf8_lossy(&kv.value).into_owned();
+                sources.current.insert(name, (kv.mod_revision, value));
+            }
+        }
+        let past = hostsecrets::past_needed(&needs, &sources);
+        self.past_secrets.retain(|k, _| past.contains(k));
+        for (name, rev) in past {
+            let key = (name, rev);
+            if !self.past_secrets.contains_key(&key) {
+                let value = match self.store.get_at(&keys::secret(&key.0), rev).await? {
+                    AtRevision::Found(kv) => Some(String::from_utf8_lossy(&kv.value).into_owned()),
+                    // Gone from etcd's history: the copy carries the current value.
+                    AtRevision::Absent | AtRevision::Compacted => None,
+                };
+                self.past_secrets.insert(key.clone(), value);
+            }
+            if let Some(Some(v)) = self.past_secrets.get(&key) {
+                sources.past.insert(key, v.clone());
+            }
+        }
+        let wanted = hostsecrets::wanted(&needs, &sources);
+        Ok(hostsecrets::plan(wanted, &world.host_copies))
     }
 
     pub(super) async fn write_assignments(

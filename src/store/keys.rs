@@ -107,6 +107,25 @@ pub fn registry(name: &str) -> String {
 }
 pub const REGISTRIES: &str = "registries/";
 
+/// `hostsecrets/<host>/<name>`: the copy of secret `<name>` the leader hands host
+/// `<host>`'s agent while a slot placed there uses it (`hostsecret::HostSecret`), so an
+/// agent reads no other host's secrets.
+pub fn host_secret(host: &str, name: &str) -> String {
+    format!("{HOST_SECRETS}{host}/{name}")
+}
+/// `hostsecrets/<host>/registries/<registry>`: the login for a registry an image placed on
+/// `<host>` names, its password filled in (`registry::RegistryLogin`). Secret names have
+/// no `/`, so it never clashes with a secret's copy.
+pub fn host_registry(host: &str, registry: &str) -> String {
+    format!("{HOST_SECRETS}{host}/{HOST_REGISTRIES}{registry}")
+}
+pub fn host_secrets_of(host: &str) -> String {
+    format!("{HOST_SECRETS}{host}/")
+}
+pub const HOST_SECRETS: &str = "hostsecrets/";
+/// The segment below `hostsecrets/<host>/` that holds registry logins.
+pub const HOST_REGISTRIES: &str = "registries/";
+
 /// `leader`: the election the controllers campaign in; the leader's key lives below it.
 pub const LEADER: &str = "leader";
 
@@ -137,6 +156,12 @@ mod tests {
             (pause("hello"), PAUSE, vec!["hello"]),
             (status("hello"), STATUS, vec!["hello"]),
             (registry("ghcr.io"), REGISTRIES, vec!["ghcr.io"]),
+            (host_secret("h1", "pw"), HOST_SECRETS, vec!["h1", "pw"]),
+            (
+                host_registry("h1", "ghcr.io"),
+                HOST_SECRETS,
+                vec!["h1", "registries", "ghcr.io"],
+            ),
         ];
         for (key, prefix, want) in cases {
             assert_eq!(parts(&key, prefix), Some(want), "{key}");

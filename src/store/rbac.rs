@@ -1,7 +1,8 @@
 //! etcd roles and users for least privilege (`berth etcd-rbac setup`): operators manage
 //! stacks and read results (and write, but cannot read back, secrets and registry
-//! logins), each agent writes only its own host's keys and reads its own assignments,
-//! secrets and registry logins, the controller has the prefix. The plan is pure; [`apply`] writes it.
+//! logins), each agent writes only its own host's keys and reads its own assignments and
+//! the copies of secrets and registry logins the leader hands its host (never `secrets/`
+//! or `registries/`), the controller has the prefix. The plan is pure; [`apply`] writes it.
 
 use etcd_client::{Permission, PermissionType};
 
@@ -84,10 +85,11 @@ pub fn plan(hosts: &[String]) -> Vec<Role> {
                 g(ReadWrite, format!("{}{h}/", keys::EVENTS), true),
                 g(ReadWrite, format!("{}{h}/", keys::ACTIONS), true),
                 g(Read, keys::assignments_of(h), true),
-                g(Read, keys::SECRETS, true),
-                // The logins its image pulls use.
-                g(Read, keys::REGISTRIES, true),
+                // The secrets and registry logins its slots use, copied there by the
+                // leader: no other host's.
+                g(Read, keys::host_secrets_of(h), true),
                 // To tell a deleted stack from a moved one before removing its volumes.
+                // Still every stack's spec (issue 22 takes it away next).
                 g(Read, keys::STACKS, true),
             ],
         });
@@ -165,15 +167,27 @@ mod tests {
                 "operators cannot read {write_only} back"
             );
         }
+        for original in [keys::SECRETS, keys::REGISTRIES] {
+            assert!(
+                !h1.grants.iter().any(|g| original.starts_with(&g.key)),
+                "agents never read {original}"
+            );
+        }
         let read = h1
             .grants
             .iter()
-            .find(|g| g.key == keys::REGISTRIES)
+            .find(|g| g.key.starts_with(keys::HOST_SECRETS))
             .unwrap();
         assert_eq!(
-            (read.access, read.prefix),
-            (Access::Read, true),
-            "agents read every registry login"
+            (read.access, read.key.as_str(), read.prefix),
+            (Access::Read, "hostsecrets/h1/", true),
+            "an agent reads its own host's copies only"
+        );
+        assert!(
+            !op.grants
+                .iter()
+                .any(|g| keys::HOST_SECRETS.starts_with(&g.key)),
+            "operators never read hosts' copies"
         );
     }
 }

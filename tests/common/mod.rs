@@ -161,6 +161,7 @@ impl Cluster {
                 docker_tls: Default::default(),
                 vantage: agent::Vantage::Local,
                 docker_config: self.docker_config.clone(),
+                secret_source: berth::agent::SecretSource::HostCopies,
                 api: self.api.clone(),
             },
             self.agent.clone(),
