@@ -540,7 +540,20 @@ async fn a_rotated_secret_is_rolled_out_to_the_containers_that_use_it_and_to_no_
         "{assignment}"
     );
     let (kvs, _) = c.store.list("").await.unwrap();
-    for kv in kvs.iter().filter(|kv| !kv.key.starts_with(keys::SECRETS)) {
+    // The host's copy holds the version its containers pin, and no longer the old one.
+    let copy = kvs
+        .iter()
+        .find(|kv| kv.key == keys::host_secret(&c.host_id, secret))
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+        .expect("the host's copy of the secret");
+    assert!(
+        copy.contains(NEW) && !copy.contains(OLD),
+        "the copy holds an old version"
+    );
+    for kv in kvs
+        .iter()
+        .filter(|kv| !kv.key.starts_with(keys::SECRETS) && !kv.key.starts_with(keys::HOST_SECRETS))
+    {
         let text = String::from_utf8_lossy(&kv.value);
         assert!(
             !text.contains(OLD) && !text.contains(NEW),
