@@ -123,15 +123,13 @@ impl Reconciler {
         by_name: &BTreeMap<String, &DesiredContainer>,
         now: Instant,
     ) -> Admitted {
-        for (image, failure) in self.pulls.collect() {
-            self.pull_event(&image, failure.as_ref(), by_name);
-        }
-        if actions
-            .iter()
-            .any(|a| matches!(a, Action::Create { .. } | Action::Replace { .. }))
-        {
+        let ended = self.pulls.collect();
+        if !ended.is_empty() {
             // An image pulled just now may carry a digest its ID did not have.
             self.rt.forget_digests();
+        }
+        for (image, failure) in ended {
+            self.pull_event(&image, failure.as_ref(), by_name);
         }
         let mut out = Admitted {
             actions: Vec::new(),
