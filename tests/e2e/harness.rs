@@ -81,6 +81,11 @@ fn sh(program: &str, args: &[&str]) -> R<String> {
         .args(args)
         .output()
         .map_err(|e| format!("{program}: {e}"))?;
+    stdout_of(program, args, &out)
+}
+
+/// A finished command's stdout, or its stderr (with what ran) when it failed.
+fn stdout_of(program: &str, args: &[&str], out: &std::process::Output) -> R<String> {
     if !out.status.success() {
         return Err(format!(
             "{program} {}: {}",
@@ -834,14 +839,7 @@ async fn local_docker(args: &[&str]) -> R<String> {
     .await
     .map_err(|_| format!("docker {}: timed out", args.join(" ")))?
     .map_err(|e| format!("docker: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "docker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    stdout_of("docker", args, &out).map(|s| s.trim().to_owned())
 }
 
 /// What the registry leaves outside [`BASE`]: its CA in [`CERTS_D`] and the main engine's
@@ -1248,14 +1246,7 @@ impl Cluster {
             .output()
             .await
             .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "berth {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        stdout_of("berth", args, &out)
     }
 
     /// `berth <args>` with `input` on its stdin (a password, say).
@@ -1277,14 +1268,7 @@ impl Cluster {
             .map_err(|e| e.to_string())?;
         drop(stdin);
         let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "berth {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        stdout_of("berth", args, &out)
     }
 
     /// Start the private registry unless it runs (see [`Registry`]).
@@ -1312,14 +1296,7 @@ impl Cluster {
         .await
         .map_err(|_| format!("etcdctl {}: timed out", args.join(" ")))?
         .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "etcdctl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        stdout_of("etcdctl", args, &out)
     }
 
     /// Live etcd leases, each with the keys attached to it.
