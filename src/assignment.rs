@@ -22,9 +22,33 @@ pub struct Assignment {
     #[serde(default)]
     pub volumes: Vec<VolumeSpec>,
     pub slots: Vec<Slot>,
+    /// Set once the stack's spec is deleted: a tombstone with no slots. It tells the
+    /// agent the stack was deleted rather than moved away (only then do the volumes it
+    /// asked to lose go), without the agent reading any stack's spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Deletion>,
+}
+
+/// When the leader saw a stack's spec gone; it keeps the tombstone for
+/// [`Deletion::RETENTION_MS`] so an agent that was away then still learns of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deletion {
+    pub at_ms: u64,
+}
+
+impl Deletion {
+    /// A day: an agent away longer keeps the stack's volumes (data is never lost by
+    /// surprise), and `docker volume rm` is left to the operator.
+    pub const RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
 }
 
 impl Assignment {
+    /// A deleted stack's tombstone: nothing runs from it.
+    pub fn is_tombstone(&self) -> bool {
+        self.deleted.is_some()
+    }
+
     /// The newest etcd revision it reflects: its spec's, or a newer one of a secret one of
     /// its containers pins. A rotated secret makes it newer, as a new spec does.
     pub fn revision(&self) -> i64 {
@@ -381,6 +405,7 @@ mod tests {
     #[test]
     fn an_assignment_reflects_its_newest_spec_or_secret_revision() {
         let a = |pins: &[&[(&str, i64)]]| Assignment {
+            deleted: None,
             stack: "s".into(),
             spec_revision: 5,
             desired_state: DesiredState::Running,

@@ -242,6 +242,48 @@ async fn a_missing_secret_is_reported_and_the_container_waits_for_it() {
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_missing_while_the_controller_is_down_stops_only_new_creates() {
+    let mut c = Cluster::start("static").await;
+    c.store
+        .put(&keys::secret("it-static"), b"STATIC-7f".to_vec())
+        .await
+        .unwrap();
+    let rev = c
+        .put_stack("static-it", &app_using("it-static", serde_json::json!({})))
+        .await;
+    c.wait_status("static-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    let running = containers_of(&c.host_id, "static-it");
+    // The controller is gone, and with it whoever hands out copies; the copy goes too.
+    c.stop_controller().await;
+    let copy = keys::host_secret(&c.host_id, "it-static");
+    c.store.delete(&copy).await.unwrap();
+    c.agent_passes(2).await;
+    assert_eq!(
+        containers_of(&c.host_id, "static-it"),
+        running,
+        "the running container is left alone"
+    );
+    assert_eq!(inspect(&running[0], "{{.State.Running}}"), "true");
+    // A new create (its container removed behind Berth's back) waits, and says why.
+    docker(&["rm", "-f", &running[0]]);
+    let report = keys::report(&c.host_id, "static-it", "app.1");
+    let want = format!("secret it-static not yet delivered to host {}", c.host_id);
+    let message = eventually("the slot's report says what it waits for", T, || async {
+        let kv = c.store.get(&report).await.ok()??;
+        let r: berth::report::SlotReport = serde_json::from_slice(&kv.value).ok()?;
+        r.message.filter(|m| m.contains(&want))
+    })
+    .await;
+    assert!(
+        containers_of(&c.host_id, "static-it").is_empty(),
+        "created without its secret: {message}"
+    );
+}
+
 /// One `app` with `PW` from secret `secret`, replaced by the rules of `update`.
 fn app_using(secret: &str, update: serde_json::Value) -> String {
     serde_json::json!({"itemListElement": [
@@ -373,6 +415,28 @@ async fn volumes_are_removed_only_when_the_stack_asks_and_only_berths_own() {
             "volumeMounts": [{"source": owned, "target": "/a"}, {"source": foreign, "target": "/b"}]}]
     })
     .to_string();
+    let rev = c.put_stack("volumes-it", &json).await;
+    c.wait_status("volumes-it", T, |s| {
+        s.phase == Phase::Running && s.observed_revision == rev
+    })
+    .await;
+    // Gone from this host (scaled to nothing), not deleted: its containers go, the data
+    // stays. The agent reads no stack's spec: only a tombstone tells it "deleted".
+    let mut moved: serde_json::Value = serde_json::from_str(&json).unwrap();
+    moved["itemListElement"][0]["replicas"] = 0.into();
+    c.put_stack("volumes-it", &moved.to_string()).await;
+    eventually("the stack's container is gone from the host", T, || async {
+        containers_of(&c.host_id, "volumes-it")
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    c.agent_passes(2).await;
+    assert_eq!(
+        docker(&["volume", "ls", "-q", "--filter", &format!("name=^{owned}$")]),
+        owned,
+        "a stack that left the host keeps its volume"
+    );
     let rev = c.put_stack("volumes-it", &json).await;
     c.wait_status("volumes-it", T, |s| {
         s.phase == Phase::Running && s.observed_revision == rev

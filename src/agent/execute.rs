@@ -27,8 +27,6 @@ pub struct Outcome {
     pub restarted: Vec<String>,
     /// Actions that succeeded, for the event log.
     pub done: Vec<Action>,
-    /// Stacks that no longer have any container here.
-    pub gone_stacks: Vec<String>,
     /// Runs the agent ended for failing their liveness check, as they ended.
     pub liveness_kills: Vec<LivenessKill>,
 }
@@ -95,8 +93,8 @@ pub async fn execute(
             record(&mut out, a, r);
         }
     }
-    // A stack gone from this host takes its network with it (volumes stay: data is never
-    // deleted by surprise). At once, so a teardown ends when its network is gone; what
+    // A stack gone from this host takes its network with it (its volumes stay unless it
+    // was deleted and asked for it: the reconciler's volume sweep). At once, so a teardown ends when its network is gone; what
     // Docker refuses here, the pass's network sweep tries again.
     let gone: BTreeSet<&str> = removals
         .iter()
@@ -110,7 +108,6 @@ pub async fn execute(
         if let Err(e) = rt.remove_stack_networks(stack).await {
             tracing::warn!(stack, error = %crate::error_chain(&e), "removing stack network failed");
         }
-        out.gone_stacks.push(stack.to_owned());
     }
 
     // Then one wave per start-order level, concurrent within the wave, so dependencies

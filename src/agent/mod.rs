@@ -257,6 +257,7 @@ async fn run(
         docker_config: cfg.docker_config.clone(),
         secret_source: cfg.secret_source,
         terminations: Default::default(),
+        volumes_swept: Default::default(),
     };
     // Paces passes that fail (Docker unreachable) apart.
     let mut policy = retry::Policy::new();

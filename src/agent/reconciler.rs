@@ -66,6 +66,8 @@ pub struct Reconciler {
     pub(super) secret_source: super::secrets::SecretSource,
     /// How each slot's container last ended on its own.
     pub(super) terminations: Terminations,
+    /// Deleted stacks whose volumes are gone, by the time of their tombstone.
+    pub(super) volumes_swept: BTreeMap<String, u64>,
 }
 
 impl Reconciler {
@@ -210,6 +212,7 @@ impl Reconciler {
         if let Some(d) = self.sweep_networks(&desired, &actual).await {
             requeue = requeue.min(Requeue::After(d));
         }
+        self.sweep_deleted_volumes(&assigned, &actual).await;
         // Before the reports go: their removal is what wakes the controller.
         self.holds_nothing.send_if_modified(|held| {
             let now = desired.is_empty() && unreadable.is_empty() && actual.is_empty();
@@ -319,9 +322,6 @@ impl Reconciler {
             self.events
                 .record(&stack, service.as_deref(), reason, message);
         }
-        for stack in &outcome.gone_stacks {
-            self.remove_deleted_stack_volumes(stack).await;
-        }
         for (name, e) in &outcome.errors {
             // Once per distinct failure, not on every retry.
             if self.errors.get(name).map(|old| &old.message) != Some(&e.message) {
@@ -383,20 +383,34 @@ impl Reconciler {
         }
     }
 
-    /// A stack that left this host may have moved or been deleted; only a deleted one
-    /// (its spec key gone, read just now) takes the volumes it asked to remove.
-    async fn remove_deleted_stack_volumes(&self, stack: &str) {
-        // Still there (moved elsewhere), or unknown: keep the data.
-        if !matches!(self.store.get(&keys::stack(stack)).await, Ok(None)) {
-            return;
-        }
-        match self.rt.remove_stack_volumes(stack).await {
-            Ok(removed) if !removed.is_empty() => {
-                tracing::info!(stack, volumes = ?removed, "removed volumes of deleted stack (removeVolumesOnDelete)");
+    /// Level-triggered: a deleted stack (its assignment here a tombstone) with no
+    /// container left here loses the volumes it asked to lose (`removeVolumesOnDelete`),
+    /// once per tombstone, tried again on the next pass if Docker refused. A stack that
+    /// merely moved elsewhere has no tombstone here, and one whose tombstone expired
+    /// while the agent was away keeps its data.
+    async fn sweep_deleted_volumes(&mut self, assigned: &[Assignment], actual: &[ActualContainer]) {
+        let tombstones: BTreeMap<&str, u64> = assigned
+            .iter()
+            .filter_map(|a| Some((a.stack.as_str(), a.deleted?.at_ms)))
+            .collect();
+        self.volumes_swept
+            .retain(|stack, at| tombstones.get(stack.as_str()) == Some(at));
+        for (stack, at_ms) in tombstones {
+            if self.volumes_swept.contains_key(stack)
+                || actual.iter().any(|c| c.slot.stack == stack)
+            {
+                continue;
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(stack, error = %crate::error_chain(&e), "removing volumes failed")
+            match self.rt.remove_stack_volumes(stack).await {
+                Ok(removed) => {
+                    if !removed.is_empty() {
+                        tracing::info!(stack, volumes = ?removed, "removed volumes of deleted stack (removeVolumesOnDelete)");
+                    }
+                    self.volumes_swept.insert(stack.to_owned(), at_ms);
+                }
+                Err(e) => {
+                    tracing::warn!(stack, error = %crate::error_chain(&e), "removing volumes of a deleted stack failed; trying again")
+                }
             }
         }
     }

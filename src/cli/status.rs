@@ -74,7 +74,9 @@ async fn watch(store: Store, id: Option<String>, view: ViewArgs) -> Result<ExitC
             _ = &mut ctrl_c => break,
             changed = changes.changed() => if changed.is_err() { break },
         }
-        let Some((world, revision)) = reflector.read(|c| (World::decode(c), c.revision)).await
+        let Some((world, revision)) = reflector
+            .read(|c| (World::decode_for_view(c), c.revision))
+            .await
         else {
             continue;
         };

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::pins;
 use super::rollout::{self, Rollout, RolloutEvent};
 use super::world::World;
-use crate::assignment::{Assignment, Slot};
+use crate::assignment::{Assignment, Deletion, Slot};
 use crate::scheduler::assign;
 use crate::scheduler::plan::{self, HostView, Liveness, MoveReason, Options, Placement, SlotId};
 use crate::spec::{DependencyCondition, HostRegistration, Limits, Problem, Stack, UpdatePolicy};
@@ -53,6 +53,7 @@ pub fn decide(
     let valid = valid_stacks(parsed);
     let rolled = roll(world, &valid, parsed, &mut assignments, now_ms);
     mark_waiting(&mut assignments, parsed, &placement, &world.reports);
+    tombstones(world, parsed, &addresses, now_ms, &mut assignments);
     for ((_, stack), a) in assignments.iter_mut() {
         let network = a.network.name.clone();
         for slot in a.slots.iter_mut().filter(|s| !s.post_start.is_empty()) {
@@ -205,6 +206,40 @@ fn target(
         placement,
         assignments: out,
         addresses: regs,
+    }
+}
+
+/// A stack whose spec is gone leaves, on each host that held it, a tombstone in place of
+/// its assignment: no slots, and the time the leader first saw it deleted. The agent
+/// reads only its own assignments, so this is how it tells a deleted stack (whose
+/// `removeVolumesOnDelete` volumes go) from one moved elsewhere (whose data stays). Kept
+/// for [`Deletion::RETENTION_MS`], or until the host leaves the cluster or the stack's
+/// id is used again.
+fn tombstones(
+    world: &World,
+    parsed: &Parsed,
+    hosts: &BTreeMap<String, HostRegistration>,
+    now_ms: u64,
+    out: &mut BTreeMap<(String, String), Assignment>,
+) {
+    for ((host, stack), (a, _)) in &world.assignments {
+        if parsed.contains_key(stack) || !hosts.contains_key(host) {
+            continue;
+        }
+        let at_ms = a.deleted.map_or(now_ms, |d| d.at_ms);
+        if now_ms.saturating_sub(at_ms) >= Deletion::RETENTION_MS {
+            // Expired: the tombstone itself goes.
+            out.remove(&(host.clone(), stack.clone()));
+            continue;
+        }
+        out.insert(
+            (host.clone(), stack.clone()),
+            Assignment {
+                slots: Vec::new(),
+                deleted: Some(Deletion { at_ms }),
+                ..a.clone()
+            },
+        );
     }
 }
 
@@ -806,5 +841,107 @@ mod tests {
         );
         let record = &world.rollouts["s"].0;
         assert_eq!((record.from_revision, record.to_revision), (5, 9));
+    }
+
+    #[test]
+    fn a_deleted_stack_leaves_a_tombstone_on_each_host_that_held_it_for_a_day() {
+        let stack = parse_stack(STACK.as_bytes()).unwrap();
+        let regs: BTreeMap<String, HostRegistration> = ["h1", "h2"]
+            .iter()
+            .map(|h| (h.to_string(), HostRegistration::default()))
+            .collect();
+        let placed: BTreeMap<SlotId, String> = stack
+            .item_list_element
+            .iter()
+            .map(|s| {
+                let h = s.target_host.clone().unwrap_or_default();
+                (SlotId::new("s", &s.name, 1), h)
+            })
+            .collect();
+        let held = assignments_for("s", &stack, 1, &placed, &regs, &BTreeMap::new());
+        const NOW: u64 = 5_000_000_000;
+        let day = Deletion::RETENTION_MS;
+        let world = |deleted_at: Option<u64>, spec: bool| {
+            let mut w = World::default();
+            let mut parsed = Parsed::new();
+            if spec {
+                let spec = Ok(stack.clone());
+                parsed.insert("s".into(), ParsedSpec { revision: 1, spec });
+            }
+            for (h, a) in &held {
+                let a = Assignment {
+                    deleted: deleted_at.map(|at_ms| Deletion { at_ms }),
+                    slots: if deleted_at.is_some() {
+                        vec![]
+                    } else {
+                        a.slots.clone()
+                    },
+                    ..a.clone()
+                };
+                w.assignments.insert((h.clone(), "s".into()), (a, 1));
+            }
+            (w, parsed)
+        };
+        /// (case, world, hosts still in the cluster, deletion time of each tombstone kept)
+        type Case = (
+            &'static str,
+            (World, Parsed),
+            Vec<&'static str>,
+            Vec<(&'static str, u64)>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "spec still there: no tombstone",
+                world(None, true),
+                vec!["h1", "h2"],
+                vec![],
+            ),
+            (
+                "spec just deleted: one per host, stamped now",
+                world(None, false),
+                vec!["h1", "h2"],
+                vec![("h1", NOW), ("h2", NOW)],
+            ),
+            (
+                "kept: the time it was first seen deleted stays",
+                world(Some(NOW - day + 1), false),
+                vec!["h1", "h2"],
+                vec![("h1", NOW - day + 1), ("h2", NOW - day + 1)],
+            ),
+            (
+                "a day old: gone",
+                world(Some(NOW - day), false),
+                vec!["h1", "h2"],
+                vec![],
+            ),
+            (
+                "a host that left the cluster keeps none",
+                world(None, false),
+                vec!["h2"],
+                vec![("h2", NOW)],
+            ),
+            (
+                "the id used again: the new spec's assignments replace them",
+                world(Some(NOW - 1), true),
+                vec!["h1", "h2"],
+                vec![],
+            ),
+        ];
+        for (name, (w, parsed), hosts, want) in cases {
+            let hosts: BTreeMap<String, HostRegistration> = hosts
+                .into_iter()
+                .map(|h| (h.to_owned(), HostRegistration::default()))
+                .collect();
+            let mut out = BTreeMap::new();
+            tombstones(&w, &parsed, &hosts, NOW, &mut out);
+            let got: Vec<(&str, u64)> = out
+                .iter()
+                .map(|((h, _), a)| {
+                    assert!(a.slots.is_empty(), "{name}: a tombstone runs nothing");
+                    (h.as_str(), a.deleted.expect("a tombstone").at_ms)
+                })
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
     }
 }

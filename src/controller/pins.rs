@@ -155,6 +155,7 @@ mod tests {
     /// the last revision's, which a rollout holds back until the slot's batch comes.
     fn held(rev: i64, replica: u32, image: &str, version: &str) -> Assignment {
         Assignment {
+            deleted: None,
             stack: "s".into(),
             spec_revision: rev,
             desired_state: DesiredState::Running,

@@ -523,6 +523,7 @@ mod tests {
 
     fn assignment(rev: i64, state: DesiredState) -> Assignment {
         Assignment {
+            deleted: None,
             stack: "s".into(),
             spec_revision: rev,
             desired_state: state,

@@ -100,6 +100,14 @@ pub struct World {
 }
 
 impl World {
+    /// The world as people see it: a deleted stack's tombstones (which only tell its
+    /// hosts' agents it was deleted) are not shown as assignments.
+    pub fn decode_for_view(snap: &Cache) -> World {
+        let mut w = World::decode(snap);
+        w.assignments.retain(|_, (a, _)| !a.is_tombstone());
+        w
+    }
+
     pub fn decode(snap: &Cache) -> World {
         let mut w = World::default();
         for kv in snap.entries.values() {

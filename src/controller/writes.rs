@@ -229,7 +229,14 @@ impl Controller {
                 || absent.get(h).is_some_and(|(l, _)| *l == Liveness::NotReady)
         };
         let mut ids: BTreeSet<String> = world.stacks.keys().cloned().collect();
-        ids.extend(decision.assignments.keys().map(|(_, s)| s.clone()));
+        // A deleted stack's tombstones keep no status alive.
+        ids.extend(
+            decision
+                .assignments
+                .iter()
+                .filter(|(_, a)| !a.is_tombstone())
+                .map(|((_, s), _)| s.clone()),
+        );
         ids.extend(
             world
                 .reports
@@ -250,7 +257,7 @@ impl Controller {
             let assignments: BTreeMap<&str, &crate::assignment::Assignment> = decision
                 .assignments
                 .iter()
-                .filter(|((_, s), _)| s == id)
+                .filter(|((_, s), a)| s == id && !a.is_tombstone())
                 .map(|((h, _), a)| (h.as_str(), a))
                 .collect();
             let reports: Vec<&SlotReport> = world

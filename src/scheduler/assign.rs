@@ -70,6 +70,7 @@ pub fn assignments_for(
             .cloned()
             .collect();
         let a = out.entry(host.clone()).or_insert_with(|| Assignment {
+            deleted: None,
             stack: id.to_owned(),
             spec_revision: revision,
             desired_state: stack.desired_state(),

@@ -88,9 +88,6 @@ pub fn plan(hosts: &[String]) -> Vec<Role> {
                 // The secrets and registry logins its slots use, copied there by the
                 // leader: no other host's.
                 g(Read, keys::host_secrets_of(h), true),
-                // To tell a deleted stack from a moved one before removing its volumes.
-                // Still every stack's spec (issue 22 takes it away next).
-                g(Read, keys::STACKS, true),
             ],
         });
     }

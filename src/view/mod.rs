@@ -30,7 +30,7 @@ pub const DEFAULT_WIDTH: usize = 80;
 
 /// Decode listed pairs (keys relative to the prefix) as one consistent view.
 pub fn world_of(kvs: Vec<Kv>, revision: i64) -> World {
-    World::decode(&Cache {
+    World::decode_for_view(&Cache {
         entries: kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
         revision,
     })

@@ -1421,20 +1421,47 @@ async fn delete_while_partitioned(c: &mut Cluster) -> R<String> {
 }
 
 /// Scenario 12: Drain host-1: its slots move, it ends empty, and no slot is ever without a
-/// running copy.
+/// running copy. Every service uses a secret: host-1's copy of it goes with its slots,
+/// and the hosts they move to get theirs (issue 22).
 async fn drain(c: &mut Cluster) -> R<String> {
     let id = "e2e-drain";
+    const SECRET: &str = "e2e-drain-pw";
+    c.etcdctl(&["put", &format!("/berth/secrets/{SECRET}"), "drain-7c1"])
+        .await?;
     let mut services: Vec<Value> = ["a", "b", "c", "d", "e"]
         .iter()
         .map(|n| sleeper(n))
         .collect();
     services.push(web("web", "drain", 19121));
+    for svc in &mut services {
+        svc["environment"] = json!({"PW": format!("{{{{secret:{SECRET}}}}}")});
+    }
     let rev = c.put_stack(id, stack("spread", services)).await?;
     c.wait_running(id, rev, T).await?;
     let ctrs = c.containers(id).await?;
     let slots: BTreeSet<String> = ctrs.iter().map(Ctr::slot).collect();
     let on1 = running_on(&ctrs, "host-1").len();
     check!(on1 > 0, "nothing of {id} on host-1");
+    // The hosts holding a copy of the secret: exactly those running the stack.
+    let holders = || async {
+        let keys = c
+            .etcdctl(&["get", "--prefix", "--keys-only", "/berth/hostsecrets/"])
+            .await?;
+        R::Ok(
+            keys.lines()
+                .filter(|k| k.ends_with(&format!("/{SECRET}")))
+                .filter_map(|k| k.split('/').nth(3).map(str::to_owned))
+                .collect::<BTreeSet<String>>(),
+        )
+    };
+    let hosts_of =
+        |ctrs: &[Ctr]| -> BTreeSet<String> { ctrs.iter().map(|x| x.host.clone()).collect() };
+    check!(
+        holders().await? == hosts_of(&ctrs),
+        "copies on {:?}, containers on {:?}",
+        holders().await?,
+        hosts_of(&ctrs)
+    );
     let monitor = watch_copies(c, id, slots.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -1464,8 +1491,19 @@ async fn drain(c: &mut Cluster) -> R<String> {
         "slots seen without a running copy during the drain: {uncovered:?}"
     );
     uncordon?;
+    let after = c.containers(id).await?;
+    let copies = until("host-1's copy gone with its slots", T, || async {
+        let held = holders().await?;
+        check!(
+            held == hosts_of(&after),
+            "copies on {held:?}, containers on {:?}",
+            hosts_of(&after)
+        );
+        Ok(held)
+    })
+    .await?;
     Ok(format!(
-        "{on1} slot(s) moved off host-1 in {:.1}s; host-1 empty; slots without a running copy: 0",
+        "{on1} slot(s) moved off host-1 in {:.1}s; host-1 empty; slots without a running copy: 0; secret copies on {copies:?} only",
         done.as_secs_f64()
     ))
 }

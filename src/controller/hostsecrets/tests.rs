@@ -15,6 +15,7 @@ fn slot(replica: u32, image: &str, pin: Option<i64>) -> Slot {
 
 fn assignment(stack: &str, slots: Vec<Slot>) -> Assignment {
     Assignment {
+        deleted: None,
         stack: stack.into(),
         spec_revision: 5,
         desired_state: DesiredState::Running,

@@ -27,6 +27,7 @@ fn cluster(rev: i64, images: [&str; 6]) -> BTreeMap<String, Assignment> {
         let host = format!("h{}", (i % 3) + 1);
         out.entry(host)
             .or_insert_with(|| Assignment {
+                deleted: None,
                 stack: "s".into(),
                 spec_revision: rev,
                 desired_state: DesiredState::Running,
