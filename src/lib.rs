@@ -39,6 +39,7 @@ pub const VERSION: &str = concat!(
 pub mod agent;
 pub mod api;
 pub mod assignment;
+pub mod compose;
 pub mod controller;
 pub mod embedded;
 pub mod events;
