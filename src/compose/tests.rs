@@ -201,6 +201,18 @@ fn every_mapping_row_converts_as_documented() {
             &[],
         ),
         (
+            "healthcheck NONE: no check",
+            "services:\n  web:\n    image: i\n    healthcheck: {test: [NONE]}\n",
+            json!({"image": "i"}),
+            &[],
+        ),
+        (
+            "healthcheck disable: no check",
+            "services:\n  web:\n    image: i\n    healthcheck: {test: [CMD, \"true\"], disable: true}\n",
+            json!({"image": "i"}),
+            &[],
+        ),
+        (
             "restart always",
             "services:\n  web: {image: i, restart: always}\n",
             json!({"restartPolicy": "always"}),
@@ -282,6 +294,12 @@ fn every_mapping_row_converts_as_documented() {
             "@stack one network is the stack's",
             "services:\n  web: {image: i, networks: [back]}\nnetworks:\n  back: {driver: bridge}\n",
             json!({"network": {"name": "shop_back", "driver": "bridge"}}),
+            &[],
+        ),
+        (
+            "@stack an external network is never created",
+            "services:\n  web: {image: i}\nnetworks:\n  default: {external: true, name: shared}\n",
+            json!({"network": {"name": "shared", "createIfNotExists": false}}),
             &[],
         ),
         (
@@ -427,6 +445,11 @@ fn what_berth_cannot_run_fails_with_its_path() {
             "host pid",
             "services:\n  web: {image: i, pid: host}\n",
             "services.web.pid: sharing the host's pid namespace is not supported",
+        ),
+        (
+            "host ipc",
+            "services:\n  web: {image: i, ipc: host}\n",
+            "services.web.ipc: sharing the host's ipc namespace is not supported",
         ),
         (
             "devices",
