@@ -292,7 +292,7 @@ fn top_volumes(value: Option<Value>, project: &str, report: &mut Report) -> TopV
     };
     for (key, options) in entries {
         let at = format!("volumes.{key}");
-        let mut options = match options {
+        let options = match options {
             Value::Null => Map::new(),
             Value::Object(map) => map,
             other => {
@@ -300,30 +300,12 @@ fn top_volumes(value: Option<Value>, project: &str, report: &mut Report) -> TopV
                 continue;
             }
         };
-        let explicit = options.remove("name").and_then(|v| values::scalar(&v));
-        let (external, external_name) = match options.remove("external") {
-            None | Some(Value::Bool(false)) => (false, None),
-            Some(Value::Object(mut legacy)) => {
-                (true, legacy.remove("name").and_then(|v| values::scalar(&v)))
-            }
-            Some(_) => (true, None),
-        };
-        let docker = explicit.or(external_name).unwrap_or_else(|| {
-            if external {
-                key.clone()
-            } else {
-                format!("{project}_{key}")
-            }
-        });
-        let driver = options.remove("driver").and_then(|v| values::scalar(&v));
-        for option in options.keys() {
-            report.unsupported(format!("{at}.{option}"));
-        }
-        out.names.insert(key, docker.clone());
+        let declared = declared(&key, options, project, &at, report);
+        out.names.insert(key, declared.name.clone());
         out.stack.push(Volume {
-            name: docker,
-            driver,
-            create_if_not_exists: external.then_some(false),
+            name: declared.name,
+            driver: declared.driver,
+            create_if_not_exists: declared.external.then_some(false),
         });
     }
     out
@@ -363,33 +345,65 @@ fn top_network(
             );
             continue;
         }
-        let mut options = match options {
+        let options = match options {
             Value::Object(map) => map,
             _ => Map::new(),
         };
-        let explicit = options.remove("name").and_then(|v| values::scalar(&v));
-        let external = !matches!(options.remove("external"), None | Some(Value::Bool(false)));
-        let name = explicit.unwrap_or_else(|| {
-            if external {
-                key.clone()
-            } else {
-                format!("{project}_{key}")
-            }
-        });
-        let driver = options.remove("driver").and_then(|v| values::scalar(&v));
-        for option in options.keys() {
-            report.unsupported(format!("{at}.{option}"));
-        }
+        let declared = declared(&key, options, project, &at, report);
         network = Some((
             key.clone(),
             Network {
-                name: Some(name),
-                driver,
-                create_if_not_exists: external.then_some(false),
+                name: Some(declared.name),
+                driver: declared.driver,
+                create_if_not_exists: declared.external.then_some(false),
             },
         ));
     }
     network
+}
+
+/// A top-level volume or network as Docker will know it.
+struct Declared {
+    /// `name`, else the key for an `external` one, else `<project>_<key>`, as compose
+    /// names it.
+    name: String,
+    driver: Option<String>,
+    /// Made by someone else: Berth must not create it.
+    external: bool,
+}
+
+fn declared(
+    key: &str,
+    mut options: Map<String, Value>,
+    project: &str,
+    at: &str,
+    report: &mut Report,
+) -> Declared {
+    let explicit = options.remove("name").and_then(|v| values::scalar(&v));
+    // `external: {name: x}` is the older spelling of `external: true` with `name: x`.
+    let (external, external_name) = match options.remove("external") {
+        None | Some(Value::Bool(false)) => (false, None),
+        Some(Value::Object(mut legacy)) => {
+            (true, legacy.remove("name").and_then(|v| values::scalar(&v)))
+        }
+        Some(_) => (true, None),
+    };
+    let name = explicit.or(external_name).unwrap_or_else(|| {
+        if external {
+            key.to_owned()
+        } else {
+            format!("{project}_{key}")
+        }
+    });
+    let driver = options.remove("driver").and_then(|v| values::scalar(&v));
+    for option in options.keys() {
+        report.unsupported(format!("{at}.{option}"));
+    }
+    Declared {
+        name,
+        driver,
+        external,
+    }
 }
 
 /// The services compose would start: those in no profile, or in an enabled one. The

@@ -170,10 +170,10 @@ pub fn convert(
         memory(&v, &format!("{at}.mem_limit"), &mut out, report);
     }
     if let Some(v) = take(&mut svc, "user") {
-        out.user = scalar(&v);
+        out.user = text(&v, &format!("{at}.user"), report);
     }
     if let Some(v) = take(&mut svc, "working_dir") {
-        out.working_dir = scalar(&v);
+        out.working_dir = text(&v, &format!("{at}.working_dir"), report);
     }
     if let Some(v) = take(&mut svc, "cap_drop") {
         out.cap_drop = strings(v, &format!("{at}.cap_drop"), report);
@@ -297,6 +297,26 @@ fn argv(value: Value, path: &str, report: &mut Report) -> Option<Command> {
     }
 }
 
+/// A block that must be a mapping; anything else is an error at `path`, not dropped.
+fn object(value: Option<Value>, path: &str, report: &mut Report) -> Option<Map<String, Value>> {
+    match value? {
+        Value::Object(map) => Some(map),
+        other => {
+            report.error(path, format!("{other} is not a mapping"));
+            None
+        }
+    }
+}
+
+/// A scalar as a string; anything else is an error at `path`.
+fn text(value: &Value, path: &str, report: &mut Report) -> Option<String> {
+    let s = scalar(value);
+    if s.is_none() {
+        report.error(path, format!("{value} is not a string"));
+    }
+    s
+}
+
 /// A list of scalars as strings.
 fn strings(value: Value, path: &str, report: &mut Report) -> Vec<String> {
     let items = match value {
@@ -409,9 +429,9 @@ fn environment(
 /// `depends_on` as a list (started first) or a map with a `condition` each.
 fn depends_on(value: Value, path: &str, ctx: &Context<'_>, out: &mut Service, report: &mut Report) {
     let entries: Vec<(String, Option<Map<String, Value>>)> = match value {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|v| scalar(v).map(|s| (s, None)))
+        Value::Array(items) => strings(Value::Array(items), path, report)
+            .into_iter()
+            .map(|s| (s, None))
             .collect(),
         Value::Object(map) => map
             .into_iter()
@@ -609,9 +629,15 @@ fn deploy(value: Value, path: &str, has_restart: bool, out: &mut Service, report
             );
         }
     }
-    if let Some(Value::Object(mut resources)) = deploy.remove("resources") {
+    if let Some(mut resources) = object(
+        deploy.remove("resources"),
+        &format!("{path}.resources"),
+        report,
+    ) {
         let at = format!("{path}.resources");
-        if let Some(Value::Object(mut limits)) = resources.remove("limits") {
+        if let Some(mut limits) =
+            object(resources.remove("limits"), &format!("{at}.limits"), report)
+        {
             if let Some(v) = limits.remove("cpus") {
                 cpus(&v, &format!("{at}.limits.cpus"), out, report);
             }
@@ -632,9 +658,17 @@ fn deploy(value: Value, path: &str, has_restart: bool, out: &mut Service, report
             report.unsupported(format!("{at}.{key}"));
         }
     }
-    if let Some(Value::Object(mut placement)) = deploy.remove("placement") {
+    if let Some(mut placement) = object(
+        deploy.remove("placement"),
+        &format!("{path}.placement"),
+        report,
+    ) {
         let at = format!("{path}.placement");
-        if let Some(Value::Array(constraints)) = placement.remove("constraints") {
+        if let Some(constraints) = placement.remove("constraints") {
+            let constraints = match constraints {
+                Value::Array(items) => items,
+                single => vec![single],
+            };
             for (i, c) in constraints.iter().enumerate() {
                 let label = scalar(c).and_then(|c| {
                     let (key, value) = c.split_once("==")?;
@@ -659,10 +693,18 @@ fn deploy(value: Value, path: &str, has_restart: bool, out: &mut Service, report
             report.unsupported(format!("{at}.{key}"));
         }
     }
-    if let Some(Value::Object(update)) = deploy.remove("update_config") {
+    if let Some(update) = object(
+        deploy.remove("update_config"),
+        &format!("{path}.update_config"),
+        report,
+    ) {
         out.update = update_config(update, &format!("{path}.update_config"), report);
     }
-    if let Some(Value::Object(mut policy)) = deploy.remove("restart_policy") {
+    if let Some(mut policy) = object(
+        deploy.remove("restart_policy"),
+        &format!("{path}.restart_policy"),
+        report,
+    ) {
         let at = format!("{path}.restart_policy");
         if has_restart {
             report.warn(&at, "ignored: the service's restart is used");
@@ -727,7 +769,10 @@ fn update_config(
 /// service on another network, or an alias, is reported.
 fn networks(value: Value, path: &str, ctx: &Context<'_>, report: &mut Report) {
     let entries: Vec<(String, Option<Value>)> = match value {
-        Value::Array(items) => items.iter().filter_map(scalar).map(|n| (n, None)).collect(),
+        Value::Array(items) => strings(Value::Array(items), path, report)
+            .into_iter()
+            .map(|n| (n, None))
+            .collect(),
         Value::Object(map) => map.into_iter().map(|(k, v)| (k, Some(v))).collect(),
         other => {
             report.error(path, format!("{other} is not a list or a map"));

@@ -502,6 +502,11 @@ fn what_berth_cannot_run_fails_with_its_path() {
             "services.b.ports[0].hostPort: host port 80/tcp is also published",
         ),
         (
+            "a block of the wrong shape is an error, not dropped",
+            "services:\n  web: {image: i, deploy: {resources: 5}}\n",
+            "services.web.deploy.resources: 5 is not a mapping",
+        ),
+        (
             "an invalid duration",
             "services:\n  web: {image: i, healthcheck: {test: [CMD, \"true\"], interval: soon}}\n",
             "services.web.healthcheck.interval: \"soon\" is not a duration",
