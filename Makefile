@@ -51,7 +51,8 @@ clean:
 # Benchmarks (not tests), results in docs/benchmarks.md: the pure scheduler, then
 # convergence against raw Docker and docker-compose on the local engine (about 12 minutes),
 # then rolling updates against Docker Swarm (a single-node swarm on the local engine, left
-# at the end; an engine already in a swarm is refused).
+# at the end; an engine already in a swarm is refused), then the control plane at 100,
+# 1,000 and 5,000 simulated hosts (docs/scale.md; BERTH_SCALE_HOSTS picks the sizes).
 bench:
 	./scripts/setup.sh --bench
-	$(CARGO) bench --bench scheduler --bench converge --bench rollout
+	$(CARGO) bench --bench scheduler --bench converge --bench rollout --bench scale

@@ -219,6 +219,12 @@ impl Drop for Proc {
 pub struct Metrics(String);
 
 impl Metrics {
+    /// A page scraped some other way (etcd's own /metrics).
+    #[allow(dead_code)] // the scale bench's
+    pub fn parse(text: String) -> Metrics {
+        Metrics(text)
+    }
+
     /// Sum of the samples of `name` whose labels pass `keep`.
     pub fn sum(&self, name: &str, keep: impl Fn(&BTreeMap<String, String>) -> bool) -> f64 {
         self.samples(name)
@@ -507,6 +513,12 @@ impl Etcd {
             }
             None
         }))
+    }
+
+    /// The live map of every stack status: id -> (observedRevision, phase).
+    #[allow(dead_code)] // the scale bench's
+    pub fn statuses(&self) -> watch::Receiver<BTreeMap<String, (i64, String)>> {
+        self.statuses.clone()
     }
 
     pub fn status(&self, id: &str) -> Option<(i64, String)> {

@@ -21,6 +21,7 @@ mod reconciler;
 mod report;
 pub mod runtime;
 mod secrets;
+pub mod simulated;
 mod termination;
 
 use std::collections::BTreeMap;

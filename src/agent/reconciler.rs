@@ -249,7 +249,9 @@ impl Reconciler {
             digests: &digests,
             terminations: &self.terminations,
         });
-        self.write_reports(built, reports).await;
+        if write_reports(&self.store, &self.host, built, reports).await {
+            self.wake.notify_one();
+        }
         self.post_start.start_due(&desired, &actual);
         Ok(requeue)
     }
@@ -503,58 +505,66 @@ impl Reconciler {
             })
         })
     }
+}
 
-    /// Write reports that changed (compare-and-swap on what we last saw) and delete those
-    /// of slots no longer here. A lost race is fixed by the next pass.
-    async fn write_reports(&self, built: Vec<SlotReport>, reports: &Reflector) {
-        let existing: BTreeMap<String, Kv> = reports
-            .read(|c| c.entries.clone())
-            .await
-            .unwrap_or_default();
-        let mut writes = Vec::new();
-        let mut wanted = BTreeSet::new();
-        for r in built {
-            let key = keys::report(
-                &self.host,
-                &r.stack,
-                &crate::slot::slot_key(&r.service, r.replica),
-            );
-            wanted.insert(key.clone());
-            let prev = existing.get(&key);
-            if prev.and_then(|kv| serde_json::from_slice::<SlotReport>(&kv.value).ok())
-                == Some(r.clone())
-            {
-                continue;
-            }
-            writes.push(Write::Put {
-                key,
-                value: serde_json::to_vec(&r).unwrap_or_default(),
-                expect: prev.map_or(Expect::Absent, |kv| Expect::Revision(kv.mod_revision)),
+/// Write the reports that changed (compare-and-swap on what was last seen) and delete
+/// those of slots no longer here. Returns whether a write lost a race: the next pass,
+/// which the caller brings on, fixes it.
+pub(super) async fn write_reports(
+    store: &Store,
+    host: &str,
+    built: Vec<SlotReport>,
+    reports: &Reflector,
+) -> bool {
+    let existing: BTreeMap<String, Kv> = reports
+        .read(|c| c.entries.clone())
+        .await
+        .unwrap_or_default();
+    let mut writes = Vec::new();
+    let mut wanted = BTreeSet::new();
+    for r in built {
+        let key = keys::report(
+            host,
+            &r.stack,
+            &crate::slot::slot_key(&r.service, r.replica),
+        );
+        wanted.insert(key.clone());
+        let prev = existing.get(&key);
+        if prev.and_then(|kv| serde_json::from_slice::<SlotReport>(&kv.value).ok())
+            == Some(r.clone())
+        {
+            continue;
+        }
+        writes.push(Write::Put {
+            key,
+            value: serde_json::to_vec(&r).unwrap_or_default(),
+            expect: prev.map_or(Expect::Absent, |kv| Expect::Revision(kv.mod_revision)),
+        });
+    }
+    for (key, kv) in &existing {
+        if !wanted.contains(key) {
+            writes.push(Write::Delete {
+                key: key.clone(),
+                expect: Expect::Revision(kv.mod_revision),
             });
         }
-        for (key, kv) in &existing {
-            if !wanted.contains(key) {
-                writes.push(Write::Delete {
-                    key: key.clone(),
-                    expect: Expect::Revision(kv.mod_revision),
-                });
-            }
-        }
-        let results = futures::stream::iter(writes)
-            .map(|w| async move { self.store.write(std::slice::from_ref(&w)).await })
-            .buffer_unordered(16)
-            .collect::<Vec<_>>()
-            .await;
-        for r in results {
-            match r {
-                Ok(true) => {}
-                Ok(false) => self.wake.notify_one(),
-                Err(e) => {
-                    tracing::warn!(error = %crate::error_chain(&e), "writing slot report failed");
-                }
+    }
+    let results = futures::stream::iter(writes)
+        .map(|w| async move { store.write(std::slice::from_ref(&w)).await })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let mut lost = false;
+    for r in results {
+        match r {
+            Ok(true) => {}
+            Ok(false) => lost = true,
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "writing slot report failed");
             }
         }
     }
+    lost
 }
 
 /// The actions one pass hands to Docker, and what they refer to.
@@ -701,7 +711,7 @@ fn probe_key(a: &ActualContainer) -> String {
 }
 
 /// The readable assignments, and the stack ids of those that could not be read.
-fn decode_assignments(c: &crate::store::Cache) -> (Vec<Assignment>, Vec<String>) {
+pub(super) fn decode_assignments(c: &crate::store::Cache) -> (Vec<Assignment>, Vec<String>) {
     let mut ok = Vec::new();
     let mut unreadable = Vec::new();
     for kv in c.entries.values() {

@@ -28,6 +28,10 @@ pub struct ApplyArgs {
     /// nothing.
     #[arg(long, env = "BERTH_DRY_RUN")]
     dry_run: bool,
+    /// For a compose file: place its services over many hosts with this strategy (auto,
+    /// spread, datacenter), as `berth convert --placement` does.
+    #[arg(long, value_parser = super::convert::parse_placement)]
+    placement: Option<berth::spec::PlacementStrategy>,
     #[command(flatten)]
     storm_guard: StormGuardArgs,
 }
@@ -44,6 +48,7 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode> {
         let options = compose::Options {
             id: args.id.clone(),
             profiles: Vec::new(),
+            placement: args.placement,
         };
         let converted = match convert_text(file, &text, &dir, &options) {
             Ok(c) => c,

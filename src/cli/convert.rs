@@ -25,6 +25,21 @@ pub struct ConvertArgs {
     /// Convert the services of this profile too (repeatable; COMPOSE_PROFILES counts too).
     #[arg(long = "profile")]
     profiles: Vec<String>,
+    /// Place the services over many hosts with this strategy (auto, spread, datacenter);
+    /// without it the stack runs on one host, as compose ran it.
+    #[arg(long, value_parser = parse_placement)]
+    placement: Option<berth::spec::PlacementStrategy>,
+}
+
+/// A placement strategy for many hosts (`manual` needs a targetHost on every service,
+/// which a compose file does not have).
+pub fn parse_placement(s: &str) -> Result<berth::spec::PlacementStrategy, String> {
+    match berth::spec::PlacementStrategy::parse(s) {
+        Some(berth::spec::PlacementStrategy::Manual) | None => {
+            Err(format!("{s:?}: one of auto, spread, datacenter"))
+        }
+        Some(p) => Ok(p),
+    }
 }
 
 /// Exit 0 converted (warnings or not), 1 a service cannot be converted, 2 the file is
@@ -33,6 +48,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
     let options = Options {
         id: args.id,
         profiles: args.profiles,
+        placement: args.placement,
     };
     let file = match args.file {
         Some(file) => file,

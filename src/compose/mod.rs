@@ -86,6 +86,9 @@ pub struct Options {
     pub id: Option<String>,
     /// Profiles to enable, on top of `COMPOSE_PROFILES`.
     pub profiles: Vec<String>,
+    /// Spread the services over many hosts with this strategy (`--placement`): compose
+    /// knows one host only, so without it the stack stays on one host, as compose ran it.
+    pub placement: Option<crate::spec::PlacementStrategy>,
 }
 
 /// A converted compose file.
@@ -225,6 +228,11 @@ pub fn convert(
         name: Some(project.clone()),
         network,
         volumes: volumes.stack,
+        deployment: options.placement.map(|p| crate::spec::Deployment {
+            mode: Some("multi-host".to_owned()),
+            placement_strategy: Some(p.as_str().to_owned()),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     for (name, svc) in &services {

@@ -610,6 +610,24 @@ fn a_profile_given_or_in_compose_profiles_converts_its_services() {
 }
 
 #[test]
+fn placement_spreads_a_converted_stack_over_hosts_only_when_asked() {
+    let yaml = "services:\n  web: {image: i}\n  db: {image: d}\n";
+    let deployment = |placement| {
+        let options = Options {
+            placement,
+            ..Default::default()
+        };
+        run(yaml, &options, &fake()).unwrap().stack.deployment
+    };
+    assert_eq!(deployment(None), None, "one host, as compose ran it");
+    let spread = deployment(Some(crate::spec::PlacementStrategy::Spread)).expect("a deployment");
+    assert_eq!(
+        (spread.mode.as_deref(), spread.placement_strategy.as_deref()),
+        (Some("multi-host"), Some("spread"))
+    );
+}
+
+#[test]
 fn documents_are_told_apart_by_content() {
     // (case, bytes, format)
     let cases = [

@@ -336,15 +336,31 @@ pub fn mark_waiting(
     placement: &Placement,
     reports: &[crate::report::SlotReport],
 ) {
-    // slot -> (host, expected hash), from what is being assigned.
-    let mut expected: BTreeMap<SlotId, (&str, String)> = BTreeMap::new();
+    // slot -> (host, its slot, its network), from what is being assigned. The spec hash
+    // is computed only for the slots some dependent asks about, not for every slot of
+    // the cluster on every pass.
+    let mut expected: BTreeMap<SlotId, (&str, &Slot, &str)> = BTreeMap::new();
     for ((host, stack), a) in out.iter() {
         for slot in a.slots.iter().filter(|s| !s.handoff) {
             expected.insert(
                 slot.id(stack),
-                (host.as_str(), slot.container.hash(&a.network.name)),
+                (host.as_str(), slot, a.network.name.as_str()),
             );
         }
+    }
+    // Reports by (host, stack, service, replica), looked up rather than scanned.
+    let mut reported: BTreeMap<(&str, &str, &str, u32), Vec<&crate::report::SlotReport>> =
+        BTreeMap::new();
+    for r in reports {
+        reported
+            .entry((
+                r.host.as_str(),
+                r.stack.as_str(),
+                r.service.as_str(),
+                r.replica,
+            ))
+            .or_default()
+            .push(r);
     }
     // `Err` says what is awaited, as the dependent's status shows it.
     let there = |sid: &SlotId, condition: DependencyCondition| -> Result<(), String> {
@@ -356,16 +372,17 @@ pub fn mark_waiting(
             }
         };
         let service = &sid.service;
-        let Some((host, hash)) = expected.get(sid) else {
+        let Some((host, slot, network)) = expected.get(sid) else {
             let on = placement
                 .hosts
                 .get(sid)
                 .map_or("not scheduled", String::as_str);
             return Err(format!("{service} ({on}) {awaited}"));
         };
-        let ok = reports
-            .iter()
-            .any(|r| r.host == *host && r.is_for(sid) && &r.spec_hash == hash && met(r));
+        let hash = slot.container.hash(network);
+        let ok = reported
+            .get(&(*host, sid.stack.as_str(), sid.service.as_str(), sid.replica))
+            .is_some_and(|rs| rs.iter().any(|r| r.spec_hash == hash && met(r)));
         if ok {
             Ok(())
         } else {

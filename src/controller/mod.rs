@@ -496,7 +496,7 @@ impl Controller {
         metrics::PLACEMENTS.inc_by((new_slots + placement.moves.len()) as u64);
         for n in narrate::placements(placement, was_placed) {
             self.events
-                .record(&n.stack, Some(&n.service), n.reason, n.message);
+                .record(&n.stack, n.service.as_deref(), n.reason, n.message);
         }
         for m in &placement.moves {
             metrics::RESCHEDULES

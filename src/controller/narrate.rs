@@ -1,8 +1,9 @@
 //! What a pass did to placements, told as events (`Placed`, `Rescheduled`): one event per
-//! service and pass, naming each slot and its host, so a stack of a hundred replicas
-//! records one line, not a hundred. Pure.
+//! stack and pass, naming each slot and its host, so a stack of a hundred slots records
+//! one line and one etcd write, not a hundred (the scale bench counts writes per slot).
+//! The event names the service when only one is involved. Pure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::scheduler::plan::{Placement, SlotId};
 
@@ -10,44 +11,54 @@ use crate::scheduler::plan::{Placement, SlotId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
     pub stack: String,
-    pub service: String,
+    /// The service, when all the slots told are one service's.
+    pub service: Option<String>,
     pub reason: &'static str,
     pub message: String,
 }
 
-/// `Placed` for each service with slots that had no host before (`was_placed` says which
-/// had one), and `Rescheduled` for each service with slots that moved.
+/// `Placed` for each stack with slots that had no host before (`was_placed` says which
+/// had one), and `Rescheduled` for each stack with slots that moved.
 pub fn placements(placement: &Placement, was_placed: impl Fn(&SlotId) -> bool) -> Vec<Note> {
-    let mut placed: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
+    let moving: BTreeSet<&SlotId> = placement.moves.iter().map(|m| &m.slot).collect();
+    let mut placed: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
     for (sid, host) in &placement.hosts {
-        let moved = placement.moves.iter().any(|m| &m.slot == sid);
-        if !moved && !was_placed(sid) {
-            placed
-                .entry((&sid.stack, &sid.service))
-                .or_default()
-                .push(format!("{}.{} on {host}", sid.service, sid.replica));
+        if !moving.contains(sid) && !was_placed(sid) {
+            placed.entry(&sid.stack).or_default().push((
+                &sid.service,
+                format!("{}.{} on {host}", sid.service, sid.replica),
+            ));
         }
     }
-    let mut moved: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
+    let mut moved: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
     for m in &placement.moves {
-        moved
-            .entry((&m.slot.stack, &m.slot.service))
-            .or_default()
-            .push(format!(
+        moved.entry(&m.slot.stack).or_default().push((
+            &m.slot.service,
+            format!(
                 "{}.{} from {} to {} ({})",
                 m.slot.service,
                 m.slot.replica,
                 m.from,
                 m.to,
                 m.reason.as_str().replace('_', " ")
-            ));
+            ),
+        ));
     }
     let note = |reason: &'static str| {
-        move |((stack, service), slots): ((&str, &str), Vec<String>)| Note {
-            stack: stack.to_owned(),
-            service: service.to_owned(),
-            reason,
-            message: slots.join(", "),
+        move |(stack, slots): (&str, Vec<(&str, String)>)| {
+            let services: BTreeSet<&str> = slots.iter().map(|(s, _)| *s).collect();
+            Note {
+                stack: stack.to_owned(),
+                service: (services.len() == 1)
+                    .then(|| services.first().map(|s| (*s).to_owned()))
+                    .flatten(),
+                reason,
+                message: slots
+                    .into_iter()
+                    .map(|(_, m)| m)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
         }
     };
     placed
@@ -71,13 +82,14 @@ mod tests {
     }
 
     #[test]
-    fn new_slots_are_placed_and_moved_ones_rescheduled_one_event_per_service() {
+    fn new_slots_are_placed_and_moved_ones_rescheduled_one_event_per_stack() {
         let mut p = Placement::default();
         for (s, r, h) in [
             ("web", 1, "h1"),
             ("web", 2, "h2"),
             ("db", 1, "h3"),
             ("api", 1, "h1"),
+            ("cache", 1, "h2"),
         ] {
             p.hosts.insert(sid(s, r), h.into());
         }
@@ -89,19 +101,26 @@ mod tests {
         });
         // api.1 was already on h1: nothing to tell.
         let notes = placements(&p, |s| s.service == "api" || s.service == "db");
-        let got: Vec<(&str, &str, &str)> = notes
+        let got: Vec<(&str, Option<&str>, &str)> = notes
             .iter()
-            .map(|n| (n.reason, n.service.as_str(), n.message.as_str()))
+            .map(|n| (n.reason, n.service.as_deref(), n.message.as_str()))
             .collect();
         assert_eq!(
             got,
             [
-                ("Placed", "web", "web.1 on h1, web.2 on h2"),
-                ("Rescheduled", "db", "db.1 from h1 to h3 (host down)"),
+                ("Placed", None, "cache.1 on h2, web.1 on h1, web.2 on h2"),
+                ("Rescheduled", Some("db"), "db.1 from h1 to h3 (host down)"),
             ]
         );
         assert!(placements(&p, |_| true)
             .iter()
             .all(|n| n.reason == "Rescheduled"));
+        // One service's slots: the event names it.
+        let mut one = Placement::default();
+        one.hosts.insert(sid("web", 1), "h1".into());
+        one.hosts.insert(sid("web", 2), "h2".into());
+        let notes = placements(&one, |_| false);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].service.as_deref(), Some("web"));
     }
 }

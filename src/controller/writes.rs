@@ -245,6 +245,31 @@ impl Controller {
                 .map(|r| r.stack.clone()),
         );
         ids.extend(world.statuses.keys().cloned());
+        // Grouped by stack once, so a pass stays linear in assignments and reports rather
+        // than stacks x slots (the scale bench's 1,000 hosts made that the pass's cost).
+        let mut assignments_of: BTreeMap<&str, BTreeMap<&str, &crate::assignment::Assignment>> =
+            BTreeMap::new();
+        for ((h, s), a) in decision
+            .assignments
+            .iter()
+            .filter(|(_, a)| !a.is_tombstone())
+        {
+            assignments_of
+                .entry(s.as_str())
+                .or_default()
+                .insert(h.as_str(), a);
+        }
+        let mut reports_of: BTreeMap<&str, Vec<&SlotReport>> = BTreeMap::new();
+        for r in world.reports.iter().filter(|r| listed(&r.host)) {
+            reports_of.entry(r.stack.as_str()).or_default().push(r);
+        }
+        let mut unschedulable_of: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
+        for ((s, svc), why) in &decision.placement.unschedulable {
+            unschedulable_of
+                .entry(s.as_str())
+                .or_default()
+                .insert(svc.as_str(), why.clone());
+        }
         let mut phases: BTreeMap<Phase, i64> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
         let (mut placed, mut pending) = (0i64, 0i64);
         let mut writes = Vec::new();
@@ -254,17 +279,8 @@ impl Controller {
                 .parsed
                 .get(id)
                 .map(|p| p.spec.as_ref().map_err(|v| v.as_slice()));
-            let assignments: BTreeMap<&str, &crate::assignment::Assignment> = decision
-                .assignments
-                .iter()
-                .filter(|((_, s), a)| s == id && !a.is_tombstone())
-                .map(|((h, _), a)| (h.as_str(), a))
-                .collect();
-            let reports: Vec<&SlotReport> = world
-                .reports
-                .iter()
-                .filter(|r| &r.stack == id && listed(&r.host))
-                .collect();
+            let assignments = assignments_of.remove(id.as_str()).unwrap_or_default();
+            let reports = reports_of.remove(id.as_str()).unwrap_or_default();
             let key = keys::status(id);
             let existing = world.statuses.get(id);
             if spec.is_none() && assignments.is_empty() && reports.is_empty() {
@@ -278,13 +294,7 @@ impl Controller {
                 continue;
             }
             live.insert(id.clone());
-            let mut unschedulable: BTreeMap<&str, String> = decision
-                .placement
-                .unschedulable
-                .iter()
-                .filter(|((s, _), _)| s == id)
-                .map(|((_, svc), why)| (svc.as_str(), why.clone()))
-                .collect();
+            let mut unschedulable = unschedulable_of.remove(id.as_str()).unwrap_or_default();
             if let Some(storm) = &decision.placement.storm {
                 for (h, a) in &assignments {
                     if absent.contains_key(*h) {

@@ -149,6 +149,12 @@ pub const ALL: &[Scenario] = &[
         stacks: &["e2e-logs"],
         limit: Duration::from_secs(90),
     },
+    Scenario {
+        n: 20,
+        title: "a converted compose file on 3 hosts",
+        stacks: &["e2e-compose"],
+        limit: Duration::from_secs(90),
+    },
 ];
 
 pub async fn run(n: u32, c: &mut Cluster) -> R<String> {
@@ -172,6 +178,7 @@ pub async fn run(n: u32, c: &mut Cluster) -> R<String> {
         17 => remove_agentless(c).await,
         18 => pinned_digests(c).await,
         19 => logs_across_hosts(c).await,
+        20 => compose_across_hosts(c).await,
         _ => Err(format!("no scenario {n}")),
     }
 }
@@ -2649,5 +2656,87 @@ async fn logs_across_hosts(c: &mut Cluster) -> R<String> {
         named.as_secs_f64(),
         ticks.get("host-1").copied().unwrap_or(0),
         ticks.get("host-2").copied().unwrap_or(0)
+    ))
+}
+
+/// Scenario 20: A compose file of three services, converted by `berth convert --placement
+/// spread` as a user would, runs one service per host; the app reaches the web server on
+/// another host through the address Berth injects for its `depends_on`, and carries the
+/// compose file's interpolated environment (issue 20).
+async fn compose_across_hosts(c: &mut Cluster) -> R<String> {
+    let id = "e2e-compose";
+    let compose = format!(
+        r#"
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; mkdir -p /www; echo compose-web > /www/index.html; httpd -f -p 8080 -h /www & wait"]
+    ports: ["19131:8080"]
+    healthcheck:
+      test: ["CMD-SHELL", "timeout 2 wget -q -O- http://127.0.0.1:8080/index.html"]
+      interval: 1s
+      retries: 3
+  worker:
+    image: {IMAGE}
+    command: sh -c "trap 'exit 0' TERM; sleep 100000 & wait"
+    environment:
+      MODE: ${{MODE:-batch}}
+  app:
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]
+    depends_on:
+      web: {{condition: service_healthy}}
+      worker: {{condition: service_started}}
+"#
+    );
+    let json = c
+        .berth_stdin(
+            &["convert", "-", "--id", id, "--placement", "spread"],
+            &compose,
+        )
+        .await?;
+    let rev = c.put_stack(id, json.into_bytes()).await?;
+    c.wait_running(id, rev, T).await?;
+    let ctrs = c.containers(id).await?;
+    let hosts: BTreeSet<&str> = ctrs.iter().map(|x| x.host.as_str()).collect();
+    check!(
+        ctrs.len() == 3 && hosts.len() == 3,
+        "3 services on 3 hosts, got {:?}",
+        ctrs.iter()
+            .map(|x| format!("{}@{}", x.service, x.host))
+            .collect::<Vec<_>>()
+    );
+    let on = |svc: &str| ctrs.iter().find(|x| x.service == svc).cloned();
+    let (Some(app), Some(web), Some(worker)) = (on("app"), on("web"), on("worker")) else {
+        return Err("a service is missing".into());
+    };
+    let app_host = c.host(&app.host);
+    let env = app_host.docker(&["exec", &app.id, "env"]).await?;
+    let web_ip = c.host(&web.host).ip.clone();
+    check!(
+        env.lines().any(|l| l == format!("WEB_HOST={web_ip}")),
+        "app's WEB_HOST is not web's host ({web_ip}): {env}"
+    );
+    let body = app_host
+        .docker(&[
+            "exec",
+            &app.id,
+            "sh",
+            "-c",
+            "timeout 3 wget -q -O- http://$WEB_HOST:$WEB_PORT/index.html",
+        ])
+        .await?;
+    check!(body.trim() == "compose-web", "app got {body:?} from web");
+    let worker_env = c
+        .host(&worker.host)
+        .docker(&["exec", &worker.id, "env"])
+        .await?;
+    check!(
+        worker_env.lines().any(|l| l == "MODE=batch"),
+        "worker's MODE: {worker_env}"
+    );
+    Ok(format!(
+        "app@{} reached web@{} across hosts; worker@{} got MODE=batch",
+        app.host, web.host, worker.host
     ))
 }
