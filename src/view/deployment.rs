@@ -360,7 +360,7 @@ fn is_secret_name(key: &str) -> bool {
 }
 
 /// `2/3 services running`, and how many completed when any did.
-fn services_cell(s: &StackLine) -> String {
+pub fn services_cell(s: &StackLine) -> String {
     let running = format!("{}/{} services running", s.running, s.services);
     match s.completed {
         0 => running,
