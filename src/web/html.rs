@@ -697,3 +697,264 @@ fn url_component(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::{HostLine, Unscheduled};
+
+    fn slot(stack: &str, name: &str, state: &str) -> SlotLine {
+        SlotLine {
+            stack: stack.into(),
+            name: name.into(),
+            state: state.into(),
+            health: "healthy".into(),
+            restarts: 2,
+            ports: vec!["18080->80".into()],
+            connects: vec!["db=10.0.0.1:15432".into()],
+            image: "0123456789ab".into(),
+            last_exit: None,
+        }
+    }
+
+    fn one_host_map() -> DeploymentMap {
+        DeploymentMap {
+            stacks: vec![StackLine {
+                id: "shop".into(),
+                phase: "Progressing".into(),
+                running: 1,
+                completed: 0,
+                services: 2,
+                revision: Some(7),
+                message: "1/2 containers running".into(),
+            }],
+            hosts: vec![HostLine {
+                id: "h1".into(),
+                address: Some("10.0.0.1".into()),
+                state: "Cordoned",
+                slots: vec![slot("shop", "web", "running")],
+            }],
+            unscheduled: vec![Unscheduled {
+                stack: "shop".into(),
+                service: "db".into(),
+                reason: "no host has 4 CPUs free".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn text_is_escaped_for_elements_and_attributes_and_loses_carriage_returns() {
+        let cases = [
+            ("plain", "plain"),
+            ("<script>", "&lt;script&gt;"),
+            ("a \"b\" & 'c'", "a &quot;b&quot; &amp; &#39;c&#39;"),
+            ("line\r\nnext", "line\nnext"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(esc(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn each_page_has_a_relative_url_and_each_live_page_a_stream() {
+        let cases = [
+            (Page::Map, "./", Some("live?page=map")),
+            (Page::Stacks, "stacks", Some("live?page=stacks")),
+            (
+                Page::Stack("a b".into()),
+                "stack?id=a%20b",
+                Some("live?page=stack&id=a%20b"),
+            ),
+            (Page::Hosts, "hosts", Some("live?page=hosts")),
+            (Page::Events, "events", Some("live?page=events")),
+            (Page::Preview, "preview", None),
+        ];
+        for (page, href, live) in cases {
+            assert_eq!(page.href(), href, "{page:?}");
+            assert_eq!(page.live().as_deref(), live, "{page:?}");
+        }
+        assert_eq!(
+            Page::of_query("stack", Some("shop")),
+            Some(Page::Stack("shop".into()))
+        );
+        assert_eq!(Page::of_query("stack", None), None);
+        assert_eq!(Page::of_query("preview", None), None);
+    }
+
+    #[test]
+    fn the_shell_marks_the_current_page_and_names_its_stream() {
+        let out = shell(&Page::Stack("shop".into()), "<p>body</p>");
+        assert!(
+            out.contains("<a href=\"stacks\" aria-current=\"page\">Stacks</a>"),
+            "{out}"
+        );
+        assert!(
+            out.contains("data-live=\"live?page=stack&amp;id=shop\""),
+            "{out}"
+        );
+        assert!(out.contains("<div id=\"live\"><p>body</p></div>"), "{out}");
+        assert!(out.contains("<title>Stack shop · Berth</title>"), "{out}");
+        let form = shell(&Page::Preview, "<form></form>");
+        assert!(!form.contains("data-live"), "{form}");
+        assert!(!form.contains("id=\"conn\""), "{form}");
+    }
+
+    #[test]
+    fn the_map_shows_each_host_its_state_in_words_and_its_services_as_links() {
+        let hosts = [HostView {
+            id: "h1".into(),
+            state: "Cordoned",
+            address: Some("10.0.0.1".into()),
+            datacenter: None,
+            labels: Default::default(),
+            cpus: 4.0,
+            memory_mb: 8192,
+            cpus_reserved: 0.5,
+            memory_mb_reserved: 512,
+            slots: 1,
+            agent_version: None,
+            docker_version: None,
+        }];
+        let out = map(&one_host_map(), &hosts, &[]);
+        for want in [
+            "<section class=\"host\" id=\"host-h1\"",
+            "<span class=\"badge warn\">Cordoned</span>",
+            "<dd>10.0.0.1</dd>",
+            "<dd>0.5/4</dd>",
+            "<dd>512M/8G</dd>",
+            "<a id=\"svc-h1-shop-web\" href=\"stack?id=shop\">shop/web</a>",
+            "<span class=\"badge ok\">running</span>",
+            "<span class=\"badge ok\">health healthy</span>",
+            "restarts 2",
+            "<dd>18080-&gt;80</dd>",
+            "<dd>db=10.0.0.1:15432</dd>",
+            "<a href=\"stack?id=shop\">shop/db</a>: no host has 4 CPUs free",
+            "<span class=\"badge warn\">Progressing</span>",
+            "1/2 services running",
+        ] {
+            assert!(out.contains(want), "missing {want:?} in:\n{out}");
+        }
+    }
+
+    #[test]
+    fn states_read_as_words_with_a_tone_that_only_helps() {
+        let cases = [
+            (phase_tone("Running"), "ok"),
+            (phase_tone("Succeeded"), "ok"),
+            (phase_tone("Progressing"), "warn"),
+            (phase_tone("Invalid"), "bad"),
+            (phase_tone("Unknown"), "idle"),
+            (host_tone("Ready"), "ok"),
+            (host_tone("Draining"), "warn"),
+            (host_tone("NotReady"), "bad"),
+            (slot_tone("running"), "ok"),
+            (slot_tone("pulling 31% of 10.0 MB"), "warn"),
+            (slot_tone("exited"), "bad"),
+            (health_tone("health unhealthy"), "bad"),
+            (health_tone("-"), "idle"),
+        ];
+        for (n, (got, want)) in cases.iter().enumerate() {
+            assert_eq!(got, want, "case {n}");
+        }
+    }
+
+    #[test]
+    fn a_problem_shows_its_json_path_apart_from_its_message() {
+        let cases = [
+            (
+                "itemListElement[0].ports[0].containerPort: 70000 is not a port (1-65535)",
+                "<li><code class=\"path\">itemListElement[0].ports[0].containerPort</code>: 70000 is not a port (1-65535)</li>\n",
+            ),
+            (
+                "the spec is 5 bytes: too big",
+                "<li>the spec is 5 bytes: too big</li>\n",
+            ),
+            ("no path at all", "<li>no path at all</li>\n"),
+        ];
+        for (problem, want) in cases {
+            assert_eq!(problem_item(problem), want);
+        }
+    }
+
+    #[test]
+    fn a_missing_stack_says_so_and_events_come_newest_first() {
+        let empty = DeploymentMap {
+            stacks: vec![],
+            hosts: vec![],
+            unscheduled: vec![],
+        };
+        let out = stack(&StackPage {
+            id: "gone",
+            line: None,
+            status: None,
+            map: &empty,
+            events: &[],
+        });
+        assert!(out.contains("There is no stack gone (yet)"), "{out}");
+        let event = |time: &str, reason: &str| Event {
+            time: time.into(),
+            stack: "shop".into(),
+            service: None,
+            host: None,
+            component: "controller".into(),
+            reason: reason.into(),
+            message: "m".into(),
+        };
+        let out = events(
+            &[
+                event("2026-12-03T10:00:00Z", "Placed"),
+                event("2026-12-03T10:00:01Z", "Created"),
+                event("2026-12-03T10:00:02Z", "Started"),
+            ],
+            2,
+        );
+        let started = out.find("Started").expect("newest shown");
+        let created = out.find("Created").expect("second newest shown");
+        assert!(started < created, "{out}");
+        assert!(!out.contains("Placed"), "only the newest 2: {out}");
+        assert!(out.contains("the latest 2 of 3"), "{out}");
+    }
+
+    #[test]
+    fn the_preview_shows_each_slot_or_each_problem_and_says_nothing_was_written() {
+        use crate::view::{PlacedSlot, UnplacedService};
+        let input = PreviewInput {
+            id: "shop".into(),
+            spec: "{\"a\": \"<b>\"}".into(),
+        };
+        let placed = PreviewView {
+            stack: "shop".into(),
+            slots: vec![PlacedSlot {
+                service: "web".into(),
+                replica: 1,
+                host: "h1".into(),
+                note: Some("moves from h2 (drain)".into()),
+            }],
+            unschedulable: vec![UnplacedService {
+                service: "db".into(),
+                reason: "no host has 4 CPUs free".into(),
+            }],
+            rollouts: vec![],
+        };
+        let out = preview(&input, Some(&PreviewOutcome::Placed(placed)));
+        assert!(
+            out.contains("{&quot;a&quot;: &quot;&lt;b&gt;&quot;}</textarea>"),
+            "{out}"
+        );
+        assert!(out.contains("<tr><td>web</td><td>1</td><td><a href=\"./#host-h1\">h1</a></td><td>moves from h2 (drain)</td></tr>"), "{out}");
+        assert!(out.contains("<td>db</td><td>-</td><td><span class=\"badge bad\">no host</span></td><td>no host has 4 CPUs free</td>"), "{out}");
+        assert!(out.contains("Nothing was written."), "{out}");
+        let out = preview(
+            &input,
+            Some(&PreviewOutcome::Invalid(vec![
+                "itemListElement[0].image: a service needs an image".into(),
+            ])),
+        );
+        assert!(out.contains("1 problem(s)"), "{out}");
+        assert!(
+            out.contains("<code class=\"path\">itemListElement[0].image</code>"),
+            "{out}"
+        );
+        assert!(out.contains("Nothing was written."), "{out}");
+    }
+}

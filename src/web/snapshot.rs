@@ -121,3 +121,82 @@ impl Snapshot {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{keys, Cache, Kv};
+    use serde_json::json;
+
+    fn world(kvs: &[(String, serde_json::Value)]) -> World {
+        World::decode_for_view(&Cache {
+            entries: kvs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Kv {
+                            key: k.clone(),
+                            value: v.to_string().into_bytes(),
+                            mod_revision: 1,
+                            lease: 0,
+                        },
+                    )
+                })
+                .collect(),
+            revision: 1,
+        })
+    }
+
+    fn host(id: &str) -> (String, serde_json::Value) {
+        (keys::host(id), json!({"id": id, "address": "10.0.0.1"}))
+    }
+
+    fn stack(id: &str) -> (String, serde_json::Value) {
+        (
+            keys::stack(id),
+            json!({"itemListElement": [{"name": "web", "image": "x"}]}),
+        )
+    }
+
+    #[test]
+    fn a_page_that_did_not_change_keeps_its_allocation_and_one_that_did_gets_a_new_one() {
+        let first = Snapshot::build(&world(&[host("h1"), stack("a")]), vec![], 1, None);
+        let second = Snapshot::build(
+            &world(&[host("h1"), host("h2"), stack("a")]),
+            vec![],
+            2,
+            Some(&first),
+        );
+        let same = |page: &Page| Arc::ptr_eq(&first.fragment(page), &second.fragment(page));
+        assert!(same(&Page::Stack("a".into())), "stack a did not change");
+        assert!(same(&Page::Events), "no events either way");
+        assert!(!same(&Page::Hosts), "a host joined");
+        assert!(!same(&Page::Map), "a host joined");
+        assert_eq!(second.revision, Some(2));
+    }
+
+    #[test]
+    fn before_the_first_list_every_page_waits_and_a_missing_stack_has_a_page() {
+        let empty = Snapshot::default();
+        assert!(empty
+            .fragment(&Page::Map)
+            .contains("Waiting for the controller"));
+        let built = Snapshot::build(&world(&[stack("a")]), vec![], 1, None);
+        assert!(built
+            .fragment(&Page::Stack("a".into()))
+            .contains("<dt>Phase</dt>"));
+        assert!(built
+            .fragment(&Page::Stack("b".into()))
+            .contains("There is no stack b (yet)"));
+    }
+
+    #[test]
+    fn the_api_data_is_what_the_cli_views_give() {
+        let w = world(&[host("h1"), stack("a")]);
+        let s = Snapshot::build(&w, vec![], 1, None);
+        assert_eq!(s.hosts, crate::view::hosts(&w));
+        assert!(s.statuses.is_empty(), "no status was written");
+        assert!(s.status("a").is_none());
+    }
+}
