@@ -689,26 +689,50 @@ async fn no_page_and_no_api_answer_shows_a_secret_or_an_environment_value() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn berth_controller_serves_the_view_beside_its_metrics_and_berth_up_prints_its_url() {
     let e = Etcd::start().await;
-    let port = free_port();
-    let _controller = Proc(
-        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["controller", "--controller-id", "web-cli"])
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .env("BERTH_ETCD_ENDPOINTS", &e.etcd.client_url)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    eventually("the controller serves the map", T, || async {
-        let (status, body) = request(port, "GET", "/", "").await?;
-        (status == 200 && body.contains("<h1>Deployment map</h1>")).then_some(())
+    e.put_json(
+        keys::host("web-cli-h1"),
+        json!({"id": "web-cli-h1", "address": "10.2.0.1"}),
+    )
+    .await;
+    // Two controllers: one leads, the other waits; both serve the view.
+    let mut controllers = Vec::new();
+    for id in ["web-cli-1", "web-cli-2"] {
+        let port = free_port();
+        let proc = Proc(
+            std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+                .args(["controller", "--controller-id", id])
+                .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+                .env("BERTH_ETCD_ENDPOINTS", &e.etcd.client_url)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        controllers.push((port, proc));
+    }
+    for (port, _) in &controllers {
+        let port = *port;
+        eventually("the controller serves the map", T, || async {
+            let (status, body) = request(port, "GET", "/", "").await?;
+            (status == 200 && body.contains("id=\"host-web-cli-h1\"")).then_some(())
+        })
+        .await;
+        for path in ["/healthz", "/api/v1/hosts"] {
+            let (status, _) = request(port, "GET", path, "").await.unwrap();
+            assert_eq!(status, 200, "{path}");
+        }
+    }
+    eventually("one of them leads", T, || async {
+        let mut sum = 0.0;
+        for (port, _) in &controllers {
+            sum += metric_sum(
+                &request(*port, "GET", "/metrics", "").await?.1,
+                "berth_leader",
+            );
+        }
+        (sum == 1.0).then_some(())
     })
     .await;
-    for path in ["/metrics", "/healthz", "/api/v1/hosts"] {
-        let (status, _) = request(port, "GET", path, "").await.unwrap();
-        assert_eq!(status, 200, "{path}");
-    }
 
     // `berth up` says where the view is, and it is there.
     let up_port = free_port();

@@ -916,6 +916,29 @@ mod tests {
     }
 
     #[test]
+    fn a_stacks_page_shows_each_replicas_last_exit_but_not_its_output() {
+        use crate::spec::{LastTermination, TerminationReason};
+        let mut map = one_host_map();
+        map.hosts[0].slots[0].last_exit = Some(LastTermination {
+            exit_code: Some(7),
+            reason: TerminationReason::Exited,
+            message: String::new(),
+            finished_at: Some("2026-12-03T11:47:29Z".into()),
+            log_tail: "fatal: password hunter2 rejected".into(),
+        });
+        let line = map.stacks[0].clone();
+        let out = stack(&StackPage {
+            id: "shop",
+            line: Some(&line),
+            status: None,
+            map: &map,
+            events: &[],
+        });
+        assert!(out.contains("<td>code 7, exited</td>"), "{out}");
+        assert!(!out.contains("hunter2"), "{out}");
+    }
+
+    #[test]
     fn the_preview_shows_each_slot_or_each_problem_and_says_nothing_was_written() {
         use crate::view::{PlacedSlot, UnplacedService};
         let input = PreviewInput {
