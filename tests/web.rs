@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use berth::spec::Phase;
 use berth::store::{keys, Reflector};
-use common::browser::{exchange, request, request_with, Browser};
+use common::browser::{exchange, first_event, request, request_with, Browser};
 use common::*;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -42,7 +42,9 @@ fn sleeper(name: &str) -> Value {
 
 /// Is the live stream's state line showing `state` (`live`, `down`)?
 fn conn_is(state: &str) -> String {
-    format!("return document.getElementById('conn').dataset.state === '{state}';")
+    format!(
+        "const c = document.getElementById('conn'); return !!c && c.dataset.state === '{state}';"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +65,7 @@ async fn the_map_shows_running_stacks_live_by_keyboard_on_a_phone_and_says_when_
     })
     .await;
 
-    let b = Browser::start(1280, 900).await;
+    let b = Browser::start(1280, 1000).await;
     b.goto(&format!("http://127.0.0.1:{port}/")).await;
     b.wait_for("the stream is live", T, &conn_is("live")).await;
     // The host's card: its state, and each service with its state, port and connection.
@@ -153,7 +155,6 @@ async fn the_map_shows_running_stacks_live_by_keyboard_on_a_phone_and_says_when_
         &png,
     )
     .expect("save docs/web-map.png");
-
     // The map works with a keyboard: Tab reaches a service, Enter opens its stack.
     b.eval("document.activeElement.blur(); return true;").await;
     let target = svc("web-shop", "db");
@@ -174,7 +175,6 @@ async fn the_map_shows_running_stacks_live_by_keyboard_on_a_phone_and_says_when_
          && document.querySelector('h1').innerText === 'Stack web-shop';",
     )
     .await;
-
     // On a phone the page does not scroll sideways (wide tables scroll in their box).
     b.resize(390, 844).await;
     for page in [
@@ -195,7 +195,6 @@ async fn the_map_shows_running_stacks_live_by_keyboard_on_a_phone_and_says_when_
         .await;
     }
     b.resize(1280, 900).await;
-
     // The stream drops: the page says so; it comes back by itself and catches up.
     b.goto(&format!("http://127.0.0.1:{port}/")).await;
     b.wait_for("the stream is live", T, &conn_is("live")).await;
@@ -524,27 +523,11 @@ async fn the_json_api_answers_what_the_cli_prints() {
     );
 
     // The page's stream: an event stream a proxy must not buffer, opening with the page.
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    s.write_all(b"GET /live?page=hosts HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(T, async {
-        while !(seen.contains("event: page") && seen.contains("web-api-h2")) {
-            let n = s.read(&mut buf).await.unwrap();
-            assert!(n > 0, "stream ended: {seen}");
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no page event: {seen}"));
-    let head = seen.to_ascii_lowercase();
-    assert!(head.contains("content-type: text/event-stream"), "{seen}");
-    assert!(head.contains("x-accel-buffering: no"), "{seen}");
+    let (head, events) = first_event(port, "/live?page=hosts").await;
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(head.contains("x-accel-buffering: no"), "{head}");
+    assert!(events.contains("web-api-h2"), "{events}");
 
     // Pages: only relative URLs (so a proxy's path prefix works), and a policy that lets
     // nothing load from elsewhere.
@@ -656,25 +639,9 @@ async fn no_page_and_no_api_answer_shows_a_secret_or_an_environment_value() {
     answers.push(("/api/v1/preview".to_owned(), body));
     // The streams carry the same parts as the pages, but check them too.
     for page in ["map", "stacks", "hosts", "events", "stack&id=web-secret"] {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        s.write_all(format!("GET /live?page={page} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut seen = String::new();
-        let mut buf = [0u8; 8192];
-        tokio::time::timeout(T, async {
-            while !seen.contains("event: page") || !seen.ends_with("\n\n") {
-                let n = s.read(&mut buf).await.unwrap();
-                assert!(n > 0, "stream ended");
-                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        })
-        .await
-        .expect("a page event");
-        answers.push((format!("/live?page={page}"), seen));
+        let path = format!("/live?page={page}");
+        let (_, events) = first_event(port, &path).await;
+        answers.push((path, events));
     }
     // The map did render the app's connection to db, only without its password.
     let map = &answers[0].1;

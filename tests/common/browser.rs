@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{eventually, free_port, Proc};
 
 /// The key WebDriver names an element by in its answers.
-const ELEMENT: &str = "element-6066-11e4-a52f-4d9c5a6c3e4f";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
     port: u16,
@@ -109,6 +109,38 @@ fn complete(buf: &[u8]) -> Option<usize> {
             });
     }
     None
+}
+
+/// The first `page` event of the stream at `path`: (the response's head, the stream so
+/// far, de-chunked).
+pub async fn first_event(port: u16, path: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 16384];
+    let read = async {
+        loop {
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                let body = dechunk(rest);
+                if let Some(at) = body.find("event: page") {
+                    if body[at..].contains("\n\n") {
+                        return (head.to_owned(), body);
+                    }
+                }
+            }
+            let n = s.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "the stream ended: {text}");
+            raw.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .unwrap_or_else(|_| panic!("no page event from {path}"))
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -232,7 +264,10 @@ impl Browser {
                 json!({"using": "css selector", "value": css}),
             )
             .await;
-        v[ELEMENT].as_str().expect("element id").to_owned()
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
     }
 
     /// Type `text` into element `el`, as a person at a keyboard would.

@@ -43,6 +43,10 @@
       });
     };
     connect();
+    // A page left for another must not keep its stream: browsers open at most six
+    // connections to one host, and a cached page's stream would hold one of them.
+    window.addEventListener("pagehide", function () { if (source) source.close(); });
+    window.addEventListener("pageshow", function (e) { if (e.persisted) connect(); });
   }
 
   var file = document.getElementById("file");
