@@ -352,7 +352,26 @@ async fn the_preview_shows_placement_or_every_problem_and_writes_nothing() {
     assert_eq!(rows, json!(["api.1", "api.2", "db.1"]));
     assert!(b.text().await.contains("Nothing was written."));
 
-    submit(invalid.clone()).await;
+    // The invalid file is uploaded rather than pasted: the page reads it into the form
+    // and takes the stack id from its name.
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("web-pv-upload.json");
+    std::fs::write(&upload, &invalid).unwrap();
+    b.goto(&format!("http://127.0.0.1:{port}/preview")).await;
+    let file = b.find("#file").await;
+    b.type_into(&file, upload.to_str().unwrap()).await;
+    b.wait_for(
+        "the file is read into the form",
+        T,
+        &format!(
+            "return document.getElementById('spec').value === {:?} \
+             && document.getElementById('id').value === 'web-pv-upload';",
+            invalid
+        ),
+    )
+    .await;
+    let go = b.find("#submit").await;
+    b.click(&go).await;
     let listed = format!(
         "return JSON.stringify([...document.querySelectorAll('#result .problems li')].map(li => li.innerText)) === {:?};",
         serde_json::to_string(&problems).unwrap()

@@ -508,7 +508,8 @@ fn printable(line: &str) -> String {
     out
 }
 
-fn dash_if_empty(s: String) -> String {
+/// `-` for an empty cell.
+pub fn dash_if_empty(s: String) -> String {
     if s.is_empty() {
         "-".to_owned()
     } else {

@@ -13,8 +13,8 @@ mod removal;
 mod table;
 
 pub use deployment::{
-    deployment_map, redact, render as render_deployment, services_cell, DeploymentMap, HostLine,
-    SlotLine, StackLine, Unscheduled,
+    dash_if_empty, deployment_map, redact, render as render_deployment, services_cell,
+    DeploymentMap, HostLine, SlotLine, StackLine, Unscheduled,
 };
 pub use events::render as render_events;
 pub use history::{render as render_history, spec_diff};

@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 use crate::events::Event;
 use crate::spec::{Condition, RolloutStatus, StackStatus};
 use crate::view::{
-    cpus_cell, memory_cell, services_cell, DeploymentMap, HostView, PreviewView, SlotLine,
-    StackLine,
+    cpus_cell, dash_if_empty, memory_cell, services_cell, DeploymentMap, HostView, PreviewView,
+    SlotLine, StackLine,
 };
 
 /// Which page: its path, title and (for live pages) its stream.
@@ -190,8 +190,8 @@ fn service_item(host: &str, s: &SlotLine) -> String {
         state = badge(&s.state, slot_tone(&s.state)),
         health = badge(&format!("health {}", s.health), health_tone(&s.health)),
         restarts = s.restarts,
-        ports = esc(&dash(s.ports.join(", "))),
-        connects = esc(&dash(s.connects.join(", "))),
+        ports = esc(&dash_if_empty(s.ports.join(", "))),
+        connects = esc(&dash_if_empty(s.connects.join(", "))),
     )
 }
 
@@ -207,7 +207,7 @@ fn unscheduled(map: &DeploymentMap) -> String {
             esc(&Page::Stack(u.stack.clone()).href()),
             esc(&u.stack),
             esc(&u.service),
-            esc(&dash(u.reason.clone())),
+            esc(&dash_if_empty(u.reason.clone())),
         );
     }
     out.push_str("</ul>\n");
@@ -294,7 +294,7 @@ pub fn stack(p: &StackPage<'_>) -> String {
         esc(&services_cell(line)),
         line.revision
             .map_or_else(|| "-".to_owned(), |r| r.to_string()),
-        esc(&dash(line.message.clone())),
+        esc(&dash_if_empty(line.message.clone())),
     );
     if let Some(r) = p.status.and_then(|st| st.rollout.as_ref()) {
         let _ = write!(out, "<dt>Rollout</dt><dd>{}</dd>", esc(&rollout_text(r)));
@@ -413,8 +413,8 @@ fn services(p: &StackPage<'_>) -> String {
             badge(&s.health, health_tone(&s.health)),
             s.restarts,
             esc(&s.image),
-            esc(&dash(s.ports.join(", "))),
-            esc(&dash(s.connects.join(", "))),
+            esc(&dash_if_empty(s.ports.join(", "))),
+            esc(&dash_if_empty(s.connects.join(", "))),
             esc(&s
                 .last_exit
                 .as_ref()
@@ -454,7 +454,7 @@ pub fn hosts(hosts: &[HostView]) -> String {
             h.slots,
             esc(&cpus_cell(h)),
             esc(&memory_cell(h)),
-            esc(&dash(labels.join(", "))),
+            esc(&dash_if_empty(labels.join(", "))),
             esc(h.agent_version.as_deref().unwrap_or("-")),
             esc(h.docker_version.as_deref().unwrap_or("-")),
         );
@@ -656,14 +656,6 @@ fn health_tone(health: &str) -> &'static str {
     }
 }
 
-fn dash(s: String) -> String {
-    if s.is_empty() {
-        "-".to_owned()
-    } else {
-        s
-    }
-}
-
 /// Text as HTML (also safe inside a double-quoted attribute). A carriage return goes:
 /// a stream would split the page there.
 pub fn esc(s: &str) -> String {
@@ -856,6 +848,36 @@ mod tests {
         for (n, (got, want)) in cases.iter().enumerate() {
             assert_eq!(got, want, "case {n}");
         }
+    }
+
+    #[test]
+    fn the_stacks_table_shows_each_stacks_rollout_progress() {
+        let map = one_host_map();
+        let status = StackStatus {
+            stack: "shop".into(),
+            observed_revision: 9,
+            phase: crate::spec::Phase::Progressing,
+            message: String::new(),
+            problems: vec![],
+            conditions: vec![],
+            services: Default::default(),
+            rollout: Some(RolloutStatus {
+                state: "Progressing".into(),
+                from_revision: 7,
+                to_revision: 9,
+                updated: 2,
+                total: 4,
+                failures: 1,
+                message: String::new(),
+                paused_by_operator: false,
+            }),
+        };
+        let out = stacks(&map.stacks, &[status]);
+        assert!(
+            out.contains("<td>Progressing: 2/4 updated (revision 7 to 9), 1 failed</td>"),
+            "{out}"
+        );
+        assert!(stacks(&map.stacks, &[]).contains("<td>-</td></tr>"));
     }
 
     #[test]
