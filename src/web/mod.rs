@@ -112,6 +112,7 @@ fn publish(cache: Reflector, cancel: CancellationToken) -> watch::Receiver<Arc<S
                 })
                 .await;
             if let Some(next) = next {
+                crate::metrics::WEB_RENDERS.inc();
                 tx.send_replace(Arc::new(next));
             }
             tokio::select! {
