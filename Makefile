@@ -1,5 +1,5 @@
 # The two commands the README promises: `make run` and `make test`.
-.PHONY: setup build run test unit lint image clean bench crds e2e
+.PHONY: setup build run test unit lint image dist clean bench crds e2e
 
 CARGO ?= cargo
 
@@ -39,9 +39,14 @@ crds:
 image: build
 	./scripts/image.sh target/release/berth
 
+# The release tarball, dist/berth-<version>-<arch>-linux.tar.gz, and dist/SHA256SUMS: the
+# binary, systemd units and env files, the agent's compose file, crds/, the install notes.
+dist: build
+	./scripts/dist.sh target/release/berth dist
+
 clean:
 	$(CARGO) clean
-	rm -rf .berth
+	rm -rf .berth dist
 
 # Benchmarks (not tests), results in docs/benchmarks.md: the pure scheduler, then
 # convergence against raw Docker and docker-compose on the local engine (about 12 minutes),

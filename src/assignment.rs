@@ -241,6 +241,18 @@ pub struct ContainerSpec {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    // The fields below that default to nothing are left out when unset, so a spec that
+    // uses none of them hashes as it did before they existed: no container is replaced
+    // by an upgrade.
+    /// Replaces the image's ENTRYPOINT (and then its CMD too, as Docker does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
@@ -344,6 +356,9 @@ pub struct PortBinding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<u16>,
     pub protocol: String,
+    /// The host address the port is published on; every address when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -400,6 +415,37 @@ mod tests {
         for (name, s, same) in cases {
             assert_eq!(s.hash("n") == base, same, "{name}");
         }
+    }
+
+    #[test]
+    fn fields_added_later_leave_the_hash_of_a_spec_without_them_alone() {
+        let old = spec(&[]);
+        let hash = old.hash("n");
+        let mut with_ip = old.clone();
+        with_ip.ports.push(PortBinding {
+            container_port: 80,
+            host_port: Some(8080),
+            protocol: "tcp".into(),
+            host_ip: None,
+        });
+        let json = serde_json::to_string(&with_ip).unwrap();
+        for field in ["entrypoint", "user", "workingDir", "capDrop", "hostIp"] {
+            assert!(!json.contains(field), "{field} is serialized when unset");
+        }
+        // Each one, set, is a different container.
+        type Set = fn(&mut ContainerSpec);
+        let variants: [(&str, Set); 4] = [
+            ("entrypoint", |c| c.entrypoint = Some(vec!["sh".into()])),
+            ("user", |c| c.user = Some("1".into())),
+            ("workingDir", |c| c.working_dir = Some("/w".into())),
+            ("capDrop", |c| c.cap_drop = vec!["ALL".into()]),
+        ];
+        for (name, set) in variants {
+            let mut c = old.clone();
+            set(&mut c);
+            assert_ne!(c.hash("n"), hash, "{name}");
+        }
+        assert_eq!(spec(&[]).hash("n"), hash);
     }
 
     #[test]

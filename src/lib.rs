@@ -6,6 +6,8 @@
 //!
 //! # Layout
 //! - [`spec`]: what users write and read (stack, host registration, status) and validation.
+//! - [`compose`]: compose files converted to stacks (`berth convert`), with a warning for
+//!   everything a stack does not carry.
 //! - [`schema`]: the JSON Schemas and CRDs in `crds/`, generated from the `spec` types.
 //! - [`store`]: the only etcd client: keys, compare-and-swap writes, leases, watch caches.
 //! - [`scheduler`]: pure placement of slots on hosts and the assignments that result.
@@ -41,6 +43,7 @@ pub const VERSION: &str = concat!(
 pub mod agent;
 pub mod api;
 pub mod assignment;
+pub mod compose;
 pub mod controller;
 pub mod embedded;
 pub mod events;

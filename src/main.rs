@@ -41,9 +41,13 @@ enum Command {
     Up(cli::up::UpArgs),
     /// Check stack files; prints every problem. Exit 0 valid, 1 invalid, 2 unreadable.
     Validate(cli::validate::ValidateArgs),
+    /// Convert a compose file to a stack (stdout, or -o FILE); what the stack does not carry
+    /// is a warning on stderr. Exit 0 converted, 1 a service cannot be, 2 unreadable.
+    Convert(cli::convert::ConvertArgs),
     /// Write schemas generated from Berth's types.
     Schema(cli::schema::SchemaArgs),
-    /// Validate a stack file and write it to stacks/<id> (id defaults to the file name).
+    /// Validate a stack file and write it to stacks/<id> (id defaults to the file name); a
+    /// compose file is converted first (id defaults to its project name).
     Apply(cli::apply::ApplyArgs),
     /// Delete stacks/<id>; its containers are removed everywhere.
     Delete(cli::delete::DeleteArgs),
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         // Offline commands: they work even where no async runtime can start.
         Command::Validate(args) => cli::validate::run(args),
         Command::Schema(args) => cli::schema::run(args),
+        Command::Convert(args) => cli::convert::run(args),
         command => tokio::runtime::Runtime::new()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(run(command))),
@@ -107,7 +112,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Validate(_) | Command::Schema(_) => {
+        Command::Validate(_) | Command::Schema(_) | Command::Convert(_) => {
             unreachable!("handled before the runtime starts")
         }
         Command::Controller(args) => cli::controller::run(args).await,

@@ -413,6 +413,7 @@ mod tests {
                 container_port: 80,
                 host_port: Some(8080),
                 protocol: "tcp".into(),
+                host_ip: None,
             });
             d
         };

@@ -1,5 +1,6 @@
-//! `berth apply`: validate a stack file and write it to `stacks/<id>`, or with
-//! `--dry-run` show where the scheduler would place it and write nothing.
+//! `berth apply`: validate a stack file (or convert a compose file) and write it to
+//! `stacks/<id>`, or with `--dry-run` show where the scheduler would place it and write
+//! nothing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::common::{connect, emit, EtcdArgs, StormGuardArgs};
+use super::convert::{convert_text, directory_of};
+use berth::compose;
 use berth::controller::decide::dry_run;
 use berth::spec;
 use berth::store::keys;
@@ -29,17 +32,33 @@ pub struct ApplyArgs {
     storm_guard: StormGuardArgs,
 }
 
-/// Exit 1 for an invalid file, with its problems on stderr.
+/// Exit 1 for an invalid file, with its problems on stderr. A compose file (told by its
+/// content) is converted first, as `berth convert` does, with its warnings on stderr.
 pub async fn run(args: ApplyArgs) -> Result<ExitCode> {
     let file = &args.file;
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut id = args.id.clone();
+    if compose::detect(&bytes) == compose::Format::Compose {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let dir = directory_of(file).with_context(|| format!("locating {}", file.display()))?;
+        let options = compose::Options {
+            id: args.id.clone(),
+            profiles: Vec::new(),
+        };
+        let converted = match convert_text(file, &text, &dir, &options) {
+            Ok(c) => c,
+            Err(code) => return Ok(code),
+        };
+        id = Some(converted.id.clone());
+        bytes = converted.to_json().into_bytes();
+    }
     if let Err(problems) = spec::parse_stack(&bytes) {
         for p in &problems {
             eprintln!("{}: {p}", file.display());
         }
         return Ok(ExitCode::from(1));
     }
-    let id = match args.id {
+    let id = match id {
         Some(i) => i,
         None => file
             .file_stem()

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod apply;
 pub mod common;
 pub mod controller;
+pub mod convert;
 pub mod delete;
 pub mod etcd_rbac;
 pub mod events;

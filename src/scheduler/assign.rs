@@ -109,6 +109,10 @@ fn container_spec(
     ContainerSpec {
         image: svc.image.clone(),
         command: svc.command.as_ref().map(|c| c.argv()),
+        entrypoint: svc.entrypoint.as_ref().map(|c| c.argv()),
+        user: svc.user.clone(),
+        working_dir: svc.working_dir.clone(),
+        cap_drop: svc.cap_drop.clone(),
         env,
         ports: svc
             .ports
@@ -118,6 +122,7 @@ fn container_spec(
                     container_port: u16::try_from(p.container_port).ok()?,
                     host_port: p.host_port.and_then(|h| u16::try_from(h).ok()),
                     protocol: p.protocol().to_owned(),
+                    host_ip: p.host_ip.clone(),
                 })
             })
             .collect(),

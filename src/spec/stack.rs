@@ -22,6 +22,9 @@ use super::vocabulary::{
 /// flood every host by accident.
 pub const MAX_REPLICAS: u32 = 100;
 
+/// A Linux capability as Docker takes it, `NET_RAW` or `CAP_NET_RAW`, or `ALL`.
+pub const CAPABILITY_PATTERN: &str = "^(ALL|(CAP_)?[A-Z][A-Z0-9_]*)$";
+
 // The `schemars` attributes below only shape the published JSON Schema (`berth schema
 // crds`); they restate what `validate` checks, so editors catch mistakes before etcd does.
 // Fields that `validate` requires but serde defaults (so that a missing one is reported
@@ -204,6 +207,24 @@ pub struct Service {
     /// Argv, or one string run as given (Docker's CMD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Command>,
+    /// Replaces the image's ENTRYPOINT: an argv, or one string split on whitespace. With
+    /// an entrypoint and no `command`, the image's CMD is not used either, as with
+    /// `docker run --entrypoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Command>,
+    /// Who the process runs as: `user`, `uid`, `user:group` or `uid:gid` (Docker's USER).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[^\s:]+(:[^\s:]+)?$"))]
+    pub user: Option<String>,
+    /// The process's working directory, an absolute path (Docker's WORKDIR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern("^/"))]
+    pub working_dir: Option<String>,
+    /// Linux capabilities to take away, e.g. `NET_RAW`, or `ALL`. There is no way to add
+    /// one (see SECURITY.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(CAPABILITY_PATTERN)))]
+    pub cap_drop: Vec<String>,
     /// Environment variables, `NAME: value`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("propertyNames" = {"pattern": r"^[^=\x00]+$"}))]
@@ -341,6 +362,10 @@ pub struct Port {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = PROTOCOLS))]
     pub protocol: Option<String>,
+    /// The host address `hostPort` is published on, e.g. `127.0.0.1` (default: every
+    /// address of the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
 }
 
 impl Port {

@@ -159,6 +159,15 @@ fn check_service(
         if let Some(host_port) = port.host_port {
             problems.add_if(format!("{at}.hostPort"), port_complaint(host_port));
         }
+        if let Some(ip) = &port.host_ip {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                let message = format!("{ip:?} is not an IP address");
+                problems.add(format!("{at}.hostIp"), message);
+            } else if port.host_port.is_none() {
+                let message = "a hostIp needs a hostPort: a port without one is not published";
+                problems.add(format!("{at}.hostIp"), message);
+            }
+        }
         if let Some(protocol) = &port.protocol {
             if !PROTOCOLS.contains(&protocol.as_str()) {
                 let message = not_one_of(protocol, "protocol", PROTOCOLS);
@@ -189,6 +198,8 @@ fn check_service(
             problems.add(format!("{at}.target"), message);
         }
     }
+
+    check_process(&at, service, problems);
 
     // Docker passes these as `NAME=value` strings; an `=` or NUL in the name corrupts it.
     for variable in service.environment.keys() {
@@ -358,6 +369,49 @@ fn check_health(at: &str, service: &Service, check: &HealthCheck, problems: &mut
     ] {
         problems.add_if(format!("{at}.{field}"), seconds_complaint(bound, value));
     }
+}
+
+/// How the process is started: `entrypoint`, `user`, `workingDir`, `capDrop`.
+fn check_process(at: &str, service: &Service, problems: &mut Problems) {
+    if service.entrypoint.is_some() && command_is_missing(service.entrypoint.as_ref()) {
+        problems.add(
+            format!("{at}.entrypoint"),
+            "an entrypoint needs a program (leave it out to keep the image's)",
+        );
+    }
+    if let Some(user) = &service.user {
+        let mut parts = user.split(':');
+        let well_formed = user.split(':').count() <= 2
+            && parts.all(|p| !p.is_empty() && !p.chars().any(char::is_whitespace));
+        if !well_formed {
+            let message = format!("{user:?} is not a user (user, uid, user:group or uid:gid)");
+            problems.add(format!("{at}.user"), message);
+        }
+    }
+    if let Some(dir) = &service.working_dir {
+        if !dir.starts_with('/') {
+            let message = format!("{dir:?} is not an absolute path");
+            problems.add(format!("{at}.workingDir"), message);
+        }
+    }
+    for (j, capability) in service.cap_drop.iter().enumerate() {
+        if !is_capability(capability) {
+            let message =
+                format!("{capability:?} is not a capability (like NET_RAW or CAP_NET_RAW, or ALL)");
+            problems.add(format!("{at}.capDrop[{j}]"), message);
+        }
+    }
+}
+
+/// [`CAPABILITY_PATTERN`](super::stack::CAPABILITY_PATTERN), without a regex engine.
+fn is_capability(s: &str) -> bool {
+    if s == "ALL" {
+        return true;
+    }
+    let name = s.strip_prefix("CAP_").unwrap_or(s);
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn check_constraints(at: &str, constraints: &HostConstraints, problems: &mut Problems) {

@@ -258,7 +258,9 @@ async fn preview_submit(State(web): State<Web>, Form(f): Form<PreviewFormData>) 
 const NOT_SYNCED: &str = "the controller has not read the cluster from etcd yet";
 
 /// The stack JSON a preview's input stands for. The seam for other formats: a compose
-/// file will be converted here (by what `berth convert` runs) once that exists.
+/// file would be converted here with `compose::convert`, given an environment that reads
+/// nothing from the controller's machine (no variables, no env files); until then a
+/// compose file is previewed as the JSON it is not, and its problems say so.
 fn stack_json(input: &[u8]) -> Vec<u8> {
     input.to_vec()
 }

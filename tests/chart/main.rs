@@ -509,6 +509,70 @@ fn etcd_tls_passes_the_certificate_flags_and_mounts_the_secret_in_controller_and
     }
 }
 
+/// Every container the chart starts that is not the bundled etcd, with its workload's
+/// kind: these run Berth.
+fn berth_containers(rendered: &Rendered) -> Vec<(String, &Value)> {
+    let etcd_image = values()["etcd"]["image"]["repository"]
+        .as_str()
+        .expect("etcd's image")
+        .to_owned();
+    rendered
+        .manifests
+        .iter()
+        .flat_map(|m| {
+            let kind = m["kind"].as_str().unwrap_or_default().to_owned();
+            m["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(
+                    m["spec"]["template"]["spec"]["initContainers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten(),
+                )
+                .map(move |c| (kind.clone(), c))
+        })
+        .filter(|(_, c)| {
+            !c["image"]
+                .as_str()
+                .is_some_and(|i| i.starts_with(&etcd_image))
+        })
+        .collect()
+}
+
+#[test]
+fn every_container_that_runs_berth_uses_berth_at_the_charts_app_version() {
+    let chart_yaml = parse_yaml(&chart().join("Chart.yaml"));
+    let app_version = chart_yaml["appVersion"].as_str().expect("appVersion");
+    for set in ["agent.enabled=true", EXTERNAL_TLS] {
+        let set = format!("{set},agent.enabled=true");
+        let rendered = render(&set);
+        let berth = berth_containers(&rendered);
+        let mut kinds: Vec<&str> = berth.iter().map(|(k, _)| k.as_str()).collect();
+        kinds.sort();
+        assert_eq!(kinds, ["DaemonSet", "Deployment"], "{set}");
+        for (kind, c) in &berth {
+            assert_eq!(
+                c["image"],
+                format!("berth:{app_version}"),
+                "{kind} with {set}: the image `make image` builds"
+            );
+            let args = c["args"].as_array().expect("args");
+            assert!(
+                ["agent", "controller"].contains(&args[0].as_str().unwrap_or_default()),
+                "{kind}: a berth subcommand first (the entrypoint is berth): {args:?}"
+            );
+        }
+    }
+    // A registry of the user's own, as values.yaml says.
+    let pushed =
+        render("agent.enabled=true,image.repository=registry.example.com/berth,image.tag=9.9.9");
+    for (kind, c) in berth_containers(&pushed) {
+        assert_eq!(c["image"], "registry.example.com/berth:9.9.9", "{kind}");
+    }
+}
+
 #[test]
 fn etcd_tls_with_the_bundled_etcd_fails_to_render() {
     // The bundled etcd serves plain http, and Berth refuses TLS options for http:// URLs:

@@ -1,5 +1,6 @@
 //! The simulated cluster the end-to-end suite runs on: three hosts, each a network
-//! namespace on a private bridge with its own `dockerd` and `berth agent`, a fourth with a
+//! namespace on a private bridge with its own `dockerd` and `berth agent` (host-3's from
+//! Berth's image, as a container of its engine), a fourth with a
 //! `dockerd` on TCP with TLS and no agent (the agentless host, added by the scenarios that
 //! use it), a 3-member etcd and two `berth controller`s in the root namespace, and, once a
 //! scenario asks for it, a private registry with TLS on the bridge address. Everything
@@ -41,6 +42,14 @@ pub const HOSTS: usize = 3;
 /// forget it again, so the others see three hosts.
 pub const AGENTLESS: usize = HOSTS + 1;
 pub const AGENTLESS_ID: &str = "host-4";
+/// Host `3` runs its agent from Berth's own image (`scripts/image.sh`, what `make image`
+/// runs, on this build's binary) as a container of its engine, the way the README's
+/// `docker run` line does: host network, the engine's socket mounted, its group added.
+pub const IMAGE_AGENT: usize = 3;
+/// The image host-3's agent runs from, built by the harness.
+const BERTH_IMAGE: &str = "berth-e2e/berth:latest";
+/// The agent's container on host-3: it has no `berth.*` labels, so Berth leaves it alone.
+const AGENT_CONTAINER: &str = "berth-agent";
 const DOCKER_TLS_PORT: u16 = 2376;
 /// The private registry's port on [`BRIDGE_IP`] (see [`Registry`]).
 const REGISTRY_PORT: u16 = 23990;
@@ -308,36 +317,56 @@ impl Host {
         );
         // Plain HTTP on the bridge: the suite's own network, nothing else on it.
         let api_addr = format!("{ip}:9422");
-        let agent = Proc::new(
-            &format!("agent-{id}"),
-            "nsenter",
-            nsenter(
-                [
-                    berth,
-                    "agent",
-                    "--etcd-endpoints",
-                    endpoints,
-                    "--host-id",
-                    &id,
-                    "--address",
-                    &ip,
-                    "--docker-host",
-                    &sock,
-                    "--lease-ttl",
-                    &secs(LEASE_TTL),
-                    "--resync-interval",
-                    RESYNC,
-                    "--metrics-addr",
-                    "127.0.0.1:9421",
-                    "--api-addr",
-                    &api_addr,
-                    "--api-insecure",
-                ]
-                .map(str::to_owned)
-                .to_vec(),
-            ),
-            logs,
-        );
+        let docker_host = if n == IMAGE_AGENT {
+            "unix:///var/run/docker.sock".to_owned()
+        } else {
+            sock.clone()
+        };
+        let agent_args: Vec<String> = [
+            "agent",
+            "--etcd-endpoints",
+            endpoints,
+            "--host-id",
+            &id,
+            "--address",
+            &ip,
+            "--docker-host",
+            &docker_host,
+            "--lease-ttl",
+            &secs(LEASE_TTL),
+            "--resync-interval",
+            RESYNC,
+            "--metrics-addr",
+            "127.0.0.1:9421",
+            "--api-addr",
+            &api_addr,
+            "--api-insecure",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let agent = if n == IMAGE_AGENT {
+            // The docker CLI in the foreground, attached: its pid lives as long as the
+            // container, and SIGTERM reaches the agent through it. A container left by a
+            // killed CLI is replaced on the next start.
+            let path = format!("{d}/docker.sock");
+            let script = format!(
+                "docker -H {sock} rm -f {AGENT_CONTAINER} >/dev/null 2>&1; \
+                 exec docker -H {sock} run --rm --name {AGENT_CONTAINER} --network host \
+                 --group-add \"$(stat -c %g {path})\" -v {path}:/var/run/docker.sock \
+                 -e RUST_LOG=berth=info {BERTH_IMAGE} {}",
+                agent_args.join(" ")
+            );
+            Proc::new(
+                &format!("agent-{id}"),
+                "sh",
+                vec!["-c".to_owned(), script],
+                logs,
+            )
+        } else {
+            let mut args = vec![berth.to_owned()];
+            args.extend(agent_args);
+            Proc::new(&format!("agent-{id}"), "nsenter", nsenter(args), logs)
+        };
         Host {
             id,
             ip,
@@ -996,10 +1025,20 @@ impl Cluster {
             }
             let image = format!("{BASE}/image.tar");
             sh("docker", &["save", "-o", &image, IMAGE])?;
-            for h in &c.hosts {
+            // Berth's own image, from this build's binary, for host-3's agent.
+            let own = format!("{BASE}/berth-image.tar");
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/image.sh");
+            sh(script, &[&berth, BERTH_IMAGE])?;
+            sh("docker", &["save", "-o", &own, BERTH_IMAGE])?;
+            quiet("docker", &["rmi", BERTH_IMAGE]);
+            for (n, h) in (1..).zip(&c.hosts) {
                 h.wait_docker(Duration::from_secs(60)).await?;
                 h.docker(&["load", "-q", "-i", &image]).await?;
+                if n == IMAGE_AGENT {
+                    h.docker(&["load", "-q", "-i", &own]).await?;
+                }
             }
+            let _ = fs::remove_file(&own);
             let store = until("etcd answers", Duration::from_secs(30), || async {
                 let s = Store::connect(&endpoints, "/berth")
                     .await

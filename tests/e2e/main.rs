@@ -1,5 +1,5 @@
 //! Berth across real hosts on one machine: three network namespaces, each with its own
-//! Docker engine and agent, a fourth whose engine is driven over TCP with TLS by the
+//! Docker engine and agent (host-3's runs from Berth's own image, as a container), a fourth whose engine is driven over TCP with TLS by the
 //! controller (an agentless host), a 3-member etcd and two controllers; hosts are killed,
 //! cut off, healed and removed, and stacks rolled out (one from a private registry with
 //! TLS), while nineteen scenarios check what must hold (issues 6, 15, 16, 17 and 18). Needs

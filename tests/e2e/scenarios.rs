@@ -373,8 +373,22 @@ async fn three_tier(c: &mut Cluster) -> R<String> {
             "wget of ${var} from the app on host-3 returned {body:?}, want {want:?}"
         );
     }
+    // Host-3's agent, which converged the app, runs from Berth's image as a container
+    // with no `berth.*` labels, and the scenario's work left it running.
+    let agent = h3
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.Config.Image}}|{{.State.Running}}|{{json .Config.Labels}}",
+            "berth-agent",
+        ])
+        .await?;
+    check!(
+        agent.starts_with("berth-e2e/berth:latest|true|") && !agent.contains("\"berth."),
+        "host-3's agent container: {agent}"
+    );
     Ok(format!(
-        "app started {lead:.1}s after db+cache healthy; wget DB_URL (host-1), CACHE_URL (host-2) from host-3 ok"
+        "app started {lead:.1}s after db+cache healthy; wget DB_URL (host-1), CACHE_URL (host-2) from host-3 ok; host-3's agent ran from the image"
     ))
 }
 
@@ -1367,16 +1381,20 @@ async fn delete_while_partitioned(c: &mut Cluster) -> R<String> {
     c.delete_stack(id).await?;
     // The deletion must reach the controller while host-3 is away, and host-3 must lose its
     // registration, so its agent comes back to a world it has to list again.
+    // Its assignment there becomes a tombstone: no slots, and "deleted" (issue 22: the
+    // agent reads no spec, so this is how it learns the stack is gone, not moved).
     until(
-        "host-3's assignment deleted and its registration lapsed",
+        "host-3's assignment a tombstone and its registration lapsed",
         T,
         || async {
             let assigned = timed(c.store.get(&keys::assignment("host-3", id))).await?;
+            let tombstone = assigned
+                .and_then(|kv| serde_json::from_slice::<Assignment>(&kv.value).ok())
+                .is_some_and(|a| a.is_tombstone() && a.slots.is_empty());
             let registered = timed(c.store.get(&keys::host("host-3"))).await?;
             check!(
-                assigned.is_none() && registered.is_none(),
-                "assignment there {}, registered {}",
-                assigned.is_some(),
+                tombstone && registered.is_none(),
+                "assignment a tombstone {tombstone}, registered {}",
                 registered.is_some()
             );
             Ok(())

@@ -138,7 +138,7 @@ pub fn create_body(req: &CreateRequest<'_>) -> ContainerCreateBody {
                 .or_insert_with(|| Some(Vec::new()))
                 .get_or_insert_with(Vec::new)
                 .push(DockerPortBinding {
-                    host_ip: None,
+                    host_ip: p.host_ip.clone(),
                     host_port: Some(host_port.to_string()),
                 });
         }
@@ -163,6 +163,9 @@ pub fn create_body(req: &CreateRequest<'_>) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: spec.command.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(req.labels.clone().into_iter().collect()),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
@@ -179,6 +182,7 @@ pub fn create_body(req: &CreateRequest<'_>) -> ContainerCreateBody {
             }),
             nano_cpus: spec.cpus.and_then(nano_cpus),
             memory: spec.memory_mb.map(memory_bytes),
+            cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig {
@@ -298,6 +302,54 @@ pub(super) fn to_actual(c: ContainerInspectResponse) -> Option<ActualContainer> 
 mod tests {
     use super::*;
     use crate::assignment::{ContainerSpec, DockerHealthcheck};
+
+    #[test]
+    fn entrypoint_user_workdir_capabilities_and_host_address_reach_docker() {
+        let spec = ContainerSpec {
+            image: "i".into(),
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+            command: Some(vec!["echo hi".into()]),
+            user: Some("1000:1000".into()),
+            working_dir: Some("/srv".into()),
+            cap_drop: vec!["NET_RAW".into()],
+            ports: vec![crate::assignment::PortBinding {
+                container_port: 80,
+                host_port: Some(8080),
+                protocol: "tcp".into(),
+                host_ip: Some("127.0.0.1".into()),
+            }],
+            ..Default::default()
+        };
+        let body = create_body(&CreateRequest {
+            name: "s.web.1",
+            spec: &spec,
+            labels: Default::default(),
+            network: "n",
+        });
+        assert_eq!(body.entrypoint, Some(vec!["/bin/sh".into(), "-c".into()]));
+        assert_eq!(body.cmd, Some(vec!["echo hi".into()]));
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        assert_eq!(body.working_dir.as_deref(), Some("/srv"));
+        let host = body.host_config.unwrap_or_default();
+        assert_eq!(host.cap_drop, Some(vec!["NET_RAW".into()]));
+        let bindings = host.port_bindings.unwrap_or_default();
+        let binding = &bindings["80/tcp"].as_ref().unwrap()[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some("8080"));
+
+        // Unset, they leave Docker's defaults (the image's) alone.
+        let plain = create_body(&CreateRequest {
+            name: "s.web.1",
+            spec: &ContainerSpec::default(),
+            labels: Default::default(),
+            network: "n",
+        });
+        assert_eq!(
+            (plain.entrypoint, plain.user, plain.working_dir),
+            (None, None, None)
+        );
+        assert_eq!(plain.host_config.unwrap_or_default().cap_drop, None);
+    }
 
     #[test]
     fn limits_and_check_times_never_overflow_or_go_negative() {

@@ -670,6 +670,7 @@ fn the_dry_run_plan_lists_batches_of_parallelism_and_the_order_the_agents_will_u
             container_port: 80,
             host_port: Some(8080),
             protocol: "tcp".into(),
+            host_ip: None,
         }]
     };
     let mount = |c: &mut ContainerSpec| {

@@ -383,6 +383,46 @@ fn every_rule_reports_its_problem_with_a_path() {
             doc("", &service(r#""labels":{"berth.stack":"other","team":"a"}"#)),
             &[r#"itemListElement[0].labels: "berth.stack" is reserved"#],
         ),
+        case(
+            "entrypoint, user, workingDir, capDrop and hostIp as Docker takes them",
+            doc("", &service(r#""entrypoint":["/bin/sh","-c"],"user":"1000:1000","workingDir":"/srv","capDrop":["NET_RAW","CAP_CHOWN","ALL"],"ports":[{"containerPort":80,"hostPort":8080,"hostIp":"127.0.0.1"},{"containerPort":81,"hostPort":8081,"hostIp":"::1"}]"#)),
+            &[],
+        ),
+        case(
+            "empty entrypoint",
+            doc("", &service(r#""entrypoint":[]"#)),
+            &["itemListElement[0].entrypoint: an entrypoint needs a program"],
+        ),
+        case(
+            "user with spaces or too many colons",
+            doc("", &service(r#""user":"a b""#)),
+            &[r#"itemListElement[0].user: "a b" is not a user"#],
+        ),
+        case(
+            "user with three parts",
+            doc("", &service(r#""user":"1:2:3""#)),
+            &[r#"itemListElement[0].user: "1:2:3" is not a user"#],
+        ),
+        case(
+            "relative workingDir",
+            doc("", &service(r#""workingDir":"srv""#)),
+            &[r#"itemListElement[0].workingDir: "srv" is not an absolute path"#],
+        ),
+        case(
+            "capability that is not one",
+            doc("", &service(r#""capDrop":["net raw"]"#)),
+            &[r#"itemListElement[0].capDrop[0]: "net raw" is not a capability"#],
+        ),
+        case(
+            "hostIp that is not an address",
+            doc("", &service(r#""ports":[{"containerPort":80,"hostPort":8080,"hostIp":"localhost"}]"#)),
+            &[r#"itemListElement[0].ports[0].hostIp: "localhost" is not an IP address"#],
+        ),
+        case(
+            "hostIp without a hostPort",
+            doc("", &service(r#""ports":[{"containerPort":80,"hostIp":"127.0.0.1"}]"#)),
+            &["itemListElement[0].ports[0].hostIp: a hostIp needs a hostPort"],
+        ),
     ];
 
     let mut failures = Vec::new();
