@@ -164,7 +164,7 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 }
 
 async fn page(State(web): State<Web>, page: Page) -> Response {
-    let snap = web.snapshots.borrow().clone();
+    let snap = current(&web).await;
     html_response(html::shell(&page, &snap.fragment(&page)))
 }
 
@@ -279,9 +279,21 @@ async fn preview(web: &Web, id: &str, spec: &[u8]) -> Option<Result<PreviewView,
         .await
 }
 
-/// The snapshot, once the first list completed.
-fn synced(web: &Web) -> Option<Arc<Snapshot>> {
+/// The current snapshot. Once the cache has listed, the first render follows at once:
+/// wait for it rather than answer "not read yet" for a cache that has been read.
+async fn current(web: &Web) -> Arc<Snapshot> {
+    if web.cache.synced() {
+        let mut rx = web.snapshots.clone();
+        // An error means the view is stopping: answer with what there is.
+        let _ = rx.wait_for(|s| s.revision.is_some()).await;
+    }
     let snap = web.snapshots.borrow().clone();
+    snap
+}
+
+/// The snapshot, once the first list completed.
+async fn synced(web: &Web) -> Option<Arc<Snapshot>> {
+    let snap = current(web).await;
     snap.revision.map(|_| snap)
 }
 
@@ -294,14 +306,14 @@ fn not_synced() -> Response {
 }
 
 async fn api_stacks(State(web): State<Web>) -> Response {
-    match synced(&web) {
+    match synced(&web).await {
         Some(s) => json_response(StatusCode::OK, &s.statuses),
         None => not_synced(),
     }
 }
 
 async fn api_stack(State(web): State<Web>, Path(id): Path<String>) -> Response {
-    let Some(s) = synced(&web) else {
+    let Some(s) = synced(&web).await else {
         return not_synced();
     };
     match s.status(&id) {
@@ -314,7 +326,7 @@ async fn api_stack(State(web): State<Web>, Path(id): Path<String>) -> Response {
 }
 
 async fn api_hosts(State(web): State<Web>) -> Response {
-    match synced(&web) {
+    match synced(&web).await {
         Some(s) => json_response(StatusCode::OK, &s.hosts),
         None => not_synced(),
     }
@@ -326,7 +338,7 @@ struct EventsQuery {
 }
 
 async fn api_events(State(web): State<Web>, Query(q): Query<EventsQuery>) -> Response {
-    match synced(&web) {
+    match synced(&web).await {
         Some(s) => json_response(StatusCode::OK, &s.events_of(q.stack.as_deref())),
         None => not_synced(),
     }
