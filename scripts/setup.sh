@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Berth needs to build, run and test on a Debian machine, idempotently:
 # etcd, busybox (for the test image), protoc (etcd-client's build), prometheus (for the
-# metrics test), a Docker registry and htpasswd (for the private-registry tests), and a
-# Docker engine if none answers; with --bench, docker-compose too (for `make bench`). Then
+# metrics test), a Docker registry and htpasswd (for the private-registry tests), Chromium
+# and chromedriver (for the web view's browser tests), and a Docker engine if none answers; with --bench, docker-compose too (for `make bench`). Then
 # builds the test image.
 set -euo pipefail
 
@@ -22,6 +22,9 @@ command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # pull private images the way a deployment would.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+# tests/web.rs drives a real headless Chromium through chromedriver (WebDriver).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # `make bench` (setup.sh --bench) compares Berth with docker-compose; the tests do not.
 if [ "${1:-}" = "--bench" ]; then
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)

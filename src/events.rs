@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{keys, Expect, Fence, Store, StoreError, Write};
+use crate::store::{keys, Expect, Fence, Kv, Store, StoreError, Write};
 
 pub const MAX_PER_STACK: usize = 100;
 
@@ -179,17 +179,25 @@ async fn prune(store: &Store, prefix: &str) -> Result<(), StoreError> {
 /// Every event (or one stack's), from every writer, oldest first.
 pub async fn list(store: &Store, stack: Option<&str>) -> Result<Vec<Event>, StoreError> {
     let (kvs, _) = store.list(keys::EVENTS).await?;
-    let mut events: Vec<(String, Event)> = kvs
+    Ok(decode(&kvs, stack))
+}
+
+/// The events among `kvs` (keys relative to the prefix; keys outside `events/` are
+/// ignored), every one or one stack's, oldest first. Pure: `berth events` decodes a list
+/// with it, the web view the controller's cache.
+pub fn decode<'k>(kvs: impl IntoIterator<Item = &'k Kv>, stack: Option<&str>) -> Vec<Event> {
+    let mut events: Vec<(&str, Event)> = kvs
         .into_iter()
+        .filter(|kv| kv.key.starts_with(keys::EVENTS))
         .filter(|kv| stack.is_none() || stack_of(&kv.key) == stack)
         .filter_map(|kv| {
             // The key's last part starts with the time, fixed width: it sorts as time.
-            let order = kv.key.rsplit('/').next()?.to_owned();
+            let order = kv.key.rsplit('/').next()?;
             Some((order, serde_json::from_slice(&kv.value).ok()?))
         })
         .collect();
-    events.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(events.into_iter().map(|(_, e)| e).collect())
+    events.sort_by(|a, b| a.0.cmp(b.0));
+    events.into_iter().map(|(_, e)| e).collect()
 }
 
 /// The (writer, stack) pairs that hold events, from keys under `events/` (others are

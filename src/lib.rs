@@ -28,6 +28,8 @@
 //!   reconcile wants to run again.
 //! - [`view`]: what `berth status`, `berth hosts`, `berth events`, `berth apply --dry-run`
 //!   and `berth host remove` print, rendered purely from a snapshot.
+//! - [`web`]: the live, read-only web view each controller serves at `/` (pages over
+//!   Server-Sent Events, JSON under `/api/v1/`, the preview form), from the same views.
 
 /// `0.1.0 (rev 0123456789ab)`: the crate version and the git revision it was built from,
 /// as `berth --version`, the agent's registration and the image's labels say.
@@ -60,6 +62,7 @@ pub mod spec;
 pub mod store;
 pub mod telemetry;
 pub mod view;
+pub mod web;
 
 /// An error and its sources on one line: `creating container web: docker create ...: no such image`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -243,6 +243,17 @@ pub static ETCD_WATCH_RESTARTS: LazyLock<IntCounter> = LazyLock::new(|| {
         .expect("valid metric"),
     )
 });
+/// Renders of the web view's pages: one per change of the controller's cache (bursts
+/// coalesced), however many pages are open.
+pub static WEB_RENDERS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "berth_web_renders_total",
+            "times the web view rendered its pages, once per change for every viewer",
+        )
+        .expect("valid metric"),
+    )
+});
 /// `op` is the Docker call (list|inspect|create|start|stop|remove|...).
 pub static DOCKER_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
@@ -331,6 +342,7 @@ pub fn init() {
     LazyLock::force(&LEADER);
     LazyLock::force(&ETCD_REQUESTS);
     LazyLock::force(&ETCD_WATCH_RESTARTS);
+    LazyLock::force(&WEB_RENDERS);
     LazyLock::force(&DOCKER_REQUESTS);
     LazyLock::force(&DOCKER_REQUEST_DURATION);
 }

@@ -1,4 +1,5 @@
-//! The HTTP endpoint every component serves: `/metrics`, `/healthz` and `/readyz`.
+//! The HTTP endpoint every component serves: `/metrics`, `/healthz` and `/readyz`, and
+//! beside them whatever else the component adds (the controller's web view).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,10 +19,20 @@ pub async fn spawn(
     ready: Vec<ReadyCheck>,
     cancel: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
+    spawn_with(addr, ready, Router::new(), cancel).await
+}
+
+/// [`spawn`], serving `routes` too (none of them `/metrics`, `/healthz` or `/readyz`).
+pub async fn spawn_with(
+    addr: SocketAddr,
+    ready: Vec<ReadyCheck>,
+    routes: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let ready = Arc::new(ready);
-    let app = Router::new()
+    let app = routes
         .route("/metrics", get(|| async { crate::metrics::render() }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route(

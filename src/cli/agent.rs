@@ -143,7 +143,13 @@ pub async fn run(args: AgentArgs) -> Result<ExitCode> {
     let store = connect(&args.etcd).await?;
     let cancel = shutdown_token();
     let h = agent::spawn(store, cfg, cancel.clone())?;
-    serve_metrics(args.metrics_addr, vec![h.ready], cancel.clone()).await?;
+    serve_metrics(
+        args.metrics_addr,
+        vec![h.ready],
+        axum::Router::new(),
+        cancel.clone(),
+    )
+    .await?;
     h.done.await.ok();
     Ok(ExitCode::SUCCESS)
 }

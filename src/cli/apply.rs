@@ -11,7 +11,7 @@ use clap::Args;
 use super::common::{connect, emit, EtcdArgs, StormGuardArgs};
 use super::convert::{convert_text, directory_of};
 use berth::compose;
-use berth::controller::decide::preview_apply;
+use berth::controller::decide::dry_run;
 use berth::spec;
 use berth::store::keys;
 use berth::view;
@@ -78,12 +78,20 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode> {
     if args.dry_run {
         let (kvs, revision) = store.list("").await?;
         let mut world = view::world_of(kvs, revision);
-        let preview = preview_apply(
+        let preview = match dry_run(
             &mut world,
             &id,
             bytes,
             args.storm_guard.max_unavailable_fraction,
-        );
+        ) {
+            Ok(p) => p,
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{}: {p}", file.display());
+                }
+                return Ok(ExitCode::from(1));
+            }
+        };
         emit(&view::render_apply_preview(&preview, view::DEFAULT_WIDTH))?;
         println!("(dry run: nothing written)");
         return Ok(ExitCode::SUCCESS);

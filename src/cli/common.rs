@@ -185,12 +185,14 @@ pub fn shutdown_token() -> CancellationToken {
     token
 }
 
+/// Serve /metrics, /healthz and /readyz on `addr`, with `routes` beside them.
 pub async fn serve_metrics(
     addr: SocketAddr,
     ready: Vec<ReadyCheck>,
+    routes: axum::Router,
     cancel: CancellationToken,
 ) -> Result<SocketAddr> {
-    let bound = serve::spawn(addr, ready, cancel)
+    let bound = serve::spawn_with(addr, ready, routes, cancel)
         .await
         .with_context(|| format!("serving metrics on {addr}"))?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");

@@ -12,6 +12,9 @@ use berth::api::server::ApiConfig;
 use berth::api::tls::TlsFiles;
 use berth::controller::{self, ControllerConfig};
 use berth::spec;
+use berth::store::Reflector;
+use berth::web;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Args)]
 pub struct ControllerArgs {
@@ -19,7 +22,7 @@ pub struct ControllerArgs {
     etcd: EtcdArgs,
     #[command(flatten)]
     ctl: ControllerSettings,
-    /// Where to serve /metrics, /healthz and /readyz.
+    /// Where to serve /metrics, /healthz, /readyz and the web view (`/`).
     #[arg(long, env = "BERTH_METRICS_ADDR", default_value = "127.0.0.1:9420")]
     metrics_addr: SocketAddr,
 }
@@ -113,6 +116,17 @@ impl ControllerSettings {
         }
     }
 
+    /// The web view's routes over the controller's cache, served beside /metrics.
+    pub fn web(&self, cache: Reflector, cancel: CancellationToken) -> axum::Router {
+        web::routes(
+            cache,
+            web::WebConfig {
+                max_unavailable_fraction: self.storm_guard.max_unavailable_fraction,
+            },
+            cancel,
+        )
+    }
+
     /// Why these settings must not start, if they must not.
     pub fn refusal(&self) -> Option<String> {
         self.agentless_api().refusal()
@@ -126,7 +140,9 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
     let store = connect(&args.etcd).await?;
     let cancel = shutdown_token();
     let c = controller::spawn(store, args.ctl.config(), cancel.clone());
-    serve_metrics(args.metrics_addr, vec![c.ready], cancel.clone()).await?;
+    let web = args.ctl.web(c.cache.clone(), cancel.clone());
+    let bound = serve_metrics(args.metrics_addr, vec![c.ready], web, cancel.clone()).await?;
+    tracing::info!(url = %format!("http://{bound}/"), "serving the web view");
     c.done.await.ok();
     Ok(ExitCode::SUCCESS)
 }

@@ -129,13 +129,6 @@ fn render(
             Some((Some(st), _)) => Some(json(st, pretty)?),
             _ => None,
         },
-        (Output::Json, None) => {
-            let all: Vec<_> = world
-                .statuses
-                .values()
-                .filter_map(|(st, _)| st.as_ref())
-                .collect();
-            Some(json(&all, pretty)?)
-        }
+        (Output::Json, None) => Some(json(&berth::view::statuses(world), pretty)?),
     })
 }

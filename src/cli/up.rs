@@ -52,6 +52,7 @@ pub struct UpArgs {
     allow_bind_prefixes: Vec<String>,
     #[command(flatten)]
     ctl: ControllerSettings,
+    /// Where to serve /metrics, /healthz, /readyz and the web view (`/`).
     #[arg(long, env = "BERTH_METRICS_ADDR", default_value = "127.0.0.1:9420")]
     metrics_addr: SocketAddr,
 }
@@ -101,11 +102,19 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         },
         cancel.clone(),
     )?;
-    let bound = serve_metrics(args.metrics_addr, vec![c.ready, a.ready], cancel.clone()).await?;
+    let web = args.ctl.web(c.cache.clone(), cancel.clone());
+    let bound = serve_metrics(
+        args.metrics_addr,
+        vec![c.ready, a.ready],
+        web,
+        cancel.clone(),
+    )
+    .await?;
     let ep = endpoints.join(",");
     let p = args.prefix.trim_end_matches('/');
     let host_id = &args.host_id;
     println!("Berth is up: etcd {ep}, host {host_id:?}, metrics http://{bound}/metrics");
+    println!("Web view (read-only, live): http://{bound}/");
     println!("Try:");
     println!("  export ETCDCTL_API=3 ETCDCTL_ENDPOINTS={ep}");
     println!("  etcdctl put {p}/stacks/hello \"$(cat examples/hello.json)\"");

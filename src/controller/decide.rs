@@ -462,6 +462,19 @@ pub struct ApplyPreview {
     pub rollouts: Vec<rollout::ServicePlan>,
 }
 
+/// What `berth apply --dry-run` and the web view's preview show for `raw` as the spec of
+/// `stack`: every validation problem (the id's too), or where each slot would go and how
+/// the change would roll out. Writes nothing: `world` is the caller's copy.
+pub fn dry_run(
+    world: &mut World,
+    stack: &str,
+    raw: Vec<u8>,
+    max_unavailable_fraction: f64,
+) -> Result<ApplyPreview, Vec<Problem>> {
+    parse_one(stack, &raw, &Limits::default())?;
+    Ok(preview_apply(world, stack, raw, max_unavailable_fraction))
+}
+
 /// What `berth apply --dry-run` would do: the world as it is, with `raw` as the spec of
 /// `stack`.
 pub fn preview_apply(

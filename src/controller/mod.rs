@@ -63,6 +63,9 @@ pub struct ControllerHandle {
     /// began after a change has seen it once the count has gone up twice, so whoever
     /// needs to know "had it the chance to act?" waits on this rather than on a clock.
     pub passes: watch::Receiver<u64>,
+    /// The controller's list-then-watch cache of every key, for readers that show the
+    /// cluster as the controller sees it (the web view), leader or not.
+    pub cache: Reflector,
     pub done: tokio::task::JoinHandle<()>,
 }
 
@@ -81,10 +84,11 @@ pub fn spawn(store: Store, cfg: ControllerConfig, cancel: CancellationToken) -> 
         })
     };
     let (passes_tx, passes) = watch::channel(0);
-    let done = tokio::spawn(run(store, cfg, cache, passes_tx, cancel));
+    let done = tokio::spawn(run(store, cfg, cache.clone(), passes_tx, cancel));
     ControllerHandle {
         ready,
         passes,
+        cache,
         done,
     }
 }

@@ -29,6 +29,8 @@ pub struct Reflector {
     synced: watch::Receiver<bool>,
     /// Bumped on every relist and on every watch batch touching a key that `wakes`.
     wake: watch::Receiver<Option<u64>>,
+    /// Bumped on every relist and on every watch batch, whatever the wake filter says.
+    changed: watch::Receiver<u64>,
     connected: watch::Receiver<bool>,
 }
 
@@ -39,6 +41,7 @@ pub type WakeFilter = fn(&str) -> bool;
 struct Signals {
     synced: watch::Sender<bool>,
     wake: watch::Sender<Option<u64>>,
+    changed: watch::Sender<u64>,
     connected: watch::Sender<bool>,
     wakes: WakeFilter,
 }
@@ -62,10 +65,12 @@ impl Reflector {
         let cache = Arc::new(RwLock::new(Cache::default()));
         let (synced_tx, synced) = watch::channel(false);
         let (wake_tx, wake) = watch::channel(None);
+        let (changed_tx, changed) = watch::channel(0);
         let (connected_tx, connected) = watch::channel(false);
         let signals = Signals {
             synced: synced_tx,
             wake: wake_tx,
+            changed: changed_tx,
             connected: connected_tx,
             wakes,
         };
@@ -104,6 +109,7 @@ impl Reflector {
             cache,
             synced,
             wake,
+            changed,
             connected,
         }
     }
@@ -136,6 +142,13 @@ impl Reflector {
         self.wake.clone()
     }
 
+    /// A receiver that fires on every change of the view, whatever the wake filter lets
+    /// through: for readers that show every key (the web view shows event records, which
+    /// do not wake the controller).
+    pub fn subscribe_all(&self) -> watch::Receiver<u64> {
+        self.changed.clone()
+    }
+
     /// Wait until the first list completed.
     pub async fn wait_synced(&self) {
         let mut rx = self.synced.clone();
@@ -162,6 +175,7 @@ async fn reflect_once(
     // view readable (`read` and `snapshot` go by `synced`).
     signals.synced.send_replace(true);
     signals.wake.send_replace(Some(*bumps));
+    signals.changed.send_modify(|n| *n += 1);
 
     let full = format!("{}{}", store.prefix(), prefix);
     let opts = WatchOptions::new()
@@ -217,6 +231,7 @@ async fn reflect_once(
             }
         }
         drop(c);
+        signals.changed.send_modify(|n| *n += 1);
         if wake {
             *bumps += 1;
             signals.wake.send_replace(Some(*bumps));

@@ -360,7 +360,7 @@ fn is_secret_name(key: &str) -> bool {
 }
 
 /// `2/3 services running`, and how many completed when any did.
-fn services_cell(s: &StackLine) -> String {
+pub fn services_cell(s: &StackLine) -> String {
     let running = format!("{}/{} services running", s.running, s.services);
     match s.completed {
         0 => running,
@@ -508,7 +508,8 @@ fn printable(line: &str) -> String {
     out
 }
 
-fn dash_if_empty(s: String) -> String {
+/// `-` for an empty cell.
+pub fn dash_if_empty(s: String) -> String {
     if s.is_empty() {
         "-".to_owned()
     } else {

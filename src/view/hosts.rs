@@ -110,8 +110,8 @@ pub fn render(hosts: &[HostView], width: usize) -> String {
             h.address.clone().unwrap_or_else(|| "-".to_owned()),
             h.datacenter.clone().unwrap_or_else(|| "-".to_owned()),
             h.slots.to_string(),
-            capacity(number(h.cpus_reserved), h.cpus > 0.0, number(h.cpus)),
-            capacity(mib(h.memory_mb_reserved), h.memory_mb > 0, mib(h.memory_mb)),
+            cpus_cell(h),
+            memory_cell(h),
             if labels.is_empty() {
                 "-".to_owned()
             } else {
@@ -120,6 +120,16 @@ pub fn render(hosts: &[HostView], width: usize) -> String {
         ]);
     }
     t.render(width)
+}
+
+/// CPUs as `reserved/total` (`0.5/4`), `-` for a total the host did not report.
+pub fn cpus_cell(h: &HostView) -> String {
+    capacity(number(h.cpus_reserved), h.cpus > 0.0, number(h.cpus))
+}
+
+/// Memory as `reserved/total` (`512M/15.6G`), `-` for a total the host did not report.
+pub fn memory_cell(h: &HostView) -> String {
+    capacity(mib(h.memory_mb_reserved), h.memory_mb > 0, mib(h.memory_mb))
 }
 
 /// `reserved/total`, with `-` for a total the host did not report.

@@ -1,6 +1,7 @@
 //! What operators read in a terminal (`berth status`, `berth hosts`, `berth events`,
 //! `berth history`, `berth apply --dry-run`, `berth host remove`): pure rendering of the
-//! decoded cluster ([`World`]) into tables that fit 80 columns and into stable JSON.
+//! decoded cluster ([`World`]) into tables that fit 80 columns and into stable JSON. The
+//! web view (`crate::web`) shows the same data, taken from here.
 
 mod deployment;
 mod events;
@@ -12,17 +13,21 @@ mod removal;
 mod table;
 
 pub use deployment::{
-    deployment_map, redact, render as render_deployment, DeploymentMap, HostLine, SlotLine,
-    StackLine, Unscheduled,
+    dash_if_empty, deployment_map, redact, render as render_deployment, services_cell,
+    DeploymentMap, HostLine, SlotLine, StackLine, Unscheduled,
 };
 pub use events::render as render_events;
 pub use history::{render as render_history, spec_diff};
-pub use hosts::{hosts, render as render_hosts, HostView};
-pub use preview::render as render_apply_preview;
+pub use hosts::{cpus_cell, hosts, memory_cell, render as render_hosts, HostView};
+pub use preview::{
+    preview_view, render as render_apply_preview, PlacedSlot, PreviewView, RolloutPreview,
+    UnplacedService,
+};
 pub use removal::{held, removal, render as render_removal, Held, Removal};
 pub use table::{truncate, Table};
 
 use crate::controller::world::World;
+use crate::spec::StackStatus;
 use crate::store::{Cache, Kv};
 
 /// The terminal width views fit by default.
@@ -34,6 +39,15 @@ pub fn world_of(kvs: Vec<Kv>, revision: i64) -> World {
         entries: kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
         revision,
     })
+}
+
+/// The status objects `berth status -o json` prints: every stack's that has one, sorted
+/// by stack id.
+pub fn statuses(w: &World) -> Vec<&StackStatus> {
+    w.statuses
+        .values()
+        .filter_map(|(st, _)| st.as_ref())
+        .collect()
 }
 
 /// Does stack `id` exist, as a spec or as a status still being cleaned up?

@@ -1,11 +1,112 @@
-//! `berth apply --dry-run`: where the scheduler would place each slot of a stack, which
-//! slots would move or find no host, and the batches a rollout of the change would run.
-//! Pure: rendered from an [`ApplyPreview`].
+//! `berth apply --dry-run` and the web view's preview: where the scheduler would place
+//! each slot of a stack, which slots would move or find no host, and the batches a
+//! rollout of the change would run. Pure: rendered from an [`ApplyPreview`].
+
+use serde::Serialize;
 
 use super::table::Table;
 use crate::controller::decide::ApplyPreview;
 use crate::controller::rollout::ServicePlan;
 use crate::scheduler::plan::Placement;
+
+/// A preview as the web view's `/api/v1/preview` answers it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewView {
+    pub stack: String,
+    /// Every slot with the host it would run on.
+    pub slots: Vec<PlacedSlot>,
+    /// Services (some of) whose slots would find no host, with why.
+    pub unschedulable: Vec<UnplacedService>,
+    /// Each service whose running slots would change, batch by batch.
+    pub rollouts: Vec<RolloutPreview>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacedSlot {
+    pub service: String,
+    pub replica: u32,
+    pub host: String,
+    /// `moves from h2 (drain)` when the slot would leave the host it runs on.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnplacedService {
+    pub service: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutPreview {
+    pub service: String,
+    /// `stop-first` or `start-first`.
+    pub order: String,
+    /// Why start-first falls back to stop-first.
+    pub fallback: Option<String>,
+    /// Each batch as `service.replica@host`.
+    pub batches: Vec<Vec<String>>,
+}
+
+/// The preview of stack `stack` as data.
+pub fn preview_view(stack: &str, preview: &ApplyPreview) -> PreviewView {
+    let p = &preview.placement;
+    PreviewView {
+        stack: stack.to_owned(),
+        slots: placed(p),
+        unschedulable: p
+            .unschedulable
+            .iter()
+            .map(|((_, service), why)| UnplacedService {
+                service: service.clone(),
+                reason: why.clone(),
+            })
+            .collect(),
+        rollouts: preview
+            .rollouts
+            .iter()
+            .map(|r| RolloutPreview {
+                service: r.service.clone(),
+                order: r.order.to_string(),
+                fallback: r.fallback.clone(),
+                batches: batches(r),
+            })
+            .collect(),
+    }
+}
+
+/// Each slot, its host, and where it would move from.
+fn placed(p: &Placement) -> Vec<PlacedSlot> {
+    p.hosts
+        .iter()
+        .map(|(sid, host)| PlacedSlot {
+            service: sid.service.clone(),
+            replica: sid.replica,
+            host: host.clone(),
+            note: p
+                .moves
+                .iter()
+                .find(|m| &m.slot == sid)
+                .map(|m| format!("moves from {} ({})", m.from, m.reason.as_str())),
+        })
+        .collect()
+}
+
+/// Each batch of a rollout as `service.replica@host`.
+fn batches(p: &ServicePlan) -> Vec<Vec<String>> {
+    p.batches
+        .iter()
+        .map(|batch| {
+            batch
+                .iter()
+                .map(|(r, h)| format!("{}.{r}@{h}", p.service))
+                .collect()
+        })
+        .collect()
+}
 
 pub fn render(preview: &ApplyPreview, width: usize) -> String {
     let mut out = render_placement(&preview.placement, width);
@@ -36,11 +137,7 @@ fn render_rollout(p: &ServicePlan) -> String {
     if let Some(why) = &p.fallback {
         out.push_str(&format!("  start-first falls back to stop-first: {why}\n"));
     }
-    for (n, batch) in p.batches.iter().enumerate() {
-        let slots: Vec<String> = batch
-            .iter()
-            .map(|(r, h)| format!("{}.{r}@{h}", p.service))
-            .collect();
+    for (n, slots) in batches(p).iter().enumerate() {
         out.push_str(&format!("  batch {}: {}\n", n + 1, slots.join(", ")));
     }
     out
@@ -48,18 +145,12 @@ fn render_rollout(p: &ServicePlan) -> String {
 
 fn render_placement(preview: &Placement, width: usize) -> String {
     let mut t = Table::new(&["SERVICE", "REPLICA", "HOST", "NOTE"]);
-    for (sid, host) in &preview.hosts {
-        let note = preview
-            .moves
-            .iter()
-            .find(|m| &m.slot == sid)
-            .map(|m| format!("moves from {} ({})", m.from, m.reason.as_str()))
-            .unwrap_or_default();
+    for slot in placed(preview) {
         t.row(vec![
-            sid.service.clone(),
-            sid.replica.to_string(),
-            host.clone(),
-            note,
+            slot.service,
+            slot.replica.to_string(),
+            slot.host,
+            slot.note.unwrap_or_default(),
         ]);
     }
     for ((_, svc), why) in &preview.unschedulable {

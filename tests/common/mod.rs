@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod registry;
 
 use std::future::Future;
@@ -33,6 +34,8 @@ pub struct Cluster {
     controller_done: Option<tokio::task::JoinHandle<()>>,
     /// Passes the controller has finished as the leader.
     pub controller_passes: watch::Receiver<u64>,
+    /// The controller's list-then-watch cache (what its web view shows).
+    pub controller_cache: berth::store::Reflector,
     pub agent: CancellationToken,
     agent_done: Option<tokio::task::JoinHandle<()>>,
     /// Passes the running agent has finished (a restarted agent counts from 0 again).
@@ -135,6 +138,7 @@ impl Cluster {
             controller,
             controller_done: Some(handle.done),
             controller_passes: handle.passes,
+            controller_cache: handle.cache,
             agent: CancellationToken::new(),
             agent_done: None,
             agent_passes: watch::channel(0).1,

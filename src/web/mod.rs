@@ -1,0 +1,368 @@
+//! The live web view every controller serves at `/` beside `/metrics`: the deployment
+//! map, stacks, hosts and events as pages kept current over Server-Sent Events, the same
+//! data as JSON under `/api/v1/`, and a preview form that runs the planner of
+//! `berth apply --dry-run`. Read-only: it reads the controller's list-then-watch cache
+//! and writes nothing to etcd.
+//!
+//! Each change of the cache renders a [`Snapshot`] once (at most every
+//! [`RENDER_SPACING`]); each stream only picks its page out of it, so a change costs the
+//! same whatever the number of viewers, and nobody's page polls etcd.
+
+pub mod html;
+pub mod snapshot;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use self::html::Page;
+use self::html::{PreviewInput, PreviewOutcome};
+pub use self::snapshot::Snapshot;
+use crate::controller::decide::dry_run;
+use crate::controller::world::World;
+use crate::spec::Problem;
+use crate::store::Reflector;
+use crate::view::PreviewView;
+
+/// The least time between two renders: a burst of changes (a rollout writes many
+/// reports) costs a few renders, and a change still shows within a second.
+pub const RENDER_SPACING: Duration = Duration::from_millis(150);
+
+const CSS: &str = include_str!("assets/berth.css");
+const JS: &str = include_str!("assets/berth.js");
+
+/// Only this origin's own script, style, stream and form: nothing is fetched from
+/// elsewhere, and an injected script could not run or send anything away.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                   connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; \
+                   frame-ancestors 'none'";
+
+#[derive(Debug, Clone, Copy)]
+pub struct WebConfig {
+    /// The storm guard the preview assumes, as the controller's.
+    pub max_unavailable_fraction: f64,
+}
+
+#[derive(Clone)]
+struct Web {
+    cache: Reflector,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    cfg: WebConfig,
+}
+
+/// The view's routes over `cache` (the controller's), rendering until `cancel`; the
+/// streams end then too, so a graceful shutdown does not wait for open pages.
+pub fn routes(cache: Reflector, cfg: WebConfig, cancel: CancellationToken) -> Router {
+    let snapshots = publish(cache.clone(), cancel);
+    let web = Web {
+        cache,
+        snapshots,
+        cfg,
+    };
+    Router::new()
+        .route("/", get(|s| page(s, Page::Map)))
+        .route("/stacks", get(|s| page(s, Page::Stacks)))
+        .route("/stack", get(stack_page))
+        .route("/hosts", get(|s| page(s, Page::Hosts)))
+        .route("/events", get(|s| page(s, Page::Events)))
+        .route("/preview", get(preview_form).post(preview_submit))
+        .route("/live", get(live))
+        .route(
+            "/assets/berth.css",
+            get(|| async { asset(CSS, "text/css") }),
+        )
+        .route(
+            "/assets/berth.js",
+            get(|| async { asset(JS, "text/javascript") }),
+        )
+        .route("/api/v1/stacks", get(api_stacks))
+        .route("/api/v1/stacks/{id}", get(api_stack))
+        .route("/api/v1/hosts", get(api_hosts))
+        .route("/api/v1/events", get(api_events))
+        .route("/api/v1/preview", axum::routing::post(api_preview))
+        .with_state(web)
+}
+
+/// Render a snapshot whenever the cache changes (event records included), until
+/// `cancel`.
+fn publish(cache: Reflector, cancel: CancellationToken) -> watch::Receiver<Arc<Snapshot>> {
+    let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+    tokio::spawn(async move {
+        let mut changes = cache.subscribe_all();
+        loop {
+            // Marked seen before reading: a change after this read wakes the next round.
+            changes.borrow_and_update();
+            let previous = tx.borrow().clone();
+            let next = cache
+                .read(|c| {
+                    let world = World::decode_for_view(c);
+                    let events = crate::events::decode(c.entries.values(), None);
+                    Snapshot::build(&world, events, c.revision, Some(&previous))
+                })
+                .await;
+            if let Some(next) = next {
+                crate::metrics::WEB_RENDERS.inc();
+                tx.send_replace(Arc::new(next));
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(RENDER_SPACING) => {}
+            }
+        }
+    });
+    rx
+}
+
+fn html_response(body: String) -> Response {
+    let mut r = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    r
+}
+
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => (
+            status,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            text + "\n",
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn page(State(web): State<Web>, page: Page) -> Response {
+    let snap = current(&web).await;
+    html_response(html::shell(&page, &snap.fragment(&page)))
+}
+
+#[derive(Deserialize)]
+struct StackQuery {
+    id: String,
+}
+
+async fn stack_page(state: State<Web>, Query(q): Query<StackQuery>) -> Response {
+    page(state, Page::Stack(q.id)).await
+}
+
+#[derive(Deserialize)]
+struct LiveQuery {
+    page: String,
+    id: Option<String>,
+}
+
+/// One page's stream: its current part at once (so a reconnect catches up), then the
+/// part again whenever a render changed it. Event ids are the cache's revision.
+async fn live(State(web): State<Web>, Query(q): Query<LiveQuery>) -> Response {
+    let Some(page) = Page::of_query(&q.page, q.id.as_deref()) else {
+        return (StatusCode::NOT_FOUND, "no such live page\n").into_response();
+    };
+    let mut rx = web.snapshots.clone();
+    rx.mark_changed();
+    let stream = futures::stream::unfold(
+        (rx, page, None::<Arc<str>>),
+        |(mut rx, page, last)| async move {
+            loop {
+                rx.changed().await.ok()?;
+                let snap = rx.borrow_and_update().clone();
+                let part = snap.fragment(&page);
+                if last
+                    .as_ref()
+                    .is_some_and(|l| Arc::ptr_eq(l, &part) || **l == *part)
+                {
+                    continue;
+                }
+                let event = SseEvent::default()
+                    .event("page")
+                    .id(snap.revision.unwrap_or(0).to_string())
+                    .data(&*part);
+                return Some((Ok::<_, Infallible>(event), (rx, page, Some(part))));
+            }
+        },
+    );
+    let mut r = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    // A proxy that buffers (nginx does by default) would hold the stream back.
+    r.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+async fn preview_form() -> Response {
+    html_response(html::shell(
+        &Page::Preview,
+        &html::preview(&PreviewInput::default(), None),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PreviewFormData {
+    id: String,
+    spec: String,
+}
+
+async fn preview_submit(State(web): State<Web>, Form(f): Form<PreviewFormData>) -> Response {
+    let input = PreviewInput {
+        id: f.id.trim().to_owned(),
+        spec: f.spec,
+    };
+    let body = match preview(&web, &input.id, input.spec.as_bytes()).await {
+        Some(Ok(v)) => html::preview(&input, Some(&PreviewOutcome::Placed(v))),
+        Some(Err(problems)) => html::preview(
+            &input,
+            Some(&PreviewOutcome::Invalid(
+                problems.iter().map(ToString::to_string).collect(),
+            )),
+        ),
+        None => html::preview(
+            &input,
+            Some(&PreviewOutcome::Invalid(vec![NOT_SYNCED.to_owned()])),
+        ),
+    };
+    html_response(html::shell(&Page::Preview, &body))
+}
+
+const NOT_SYNCED: &str = "the controller has not read the cluster from etcd yet";
+
+/// The stack JSON a preview's input stands for. The seam for other formats: a compose
+/// file would be converted here with `compose::convert`, given an environment that reads
+/// nothing from the controller's machine (no variables, no env files); until then a
+/// compose file is previewed as the JSON it is not, and its problems say so.
+fn stack_json(input: &[u8]) -> Vec<u8> {
+    input.to_vec()
+}
+
+/// Every problem of `spec` as stack `id`, or where its slots would go, against the
+/// cluster as the cache holds it; `None` before the first list. Works on a copy of the
+/// cache: writes nothing.
+async fn preview(web: &Web, id: &str, spec: &[u8]) -> Option<Result<PreviewView, Vec<Problem>>> {
+    let fraction = web.cfg.max_unavailable_fraction;
+    let raw = stack_json(spec);
+    web.cache
+        .read(|c| {
+            let mut world = World::decode_for_view(c);
+            dry_run(&mut world, id, raw, fraction).map(|p| crate::view::preview_view(id, &p))
+        })
+        .await
+}
+
+/// The current snapshot. Once the cache has listed, the first render follows at once:
+/// wait for it rather than answer "not read yet" for a cache that has been read.
+async fn current(web: &Web) -> Arc<Snapshot> {
+    if web.cache.synced() {
+        let mut rx = web.snapshots.clone();
+        // An error means the view is stopping: answer with what there is.
+        let _ = rx.wait_for(|s| s.revision.is_some()).await;
+    }
+    let snap = web.snapshots.borrow().clone();
+    snap
+}
+
+/// The snapshot, once the first list completed.
+async fn synced(web: &Web) -> Option<Arc<Snapshot>> {
+    let snap = current(web).await;
+    snap.revision.map(|_| snap)
+}
+
+/// 503: what the API answers before the first list.
+fn not_synced() -> Response {
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({ "error": NOT_SYNCED }),
+    )
+}
+
+async fn api_stacks(State(web): State<Web>) -> Response {
+    match synced(&web).await {
+        Some(s) => json_response(StatusCode::OK, &s.statuses),
+        None => not_synced(),
+    }
+}
+
+async fn api_stack(State(web): State<Web>, Path(id): Path<String>) -> Response {
+    let Some(s) = synced(&web).await else {
+        return not_synced();
+    };
+    match s.status(&id) {
+        Some(st) => json_response(StatusCode::OK, st),
+        None => json_response(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": format!("stack {id} has no status")}),
+        ),
+    }
+}
+
+async fn api_hosts(State(web): State<Web>) -> Response {
+    match synced(&web).await {
+        Some(s) => json_response(StatusCode::OK, &s.hosts),
+        None => not_synced(),
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    stack: Option<String>,
+}
+
+async fn api_events(State(web): State<Web>, Query(q): Query<EventsQuery>) -> Response {
+    match synced(&web).await {
+        Some(s) => json_response(StatusCode::OK, &s.events_of(q.stack.as_deref())),
+        None => not_synced(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PreviewQuery {
+    id: String,
+}
+
+/// `POST /api/v1/preview?id=ID` with the stack JSON as the body: 200 with the placement,
+/// or 422 with every problem (`{"problems": [{"path", "message"}]}`).
+async fn api_preview(
+    State(web): State<Web>,
+    Query(q): Query<PreviewQuery>,
+    body: Bytes,
+) -> Response {
+    let outcome = preview(&web, &q.id, &body).await;
+    match outcome {
+        None => not_synced(),
+        Some(Ok(view)) => json_response(StatusCode::OK, &view),
+        Some(Err(problems)) => json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &serde_json::json!({ "problems": problems }),
+        ),
+    }
+}
