@@ -44,6 +44,24 @@ pub trait Surroundings {
     fn var(&self, name: &str) -> Option<String>;
 }
 
+/// Surroundings with nothing in them: no variables and no files. For converting where
+/// the machine doing it is not the user's (the web view's preview on a controller), so
+/// nothing of that machine leaks into the stack; an `env_file` then cannot be read.
+pub struct Isolated;
+
+impl Surroundings for Isolated {
+    fn read_file(&self, path: &Path) -> io::Result<String> {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{}: files are not read here", path.display()),
+        ))
+    }
+
+    fn var(&self, _name: &str) -> Option<String> {
+        None
+    }
+}
+
 /// What kind of document some bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -257,12 +257,29 @@ async fn preview_submit(State(web): State<Web>, Form(f): Form<PreviewFormData>) 
 
 const NOT_SYNCED: &str = "the controller has not read the cluster from etcd yet";
 
-/// The stack JSON a preview's input stands for. The seam for other formats: a compose
-/// file would be converted here with `compose::convert`, given an environment that reads
-/// nothing from the controller's machine (no variables, no env files); until then a
-/// compose file is previewed as the JSON it is not, and its problems say so.
-fn stack_json(input: &[u8]) -> Vec<u8> {
-    input.to_vec()
+/// The stack JSON a preview's input stands for: a compose file (told by its content) is
+/// converted as `berth convert` does, in [`compose::Isolated`] surroundings, so nothing of
+/// the controller's machine (its variables, its files) goes into it; what cannot be
+/// converted comes back as problems with their compose paths.
+fn stack_json(id: &str, input: &[u8]) -> Result<Vec<u8>, Vec<Problem>> {
+    if crate::compose::detect(input) != crate::compose::Format::Compose {
+        return Ok(input.to_vec());
+    }
+    let text = String::from_utf8_lossy(input);
+    let options = crate::compose::Options {
+        id: Some(id.to_owned()),
+        ..Default::default()
+    };
+    match crate::compose::convert(
+        &text,
+        std::path::Path::new("/"),
+        &options,
+        &crate::compose::Isolated,
+    ) {
+        Ok(converted) => Ok(converted.to_json().into_bytes()),
+        Err(crate::compose::Failure::NotConverted(report)) => Err(report.errors),
+        Err(crate::compose::Failure::Unreadable(message)) => Err(vec![Problem::new("", message)]),
+    }
 }
 
 /// Every problem of `spec` as stack `id`, or where its slots would go, against the
@@ -270,7 +287,10 @@ fn stack_json(input: &[u8]) -> Vec<u8> {
 /// cache: writes nothing.
 async fn preview(web: &Web, id: &str, spec: &[u8]) -> Option<Result<PreviewView, Vec<Problem>>> {
     let fraction = web.cfg.max_unavailable_fraction;
-    let raw = stack_json(spec);
+    let raw = match stack_json(id, spec) {
+        Ok(raw) => raw,
+        Err(problems) => return Some(Err(problems)),
+    };
     web.cache
         .read(|c| {
             let mut world = World::decode_for_view(c);
@@ -364,5 +384,48 @@ async fn api_preview(
             StatusCode::UNPROCESSABLE_ENTITY,
             &serde_json::json!({ "problems": problems }),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_previewed_compose_file_is_converted_with_nothing_of_the_controllers_machine() {
+        // A stack passes as it is.
+        let stack = br#"{"itemListElement":[{"name":"web","image":"i"}]}"#;
+        assert_eq!(stack_json("s", stack).unwrap(), stack.to_vec());
+
+        // A compose file becomes a stack; a variable takes its default even where the
+        // controller's process has it set (PATH always is).
+        let compose =
+            b"services:\n  web:\n    image: i\n    environment:\n      P: ${PATH:-unset}\n";
+        let json = stack_json("s", compose).expect("converted");
+        let stack: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(stack["itemListElement"][0]["name"], "web");
+        assert_eq!(stack["itemListElement"][0]["environment"]["P"], "unset");
+
+        // (case, compose file, the problem's path)
+        let cases: [(&str, &[u8], &str); 3] = [
+            (
+                "a build without an image",
+                b"services:\n  b:\n    build: .\n",
+                "services.b.build",
+            ),
+            (
+                "an env_file: no file of the controller is read",
+                b"services:\n  web:\n    image: i\n    env_file: /etc/hostname\n",
+                "services.web.env_file",
+            ),
+            ("services not a mapping", b"services: [a]\n", ""),
+        ];
+        for (name, text, path) in cases {
+            let problems = stack_json("s", text).expect_err(name);
+            assert!(
+                problems.iter().any(|p| p.path.starts_with(path)),
+                "{name}: {problems:?}"
+            );
+        }
     }
 }
