@@ -58,16 +58,49 @@ pub struct WebConfig {
 struct Web {
     cache: Reflector,
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    demand: Arc<Demand>,
     cfg: WebConfig,
+}
+
+/// Who wants renders: open live pages, and requests waiting for a fresh snapshot. With
+/// neither, a change renders nothing, so a controller nobody looks at spends nothing on
+/// its view (the scale bench found rendering every change costing more than the passes).
+#[derive(Default)]
+struct Demand {
+    viewers: std::sync::atomic::AtomicUsize,
+    wake: tokio::sync::Notify,
+}
+
+/// One open live page, counted while its stream lives.
+struct Viewer(Arc<Demand>);
+
+impl Viewer {
+    fn new(demand: &Arc<Demand>) -> Viewer {
+        demand
+            .viewers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        demand.wake.notify_one();
+        Viewer(demand.clone())
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        self.0
+            .viewers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The view's routes over `cache` (the controller's), rendering until `cancel`; the
 /// streams end then too, so a graceful shutdown does not wait for open pages.
 pub fn routes(cache: Reflector, cfg: WebConfig, cancel: CancellationToken) -> Router {
-    let snapshots = publish(cache.clone(), cancel);
+    let demand = Arc::new(Demand::default());
+    let snapshots = publish(cache.clone(), demand.clone(), cancel);
     let web = Web {
         cache,
         snapshots,
+        demand,
         cfg,
     };
     Router::new()
@@ -94,34 +127,53 @@ pub fn routes(cache: Reflector, cfg: WebConfig, cancel: CancellationToken) -> Ro
         .with_state(web)
 }
 
-/// Render a snapshot whenever the cache changes (event records included), until
-/// `cancel`.
-fn publish(cache: Reflector, cancel: CancellationToken) -> watch::Receiver<Arc<Snapshot>> {
+/// Render a snapshot after the cache changed (event records included) while someone
+/// wants it ([`Demand`]): an open live page, or a request for the current snapshot.
+/// At most one render per [`RENDER_SPACING`], shared by every viewer. Until `cancel`.
+fn publish(
+    cache: Reflector,
+    demand: Arc<Demand>,
+    cancel: CancellationToken,
+) -> watch::Receiver<Arc<Snapshot>> {
     let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
     tokio::spawn(async move {
         let mut changes = cache.subscribe_all();
+        let (mut dirty, mut asked) = (true, false);
         loop {
-            // Marked seen before reading: a change after this read wakes the next round.
-            changes.borrow_and_update();
-            let previous = tx.borrow().clone();
-            let next = cache
-                .read(|c| {
-                    let world = World::decode_for_view(c);
-                    let events = crate::events::decode(c.entries.values(), None);
-                    Snapshot::build(&world, events, c.revision, Some(&previous))
-                })
-                .await;
-            if let Some(next) = next {
-                crate::metrics::WEB_RENDERS.inc();
-                tx.send_replace(Arc::new(next));
+            let watched = demand.viewers.load(std::sync::atomic::Ordering::Relaxed) > 0;
+            // A request asks for what the cache holds now, changed or not; open pages get
+            // each change.
+            if (dirty && watched) || asked {
+                // Marked seen before reading: a change after this read wakes the next round.
+                changes.borrow_and_update();
+                let previous = tx.borrow().clone();
+                let next = cache
+                    .read(|c| {
+                        let world = World::decode_for_view(c);
+                        let events = crate::events::decode(c.entries.values(), None);
+                        Snapshot::build(&world, events, c.revision, Some(&previous))
+                    })
+                    .await;
+                if let Some(next) = next {
+                    crate::metrics::WEB_RENDERS.inc();
+                    tx.send_replace(Arc::new(next));
+                    (dirty, asked) = (false, false);
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(RENDER_SPACING) => {}
+                }
+                continue;
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                changed = changes.changed() => if changed.is_err() { return },
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(RENDER_SPACING) => {}
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    dirty = true;
+                }
+                _ = demand.wake.notified() => asked = true,
             }
         }
     });
@@ -191,9 +243,10 @@ async fn live(State(web): State<Web>, Query(q): Query<LiveQuery>) -> Response {
     };
     let mut rx = web.snapshots.clone();
     rx.mark_changed();
+    let viewer = Viewer::new(&web.demand);
     let stream = futures::stream::unfold(
-        (rx, page, None::<Arc<str>>),
-        |(mut rx, page, last)| async move {
+        (rx, page, None::<Arc<str>>, viewer),
+        |(mut rx, page, last, viewer)| async move {
             loop {
                 rx.changed().await.ok()?;
                 let snap = rx.borrow_and_update().clone();
@@ -208,7 +261,7 @@ async fn live(State(web): State<Web>, Query(q): Query<LiveQuery>) -> Response {
                     .event("page")
                     .id(snap.revision.unwrap_or(0).to_string())
                     .data(&*part);
-                return Some((Ok::<_, Infallible>(event), (rx, page, Some(part))));
+                return Some((Ok::<_, Infallible>(event), (rx, page, Some(part), viewer)));
             }
         },
     );
@@ -303,9 +356,14 @@ async fn preview(web: &Web, id: &str, spec: &[u8]) -> Option<Result<PreviewView,
 /// wait for it rather than answer "not read yet" for a cache that has been read.
 async fn current(web: &Web) -> Arc<Snapshot> {
     if web.cache.synced() {
+        // Ask for a render of what the cache holds now, and wait for it.
+        let now = web.cache.read(|c| c.revision).await;
+        web.demand.wake.notify_one();
         let mut rx = web.snapshots.clone();
         // An error means the view is stopping: answer with what there is.
-        let _ = rx.wait_for(|s| s.revision.is_some()).await;
+        let _ = rx
+            .wait_for(|s| s.revision.is_some_and(|r| now.is_none_or(|n| r >= n)))
+            .await;
     }
     let snap = web.snapshots.borrow().clone();
     snap
