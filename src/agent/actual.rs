@@ -51,7 +51,8 @@ pub struct ActualContainer {
     pub started_at: Option<String>,
     /// When its last run ended (Docker's `State.FinishedAt`), once it has ended.
     pub finished_at: Option<String>,
-    /// Its last run was killed by the kernel for going over its memory limit.
+    /// Its last run was killed by the kernel for going over its memory limit: Docker's
+    /// `State.OOMKilled`, or its `oom` event for the run (see [`super::inspected`]).
     pub oom_killed: bool,
     /// Host ports it publishes, as (port, protocol).
     pub host_ports: Vec<(u16, String)>,

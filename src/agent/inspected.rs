@@ -10,8 +10,13 @@
 //! time), an uptime that does not say it started again since, and the entry is younger
 //! than [`MAX_AGE`]. The runtime also drops an entry when it acts on the container
 //! and when a Docker event names it. Pure: the caller passes the clock.
+//!
+//! It also remembers which containers Docker sent an `oom` event for in their current
+//! run. Docker's own `State.OOMKilled` misses a kill whose notice reached the engine after
+//! the exit (containerd delivers the two on separate paths, and under load the exit can
+//! win), and stays `false` for good; the event still comes, a moment later.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::actual::ActualContainer;
@@ -42,6 +47,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Inspected {
     entries: HashMap<String, Entry>,
+    /// Containers whose current run the kernel killed for memory, by Docker's events.
+    oom_killed: HashSet<String>,
 }
 
 impl Inspected {
@@ -76,12 +83,35 @@ impl Inspected {
 
     /// Keep only the containers `list` still shows.
     pub fn retain_listed(&mut self, listed: &[Listed]) {
-        self.entries
-            .retain(|id, _| listed.iter().any(|l| &l.id == id));
+        let ids: HashSet<&str> = listed.iter().map(|l| l.id.as_str()).collect();
+        self.entries.retain(|id, _| ids.contains(id.as_str()));
+        self.oom_killed.retain(|id| ids.contains(id.as_str()));
     }
 
+    /// Forget every inspect (events may have been missed). What the events said of
+    /// memory kills still holds: a missed event cannot take one back.
     pub fn clear(&mut self) {
         self.entries.clear();
+    }
+
+    /// Docker event `action` about container `id`: its inspect no longer holds, and an
+    /// `oom` marks its current run killed for memory until it `start`s again.
+    pub fn event(&mut self, id: &str, action: &str) {
+        self.forget(id);
+        match action {
+            "oom" => {
+                self.oom_killed.insert(id.to_owned());
+            }
+            "start" => {
+                self.oom_killed.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether an event said the kernel killed `id`'s current run for memory.
+    pub fn oom_killed(&self, id: &str) -> bool {
+        self.oom_killed.contains(id)
     }
 }
 
@@ -318,5 +348,28 @@ mod tests {
         cache.put(&l, container(None), now);
         cache.retain_listed(&[]);
         assert!(cache.get(&l, now, wall).is_none());
+    }
+
+    #[test]
+    fn an_oom_event_marks_the_run_until_it_starts_again_or_leaves_the_list() {
+        let mut cache = Inspected::default();
+        let l = listed("web-1", "exited", "Exited (137) 1 second ago");
+        cache.put(&l, container(None), Instant::now());
+        cache.event("c1", "die");
+        assert!(!cache.oom_killed("c1"));
+        cache.event("c1", "oom");
+        assert!(cache.oom_killed("c1"));
+        assert!(
+            cache.get(&l, Instant::now(), SystemTime::now()).is_none(),
+            "an event drops the inspect"
+        );
+        // Resubscribing forgets inspects, never a kill.
+        cache.clear();
+        assert!(cache.oom_killed("c1"));
+        cache.event("c1", "start");
+        assert!(!cache.oom_killed("c1"), "a new run");
+        cache.event("c1", "oom");
+        cache.retain_listed(&[]);
+        assert!(!cache.oom_killed("c1"), "removed");
     }
 }

@@ -200,6 +200,23 @@ struct Remembered {
     seen: Option<RunEnd>,
 }
 
+impl Remembered {
+    /// The kernel's memory kill of the run that ended as `end`, learnt after its end was
+    /// recorded: Docker's `oom` event can come after its `die`. Memory is why it ended.
+    fn learn_oom_kill(&mut self, end: &RunEnd, oom_killed: bool, memory_mb: Option<u64>) {
+        let Some(last) = self.last.as_mut() else {
+            return;
+        };
+        if oom_killed
+            && last.reason != TerminationReason::OomKilled
+            && last.finished_at == end.finished_at
+        {
+            last.reason = TerminationReason::OomKilled;
+            last.message = message(last.reason, last.exit_code, memory_mb);
+        }
+    }
+}
+
 /// A crash seen for the first time: its output is to be read, before anything starts the
 /// container again (a new run's output would follow it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +292,7 @@ impl Terminations {
             };
             let slot = self.remembered(d);
             if slot.seen.as_ref() == Some(&end) {
+                slot.learn_oom_kill(&end, a.oom_killed, d.spec().memory_mb);
                 continue;
             }
             slot.seen = Some(end);
@@ -702,6 +720,44 @@ mod tests {
         t.record(&d, "c1", last(7, "t1"));
         t.sync(&[], &BTreeMap::new());
         assert_eq!(t.last(&d.name), None);
+    }
+
+    #[test]
+    fn a_memory_kill_learnt_after_the_end_was_recorded_becomes_its_reason() {
+        let d = desired(RestartPolicy::Never, true, "i");
+        let desired = std::slice::from_ref(&d);
+        let killed = |oom: bool, at: &str| {
+            vec![ActualContainer {
+                oom_killed: oom,
+                ..container(&d, "c1", RunState::Exited, 137, at)
+            }]
+        };
+        let sigkill = LastTermination {
+            exit_code: Some(137),
+            reason: TerminationReason::Killed,
+            message: "killed by signal 9 (SIGKILL)".into(),
+            finished_at: Some("t1".into()),
+            log_tail: "allocating".into(),
+        };
+        let mut t = Terminations::default();
+        assert_eq!(t.observe(desired, &killed(false, "t1")).len(), 1);
+        t.record(&d, "c1", sigkill.clone());
+
+        // Docker's `oom` event came after its `die`: the same end, now known as a memory
+        // kill; read no second time, its output kept.
+        assert!(t.observe(desired, &killed(true, "t1")).is_empty());
+        let learnt = t.last(&d.name).expect("kept");
+        assert_eq!(learnt.reason, TerminationReason::OomKilled);
+        assert_eq!(learnt.message, "out of memory");
+        assert_eq!(learnt.log_tail, "allocating");
+
+        // A kill of a later run says nothing of an earlier end.
+        let mut t = Terminations::default();
+        t.observe(desired, &killed(false, "t1"));
+        t.record(&d, "c1", sigkill.clone());
+        let later = killed(true, "t2");
+        assert_eq!(t.observe(desired, &later).len(), 1, "a new end to read");
+        assert_eq!(t.last(&d.name), Some(&sigkill));
     }
 
     fn desired_with_image(image: &str) -> DesiredContainer {

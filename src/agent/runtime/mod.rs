@@ -350,6 +350,12 @@ impl Runtime {
                 }
             }
         }
+        {
+            let cache = self.lock_inspected();
+            for a in &mut out {
+                a.oom_killed |= cache.oom_killed(&a.id);
+            }
+        }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok((out, ports))
     }
@@ -882,7 +888,8 @@ impl Runtime {
         };
         Ok(Ended {
             exit_code: state.and_then(|s| s.exit_code),
-            oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false),
+            oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false)
+                || self.lock_inspected().oom_killed(id),
             finished_at: convert::finished_at(state),
             output,
         })
@@ -937,7 +944,7 @@ impl Runtime {
                 source,
             })?;
             // Whatever Docker says happened to a container, the next pass inspects it.
-            rt.forget_inspect(&ev.id);
+            rt.lock_inspected().event(&ev.id, &ev.action);
             Ok(ev)
         })
     }
