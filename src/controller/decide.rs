@@ -52,7 +52,7 @@ pub fn decide(
     } = target(world, parsed, absent, opts);
     let valid = valid_stacks(parsed);
     let rolled = roll(world, &valid, parsed, &mut assignments, now_ms);
-    mark_waiting(&mut assignments, parsed, &placement, &world.reports);
+    mark_waiting(&mut assignments, parsed, &placement, world.reports.values());
     tombstones(world, parsed, &addresses, now_ms, &mut assignments);
     for ((_, stack), a) in assignments.iter_mut() {
         let network = a.network.name.clone();
@@ -125,19 +125,23 @@ fn target(
     // Valid stacks from the plan; an invalid stack keeps what it had (the last valid
     // version keeps running); a deleted one gets nothing.
     let mut out: BTreeMap<(String, String), Assignment> = BTreeMap::new();
+    // What stacks that pin digests have now, grouped by stack once (not scanned per stack).
+    let mut held: BTreeMap<&str, (BTreeMap<&str, &Assignment>, Vec<&crate::report::SlotReport>)> =
+        BTreeMap::new();
+    if valid.iter().any(|(_, stack)| stack.pin_digests()) {
+        for ((h, stack), (a, _)) in &world.assignments {
+            held.entry(stack).or_default().0.insert(h, a);
+        }
+        for r in world.reports.values() {
+            held.entry(&r.stack).or_default().1.push(r);
+        }
+    }
     for (id, stack) in &valid {
         let rev = parsed.get(*id).map_or(0, |p| p.revision);
         let mut assigned =
             assign::assignments_for(id, stack, rev, &placement.hosts, &regs, &world.secrets);
         if stack.pin_digests() {
-            let current: BTreeMap<&str, &Assignment> = world
-                .assignments
-                .iter()
-                .filter(|((_, s), _)| s == id)
-                .map(|((h, _), (a, _))| (h.as_str(), a))
-                .collect();
-            let reports: Vec<&crate::report::SlotReport> =
-                world.reports.iter().filter(|r| r.stack == *id).collect();
+            let (current, reports) = held.remove(*id).unwrap_or_default();
             let pinned = pins::pins(stack, rev, &current, &reports, &assigned);
             pins::apply(&pinned, rev, &current, &reports, &mut assigned);
         }
@@ -159,7 +163,7 @@ fn target(
             return false;
         };
         let rev = parsed.get(&sid.stack).map_or(0, |p| p.revision);
-        world.reports.iter().any(|r| {
+        world.reports.values().any(|r| {
             &r.host == host
                 && r.is_for(sid)
                 && r.spec_revision == rev
@@ -275,7 +279,7 @@ fn roll(
             .insert(host.as_str(), a);
     }
     let mut reports: BTreeMap<&str, Vec<&crate::report::SlotReport>> = BTreeMap::new();
-    for r in &world.reports {
+    for r in world.reports.values() {
         reports.entry(r.stack.as_str()).or_default().push(r);
     }
     for (id, stack) in valid {
@@ -330,11 +334,11 @@ fn roll(
 /// every replica placed, and reported by its host with the spec it is assigned now (its
 /// hash), so a dependency being replaced counts as not there. `healthy` asks for each
 /// replica running and healthy; `completed`, for each one exited 0 and done.
-pub fn mark_waiting(
+pub fn mark_waiting<'r>(
     out: &mut BTreeMap<(String, String), Assignment>,
     parsed: &Parsed,
     placement: &Placement,
-    reports: &[crate::report::SlotReport],
+    reports: impl IntoIterator<Item = &'r crate::report::SlotReport>,
 ) {
     // slot -> (host, its slot, its network), from what is being assigned. The spec hash
     // is computed only for the slots some dependent asks about, not for every slot of
@@ -761,8 +765,8 @@ mod tests {
     }
 
     /// Every slot reported on what it is assigned, `exited` for those in `crashed`.
-    fn reports_of(world: &World, crashed: &[(&str, u32)]) -> Vec<SlotReport> {
-        let mut out = Vec::new();
+    fn reports_of(world: &World, crashed: &[(&str, u32)]) -> BTreeMap<String, SlotReport> {
+        let mut out = BTreeMap::new();
         for ((host, _), (a, _)) in &world.assignments {
             for s in &a.slots {
                 let state = if crashed.contains(&(s.service.as_str(), s.replica)) {
@@ -778,7 +782,14 @@ mod tests {
                     "none",
                 );
                 r.replica = s.replica;
-                out.push(r);
+                out.insert(
+                    crate::store::keys::report(
+                        host,
+                        &r.stack,
+                        &crate::slot::slot_key(&s.service, s.replica),
+                    ),
+                    r,
+                );
             }
         }
         out

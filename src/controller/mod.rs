@@ -15,7 +15,6 @@ pub mod world;
 mod writes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,7 +22,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use self::decide::{decide, Parsed, ParsedSpec};
-use self::world::{AgentlessHost, World};
+use self::world::{AgentlessHost, Decoded, World};
 use crate::agent::AgentConfig;
 use crate::metrics::{self, PassResult};
 use crate::requeue::Requeue;
@@ -31,7 +30,7 @@ use crate::retry;
 use crate::scheduler::plan::{Liveness, Options, SlotId};
 use crate::serve::ReadyCheck;
 use crate::spec::HostRegistration;
-use crate::store::{keys, Cache, Expect, Fence, Leadership, Reflector, Store, StoreError, Write};
+use crate::store::{keys, Expect, Fence, Leadership, Reflector, Store, StoreError, Write};
 
 /// The storm guard's default: with more than half the hosts not ready at once, a network
 /// or etcd problem is likelier than that many dead hosts, so nothing is rescheduled.
@@ -152,11 +151,12 @@ async fn run(
             wake.clone(),
         );
         let mut pass_policy = retry::Policy::new();
+        let mut decoded = Decoded::default();
         let resign = loop {
             let pass_started = Instant::now();
-            let next = match cache.snapshot().await {
-                Some(snap) => {
-                    let result = c.reconcile(&snap).await;
+            let next = match cache.read(|snap| decoded.update(snap)).await {
+                Some(_) => {
+                    let result = c.reconcile(&decoded).await;
                     passes.send_modify(|n| *n += 1);
                     match result {
                         Ok(requeue) => {
@@ -362,9 +362,9 @@ impl Controller {
     /// One pass, with its metrics. A pass that asks to run again early (a host's grace
     /// running out) still counts as a success: the scheduler's passes are not requeues.
     #[tracing::instrument(skip_all)]
-    async fn reconcile(&mut self, snap: &Cache) -> Result<Requeue, StoreError> {
+    async fn reconcile(&mut self, decoded: &Decoded) -> Result<Requeue, StoreError> {
         let started = Instant::now();
-        let r = self.pass(snap).await;
+        let r = self.pass(decoded).await;
         metrics::observe_reconcile(metrics::Component::Scheduler, started, pass_result(&r));
         r
     }
@@ -437,12 +437,12 @@ impl Controller {
         (absent, next)
     }
 
-    async fn pass(&mut self, snap: &Cache) -> Result<Requeue, StoreError> {
-        let world = World::decode(snap);
+    async fn pass(&mut self, decoded: &Decoded) -> Result<Requeue, StoreError> {
+        let world = decoded.world();
         let now = Instant::now();
-        self.sync_agentless(&world);
-        self.parse(&world);
-        let (absent, next_wake) = self.liveness(&world, now);
+        self.sync_agentless(world);
+        self.parse(world);
+        let (absent, next_wake) = self.liveness(world, now);
 
         let opts = Options {
             max_unavailable_fraction: self.cfg.max_unavailable_fraction,
@@ -450,7 +450,7 @@ impl Controller {
         };
         let started = Instant::now();
         let now_ms = wall_ms();
-        let decision = decide(&world, &self.parsed, &absent, &opts, now_ms);
+        let decision = decide(world, &self.parsed, &absent, &opts, now_ms);
         metrics::SCHEDULING_DURATION.observe(started.elapsed().as_secs_f64());
         let placement = &decision.placement;
         if metrics::STORM_GUARD.get() != placement.storm.is_some() as i64 {
@@ -466,17 +466,16 @@ impl Controller {
         // The record before the assignments it explains: a lost assignment write is
         // redone from the record next pass, while assignments without their record would
         // look like slots whose batch has not come, and be handed back.
-        self.write_rollouts(&world, &decision).await?;
+        self.write_rollouts(world, &decision).await?;
         // Copies before the assignments that need them, so an agent never sees a pin its
         // copy lacks; those no slot needs any more only after the assignments moved on.
         let copies = self
-            .plan_host_copies(&world, snap, &decision.assignments)
+            .plan_host_copies(world, decoded, &decision.assignments)
             .await?;
         self.apply(copies.puts).await?;
-        self.write_assignments(&world, &decision.assignments)
-            .await?;
+        self.write_assignments(world, &decision.assignments).await?;
         self.apply(copies.deletes).await?;
-        self.write_history(&world, &decision, now_ms).await?;
+        self.write_history(world, &decision, now_ms).await?;
         self.record_rollout_events(&decision);
         // Count and tell only once the moves are written: a lost race would count them
         // twice.
@@ -538,10 +537,10 @@ impl Controller {
             })
             .collect();
         self.apply(served).await?;
-        self.forget_removed_hosts(&world, &decision).await?;
+        self.forget_removed_hosts(world, &decision).await?;
 
         let status_started = Instant::now();
-        let statuses = self.write_statuses(&world, &decision, &absent).await;
+        let statuses = self.write_statuses(world, &decision, &absent).await;
         metrics::observe_reconcile(
             metrics::Component::Status,
             status_started,
@@ -561,7 +560,7 @@ impl Controller {
                 .filter(|m| m.cordoned || m.draining)
                 .count() as i64,
         );
-        self.forget_events(snap, &live).await?;
+        self.forget_events(decoded, &live).await?;
         let rollout_due = decision.rollout_due_ms.map(|due| {
             Requeue::After(Duration::from_millis(due.saturating_sub(wall_ms()).max(10)))
         });
@@ -690,12 +689,12 @@ impl Controller {
     /// no request at all while there is nothing to forget. Level-triggered, so a failed
     /// delete is tried again next pass, and events an agent records while removing a
     /// deleted stack's containers go as well.
-    async fn forget_events(&self, snap: &Cache, live: &BTreeSet<String>) -> Result<(), StoreError> {
-        let event_keys = snap
-            .entries
-            .range::<str, _>((Bound::Included(keys::EVENTS), Bound::Unbounded))
-            .map(|(k, _)| k.as_str())
-            .take_while(|k| k.starts_with(keys::EVENTS));
+    async fn forget_events(
+        &self,
+        decoded: &Decoded,
+        live: &BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        let event_keys = decoded.keys_under(keys::EVENTS);
         let gone: Vec<(&str, &str)> = crate::events::holders(event_keys)
             .into_iter()
             .filter(|(_, stack)| !live.contains(*stack))

@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Instant, SystemTime};
 
-use super::world::World;
+use super::world::{Decoded, World};
 use super::{decide, history, hostsecrets, status, Controller, Convergence};
 use crate::metrics;
 use crate::report::SlotReport;
 use crate::scheduler::plan::Liveness;
 use crate::spec::{HostRegistration, Phase};
-use crate::store::{keys, AtRevision, Cache, Expect, StoreError, Write};
+use crate::store::{keys, AtRevision, Expect, StoreError, Write};
 
 impl Controller {
     /// Write the rollout records that changed; drop those of stacks whose key is gone.
@@ -131,7 +131,7 @@ impl Controller {
     pub(super) async fn plan_host_copies(
         &mut self,
         world: &World,
-        snap: &Cache,
+        decoded: &Decoded,
         desired: &BTreeMap<(String, String), crate::assignment::Assignment>,
     ) -> Result<hostsecrets::CopyWrites, StoreError> {
         let needs = hostsecrets::needs(desired.iter().map(|((h, _), a)| (h.as_str(), a)), |h| {
@@ -142,7 +142,7 @@ impl Controller {
         for n in needs.values() {
             names.extend(n.secrets.keys().cloned());
             for registry in &n.registries {
-                let Some(kv) = snap.entries.get(&keys::registry(registry)) else {
+                let Some(kv) = decoded.raw(&keys::registry(registry)) else {
                     continue;
                 };
                 match serde_json::from_slice::<crate::registry::RegistryLogin>(&kv.value) {
@@ -161,7 +161,7 @@ impl Controller {
             }
         }
         for name in names {
-            if let Some(kv) = snap.entries.get(&keys::secret(&name)) {
+            if let Some(kv) = decoded.raw(&keys::secret(&name)) {
                 let value = String::from_utf8_lossy(&kv.value).into_owned();
                 sources.current.insert(name, (kv.mod_revision, value));
             }
@@ -240,7 +240,7 @@ impl Controller {
         ids.extend(
             world
                 .reports
-                .iter()
+                .values()
                 .filter(|r| listed(&r.host))
                 .map(|r| r.stack.clone()),
         );
@@ -260,7 +260,7 @@ impl Controller {
                 .insert(h.as_str(), a);
         }
         let mut reports_of: BTreeMap<&str, Vec<&SlotReport>> = BTreeMap::new();
-        for r in world.reports.iter().filter(|r| listed(&r.host)) {
+        for r in world.reports.values().filter(|r| listed(&r.host)) {
             reports_of.entry(r.stack.as_str()).or_default().push(r);
         }
         let mut unschedulable_of: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();

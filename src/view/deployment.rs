@@ -216,7 +216,7 @@ fn stack_line(w: &World, spec: Option<&Stack>, id: &str) -> StackLine {
 
 fn report_of<'w>(w: &'w World, host: &str, stack: &str, slot: &Slot) -> Option<&'w SlotReport> {
     w.reports
-        .iter()
+        .values()
         .find(|r| r.host == host && r.is_for_assigned(stack, slot))
 }
 
@@ -282,7 +282,7 @@ fn image_cell(w: &World, r: &SlotReport) -> String {
     };
     let short = id.strip_prefix("sha256:").unwrap_or(id);
     let short = short.get(..12).unwrap_or(short);
-    let drift = w.reports.iter().any(|o| {
+    let drift = w.reports.values().any(|o| {
         o.stack == r.stack
             && o.service == r.service
             && o.spec_revision == r.spec_revision

@@ -23,7 +23,7 @@ pub fn held(w: &World, host: &str) -> Held {
         .collect();
     let containers = w
         .reports
-        .iter()
+        .values()
         .filter(|r| r.host == host)
         .filter_map(|r| r.container_id.clone())
         .collect();
