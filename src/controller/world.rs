@@ -417,9 +417,15 @@ impl Decoded {
     /// Take in what changed in `cache` since the last update; returns how many keys were
     /// put or removed.
     pub fn update(&mut self, cache: &Cache) -> usize {
+        if cache.revision < self.revision {
+            // Another etcd's history (a restore): nothing taken in can be trusted.
+            *self = Decoded::default();
+        }
         let mut changed = 0;
         for (key, kv) in &cache.entries {
-            if self.revisions.get(key) == Some(&kv.mod_revision) {
+            // Every put since the last update has a newer revision than that update's
+            // cache: an integer comparison tells, with no lookup of the key.
+            if kv.mod_revision <= self.revision {
                 continue;
             }
             changed += 1;

@@ -191,26 +191,31 @@ impl Controller {
         world: &World,
         desired: &BTreeMap<(String, String), crate::assignment::Assignment>,
     ) -> Result<(), StoreError> {
-        let mut writes = Vec::new();
-        for ((host, stack), a) in desired {
-            let existing = world.assignments.get(&(host.clone(), stack.clone()));
+        let (mut writes, mut deletes) = (Vec::new(), Vec::new());
+        let delete = |(host, stack): &(String, String), rev: i64| Write::Delete {
+            key: keys::assignment(host, stack),
+            expect: Expect::Revision(rev),
+        };
+        // Both maps are ordered by (host, stack): walked side by side, with no lookup.
+        let mut held = world.assignments.iter().peekable();
+        for (at, a) in desired {
+            while let Some((gone, (_, rev))) = held.next_if(|(k, _)| *k < at) {
+                deletes.push(delete(gone, *rev));
+            }
+            let existing = held.next_if(|(k, _)| *k == at).map(|(_, e)| e);
             if existing.is_some_and(|(e, _)| e == a) {
                 continue;
             }
             writes.push(Write::Put {
-                key: keys::assignment(host, stack),
+                key: keys::assignment(&at.0, &at.1),
                 value: serde_json::to_vec(a).unwrap_or_default(),
                 expect: existing.map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev)),
             });
         }
-        for ((host, stack), (_, rev)) in &world.assignments {
-            if !desired.contains_key(&(host.clone(), stack.clone())) {
-                writes.push(Write::Delete {
-                    key: keys::assignment(host, stack),
-                    expect: Expect::Revision(*rev),
-                });
-            }
-        }
+        deletes.extend(held.map(|(gone, (_, rev))| delete(gone, *rev)));
+        // Puts first: a slot moving between hosts is on its new host before it leaves
+        // its old one.
+        writes.extend(deletes);
         self.apply(writes).await
     }
 
@@ -228,23 +233,23 @@ impl Controller {
             world.hosts.contains_key(h)
                 || absent.get(h).is_some_and(|(l, _)| *l == Liveness::NotReady)
         };
-        let mut ids: BTreeSet<String> = world.stacks.keys().cloned().collect();
+        let mut ids: BTreeSet<&str> = world.stacks.keys().map(String::as_str).collect();
         // A deleted stack's tombstones keep no status alive.
         ids.extend(
             decision
                 .assignments
                 .iter()
                 .filter(|(_, a)| !a.is_tombstone())
-                .map(|((_, s), _)| s.clone()),
+                .map(|((_, s), _)| s.as_str()),
         );
         ids.extend(
             world
                 .reports
                 .values()
                 .filter(|r| listed(&r.host))
-                .map(|r| r.stack.clone()),
+                .map(|r| r.stack.as_str()),
         );
-        ids.extend(world.statuses.keys().cloned());
+        ids.extend(world.statuses.keys().map(String::as_str));
         // Grouped by stack once, so a pass stays linear in assignments and reports rather
         // than stacks x slots (the scale bench's 1,000 hosts made that the pass's cost).
         let mut assignments_of: BTreeMap<&str, BTreeMap<&str, &crate::assignment::Assignment>> =
@@ -274,13 +279,13 @@ impl Controller {
         let (mut placed, mut pending) = (0i64, 0i64);
         let mut writes = Vec::new();
         let mut live = BTreeSet::new();
-        for id in &ids {
+        for id in ids {
             let spec = self
                 .parsed
                 .get(id)
                 .map(|p| p.spec.as_ref().map_err(|v| v.as_slice()));
-            let assignments = assignments_of.remove(id.as_str()).unwrap_or_default();
-            let reports = reports_of.remove(id.as_str()).unwrap_or_default();
+            let assignments = assignments_of.remove(id).unwrap_or_default();
+            let reports = reports_of.remove(id).unwrap_or_default();
             let key = keys::status(id);
             let existing = world.statuses.get(id);
             if spec.is_none() && assignments.is_empty() && reports.is_empty() {
@@ -293,8 +298,8 @@ impl Controller {
                 self.seen.remove(id);
                 continue;
             }
-            live.insert(id.clone());
-            let mut unschedulable = unschedulable_of.remove(id.as_str()).unwrap_or_default();
+            live.insert(id.to_owned());
+            let mut unschedulable = unschedulable_of.remove(id).unwrap_or_default();
             if let Some(storm) = &decision.placement.storm {
                 for (h, a) in &assignments {
                     if absent.contains_key(*h) {
@@ -323,7 +328,7 @@ impl Controller {
                 .flat_map(|a| a.slots.iter())
                 .filter(|s| s.actions_done)
                 .filter_map(|s| {
-                    let r = world.actions.get(&(id.clone(), s.service.clone()))?;
+                    let r = world.actions.get(&(id.to_owned(), s.service.clone()))?;
                     Some((s.service.as_str(), r))
                 })
                 .collect();
