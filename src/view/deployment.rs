@@ -3,13 +3,15 @@
 //! connects to; for one stack, also how each slot's container last ended, with the end of
 //! its output.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::table::{truncate, Table};
-use crate::assignment::{PortBinding, Slot};
+use crate::assignment::{Assignment, PortBinding, Slot};
 use crate::controller::world::World;
 use crate::report::SlotReport;
+use crate::slot::slot_key;
 use crate::spec::{LastTermination, Stack, TerminationReason};
+use crate::store::keys;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentMap {
@@ -74,7 +76,41 @@ pub struct Unscheduled {
 }
 
 /// The map of every stack, or only of stack `only` (and the hosts running it).
+/// What the map looks up per stack and per slot, grouped once per map: scanning every
+/// assignment for each stack and every report for each slot made `berth status` and the
+/// web view quadratic in the cluster.
+struct Index<'w> {
+    /// Stack id -> (host, its assignment of the stack).
+    by_stack: BTreeMap<&'w str, Vec<(&'w str, &'w Assignment)>>,
+    /// (stack, service, spec revision, spec hash) -> the image IDs its replicas report.
+    images: BTreeMap<(&'w str, &'w str, i64, &'w str), BTreeSet<&'w str>>,
+}
+
+impl<'w> Index<'w> {
+    fn of(w: &'w World) -> Index<'w> {
+        let mut by_stack: BTreeMap<&str, Vec<(&str, &Assignment)>> = BTreeMap::new();
+        for ((host, stack), (a, _)) in &w.assignments {
+            by_stack.entry(stack).or_default().push((host, a));
+        }
+        let mut images: BTreeMap<_, BTreeSet<&str>> = BTreeMap::new();
+        for r in w.reports.values() {
+            if let Some(id) = &r.image_id {
+                images
+                    .entry(image_group(r))
+                    .or_default()
+                    .insert(id.as_str());
+            }
+        }
+        Index { by_stack, images }
+    }
+}
+
+fn image_group(r: &SlotReport) -> (&str, &str, i64, &str) {
+    (&r.stack, &r.service, r.spec_revision, &r.spec_hash)
+}
+
 pub fn deployment_map(w: &World, only: Option<&str>) -> DeploymentMap {
+    let index = Index::of(w);
     let wanted = |id: &str| only.is_none_or(|o| o == id);
     // Leniently: an invalid spec still tells which services depend on which.
     let specs: BTreeMap<&str, Stack> = w
@@ -89,7 +125,7 @@ pub fn deployment_map(w: &World, only: Option<&str>) -> DeploymentMap {
     let stacks = ids
         .into_iter()
         .filter(|id| wanted(id))
-        .map(|id| stack_line(w, specs.get(id.as_str()), id))
+        .map(|id| stack_line(w, &index, specs.get(id.as_str()), id))
         .collect();
 
     let mut hosts: BTreeMap<&str, HostLine> = BTreeMap::new();
@@ -115,6 +151,7 @@ pub fn deployment_map(w: &World, only: Option<&str>) -> DeploymentMap {
                 slot.replica,
                 slot_line(
                     w,
+                    &index,
                     specs.get(stack.as_str()),
                     host,
                     stack,
@@ -165,7 +202,7 @@ fn host_line(w: &World, id: &str, address: Option<String>) -> HostLine {
     }
 }
 
-fn stack_line(w: &World, spec: Option<&Stack>, id: &str) -> StackLine {
+fn stack_line(w: &World, index: &Index, spec: Option<&Stack>, id: &str) -> StackLine {
     let status = w.statuses.get(id).and_then(|(st, _)| st.as_ref());
     // Per service: (slots, slots available, slots completed), at their assignment's
     // revision. A container still running the previous revision does not count: the
@@ -182,12 +219,12 @@ fn stack_line(w: &World, spec: Option<&Stack>, id: &str) -> StackLine {
     {
         slots.entry(name).or_default();
     }
-    for ((host, stack), (a, _)) in w.assignments.iter().filter(|((_, s), _)| s == id) {
+    for (host, a) in index.by_stack.get(id).into_iter().flatten() {
         for slot in &a.slots {
             let counts = slots.entry(slot.service.as_str()).or_default();
             counts.0 += 1;
             let current =
-                report_of(w, host, stack, slot).filter(|r| r.spec_revision == a.spec_revision);
+                report_of(w, host, id, slot).filter(|r| r.spec_revision == a.spec_revision);
             counts.1 += usize::from(current.is_some_and(|r| r.is_available()));
             counts.2 += usize::from(current.is_some_and(|r| r.is_completed()));
         }
@@ -214,14 +251,20 @@ fn stack_line(w: &World, spec: Option<&Stack>, id: &str) -> StackLine {
     }
 }
 
+/// The report of `slot` of `stack` on `host`, looked up by its key.
 fn report_of<'w>(w: &'w World, host: &str, stack: &str, slot: &Slot) -> Option<&'w SlotReport> {
     w.reports
-        .values()
-        .find(|r| r.host == host && r.is_for_assigned(stack, slot))
+        .get(&keys::report(
+            host,
+            stack,
+            &slot_key(&slot.service, slot.replica),
+        ))
+        .filter(|r| r.host == host && r.is_for_assigned(stack, slot))
 }
 
 fn slot_line(
     w: &World,
+    index: &Index,
     spec: Option<&Stack>,
     host: &str,
     stack: &str,
@@ -255,7 +298,7 @@ fn slot_line(
         restarts: report.map_or(0, |r| r.restarts),
         ports: slot.container.ports.iter().filter_map(published).collect(),
         connects,
-        image: report.map_or_else(|| "-".to_owned(), |r| image_cell(w, r)),
+        image: report.map_or_else(|| "-".to_owned(), |r| image_cell(index, r)),
         last_exit: report
             .and_then(|r| r.last_termination.clone())
             .filter(|_| with_last_exit),
@@ -276,19 +319,16 @@ fn slot_state(r: &SlotReport) -> String {
 
 /// The report's short image ID, marked when the service's other replicas with the same spec
 /// run another image.
-fn image_cell(w: &World, r: &SlotReport) -> String {
+fn image_cell(index: &Index, r: &SlotReport) -> String {
     let Some(id) = &r.image_id else {
         return "-".to_owned();
     };
     let short = id.strip_prefix("sha256:").unwrap_or(id);
     let short = short.get(..12).unwrap_or(short);
-    let drift = w.reports.values().any(|o| {
-        o.stack == r.stack
-            && o.service == r.service
-            && o.spec_revision == r.spec_revision
-            && o.spec_hash == r.spec_hash
-            && o.image_id.as_ref().is_some_and(|other| other != id)
-    });
+    let drift = index
+        .images
+        .get(&image_group(r))
+        .is_some_and(|ids| ids.iter().any(|other| other != id));
     if drift {
         format!("{short} (drift)")
     } else {
