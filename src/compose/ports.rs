@@ -8,30 +8,34 @@ use crate::spec::Port;
 
 /// Every entry of a service's `ports` at `path`, in order.
 pub fn ports(value: Value, path: &str, report: &mut Report) -> Vec<Port> {
-    let Value::Array(items) = value else {
-        report.error(path, "expected a list of ports");
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        let at = format!("{path}[{i}]");
-        let parsed = match item {
-            Value::Object(map) => long(map, &at, report),
-            other => match scalar(&other) {
-                Some(s) => short(&s, &at, report),
-                None => Err(format!("{other} is not a port")),
-            },
-        };
-        match parsed {
-            Ok(ports) => out.extend(ports),
-            Err(message) => report.error(at, message),
-        }
-    }
-    out
+    each_entry(value, path, report, |item, at, report| match item {
+        Value::Object(map) => long(map, at, report),
+        other => match scalar(&other) {
+            Some(s) => short(&s, at, report),
+            None => Err(format!("{other} is not a port")),
+        },
+    })
 }
 
 /// `expose`: ports the container listens on, published nowhere.
 pub fn expose(value: Value, path: &str, report: &mut Report) -> Vec<Port> {
+    each_entry(value, path, report, |item, _, _| {
+        let s = scalar(&item).ok_or_else(|| format!("{item} is not a port"))?;
+        let (ports, protocol) = split_protocol(&s)?;
+        Ok(range(ports)?
+            .map(|p| port(p, None, protocol, None))
+            .collect())
+    })
+}
+
+/// The ports of each entry of the list at `path`, by `parse`; an entry it cannot read is
+/// reported at its own path (`path[i]`) and left out.
+fn each_entry(
+    value: Value,
+    path: &str,
+    report: &mut Report,
+    mut parse: impl FnMut(Value, &str, &mut Report) -> Result<Vec<Port>, String>,
+) -> Vec<Port> {
     let Value::Array(items) = value else {
         report.error(path, "expected a list of ports");
         return Vec::new();
@@ -39,15 +43,7 @@ pub fn expose(value: Value, path: &str, report: &mut Report) -> Vec<Port> {
     let mut out = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         let at = format!("{path}[{i}]");
-        let parsed = scalar(&item)
-            .ok_or_else(|| format!("{item} is not a port"))
-            .and_then(|s| {
-                let (ports, protocol) = split_protocol(&s)?;
-                Ok(range(ports)?
-                    .map(|p| port(p, None, protocol, None))
-                    .collect::<Vec<_>>())
-            });
-        match parsed {
+        match parse(item, &at, report) {
             Ok(ports) => out.extend(ports),
             Err(message) => report.error(at, message),
         }
