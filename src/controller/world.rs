@@ -456,11 +456,6 @@ impl Decoded {
         &self.world
     }
 
-    /// The revision of the cache last taken in.
-    pub fn revision(&self) -> i64 {
-        self.revision
-    }
-
     /// A secret's or registry login's key, raw.
     pub fn raw(&self, key: &str) -> Option<&Kv> {
         self.raw.get(key)
