@@ -2,6 +2,7 @@
 //! identified by its `berth.*` labels. Pure data, beside [`desired`](super::desired):
 //! the planner compares the two, and the runtime adapter fills this one in.
 
+use super::desired::DesiredContainer;
 use crate::health::Health;
 use crate::slot::SlotId;
 
@@ -58,6 +59,36 @@ pub struct ActualContainer {
     pub host_ports: Vec<(u16, String)>,
     /// Its start-order level (label `berth.order`).
     pub order: u32,
+}
+
+impl ActualContainer {
+    /// Container `id` as just made for `d`, in `state`: its identity, spec hash, order and
+    /// host ports from the desired container, nothing Docker has said yet (no image,
+    /// address, times or exit).
+    pub fn made_for(id: &str, d: &DesiredContainer, state: RunState) -> ActualContainer {
+        ActualContainer {
+            id: id.to_owned(),
+            name: d.name.clone(),
+            slot: d.id.clone(),
+            spec_hash: d.spec_hash.clone(),
+            image_id: None,
+            state,
+            exit_code: None,
+            docker_health: None,
+            health: None,
+            ip: None,
+            started_at: None,
+            finished_at: None,
+            oom_killed: false,
+            host_ports: d
+                .spec()
+                .ports
+                .iter()
+                .filter_map(|p| Some((p.host_port?, p.protocol.clone())))
+                .collect(),
+            order: d.order(),
+        }
+    }
 }
 
 /// How a container's last run ended, as Docker tells it, with the end of its output as

@@ -315,28 +315,7 @@ mod tests {
     }
 
     fn have(id: &str, d: &DesiredContainer, state: RunState) -> ActualContainer {
-        ActualContainer {
-            id: id.into(),
-            name: d.name.clone(),
-            slot: d.id.clone(),
-            spec_hash: d.spec_hash.clone(),
-            image_id: None,
-            state,
-            exit_code: None,
-            docker_health: None,
-            health: None,
-            ip: None,
-            started_at: None,
-            finished_at: None,
-            oom_killed: false,
-            host_ports: d
-                .spec()
-                .ports
-                .iter()
-                .filter_map(|p| Some((p.host_port?, p.protocol.clone())))
-                .collect(),
-            order: d.order(),
-        }
+        ActualContainer::made_for(id, d, state)
     }
 
     #[test]

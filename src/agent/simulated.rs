@@ -65,31 +65,14 @@ impl SimulatedEngine {
     fn create(&mut self, name: &str, desired: &BTreeMap<String, &DesiredContainer>) {
         let Some(d) = desired.get(name) else { return };
         self.created += 1;
+        let state = if d.run {
+            RunState::Running
+        } else {
+            RunState::Created
+        };
         let container = ActualContainer {
-            id: format!("sim{:012}", self.created),
-            name: name.to_owned(),
-            slot: d.id.clone(),
-            spec_hash: d.spec_hash.clone(),
             image_id: Some("sha256:simulated".to_owned()),
-            state: if d.run {
-                RunState::Running
-            } else {
-                RunState::Created
-            },
-            exit_code: None,
-            docker_health: None,
-            health: None,
-            ip: None,
-            started_at: None,
-            finished_at: None,
-            oom_killed: false,
-            host_ports: d
-                .spec()
-                .ports
-                .iter()
-                .filter_map(|p| Some((p.host_port?, p.protocol.clone())))
-                .collect(),
-            order: d.order(),
+            ..ActualContainer::made_for(&format!("sim{:012}", self.created), d, state)
         };
         self.containers.insert(name.to_owned(), container);
     }
