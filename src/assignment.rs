@@ -44,6 +44,15 @@ impl Deletion {
 }
 
 impl Assignment {
+    /// Gives back the room its slot list grew into. The controller holds an assignment
+    /// per host and stack, most with one slot of about 640 bytes, and a list grown by
+    /// pushes, or by serde (which does not know the length), has room for four: at
+    /// 1,000 hosts that was 19 MB of the decoded world and as much again in each pass's
+    /// decision (heaptrack, `docs/scale.md`).
+    pub fn compact(&mut self) {
+        self.slots.shrink_to_fit();
+    }
+
     /// A deleted stack's tombstone: nothing runs from it.
     pub fn is_tombstone(&self) -> bool {
         self.deleted.is_some()

@@ -20,10 +20,41 @@ pub struct ParsedSpec {
     /// The key's `mod_revision`: parsing again is needed only when it changes.
     pub revision: i64,
     pub spec: Result<Stack, Vec<Problem>>,
+    /// What placement reads of a valid spec ([`plan::placement_key`]), computed once per
+    /// revision.
+    pub placement_key: Option<u64>,
+}
+
+impl ParsedSpec {
+    pub fn new(revision: i64, spec: Result<Stack, Vec<Problem>>) -> ParsedSpec {
+        let placement_key = spec.as_ref().ok().map(plan::placement_key);
+        ParsedSpec {
+            revision,
+            spec,
+            placement_key,
+        }
+    }
+}
+
+/// The placement a pass made, with the placement key of each stack it placed, kept for
+/// the next pass: one over a few stacks whose placement inputs are all unchanged keeps it
+/// rather than placing every slot of the cluster again ([`still_placed`]).
+#[derive(Debug, Clone, Default)]
+pub struct Placed {
+    pub placement: Placement,
+    pub keys: BTreeMap<String, u64>,
 }
 
 pub struct Decision {
+    /// The stacks this decision covers: what the pass was asked for, and every stack the
+    /// placement moved, placed anew or could not place. The assignments, rollouts and
+    /// waits below are those of these stacks only; the placement is of every stack.
+    pub scope: Scope,
     pub placement: Placement,
+    /// The placement key of each stack placed (see [`Placed`]).
+    pub placement_keys: BTreeMap<String, u64>,
+    /// The last pass's placement was kept: nothing it depends on changed.
+    pub placement_kept: bool,
     /// (host, stack) -> assignment.
     pub assignments: BTreeMap<(String, String), Assignment>,
     /// Registrations of every host a slot may refer to (live ones and those in grace).
@@ -32,28 +63,72 @@ pub struct Decision {
     pub rollouts: BTreeMap<String, Option<Rollout>>,
     /// What the rollouts did this pass, by stack.
     pub rollout_events: Vec<(String, RolloutEvent)>,
-    /// The soonest a rollout timer (monitor, deadline, delay) runs out, wall-clock ms.
-    pub rollout_due_ms: Option<u64>,
+    /// When each stack's soonest rollout timer (monitor, deadline, delay) runs out,
+    /// wall-clock ms: the stack is due a pass then, whether or not anything changes.
+    pub rollout_due_ms: BTreeMap<String, u64>,
+}
+
+/// The stacks a pass decides and writes: every one, or those whose inputs changed (the
+/// dirty set), so that a change costs a pass in proportion to what it touches rather than
+/// to the cluster. A stack outside the scope had nothing change since a pass that decided
+/// it and left nothing to write, so deciding it again would only find that again. A pass
+/// over a few stacks is only asked for when nothing every stack depends on changed (the
+/// hosts, their liveness and holds, secrets, registry logins): that is the contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Everything,
+    Stacks(BTreeSet<String>),
+}
+
+impl Scope {
+    pub fn has(&self, stack: &str) -> bool {
+        match self {
+            Scope::Everything => true,
+            Scope::Stacks(s) => s.contains(stack),
+        }
+    }
+
+    pub fn add(&mut self, stack: &str) {
+        if let Scope::Stacks(s) = self {
+            if !s.contains(stack) {
+                s.insert(stack.to_owned());
+            }
+        }
+    }
+
+    pub fn is_everything(&self) -> bool {
+        matches!(self, Scope::Everything)
+    }
 }
 
 /// `liveness` covers every host known to be absent; registered hosts are Ready. `now_ms`
-/// (wall clock) times the rollouts.
+/// (wall clock) times the rollouts. Only the stacks in `scope` are decided (see
+/// [`Decision::scope`]).
 pub fn decide(
     world: &World,
     parsed: &Parsed,
     absent: &BTreeMap<String, (Liveness, HostRegistration)>,
     opts: &Options,
     now_ms: u64,
+    mut scope: Scope,
+    last: Option<Placed>,
 ) -> Decision {
     let Target {
         placement,
+        placement_keys,
+        placement_kept,
         mut assignments,
         addresses,
-    } = target(world, parsed, absent, opts);
+    } = target(world, parsed, absent, opts, &mut scope, last);
     let valid = valid_stacks(parsed);
-    let rolled = roll(world, &valid, parsed, &mut assignments, now_ms);
-    mark_waiting(&mut assignments, parsed, &placement, world.reports.values());
-    tombstones(world, parsed, &addresses, now_ms, &mut assignments);
+    let rolled = roll(world, &valid, parsed, &mut assignments, now_ms, &scope);
+    mark_waiting(
+        &mut assignments,
+        parsed,
+        &placement,
+        world.reports.values().filter(|r| scope.has(&r.stack)),
+    );
+    tombstones(world, parsed, &addresses, now_ms, &scope, &mut assignments);
     for ((_, stack), a) in assignments.iter_mut() {
         let network = a.network.name.clone();
         for slot in a.slots.iter_mut().filter(|s| !s.post_start.is_empty()) {
@@ -64,7 +139,10 @@ pub fn decide(
         }
     }
     Decision {
+        scope,
         placement,
+        placement_keys,
+        placement_kept,
         assignments,
         addresses,
         rollouts: rolled.records,
@@ -76,6 +154,8 @@ pub fn decide(
 /// Where everything should end up, before rollouts hold changed slots back.
 struct Target {
     placement: Placement,
+    placement_keys: BTreeMap<String, u64>,
+    placement_kept: bool,
     assignments: BTreeMap<(String, String), Assignment>,
     addresses: BTreeMap<String, HostRegistration>,
 }
@@ -87,11 +167,16 @@ fn valid_stacks(parsed: &Parsed) -> Vec<(&str, &Stack)> {
         .collect()
 }
 
+/// Every stack is placed (placement weighs them all); assignments are built for the
+/// stacks in `scope`, which gains those the placement moved, placed anew or could not
+/// place.
 fn target(
     world: &World,
     parsed: &Parsed,
     absent: &BTreeMap<String, (Liveness, HostRegistration)>,
     opts: &Options,
+    scope: &mut Scope,
+    last: Option<Placed>,
 ) -> Target {
     let mut regs: BTreeMap<String, HostRegistration> = world.hosts.clone();
     for (h, (_, reg)) in absent {
@@ -112,15 +197,30 @@ fn target(
         })
         .collect();
 
-    // Where each slot is now; hand-off copies are leaving, so they do not count.
-    let mut current: BTreeMap<SlotId, String> = BTreeMap::new();
-    for ((host, stack), (a, _)) in &world.assignments {
-        for slot in a.slots.iter().filter(|s| !s.handoff) {
-            current.insert(slot.id(stack), host.clone());
-        }
-    }
     let valid = valid_stacks(parsed);
-    let placement = plan::plan(&valid, &views, &current, opts);
+    let (placement, placement_keys, placement_kept) =
+        match last.filter(|l| still_placed(l, world, parsed, scope, opts)) {
+            Some(l) => (l.placement, l.keys, true),
+            None => {
+                // Where each slot is now; hand-off copies are leaving, so they do not count.
+                let mut current: BTreeMap<SlotId, String> = BTreeMap::new();
+                for ((host, stack), (a, _)) in &world.assignments {
+                    for slot in a.slots.iter().filter(|s| !s.handoff) {
+                        current.insert(slot.id(stack), host.clone());
+                    }
+                }
+                let placement = plan::plan(&valid, &views, &current, opts);
+                let keys = parsed
+                    .iter()
+                    .filter_map(|(id, p)| Some((id.clone(), p.placement_key?)))
+                    .collect();
+                (placement, keys, false)
+            }
+        };
+    for id in &placement.unsettled {
+        scope.add(id);
+    }
+    let scope = &*scope;
 
     // Valid stacks from the plan; an invalid stack keeps what it had (the last valid
     // version keeps running); a deleted one gets nothing.
@@ -129,14 +229,14 @@ fn target(
     let mut held: BTreeMap<&str, (BTreeMap<&str, &Assignment>, Vec<&crate::report::SlotReport>)> =
         BTreeMap::new();
     if valid.iter().any(|(_, stack)| stack.pin_digests()) {
-        for ((h, stack), (a, _)) in &world.assignments {
+        for ((h, stack), (a, _)) in world.assignments.iter().filter(|((_, s), _)| scope.has(s)) {
             held.entry(stack).or_default().0.insert(h, a);
         }
-        for r in world.reports.values() {
+        for r in world.reports.values().filter(|r| scope.has(&r.stack)) {
             held.entry(&r.stack).or_default().1.push(r);
         }
     }
-    for (id, stack) in &valid {
+    for (id, stack) in valid.iter().filter(|(id, _)| scope.has(id)) {
         let rev = parsed.get(*id).map_or(0, |p| p.revision);
         let mut assigned =
             assign::assignments_for(id, stack, rev, &placement.hosts, &regs, &world.secrets);
@@ -150,7 +250,7 @@ fn target(
         }
     }
     for ((host, stack), (a, _)) in &world.assignments {
-        if parsed.get(stack).is_some_and(|p| p.spec.is_err()) {
+        if scope.has(stack) && parsed.get(stack).is_some_and(|p| p.spec.is_err()) {
             out.insert((host.clone(), stack.clone()), a.clone());
         }
     }
@@ -172,7 +272,7 @@ fn target(
     };
     let live = |h: &str| world.hosts.contains_key(h);
     let mut handoffs: BTreeSet<(String, SlotId)> = BTreeSet::new();
-    for ((host, stack), (a, _)) in &world.assignments {
+    for ((host, stack), (a, _)) in world.assignments.iter().filter(|((_, s), _)| scope.has(s)) {
         for slot in a.slots.iter().filter(|s| s.handoff) {
             let sid = slot.id(stack);
             if live(host) && placement.hosts.get(&sid) != Some(host) && !available(&sid) {
@@ -208,9 +308,55 @@ fn target(
 
     Target {
         placement,
+        placement_keys,
+        placement_kept,
         assignments: out,
         addresses: regs,
     }
+}
+
+/// Whether `last`'s placement is what placing every slot again would give: the pass
+/// covers only a few stacks (so no host, liveness or hold changed), the last placement
+/// left every slot where it was, nothing asks for a rebalance, and each covered stack
+/// has the placement key it was placed with and its slots held where they were placed.
+/// Placement is a function of exactly those inputs.
+fn still_placed(
+    last: &Placed,
+    world: &World,
+    parsed: &Parsed,
+    scope: &Scope,
+    opts: &Options,
+) -> bool {
+    let Scope::Stacks(ids) = scope else {
+        return false;
+    };
+    let p = &last.placement;
+    if !opts.rebalance.is_empty() || !p.unsettled.is_empty() || !p.moves.is_empty() {
+        return false;
+    }
+    let key = |id: &str| parsed.get(id).and_then(|p| p.placement_key);
+    if ids.iter().any(|id| key(id) != last.keys.get(id).copied()) {
+        return false;
+    }
+    let mut held: BTreeMap<&str, Vec<(SlotId, &str)>> = BTreeMap::new();
+    for ((host, stack), (a, _)) in world
+        .assignments
+        .iter()
+        .filter(|((_, s), _)| ids.contains(s))
+    {
+        for slot in a.slots.iter().filter(|s| !s.handoff) {
+            held.entry(stack)
+                .or_default()
+                .push((slot.id(stack), host.as_str()));
+        }
+    }
+    ids.iter().filter(|id| key(id).is_some()).all(|id| {
+        let mut held = held.remove(id.as_str()).unwrap_or_default();
+        held.sort();
+        held.iter()
+            .map(|(s, h)| (s, *h))
+            .eq(p.hosts_of(id).map(|(s, h)| (s, h.as_str())))
+    })
 }
 
 /// A stack whose spec is gone leaves, on each host that held it, a tombstone in place of
@@ -224,10 +370,11 @@ fn tombstones(
     parsed: &Parsed,
     hosts: &BTreeMap<String, HostRegistration>,
     now_ms: u64,
+    scope: &Scope,
     out: &mut BTreeMap<(String, String), Assignment>,
 ) {
     for ((host, stack), (a, _)) in &world.assignments {
-        if parsed.contains_key(stack) || !hosts.contains_key(host) {
+        if !scope.has(stack) || parsed.contains_key(stack) || !hosts.contains_key(host) {
             continue;
         }
         let at_ms = a.deleted.map_or(now_ms, |d| d.at_ms);
@@ -250,7 +397,7 @@ fn tombstones(
 struct Rolled {
     records: BTreeMap<String, Option<Rollout>>,
     events: Vec<(String, RolloutEvent)>,
-    due_ms: Option<u64>,
+    due_ms: BTreeMap<String, u64>,
 }
 
 /// Hold back in `out` the changed slots of each valid stack whose batch has not come.
@@ -260,11 +407,12 @@ fn roll(
     parsed: &Parsed,
     out: &mut BTreeMap<(String, String), Assignment>,
     now_ms: u64,
+    scope: &Scope,
 ) -> Rolled {
     let mut rolled = Rolled {
         records: BTreeMap::new(),
         events: Vec::new(),
-        due_ms: None,
+        due_ms: BTreeMap::new(),
     };
     // Grouped by stack once, so a pass stays linear in assignments and reports.
     let mut targets: BTreeMap<String, BTreeMap<String, Assignment>> = BTreeMap::new();
@@ -272,17 +420,17 @@ fn roll(
         targets.entry(stack).or_default().insert(host, a);
     }
     let mut current: BTreeMap<&str, BTreeMap<&str, &Assignment>> = BTreeMap::new();
-    for ((host, stack), (a, _)) in &world.assignments {
+    for ((host, stack), (a, _)) in world.assignments.iter().filter(|((_, s), _)| scope.has(s)) {
         current
             .entry(stack.as_str())
             .or_default()
             .insert(host.as_str(), a);
     }
     let mut reports: BTreeMap<&str, Vec<&crate::report::SlotReport>> = BTreeMap::new();
-    for r in world.reports.values() {
+    for r in world.reports.values().filter(|r| scope.has(&r.stack)) {
         reports.entry(r.stack.as_str()).or_default().push(r);
     }
-    for (id, stack) in valid {
+    for (id, stack) in valid.iter().filter(|(id, _)| scope.has(id)) {
         let Some(target) = targets.get_mut(*id) else {
             continue;
         };
@@ -314,7 +462,7 @@ fn roll(
             .as_ref()
             .and_then(|r| rollout::next_due(r, &policies))
         {
-            rolled.due_ms = Some(rolled.due_ms.map_or(due, |d: u64| d.min(due)));
+            rolled.due_ms.insert((*id).to_owned(), due);
         }
         rolled
             .events
@@ -542,13 +690,7 @@ fn preview(world: &World, stack: &str, rebalance: bool, max_unavailable_fraction
         .iter()
         .map(|(id, (rev, raw))| {
             let spec = parse_one(id, raw, &Limits::default());
-            (
-                id.clone(),
-                ParsedSpec {
-                    revision: *rev,
-                    spec,
-                },
-            )
+            (id.clone(), ParsedSpec::new(*rev, spec))
         })
         .collect();
     let absent: BTreeMap<String, (Liveness, HostRegistration)> = world
@@ -570,7 +712,9 @@ fn preview(world: &World, stack: &str, rebalance: bool, max_unavailable_fraction
             BTreeSet::new()
         },
     };
-    let mut t = target(world, &parsed, &absent, &opts);
+    // Only `stack` is asked about: the others are placed, but not built.
+    let mut scope = Scope::Stacks(BTreeSet::from([stack.to_owned()]));
+    let mut t = target(world, &parsed, &absent, &opts, &mut scope, None);
     t.placement.moves.retain(|m| m.slot.stack == stack);
     t
 }
@@ -629,13 +773,8 @@ mod tests {
             let h = svc.target_host.clone().unwrap_or_default();
             placement.hosts.insert(SlotId::new("s", &svc.name, 1), h);
         }
-        let parsed: Parsed = BTreeMap::from([(
-            "s".to_owned(),
-            ParsedSpec {
-                revision: 1,
-                spec: Ok(stack.clone()),
-            },
-        )]);
+        let parsed: Parsed =
+            BTreeMap::from([("s".to_owned(), ParsedSpec::new(1, Ok(stack.clone())))]);
         let base: BTreeMap<(String, String), Assignment> =
             assignments_for("s", &stack, 1, &placement.hosts, &hosts, &BTreeMap::new())
                 .into_iter()
@@ -738,7 +877,15 @@ mod tests {
     /// One pass of the leader over `world` at `now_ms`, written back into it as the next
     /// pass will read it: the assignments and the rollout record. Returns the events.
     fn pass(world: &mut World, parsed: &Parsed, now_ms: u64) -> Vec<RolloutEvent> {
-        let d = decide(world, parsed, &BTreeMap::new(), &Options::default(), now_ms);
+        let d = decide(
+            world,
+            parsed,
+            &BTreeMap::new(),
+            &Options::default(),
+            now_ms,
+            Scope::Everything,
+            None,
+        );
         world.assignments = d
             .assignments
             .into_iter()
@@ -804,10 +951,7 @@ mod tests {
           {"name": "other", "image": "i", "environment": {"A": "1"}}]}"#;
         let parsed: Parsed = BTreeMap::from([(
             "s".to_owned(),
-            ParsedSpec {
-                revision: 5,
-                spec: Ok(parse_stack(raw).unwrap()),
-            },
+            ParsedSpec::new(5, Ok(parse_stack(raw).unwrap())),
         )]);
         let mut world = World::default();
         world.hosts.insert(
@@ -907,7 +1051,7 @@ mod tests {
             let mut parsed = Parsed::new();
             if spec {
                 let spec = Ok(stack.clone());
-                parsed.insert("s".into(), ParsedSpec { revision: 1, spec });
+                parsed.insert("s".into(), ParsedSpec::new(1, spec));
             }
             for (h, a) in &held {
                 let a = Assignment {
@@ -974,7 +1118,7 @@ mod tests {
                 .map(|h| (h.to_owned(), HostRegistration::default()))
                 .collect();
             let mut out = BTreeMap::new();
-            tombstones(&w, &parsed, &hosts, NOW, &mut out);
+            tombstones(&w, &parsed, &hosts, NOW, &Scope::Everything, &mut out);
             let got: Vec<(&str, u64)> = out
                 .iter()
                 .map(|((h, _), a)| {
@@ -983,6 +1127,251 @@ mod tests {
                 })
                 .collect();
             assert_eq!(got, want, "{name}");
+        }
+    }
+
+    /// A converged world of four hosts and three spread stacks (a, b, c), every slot
+    /// reported running, and the parsed specs.
+    fn converged() -> (World, Parsed) {
+        let mut world = World::default();
+        for i in 1..=4 {
+            let id = format!("h{i}");
+            world.hosts.insert(
+                id.clone(),
+                HostRegistration {
+                    id,
+                    address: format!("10.0.0.{i}"),
+                    ..Default::default()
+                },
+            );
+        }
+        let mut parsed = Parsed::new();
+        for (id, raw) in [
+            ("a", spread_stack("1", 2, None)),
+            ("b", spread_stack("1", 1, None)),
+            ("c", spread_stack("1", 1, Some(8080))),
+        ] {
+            set_spec(&mut world, &mut parsed, id, &raw);
+        }
+        pass(&mut world, &parsed, 0);
+        world.reports = reports_of_all(&world);
+        pass(&mut world, &parsed, 0);
+        (world, parsed)
+    }
+
+    fn spread_stack(version: &str, replicas: u32, port: Option<u16>) -> String {
+        let ports = port.map_or(String::new(), |p| {
+            format!(r#","ports":[{{"containerPort":80,"hostPort":{p}}}]"#)
+        });
+        format!(
+            r#"{{"deployment":{{"mode":"multi-host","placementStrategy":"spread"}},"itemListElement":[
+              {{"name":"web","image":"i","replicas":{replicas},"environment":{{"V":"{version}"}}{ports}}},
+              {{"name":"db","image":"i"}}]}}"#
+        )
+    }
+
+    fn set_spec(world: &mut World, parsed: &mut Parsed, id: &str, raw: &str) {
+        let rev = world.stacks.values().map(|(r, _)| *r).max().unwrap_or(0) + 1;
+        world
+            .stacks
+            .insert(id.to_owned(), (rev, raw.as_bytes().to_vec()));
+        parsed.insert(
+            id.to_owned(),
+            ParsedSpec::new(rev, parse_one(id, raw.as_bytes(), &Limits::default())),
+        );
+    }
+
+    /// Every slot of every stack reported running with what it is assigned.
+    fn reports_of_all(world: &World) -> BTreeMap<String, SlotReport> {
+        let mut out = BTreeMap::new();
+        for ((host, stack), (a, _)) in &world.assignments {
+            for s in &a.slots {
+                let mut r = report(
+                    &s.service,
+                    host,
+                    &s.container.hash(&a.network.name),
+                    "running",
+                    "none",
+                );
+                r.stack = stack.clone();
+                r.replica = s.replica;
+                r.spec_revision = a.spec_revision;
+                out.insert(
+                    crate::store::keys::report(
+                        host,
+                        stack,
+                        &crate::slot::slot_key(&s.service, s.replica),
+                    ),
+                    r,
+                );
+            }
+        }
+        out
+    }
+
+    /// The invariant behind deciding only the stacks that changed: for each change, a
+    /// pass over the changed stack decides every stack it covers as a pass over all
+    /// stacks does, and every stack it leaves out is decided by the full pass exactly as
+    /// it is held, so leaving it out loses no write.
+    #[test]
+    fn a_pass_over_the_changed_stacks_writes_what_a_pass_over_every_stack_writes() {
+        type Change = fn(&mut World, &mut Parsed);
+        // (what, the stack that changed, the change, the stacks the pass covers, whether
+        // the last placement is kept)
+        let cases: Vec<(&str, &str, Change, &[&str], bool)> = vec![
+            ("nothing changed", "a", |_, _| {}, &["a"], true),
+            (
+                "a new version of b",
+                "b",
+                |w, p| set_spec(w, p, "b", &spread_stack("2", 1, None)),
+                &["b"],
+                true,
+            ),
+            (
+                "a scaled up",
+                "a",
+                |w, p| set_spec(w, p, "a", &spread_stack("1", 4, None)),
+                &["a"],
+                false,
+            ),
+            (
+                "a new stack d",
+                "d",
+                |w, p| set_spec(w, p, "d", &spread_stack("1", 1, None)),
+                &["d"],
+                false,
+            ),
+            (
+                "c deleted",
+                "c",
+                |w, p| {
+                    w.stacks.remove("c");
+                    p.remove("c");
+                },
+                &["c"],
+                false,
+            ),
+            (
+                "b made invalid",
+                "b",
+                |w, p| set_spec(w, p, "b", r#"{"itemListElement": 7}"#),
+                &["b"],
+                false,
+            ),
+            (
+                // a's slots are on three of the four hosts, c's web on one of them. a
+                // sorts before c, so a's slot there keeps its host and takes the port,
+                // and c's web has to move: c is decided too, though only a changed.
+                "a takes the host port c's web holds",
+                "a",
+                |w, p| {
+                    let raw = r#"{"deployment":{"mode":"multi-host","placementStrategy":"spread"},"itemListElement":[
+                      {"name":"web","image":"i","replicas":2,"environment":{"V":"1"},
+                       "ports":[{"containerPort":80,"hostPort":8080}]},
+                      {"name":"db","image":"i","ports":[{"containerPort":81,"hostPort":8080}]}]}"#;
+                    set_spec(w, p, "a", raw)
+                },
+                &["a", "c"],
+                false,
+            ),
+            (
+                "a report of b's db crashed",
+                "b",
+                |w, _| {
+                    for r in w.reports.values_mut().filter(|r| r.stack == "b") {
+                        r.state = "exited".parse().unwrap();
+                    }
+                },
+                &["b"],
+                true,
+            ),
+            (
+                "b's assignment on its host edited away from the placement",
+                "b",
+                |w, _| {
+                    let (at, held) = w
+                        .assignments
+                        .iter()
+                        .find(|((_, s), _)| s == "b")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .unwrap();
+                    w.assignments.remove(&at);
+                    w.assignments.insert(("h4".into(), "b".into()), held);
+                },
+                &["b"],
+                false,
+            ),
+        ];
+        for (name, changed, change, want_scope, kept) in cases {
+            let (mut world, mut parsed) = converged();
+            let decide_in = |world: &World, parsed: &Parsed, scope: Scope, last| {
+                decide(
+                    world,
+                    parsed,
+                    &BTreeMap::new(),
+                    &Options::default(),
+                    7,
+                    scope,
+                    last,
+                )
+            };
+            let before = decide_in(&world, &parsed, Scope::Everything, None);
+            let last = Placed {
+                placement: before.placement,
+                keys: before.placement_keys,
+            };
+            change(&mut world, &mut parsed);
+            let full = decide_in(&world, &parsed, Scope::Everything, None);
+            let narrow = decide_in(
+                &world,
+                &parsed,
+                Scope::Stacks(BTreeSet::from([changed.to_owned()])),
+                Some(last),
+            );
+            assert_eq!(narrow.placement_kept, kept, "{name}: placement kept");
+            let Scope::Stacks(covered) = &narrow.scope else {
+                panic!("{name}: a narrow pass stays narrow");
+            };
+            let want: BTreeSet<String> = want_scope.iter().map(|s| s.to_string()).collect();
+            assert_eq!(covered, &want, "{name}: stacks covered");
+            assert_eq!(full.placement, narrow.placement, "{name}: placement");
+            let of = |m: &BTreeMap<(String, String), Assignment>, inside: bool| {
+                m.iter()
+                    .filter(|((_, s), _)| covered.contains(s) == inside)
+                    .map(|(k, a)| (k.clone(), a.clone()))
+                    .collect::<BTreeMap<_, _>>()
+            };
+            let held: BTreeMap<(String, String), Assignment> = world
+                .assignments
+                .iter()
+                .map(|(k, (a, _))| (k.clone(), a.clone()))
+                .collect();
+            assert_eq!(
+                of(&narrow.assignments, true),
+                of(&full.assignments, true),
+                "{name}: the covered stacks are decided as a full pass decides them"
+            );
+            assert!(
+                of(&narrow.assignments, false).is_empty(),
+                "{name}: nothing decided outside the scope"
+            );
+            assert_eq!(
+                of(&full.assignments, false),
+                of(&held, false),
+                "{name}: a full pass would write nothing for the stacks left out"
+            );
+            for (id, r) in &full.rollouts {
+                if covered.contains(id) {
+                    assert_eq!(narrow.rollouts.get(id), Some(r), "{name}: rollout of {id}");
+                } else {
+                    assert_eq!(
+                        r.as_ref(),
+                        world.rollouts.get(id).map(|(r, _)| r),
+                        "{name}: rollout of {id} left out but due a write"
+                    );
+                }
+            }
+            assert!(narrow.rollouts.keys().all(|id| covered.contains(id)));
         }
     }
 }

@@ -153,18 +153,18 @@ pub struct CopyWrites {
     pub deletes: Vec<Write>,
 }
 
-pub fn plan(wanted: BTreeMap<String, Vec<u8>>, held: &BTreeMap<String, Held>) -> CopyWrites {
+pub fn plan(wanted: BTreeMap<String, Vec<u8>>, held: &BTreeMap<&str, &Held>) -> CopyWrites {
     let mut out = CopyWrites::default();
     for (key, h) in held {
-        if !wanted.contains_key(key) {
+        if !wanted.contains_key(*key) {
             out.deletes.push(Write::Delete {
-                key: key.clone(),
+                key: (*key).to_owned(),
                 expect: Expect::Revision(h.mod_revision),
             });
         }
     }
     for (key, value) in wanted {
-        let had = held.get(&key);
+        let had = held.get(key.as_str());
         if had.is_some_and(|h| h.hash == hash(&value)) {
             continue;
         }

@@ -1,8 +1,11 @@
 //! The controller: reads every stack, host, assignment and report through one
 //! list-then-watch cache, and, while it is the elected leader, schedules, writes the
 //! per-host assignments and folds the agents' reports into stack statuses. Each pass
-//! recomputes everything from the cache (level-triggered) and writes only what differs,
-//! each write a compare-and-swap fenced by the leadership.
+//! decides from the cache's state, never from the event that woke it (level-triggered),
+//! and writes only what differs, each write a compare-and-swap fenced by the leadership.
+//! A pass covers the stacks whose keys changed since the last one ([`Scope`]); a change
+//! every stack depends on (a host, its liveness, a hold, a secret, a registry login), a
+//! new term, a failed pass and the resync interval each bring a pass over all of them.
 
 pub mod decide;
 pub mod history;
@@ -21,8 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use self::decide::{decide, Parsed, ParsedSpec};
-use self::world::{AgentlessHost, Decoded, World};
+use self::decide::{decide, Parsed, ParsedSpec, Placed, Scope};
+use self::world::{AgentlessHost, Decoded, Dirty, World};
 use crate::agent::AgentConfig;
 use crate::metrics::{self, PassResult};
 use crate::requeue::Requeue;
@@ -156,7 +159,7 @@ async fn run(
             let pass_started = Instant::now();
             let next = match cache.read(|snap| decoded.update(snap)).await {
                 Some(_) => {
-                    let result = c.reconcile(&decoded).await;
+                    let result = c.reconcile(&mut decoded).await;
                     passes.send_modify(|n| *n += 1);
                     match result {
                         Ok(requeue) => {
@@ -250,6 +253,21 @@ struct Controller {
     /// (secret, revision) -> its value then (`None`: compacted away), read from etcd's
     /// history for hosts' copies while some slot pins that revision, and no longer.
     past_secrets: HashMap<(String, i64), Option<String>>,
+    /// What changed since the last pass that succeeded: the next pass's scope.
+    dirty: Dirty,
+    /// When the last pass over every stack began: one runs at least every resync
+    /// interval, the level-triggered backstop for anything a narrower pass could miss.
+    last_full: Option<Instant>,
+    /// Each absent host's liveness as the last pass judged it: a change of it (a grace
+    /// running out, a host coming back) can move any stack's slots.
+    last_liveness: BTreeMap<String, Liveness>,
+    /// The last pass's placement, which the next may keep.
+    last_placed: Option<Placed>,
+    /// Stack id -> when its soonest rollout timer runs out (wall-clock ms).
+    rollout_due: BTreeMap<String, u64>,
+    /// Stack id -> what its last status added to the cluster's gauges; its keys are the
+    /// stacks that still exist, whose events are kept.
+    tallies: BTreeMap<String, writes::Tally>,
 }
 
 /// The reconciler this leader runs for one agentless host.
@@ -284,7 +302,43 @@ impl Controller {
             agentless: HashMap::new(),
             wake,
             past_secrets: HashMap::new(),
+            dirty: Dirty::everything(),
+            last_full: None,
+            last_liveness: BTreeMap::new(),
+            last_placed: None,
+            rollout_due: BTreeMap::new(),
+            tallies: BTreeMap::new(),
         }
+    }
+
+    /// The stacks this pass decides: every one when something every stack depends on
+    /// changed (a host, its liveness, a hold, a secret, a registry login), on a new
+    /// leader's first pass, after a failed one, and once a resync interval; otherwise
+    /// those whose keys changed and those with a rollout timer run out.
+    fn scope(
+        &mut self,
+        absent: &BTreeMap<String, (Liveness, HostRegistration)>,
+        now: Instant,
+        now_ms: u64,
+    ) -> Scope {
+        let liveness: BTreeMap<String, Liveness> =
+            absent.iter().map(|(h, (l, _))| (h.clone(), *l)).collect();
+        let resync_due = self
+            .last_full
+            .is_none_or(|t| now.duration_since(t) >= self.cfg.resync_interval);
+        if self.dirty.everything || resync_due || liveness != self.last_liveness {
+            self.last_liveness = liveness;
+            self.last_full = Some(now);
+            return Scope::Everything;
+        }
+        let mut stacks = self.dirty.stacks.clone();
+        stacks.extend(
+            self.rollout_due
+                .iter()
+                .filter(|(_, due)| **due <= now_ms)
+                .map(|(id, _)| id.clone()),
+        );
+        Scope::Stacks(stacks)
     }
 
     /// Run exactly one reconciler per agentless host: the same one an agent runs, over
@@ -362,7 +416,7 @@ impl Controller {
     /// One pass, with its metrics. A pass that asks to run again early (a host's grace
     /// running out) still counts as a success: the scheduler's passes are not requeues.
     #[tracing::instrument(skip_all)]
-    async fn reconcile(&mut self, decoded: &Decoded) -> Result<Requeue, StoreError> {
+    async fn reconcile(&mut self, decoded: &mut Decoded) -> Result<Requeue, StoreError> {
         let started = Instant::now();
         let r = self.pass(decoded).await;
         metrics::observe_reconcile(metrics::Component::Scheduler, started, pass_result(&r));
@@ -390,13 +444,7 @@ impl Controller {
                     ),
                 );
             }
-            self.parsed.insert(
-                id.clone(),
-                ParsedSpec {
-                    revision: *rev,
-                    spec,
-                },
-            );
+            self.parsed.insert(id.clone(), ParsedSpec::new(*rev, spec));
         }
     }
 
@@ -407,7 +455,10 @@ impl Controller {
         now: Instant,
     ) -> (BTreeMap<String, (Liveness, HostRegistration)>, Requeue) {
         for (id, reg) in &world.hosts {
-            self.last_seen.insert(id.clone(), reg.clone());
+            // Compared before copied: most passes see no registration change.
+            if self.last_seen.get(id) != Some(reg) {
+                self.last_seen.insert(id.clone(), reg.clone());
+            }
         }
         let unregistered = world.unregistered_hosts();
         self.gone_since
@@ -437,22 +488,48 @@ impl Controller {
         (absent, next)
     }
 
-    async fn pass(&mut self, decoded: &Decoded) -> Result<Requeue, StoreError> {
+    /// One pass over the stacks whose inputs changed since the last one ([`Scope`]).
+    async fn pass(&mut self, decoded: &mut Decoded) -> Result<Requeue, StoreError> {
+        self.dirty.merge(decoded.take_dirty());
+        let r = self.pass_over(decoded).await;
+        // A failed pass may have written some of what it decided, and decided more than
+        // the changes asked for (rollout timers, moved slots): the next one covers all.
+        self.dirty = match r {
+            Ok(_) => Dirty::default(),
+            Err(_) => Dirty::everything(),
+        };
+        r
+    }
+
+    async fn pass_over(&mut self, decoded: &Decoded) -> Result<Requeue, StoreError> {
         let world = decoded.world();
         let now = Instant::now();
         self.sync_agentless(world);
         self.parse(world);
         let (absent, next_wake) = self.liveness(world, now);
+        let now_ms = wall_ms();
+        let scope = self.scope(&absent, now, now_ms);
 
         let opts = Options {
             max_unavailable_fraction: self.cfg.max_unavailable_fraction,
             rebalance: world.rebalance.keys().cloned().collect(),
         };
         let started = Instant::now();
-        let now_ms = wall_ms();
-        let decision = decide(world, &self.parsed, &absent, &opts, now_ms);
+        let last = self.last_placed.take();
+        let decision = decide(world, &self.parsed, &absent, &opts, now_ms, scope, last);
         metrics::SCHEDULING_DURATION.observe(started.elapsed().as_secs_f64());
         let placement = &decision.placement;
+        let scope = &decision.scope;
+        match scope {
+            Scope::Everything => self.rollout_due.clear(),
+            Scope::Stacks(ids) => self.rollout_due.retain(|id, _| !ids.contains(id)),
+        }
+        self.rollout_due.extend(
+            decision
+                .rollout_due_ms
+                .iter()
+                .map(|(id, due)| (id.clone(), *due)),
+        );
         if metrics::STORM_GUARD.get() != placement.storm.is_some() as i64 {
             match &placement.storm {
                 Some(why) => tracing::warn!("storm guard on: {why}"),
@@ -469,11 +546,9 @@ impl Controller {
         self.write_rollouts(world, &decision).await?;
         // Copies before the assignments that need them, so an agent never sees a pin its
         // copy lacks; those no slot needs any more only after the assignments moved on.
-        let copies = self
-            .plan_host_copies(world, decoded, &decision.assignments)
-            .await?;
+        let copies = self.plan_host_copies(world, decoded, &decision).await?;
         self.apply(copies.puts).await?;
-        self.write_assignments(world, &decision.assignments).await?;
+        self.write_assignments(world, &decision).await?;
         self.apply(copies.deletes).await?;
         self.write_history(world, &decision, now_ms).await?;
         self.record_rollout_events(&decision);
@@ -482,6 +557,7 @@ impl Controller {
         let placed_before: BTreeSet<(&str, &str, u32)> = world
             .assignments
             .iter()
+            .filter(|((_, stack), _)| placement.unsettled.contains(stack))
             .flat_map(|((_, stack), (a, _))| {
                 a.slots
                     .iter()
@@ -491,11 +567,13 @@ impl Controller {
         let was_placed = |sid: &SlotId| {
             placed_before.contains(&(sid.stack.as_str(), sid.service.as_str(), sid.replica))
         };
-        let new_slots = placement
-            .hosts
-            .keys()
-            .filter(|sid| !was_placed(sid))
-            .count();
+        let mut new_slots = 0;
+        for stack in &placement.unsettled {
+            new_slots += placement
+                .hosts_of(stack)
+                .filter(|(sid, _)| !was_placed(sid))
+                .count();
+        }
         metrics::PLACEMENTS.inc_by((new_slots + placement.moves.len()) as u64);
         for n in narrate::placements(placement, was_placed) {
             self.events
@@ -546,7 +624,7 @@ impl Controller {
             status_started,
             pass_result(&statuses),
         );
-        let live = statuses?;
+        statuses?;
         metrics::HOSTS
             .with_label_values(&["ready"])
             .set(world.hosts.len() as i64);
@@ -560,8 +638,20 @@ impl Controller {
                 .filter(|m| m.cordoned || m.draining)
                 .count() as i64,
         );
-        self.forget_events(decoded, &live).await?;
-        let rollout_due = decision.rollout_due_ms.map(|due| {
+        // Events outlive their stack only until a pass over every stack, or one over a
+        // stack that is gone.
+        let some_gone = match scope {
+            Scope::Everything => true,
+            Scope::Stacks(ids) => ids.iter().any(|id| !self.tallies.contains_key(id)),
+        };
+        if some_gone {
+            self.forget_events(decoded).await?;
+        }
+        self.last_placed = Some(Placed {
+            placement: decision.placement,
+            keys: decision.placement_keys,
+        });
+        let rollout_due = self.rollout_due.values().min().map(|due| {
             Requeue::After(Duration::from_millis(due.saturating_sub(wall_ms()).max(10)))
         });
         Ok(rollout_due.map_or(next_wake, |r| next_wake.min(r)))
@@ -689,15 +779,11 @@ impl Controller {
     /// no request at all while there is nothing to forget. Level-triggered, so a failed
     /// delete is tried again next pass, and events an agent records while removing a
     /// deleted stack's containers go as well.
-    async fn forget_events(
-        &self,
-        decoded: &Decoded,
-        live: &BTreeSet<String>,
-    ) -> Result<(), StoreError> {
+    async fn forget_events(&self, decoded: &Decoded) -> Result<(), StoreError> {
         let event_keys = decoded.keys_under(keys::EVENTS);
         let gone: Vec<(&str, &str)> = crate::events::holders(event_keys)
             .into_iter()
-            .filter(|(_, stack)| !live.contains(*stack))
+            .filter(|(_, stack)| !self.tallies.contains_key(*stack))
             .collect();
         if gone.is_empty() {
             return Ok(());

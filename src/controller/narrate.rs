@@ -22,7 +22,12 @@ pub struct Note {
 pub fn placements(placement: &Placement, was_placed: impl Fn(&SlotId) -> bool) -> Vec<Note> {
     let moving: BTreeSet<&SlotId> = placement.moves.iter().map(|m| &m.slot).collect();
     let mut placed: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
-    for (sid, host) in &placement.hosts {
+    // A slot placed for the first time is in a stack the placement did not leave as it was.
+    let unsettled = placement
+        .unsettled
+        .iter()
+        .flat_map(|s| placement.hosts_of(s));
+    for (sid, host) in unsettled {
         if !moving.contains(sid) && !was_placed(sid) {
             placed.entry(&sid.stack).or_default().push((
                 &sid.service,
@@ -93,6 +98,7 @@ mod tests {
         ] {
             p.hosts.insert(sid(s, r), h.into());
         }
+        p.unsettled.insert("shop".into());
         p.moves.push(Move {
             slot: sid("db", 1),
             from: "h1".into(),
@@ -119,6 +125,9 @@ mod tests {
         let mut one = Placement::default();
         one.hosts.insert(sid("web", 1), "h1".into());
         one.hosts.insert(sid("web", 2), "h2".into());
+        // The placement left every slot where it was: nothing to tell.
+        assert!(placements(&one, |_| false).is_empty());
+        one.unsettled.insert("shop".into());
         let notes = placements(&one, |_| false);
         assert_eq!(notes.len(), 1);
         assert_eq!(notes[0].service.as_deref(), Some("web"));

@@ -193,6 +193,102 @@ impl<'k> Place<'k> {
     }
 }
 
+/// What a change of one key can alter in the controller's decision: the one stack it
+/// belongs to, the copies one host holds, or (hosts, their holds, secrets, registry
+/// logins) any stack at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reach<'k> {
+    Stack(&'k str),
+    HostCopies(&'k str),
+    Everything,
+    /// Events and the election: nothing a pass decides.
+    Nothing,
+}
+
+impl<'k> Reach<'k> {
+    fn of(key: &'k str) -> Reach<'k> {
+        match Place::of(key) {
+            Some(
+                Place::Stack(id)
+                | Place::Rebalance(id)
+                | Place::Assignment { stack: id, .. }
+                | Place::Action { stack: id, .. }
+                | Place::Rollout(id)
+                | Place::Pause(id)
+                | Place::History { stack: id, .. }
+                | Place::Status(id),
+            ) => Reach::Stack(id),
+            Some(Place::Report) => match keys::parts(key, keys::REPORTS).as_deref() {
+                Some([_, stack, ..]) => Reach::Stack(stack),
+                _ => Reach::Nothing,
+            },
+            Some(Place::HostCopy) => match keys::parts(key, keys::HOST_SECRETS).as_deref() {
+                Some([host, ..]) => Reach::HostCopies(host),
+                _ => Reach::Nothing,
+            },
+            Some(
+                Place::Host(_) | Place::Maintenance(_) | Place::Agentless(_) | Place::Secret(_),
+            ) => Reach::Everything,
+            None if key.starts_with(keys::REGISTRIES) => Reach::Everything,
+            None => Reach::Nothing,
+        }
+    }
+}
+
+/// What changed since the leader last took it ([`Decoded::take_dirty`]): the stacks whose
+/// inputs changed, the hosts whose held copies changed, or everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dirty {
+    /// A key every stack may depend on changed (a host, a hold, a secret, a registry
+    /// login), or the world was taken in afresh.
+    pub everything: bool,
+    pub stacks: BTreeSet<String>,
+    /// Hosts whose copies of secrets and registry logins changed.
+    pub copies: BTreeSet<String>,
+}
+
+impl Dirty {
+    fn mark(&mut self, key: &str) {
+        if self.everything {
+            return;
+        }
+        match Reach::of(key) {
+            Reach::Stack(id) => {
+                if !self.stacks.contains(id) {
+                    self.stacks.insert(id.to_owned());
+                }
+            }
+            Reach::HostCopies(h) => {
+                if !self.copies.contains(h) {
+                    self.copies.insert(h.to_owned());
+                }
+            }
+            Reach::Everything => self.everything = true,
+            Reach::Nothing => {}
+        }
+    }
+
+    /// Everything, as a new leader's first pass (or one after a failed pass) needs.
+    pub fn everything() -> Dirty {
+        Dirty {
+            everything: true,
+            ..Dirty::default()
+        }
+    }
+
+    /// Both changes at once.
+    pub fn merge(&mut self, other: Dirty) {
+        self.everything |= other.everything;
+        if self.everything {
+            self.stacks.clear();
+            self.copies.clear();
+        } else {
+            self.stacks.extend(other.stacks);
+            self.copies.extend(other.copies);
+        }
+    }
+}
+
 impl World {
     /// The world as people see it: a deleted stack's tombstones (which only tell its
     /// hosts' agents it was deleted) are not shown as assignments.
@@ -252,7 +348,8 @@ impl World {
             }
             Place::Assignment { host, stack } => {
                 match serde_json::from_slice::<Assignment>(&kv.value) {
-                    Ok(a) => {
+                    Ok(mut a) => {
+                        a.compact();
                         self.assignments
                             .insert((host.to_owned(), stack.to_owned()), (a, kv.mod_revision));
                     }
@@ -411,6 +508,8 @@ pub struct Decoded {
     /// The values the leader copies to hosts, raw: secrets and registry logins.
     raw: BTreeMap<String, Kv>,
     revision: i64,
+    /// What the updates since the last [`Decoded::take_dirty`] changed.
+    dirty: Dirty,
 }
 
 impl Decoded {
@@ -421,6 +520,10 @@ impl Decoded {
             // Another etcd's history (a restore): nothing taken in can be trusted.
             *self = Decoded::default();
         }
+        if self.revisions.is_empty() {
+            // Taken in afresh.
+            self.dirty = Dirty::everything();
+        }
         let mut changed = 0;
         for (key, kv) in &cache.entries {
             // Every put since the last update has a newer revision than that update's
@@ -429,6 +532,7 @@ impl Decoded {
                 continue;
             }
             changed += 1;
+            self.dirty.mark(key);
             self.world.put(kv);
             if key.starts_with(keys::SECRETS) || key.starts_with(keys::REGISTRIES) {
                 self.raw.insert(key.clone(), kv.clone());
@@ -437,10 +541,11 @@ impl Decoded {
         }
         // Every key of the cache is now in `revisions`: as many entries means no others.
         if self.revisions.len() != cache.entries.len() {
-            let (world, raw) = (&mut self.world, &mut self.raw);
+            let (world, raw, dirty) = (&mut self.world, &mut self.raw, &mut self.dirty);
             self.revisions.retain(|key, _| {
                 let keep = cache.entries.contains_key(key);
                 if !keep {
+                    dirty.mark(key);
                     world.remove(key);
                     raw.remove(key);
                     changed += 1;
@@ -454,6 +559,11 @@ impl Decoded {
 
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// What changed since the last call, which starts the next count.
+    pub fn take_dirty(&mut self) -> Dirty {
+        std::mem::take(&mut self.dirty)
     }
 
     /// A secret's or registry login's key, raw.
@@ -636,6 +746,82 @@ mod tests {
                     .collect();
                 prop_assert_eq!(events, want);
             }
+        }
+    }
+
+    /// Each kind of key dirties what it can alter: its stack, its host's copies, or
+    /// everything; events and the election nothing. Puts and deletions alike.
+    #[test]
+    fn a_changed_key_dirties_what_it_can_alter() {
+        let stack = |ids: &[&str]| Dirty {
+            stacks: ids.iter().map(|s| s.to_string()).collect(),
+            ..Dirty::default()
+        };
+        let cases: Vec<(String, Dirty)> = vec![
+            (keys::stack("shop"), stack(&["shop"])),
+            (keys::assignment("h1", "shop"), stack(&["shop"])),
+            (keys::report("h1", "shop", "web-1"), stack(&["shop"])),
+            (keys::actions("h1", "shop", "web"), stack(&["shop"])),
+            (keys::rollout("shop"), stack(&["shop"])),
+            (keys::pause("shop"), stack(&["shop"])),
+            (keys::history("shop", 3), stack(&["shop"])),
+            (keys::status("shop"), stack(&["shop"])),
+            (keys::rebalance("shop"), stack(&["shop"])),
+            (
+                keys::host_secret("h1", "pw"),
+                Dirty {
+                    copies: ["h1".to_owned()].into(),
+                    ..Dirty::default()
+                },
+            ),
+            (keys::host("h1"), Dirty::everything()),
+            (keys::maintenance("h1"), Dirty::everything()),
+            (keys::agentless("h1"), Dirty::everything()),
+            (keys::secret("pw"), Dirty::everything()),
+            (keys::registry("reg.example"), Dirty::everything()),
+            (format!("{}shop/1", keys::EVENTS), Dirty::default()),
+        ];
+        for (key, want) in cases {
+            let mut cache = Cache::default();
+            let mut decoded = Decoded::default();
+            // Something to start from, taken in (and its dirt taken away) first.
+            cache.revision = 1;
+            let other = keys::stack("other");
+            cache.entries.insert(
+                other.clone(),
+                Kv {
+                    key: other,
+                    value: b"{}".to_vec(),
+                    mod_revision: 1,
+                    lease: 0,
+                },
+            );
+            decoded.update(&cache);
+            assert!(
+                decoded.take_dirty().everything,
+                "taken in afresh: everything"
+            );
+            assert_eq!(
+                decoded.take_dirty(),
+                Dirty::default(),
+                "taken: nothing left"
+            );
+            cache.revision = 2;
+            cache.entries.insert(
+                key.clone(),
+                Kv {
+                    key: key.clone(),
+                    value: b"{}".to_vec(),
+                    mod_revision: 2,
+                    lease: 0,
+                },
+            );
+            decoded.update(&cache);
+            assert_eq!(decoded.take_dirty(), want, "put {key}");
+            cache.revision = 3;
+            cache.entries.remove(&key);
+            decoded.update(&cache);
+            assert_eq!(decoded.take_dirty(), want, "deleted {key}");
         }
     }
 }

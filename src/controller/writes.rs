@@ -13,6 +13,17 @@ use crate::scheduler::plan::Liveness;
 use crate::spec::{HostRegistration, Phase};
 use crate::store::{keys, AtRevision, Expect, StoreError, Write};
 
+/// What one stack's last status added to the cluster's gauges, kept so that a pass over
+/// a few stacks can still set the gauges for all of them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tally {
+    phase: Phase,
+    /// Slots assigned to a host.
+    placed: i64,
+    /// Services with a slot that has no suitable host.
+    pending: i64,
+}
+
 impl Controller {
     /// Write the rollout records that changed; drop those of stacks whose key is gone.
     pub(super) async fn write_rollouts(
@@ -41,7 +52,7 @@ impl Controller {
             }
         }
         for (id, (_, rev)) in &world.rollouts {
-            if !world.stacks.contains_key(id) {
+            if decision.scope.has(id) && !world.stacks.contains_key(id) {
                 writes.push(Write::Delete {
                     key: keys::rollout(id),
                     expect: Expect::Revision(*rev),
@@ -62,6 +73,9 @@ impl Controller {
         let none = BTreeMap::new();
         let mut writes = Vec::new();
         for (id, (revision, raw)) in &world.stacks {
+            if !decision.scope.has(id) {
+                continue;
+            }
             let Some(Ok(spec)) = self.parsed.get(id).map(|p| p.spec.as_ref()) else {
                 continue;
             };
@@ -111,7 +125,7 @@ impl Controller {
             }
         }
         for (id, kept) in &world.history {
-            if world.stacks.contains_key(id) {
+            if !decision.scope.has(id) || world.stacks.contains_key(id) {
                 continue;
             }
             for (rev, (_, mr)) in kept {
@@ -127,16 +141,16 @@ impl Controller {
     /// The copies of secrets and registry logins each agent's host should hold
     /// ([`hostsecrets`]), from the assignments about to be held, and the writes that get
     /// them there. Current values come from the cache; a pinned older one from etcd's
-    /// history, read once and kept only while some slot pins it.
+    /// history, read once and kept only while some slot pins it. Only the hosts the
+    /// decision's stacks are on (before or after) and those whose copies changed are
+    /// looked at: no other host's needs can have changed.
     pub(super) async fn plan_host_copies(
         &mut self,
         world: &World,
         decoded: &Decoded,
-        desired: &BTreeMap<(String, String), crate::assignment::Assignment>,
+        decision: &decide::Decision,
     ) -> Result<hostsecrets::CopyWrites, StoreError> {
-        let needs = hostsecrets::needs(desired.iter().map(|((h, _), a)| (h.as_str(), a)), |h| {
-            world.agentless.contains_key(h)
-        });
+        let (needs, held) = copies_in_scope(world, decision, &self.dirty.copies);
         let mut sources = hostsecrets::Sources::default();
         let mut names: BTreeSet<String> = BTreeSet::new();
         for n in needs.values() {
@@ -183,57 +197,41 @@ impl Controller {
             }
         }
         let wanted = hostsecrets::wanted(&needs, &sources);
-        Ok(hostsecrets::plan(wanted, &world.host_copies))
+        Ok(hostsecrets::plan(wanted, &held))
     }
 
+    /// Write the decided stacks' assignments that differ from those held, and delete
+    /// those no longer decided.
     pub(super) async fn write_assignments(
         &self,
         world: &World,
-        desired: &BTreeMap<(String, String), crate::assignment::Assignment>,
+        decision: &decide::Decision,
     ) -> Result<(), StoreError> {
-        let (mut writes, mut deletes) = (Vec::new(), Vec::new());
-        let delete = |(host, stack): &(String, String), rev: i64| Write::Delete {
-            key: keys::assignment(host, stack),
-            expect: Expect::Revision(rev),
-        };
-        // Both maps are ordered by (host, stack): walked side by side, with no lookup.
-        let mut held = world.assignments.iter().peekable();
-        for (at, a) in desired {
-            while let Some((gone, (_, rev))) = held.next_if(|(k, _)| *k < at) {
-                deletes.push(delete(gone, *rev));
-            }
-            let existing = held.next_if(|(k, _)| *k == at).map(|(_, e)| e);
-            if existing.is_some_and(|(e, _)| e == a) {
-                continue;
-            }
-            writes.push(Write::Put {
-                key: keys::assignment(&at.0, &at.1),
-                value: serde_json::to_vec(a).unwrap_or_default(),
-                expect: existing.map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev)),
-            });
-        }
-        deletes.extend(held.map(|(gone, (_, rev))| delete(gone, *rev)));
-        // Puts first: a slot moving between hosts is on its new host before it leaves
-        // its old one.
-        writes.extend(deletes);
-        self.apply(writes).await
+        self.apply(assignment_writes(world, decision)).await
     }
 
-    /// Write each stack's status; returns the stacks that still exist (a spec, an
-    /// assignment or a report of a listed host), whose events are kept.
+    /// Write the status of each stack the decision covers, and keep what each adds to the
+    /// cluster's gauges ([`Tally`]): a stack that still exists (a spec, an assignment or a
+    /// report of a listed host) has one, and keeps its events.
     pub(super) async fn write_statuses(
         &mut self,
         world: &World,
         decision: &decide::Decision,
         absent: &BTreeMap<String, (Liveness, HostRegistration)>,
-    ) -> Result<BTreeSet<String>, StoreError> {
+    ) -> Result<(), StoreError> {
+        let scope = &decision.scope;
         let now_text = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         // Reports of hosts gone past their grace no longer speak for anything.
         let listed = |h: &str| {
             world.hosts.contains_key(h)
                 || absent.get(h).is_some_and(|(l, _)| *l == Liveness::NotReady)
         };
-        let mut ids: BTreeSet<&str> = world.stacks.keys().map(String::as_str).collect();
+        let mut ids: BTreeSet<&str> = world
+            .stacks
+            .keys()
+            .filter(|id| scope.has(id))
+            .map(String::as_str)
+            .collect();
         // A deleted stack's tombstones keep no status alive.
         ids.extend(
             decision
@@ -246,10 +244,16 @@ impl Controller {
             world
                 .reports
                 .values()
-                .filter(|r| listed(&r.host))
+                .filter(|r| scope.has(&r.stack) && listed(&r.host))
                 .map(|r| r.stack.as_str()),
         );
-        ids.extend(world.statuses.keys().map(String::as_str));
+        ids.extend(
+            world
+                .statuses
+                .keys()
+                .filter(|id| scope.has(id))
+                .map(String::as_str),
+        );
         // Grouped by stack once, so a pass stays linear in assignments and reports rather
         // than stacks x slots (the scale bench's 1,000 hosts made that the pass's cost).
         let mut assignments_of: BTreeMap<&str, BTreeMap<&str, &crate::assignment::Assignment>> =
@@ -265,20 +269,30 @@ impl Controller {
                 .insert(h.as_str(), a);
         }
         let mut reports_of: BTreeMap<&str, Vec<&SlotReport>> = BTreeMap::new();
-        for r in world.reports.values().filter(|r| listed(&r.host)) {
+        for r in world
+            .reports
+            .values()
+            .filter(|r| scope.has(&r.stack) && listed(&r.host))
+        {
             reports_of.entry(r.stack.as_str()).or_default().push(r);
         }
         let mut unschedulable_of: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
-        for ((s, svc), why) in &decision.placement.unschedulable {
+        for ((s, svc), why) in decision
+            .placement
+            .unschedulable
+            .iter()
+            .filter(|((s, _), _)| scope.has(s))
+        {
             unschedulable_of
                 .entry(s.as_str())
                 .or_default()
                 .insert(svc.as_str(), why.clone());
         }
-        let mut phases: BTreeMap<Phase, i64> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
-        let (mut placed, mut pending) = (0i64, 0i64);
+        match scope {
+            decide::Scope::Everything => self.tallies.clear(),
+            decide::Scope::Stacks(decided) => self.tallies.retain(|id, _| !decided.contains(id)),
+        }
         let mut writes = Vec::new();
-        let mut live = BTreeSet::new();
         for id in ids {
             let spec = self
                 .parsed
@@ -298,7 +312,6 @@ impl Controller {
                 self.seen.remove(id);
                 continue;
             }
-            live.insert(id.to_owned());
             let mut unschedulable = unschedulable_of.remove(id).unwrap_or_default();
             if let Some(storm) = &decision.placement.storm {
                 for (h, a) in &assignments {
@@ -311,11 +324,11 @@ impl Controller {
                     }
                 }
             }
-            placed += assignments
+            let placed = assignments
                 .values()
                 .map(|a| a.slots.len() as i64)
                 .sum::<i64>();
-            pending += unschedulable.len() as i64;
+            let pending = unschedulable.len() as i64;
             let unschedulable_refs: BTreeMap<&str, &str> = unschedulable
                 .iter()
                 .map(|(k, v)| (*k, v.as_str()))
@@ -348,7 +361,14 @@ impl Controller {
                     .get(id)
                     .map_or_else(|| world.rollouts.get(id).map(|(r, _)| r), Option::as_ref),
             });
-            *phases.entry(st.phase).or_default() += 1;
+            self.tallies.insert(
+                id.to_owned(),
+                Tally {
+                    phase: st.phase,
+                    placed,
+                    pending,
+                },
+            );
             self.observe_convergence(id, revision, st.phase);
             if st.phase == Phase::Pending && previous.is_none_or(|p| p.phase != Phase::Pending) {
                 self.events
@@ -363,13 +383,19 @@ impl Controller {
                 expect: existing.map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev)),
             });
         }
+        let mut phases: BTreeMap<Phase, i64> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
+        let (mut placed, mut pending) = (0i64, 0i64);
+        for t in self.tallies.values() {
+            *phases.entry(t.phase).or_default() += 1;
+            placed += t.placed;
+            pending += t.pending;
+        }
         for (p, n) in phases {
             metrics::STACKS.with_label_values(&[p.as_str()]).set(n);
         }
         metrics::SLOTS.with_label_values(&["placed"]).set(placed);
         metrics::SLOTS.with_label_values(&["pending"]).set(pending);
-        self.apply(writes).await?;
-        Ok(live)
+        self.apply(writes).await
     }
 
     /// Seconds from this controller first seeing a spec revision to that revision running
@@ -408,4 +434,103 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// The needs of the hosts a pass looks at, and the copies they hold now.
+fn copies_in_scope<'w>(
+    world: &'w World,
+    decision: &'w decide::Decision,
+    dirty_copies: &'w BTreeSet<String>,
+) -> (
+    BTreeMap<String, hostsecrets::HostNeeds>,
+    BTreeMap<&'w str, &'w hostsecrets::Held>,
+) {
+    let desired = &decision.assignments;
+    let scope = &decision.scope;
+    let agentless = |h: &str| world.agentless.contains_key(h);
+    if scope.is_everything() {
+        let needs =
+            hostsecrets::needs(desired.iter().map(|((h, _), a)| (h.as_str(), a)), agentless);
+        (
+            needs,
+            world
+                .host_copies
+                .iter()
+                .map(|(k, h)| (k.as_str(), h))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    } else {
+        let mut hosts: BTreeSet<&str> = dirty_copies.iter().map(String::as_str).collect();
+        hosts.extend(desired.keys().map(|(h, _)| h.as_str()));
+        hosts.extend(
+            world
+                .assignments
+                .keys()
+                .filter(|(_, s)| scope.has(s))
+                .map(|(h, _)| h.as_str()),
+        );
+        // Each host's assignments as they will be: the decided stacks' from the
+        // decision, every other stack's as held.
+        let on_host = hosts.iter().flat_map(|h| {
+            let held = world
+                .assignments
+                .range((h.to_string(), String::new())..)
+                .take_while(move |((host, _), _)| host == h)
+                .filter(|((_, s), _)| !scope.has(s))
+                .map(|((host, _), (a, _))| (host.as_str(), a));
+            let decided = desired
+                .range((h.to_string(), String::new())..)
+                .take_while(move |((host, _), _)| host == h)
+                .map(|((host, _), a)| (host.as_str(), a));
+            held.chain(decided)
+        });
+        let needs = hostsecrets::needs(on_host, agentless);
+        let held = hosts
+            .iter()
+            .flat_map(|h| {
+                let prefix = keys::host_secrets_of(h);
+                world
+                    .host_copies
+                    .range(prefix.clone()..)
+                    .take_while(move |(k, _)| k.starts_with(&prefix))
+                    .map(|(k, h)| (k.as_str(), h))
+            })
+            .collect::<BTreeMap<_, _>>();
+        (needs, held)
+    }
+}
+
+/// The writes that bring the held assignments of the decision's stacks to the decided
+/// ones: puts first, so a slot moving between hosts is on its new host before it leaves
+/// its old one.
+fn assignment_writes(world: &World, decision: &decide::Decision) -> Vec<Write> {
+    let desired = &decision.assignments;
+    let (mut writes, mut deletes) = (Vec::new(), Vec::new());
+    let delete = |(host, stack): &(String, String), rev: i64| Write::Delete {
+        key: keys::assignment(host, stack),
+        expect: Expect::Revision(rev),
+    };
+    // Both maps are ordered by (host, stack): walked side by side, with no lookup.
+    let mut held = world
+        .assignments
+        .iter()
+        .filter(|((_, s), _)| decision.scope.has(s))
+        .peekable();
+    for (at, a) in desired {
+        while let Some((gone, (_, rev))) = held.next_if(|(k, _)| *k < at) {
+            deletes.push(delete(gone, *rev));
+        }
+        let existing = held.next_if(|(k, _)| *k == at).map(|(_, e)| e);
+        if existing.is_some_and(|(e, _)| e == a) {
+            continue;
+        }
+        writes.push(Write::Put {
+            key: keys::assignment(&at.0, &at.1),
+            value: serde_json::to_vec(a).unwrap_or_default(),
+            expect: existing.map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev)),
+        });
+    }
+    deletes.extend(held.map(|(gone, (_, rev))| delete(gone, *rev)));
+    writes.extend(deletes);
+    writes
 }

@@ -102,6 +102,9 @@ pub fn assignments_for(
             injected_env: injected,
         });
     }
+    for a in out.values_mut() {
+        a.compact();
+    }
     out
 }
 

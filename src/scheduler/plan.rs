@@ -90,6 +90,51 @@ pub struct Placement {
     pub moves: Vec<Move>,
     /// The storm guard held back rescheduling this time.
     pub storm: Option<String>,
+    /// Stacks with a slot that did not simply stay where it was: placed anew, moved, or
+    /// without a host. Every other stack's slots are exactly where `current` had them.
+    pub unsettled: BTreeSet<String>,
+}
+
+impl Placement {
+    /// The slots of `stack` with their hosts, found by range rather than by a scan of
+    /// every slot.
+    pub fn hosts_of<'a>(
+        &'a self,
+        stack: &'a str,
+    ) -> impl Iterator<Item = (&'a SlotId, &'a String)> {
+        self.hosts
+            .range(SlotId::new(stack, "", 0)..)
+            .take_while(move |(sid, _)| sid.stack == stack)
+    }
+}
+
+/// A fingerprint of what [`plan`] reads of `stack`: two versions with the same one are
+/// placed alike, so a change that keeps it (a new image, environment, command, health
+/// check, update policy) needs no new placement. The fields left out are named, so a field
+/// added to the spec later counts until someone shows placement ignores it.
+pub fn placement_key(stack: &Stack) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut s = stack.clone();
+    for svc in &mut s.item_list_element {
+        svc.image.clear();
+        svc.command = None;
+        svc.entrypoint = None;
+        svc.user = None;
+        svc.working_dir = None;
+        svc.cap_drop.clear();
+        svc.environment.clear();
+        svc.health_check = None;
+        svc.potential_action.clear();
+        svc.labels.clear();
+        svc.update = None;
+        svc.restart_policy = None;
+        svc.pull_policy = None;
+        svc.software_version = None;
+        svc.application_category = None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(&s).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 /// Place every slot of `stacks` (all already validated) on `hosts`.
@@ -211,6 +256,7 @@ pub fn plan(
             }
         }
         if !left.is_empty() {
+            out.unsettled.insert((*id).to_owned());
             pending.push((stack_index, stack, left));
         }
     }

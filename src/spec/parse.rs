@@ -75,6 +75,8 @@ pub fn parse_stack_with(bytes: &[u8], limits: &Limits) -> Result<Stack, Vec<Prob
     match services {
         None => {}
         Some(Value::Array(items)) => {
+            // Exactly the room needed: the controller keeps every stack parsed.
+            stack.item_list_element.reserve_exact(items.len());
             for (i, item) in items.into_iter().enumerate() {
                 let path = format!("itemListElement[{i}]");
                 let service = match item {

@@ -195,6 +195,7 @@ fn each_host_is_handed_exactly_the_copies_its_slots_need() {
         let w = wanted(&n, &sources());
         let want: BTreeMap<String, Vec<u8>> = want.into_iter().collect();
         assert!(w == want, "{name}: wanted copies differ");
+        let held = held.iter().map(|(k, h)| (k.as_str(), h)).collect();
         let p = plan(w, &held);
         assert_eq!(keys_of(&p), (puts, deletes), "{name}");
     }

@@ -915,6 +915,20 @@ proptest! {
         }
         let again = plan(&refs, &views, &p.hosts, &opts());
         prop_assert_eq!(&again.hosts, &p.hosts, "plan(plan(x)) == plan(x)");
+        // A stack left out of `unsettled` is exactly where it was; once placed, only
+        // stacks with a slot that found no host stay unsettled.
+        for (current, placed) in [(&BTreeMap::new(), &p), (&p.hosts, &again)] {
+            for (id, _) in &stacks {
+                if !placed.unsettled.contains(id) {
+                    let of = |m: &BTreeMap<SlotId, String>| -> Vec<(SlotId, String)> {
+                        m.iter().filter(|(s, _)| &s.stack == id).map(|(s, h)| (s.clone(), h.clone())).collect()
+                    };
+                    prop_assert_eq!(of(&placed.hosts), of(current), "{} is settled but moved", id);
+                }
+            }
+        }
+        let short: BTreeSet<&String> = p.unschedulable.keys().map(|(s, _)| s).collect();
+        prop_assert!(again.unsettled.iter().all(|s| short.contains(s)), "settled stacks stay settled: {:?}", again.unsettled);
     }
 
     #[test]
@@ -933,5 +947,63 @@ proptest! {
         let max = regs.iter().map(|r| c.get(&r.id).copied().unwrap_or(0)).max().unwrap();
         let min = regs.iter().map(|r| c.get(&r.id).copied().unwrap_or(0)).min().unwrap();
         prop_assert!(max - min <= 1, "unbalanced: {:?}", c);
+    }
+}
+
+/// A change placement does not read keeps the key; one it reads changes it.
+#[test]
+fn the_placement_key_changes_with_what_placement_reads_and_only_that() {
+    let base = r#"{"deployment":{"mode":"multi-host"},"itemListElement":[{"name":"web","image":"i:1","environment":{"V":"1"},"ports":[{"containerPort":80,"hostPort":8080}]},{"name":"db","image":"d"}]}"#;
+    let key = |json: &str| placement_key(&stack(json));
+    let same = [
+        ("another image", base.replace("i:1", "i:2")),
+        (
+            "another environment",
+            base.replace(r#""V":"1""#, r#""V":"2""#),
+        ),
+        (
+            "a command",
+            base.replace(r#""image":"d""#, r#""image":"d","command":["x"]"#),
+        ),
+        (
+            "a health check",
+            base.replace(
+                r#""image":"d""#,
+                r#""image":"d","healthCheck":{"type":"command","command":["true"]}"#,
+            ),
+        ),
+    ];
+    for (what, json) in same {
+        assert_eq!(key(&json), key(base), "{what} keeps the key");
+    }
+    let other = [
+        ("another host port", base.replace("8080", "8081")),
+        (
+            "more replicas",
+            base.replace(r#""image":"d""#, r#""image":"d","replicas":2"#),
+        ),
+        (
+            "a target host",
+            base.replace(r#""image":"d""#, r#""image":"d","targetHost":"h1""#),
+        ),
+        (
+            "a reservation",
+            base.replace(r#""image":"d""#, r#""image":"d","resources":{"cpus":1}"#),
+        ),
+        (
+            "another strategy",
+            base.replace("multi-host", "single-host"),
+        ),
+        ("a service renamed", base.replace(r#""db""#, r#""db2""#)),
+        (
+            "a dependency (start order)",
+            base.replace(
+                r#""image":"i:1""#,
+                r#""image":"i:1","softwareRequirements":[{"name":"db"}]"#,
+            ),
+        ),
+    ];
+    for (what, json) in other {
+        assert_ne!(key(&json), key(base), "{what} changes the key");
     }
 }
