@@ -491,8 +491,28 @@ pub fn mark_waiting<'r>(
     // slot -> (host, its slot, its network), from what is being assigned. The spec hash
     // is computed only for the slots some dependent asks about, not for every slot of
     // the cluster on every pass.
+    // Only stacks with a dependency that waits (healthy, completed) are looked at: the
+    // others' slots would be indexed, at a pass over every stack, for nothing.
+    let waits_for_some = |stack: &str| {
+        parsed.get(stack).is_some_and(|p| {
+            p.spec.as_ref().is_ok_and(|spec| {
+                spec.item_list_element.iter().any(|svc| {
+                    svc.software_requirements
+                        .iter()
+                        .any(|d| d.condition() != DependencyCondition::Started)
+                })
+            })
+        })
+    };
+    let asking: BTreeSet<&str> = out
+        .keys()
+        .map(|(_, stack)| stack.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|s| waits_for_some(s))
+        .collect();
     let mut expected: BTreeMap<SlotId, (&str, &Slot, &str)> = BTreeMap::new();
-    for ((host, stack), a) in out.iter() {
+    for ((host, stack), a) in out.iter().filter(|((_, s), _)| asking.contains(s.as_str())) {
         for slot in a.slots.iter().filter(|s| !s.handoff) {
             expected.insert(
                 slot.id(stack),
@@ -503,7 +523,10 @@ pub fn mark_waiting<'r>(
     // Reports by (host, stack, service, replica), looked up rather than scanned.
     let mut reported: BTreeMap<(&str, &str, &str, u32), Vec<&crate::report::SlotReport>> =
         BTreeMap::new();
-    for r in reports {
+    for r in reports
+        .into_iter()
+        .filter(|r| asking.contains(r.stack.as_str()))
+    {
         reported
             .entry((
                 r.host.as_str(),
@@ -543,7 +566,7 @@ pub fn mark_waiting<'r>(
     };
     // (host, slot) -> the dependencies it waits for.
     let mut waits: BTreeMap<(String, SlotId), Vec<String>> = BTreeMap::new();
-    for ((host, stack), a) in out.iter() {
+    for ((host, stack), a) in out.iter().filter(|((_, s), _)| asking.contains(s.as_str())) {
         let Some(Ok(spec)) = parsed.get(stack).map(|p| &p.spec) else {
             continue;
         };

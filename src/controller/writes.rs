@@ -181,7 +181,11 @@ impl Controller {
             }
         }
         let past = hostsecrets::past_needed(&needs, &sources);
-        self.past_secrets.retain(|k, _| past.contains(k));
+        // A narrow pass sees only some hosts' needs: what others pin is kept until a pass
+        // over every stack says no slot pins it.
+        if decision.scope.is_everything() {
+            self.past_secrets.retain(|k, _| past.contains(k));
+        }
         for (name, rev) in past {
             let key = (name, rev);
             if !self.past_secrets.contains_key(&key) {
