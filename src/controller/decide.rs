@@ -182,38 +182,12 @@ fn target(
     for (h, (_, reg)) in absent {
         regs.entry(h.clone()).or_insert_with(|| reg.clone());
     }
-    let views: Vec<HostView> = regs
-        .values()
-        .map(|reg| {
-            let m = world.maintenance.get(&reg.id).copied().unwrap_or_default();
-            let removing = world.removing(&reg.id);
-            HostView {
-                reg,
-                liveness: absent.get(&reg.id).map_or(Liveness::Ready, |(l, _)| *l),
-                cordoned: m.cordoned || m.draining || removing,
-                draining: m.draining || removing,
-                removing,
-            }
-        })
-        .collect();
-
     let valid = valid_stacks(parsed);
     let (placement, placement_keys, placement_kept) =
         match last.filter(|l| still_placed(l, world, parsed, scope, opts)) {
             Some(l) => (l.placement, l.keys, true),
             None => {
-                // Where each slot is now; hand-off copies are leaving, so they do not count.
-                let mut current: BTreeMap<SlotId, String> = BTreeMap::new();
-                for ((host, stack), (a, _)) in &world.assignments {
-                    for slot in a.slots.iter().filter(|s| !s.handoff) {
-                        current.insert(slot.id(stack), host.clone());
-                    }
-                }
-                let placement = plan::plan(&valid, &views, &current, opts);
-                let keys = parsed
-                    .iter()
-                    .filter_map(|(id, p)| Some((id.clone(), p.placement_key?)))
-                    .collect();
+                let (placement, keys) = place_afresh(world, parsed, &regs, absent, &valid, opts);
                 (placement, keys, false)
             }
         };
@@ -313,6 +287,45 @@ fn target(
         assignments: out,
         addresses: regs,
     }
+}
+
+/// Place every slot of every valid stack from where the world holds them now, with the
+/// placement key of each stack placed.
+fn place_afresh(
+    world: &World,
+    parsed: &Parsed,
+    regs: &BTreeMap<String, HostRegistration>,
+    absent: &BTreeMap<String, (Liveness, HostRegistration)>,
+    valid: &[(&str, &Stack)],
+    opts: &Options,
+) -> (Placement, BTreeMap<String, u64>) {
+    let views: Vec<HostView> = regs
+        .values()
+        .map(|reg| {
+            let m = world.maintenance.get(&reg.id).copied().unwrap_or_default();
+            let removing = world.removing(&reg.id);
+            HostView {
+                reg,
+                liveness: absent.get(&reg.id).map_or(Liveness::Ready, |(l, _)| *l),
+                cordoned: m.cordoned || m.draining || removing,
+                draining: m.draining || removing,
+                removing,
+            }
+        })
+        .collect();
+    // Where each slot is now; hand-off copies are leaving, so they do not count.
+    let mut current: BTreeMap<SlotId, String> = BTreeMap::new();
+    for ((host, stack), (a, _)) in &world.assignments {
+        for slot in a.slots.iter().filter(|s| !s.handoff) {
+            current.insert(slot.id(stack), host.clone());
+        }
+    }
+    let placement = plan::plan(valid, &views, &current, opts);
+    let keys = parsed
+        .iter()
+        .filter_map(|(id, p)| Some((id.clone(), p.placement_key?)))
+        .collect();
+    (placement, keys)
 }
 
 /// Whether `last`'s placement is what placing every slot again would give: the pass

@@ -230,6 +230,31 @@ fn pass_result<T>(r: &Result<T, StoreError>) -> PassResult {
     }
 }
 
+/// The stacks a pass decides: every one when something every stack depends on changed
+/// (a host, a hold, a secret, a registry login: `dirty.everything`, also set on a new
+/// leader's first pass and after a failed one), when a host's liveness changed, and once
+/// a resync interval; otherwise those whose keys changed and those whose rollout timer
+/// has run out by `now_ms`.
+fn scope_of(
+    dirty: &Dirty,
+    liveness_changed: bool,
+    resync_due: bool,
+    rollout_due: &BTreeMap<String, u64>,
+    now_ms: u64,
+) -> Scope {
+    if dirty.everything || liveness_changed || resync_due {
+        return Scope::Everything;
+    }
+    let mut stacks = dirty.stacks.clone();
+    stacks.extend(
+        rollout_due
+            .iter()
+            .filter(|(_, due)| **due <= now_ms)
+            .map(|(id, _)| id.clone()),
+    );
+    Scope::Stacks(stacks)
+}
+
 struct Controller {
     store: Store,
     cfg: ControllerConfig,
@@ -311,10 +336,7 @@ impl Controller {
         }
     }
 
-    /// The stacks this pass decides: every one when something every stack depends on
-    /// changed (a host, its liveness, a hold, a secret, a registry login), on a new
-    /// leader's first pass, after a failed one, and once a resync interval; otherwise
-    /// those whose keys changed and those with a rollout timer run out.
+    /// This pass's scope ([`scope_of`]), and when a pass over every stack last began.
     fn scope(
         &mut self,
         absent: &BTreeMap<String, (Liveness, HostRegistration)>,
@@ -326,19 +348,18 @@ impl Controller {
         let resync_due = self
             .last_full
             .is_none_or(|t| now.duration_since(t) >= self.cfg.resync_interval);
-        if self.dirty.everything || resync_due || liveness != self.last_liveness {
+        let scope = scope_of(
+            &self.dirty,
+            liveness != self.last_liveness,
+            resync_due,
+            &self.rollout_due,
+            now_ms,
+        );
+        if scope.is_everything() {
             self.last_liveness = liveness;
             self.last_full = Some(now);
-            return Scope::Everything;
         }
-        let mut stacks = self.dirty.stacks.clone();
-        stacks.extend(
-            self.rollout_due
-                .iter()
-                .filter(|(_, due)| **due <= now_ms)
-                .map(|(id, _)| id.clone()),
-        );
-        Scope::Stacks(stacks)
+        scope
     }
 
     /// Run exactly one reconciler per agentless host: the same one an agent runs, over
@@ -790,5 +811,70 @@ impl Controller {
         }
         tracing::debug!(holders = gone.len(), "forgetting events of deleted stacks");
         crate::events::forget(&self.store, gone).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_covers_every_stack_when_all_may_have_changed_else_the_changed_and_the_due() {
+        let ids = |v: &[&str]| -> BTreeSet<String> { v.iter().map(|s| s.to_string()).collect() };
+        let shop = Dirty {
+            stacks: ids(&["shop"]),
+            ..Dirty::default()
+        };
+        let due = BTreeMap::from([("blog".to_owned(), 100), ("wiki".to_owned(), 300)]);
+        let cases: Vec<(&str, Dirty, bool, bool, u64, Scope)> = vec![
+            (
+                "a stack's keys changed",
+                shop.clone(),
+                false,
+                false,
+                50,
+                Scope::Stacks(ids(&["shop"])),
+            ),
+            (
+                "and a rollout timer ran out",
+                shop.clone(),
+                false,
+                false,
+                100,
+                Scope::Stacks(ids(&["blog", "shop"])),
+            ),
+            (
+                "nothing changed, nothing due",
+                Dirty::default(),
+                false,
+                false,
+                50,
+                Scope::Stacks(ids(&[])),
+            ),
+            (
+                "a host, hold, secret or login changed (or a new term, a failed pass)",
+                Dirty::everything(),
+                false,
+                false,
+                50,
+                Scope::Everything,
+            ),
+            (
+                "a host's liveness changed",
+                shop.clone(),
+                true,
+                false,
+                50,
+                Scope::Everything,
+            ),
+            ("the resync", shop, false, true, 50, Scope::Everything),
+        ];
+        for (name, dirty, liveness_changed, resync_due, now_ms, want) in cases {
+            assert_eq!(
+                scope_of(&dirty, liveness_changed, resync_due, &due, now_ms),
+                want,
+                "{name}"
+            );
+        }
     }
 }
