@@ -65,6 +65,37 @@ fn validate_exits_two_for_an_unreadable_file_and_reports_the_others() {
     assert!(out.contains("hello.json: valid"), "{out}");
 }
 
+/// The binary runs with transparent huge pages off, whatever the machine's THP mode: its
+/// allocator's arenas would otherwise be resident in 2 MiB pieces (docs/scale.md).
+#[test]
+fn the_binary_turns_transparent_huge_pages_off_for_itself() {
+    // `convert -` waits on its stdin: a process to look at for as long as it is open.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["convert", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run berth");
+    let status = format!("/proc/{}/status", child.id());
+    let thp = || {
+        std::fs::read_to_string(&status)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:").map(|v| v.trim().to_owned()))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = thp();
+    while seen.as_deref() != Some("0") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        seen = thp();
+    }
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen.as_deref(), Some("0"), "THP_enabled in {status}");
+}
+
 /// `berth ARGS` against the etcd at `url`, with `stdin` on its stdin: (exit code, stdout,
 /// stderr).
 fn berth_on(url: &str, args: &[&str], stdin: &str) -> (i32, String, String) {

@@ -2,13 +2,17 @@
 //! host's liveness, the placement and every assignment that should exist.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::pins;
 use super::rollout::{self, Rollout, RolloutEvent};
 use super::world::World;
 use crate::assignment::{Assignment, Deletion, Slot};
+use crate::report::SlotReport;
 use crate::scheduler::assign;
-use crate::scheduler::plan::{self, HostView, Liveness, MoveReason, Options, Placement, SlotId};
+use crate::scheduler::plan::{
+    self, HostView, Liveness, Move, MoveReason, Options, Placement, SlotId,
+};
 use crate::spec::{DependencyCondition, HostRegistration, Limits, Problem, Stack, UpdatePolicy};
 
 /// Each stack's spec as last parsed, by stack id.
@@ -55,8 +59,8 @@ pub struct Decision {
     pub placement_keys: BTreeMap<String, u64>,
     /// The last pass's placement was kept: nothing it depends on changed.
     pub placement_kept: bool,
-    /// (host, stack) -> assignment.
-    pub assignments: BTreeMap<(String, String), Assignment>,
+    /// (host, stack) -> assignment. One the pass leaves as held is the world's, shared.
+    pub assignments: BTreeMap<(String, String), Arc<Assignment>>,
     /// Registrations of every host a slot may refer to (live ones and those in grace).
     pub addresses: BTreeMap<String, HostRegistration>,
     /// Each valid stack's rollout record as it should now be (`None`: no record).
@@ -103,7 +107,10 @@ impl Scope {
 
 /// `liveness` covers every host known to be absent; registered hosts are Ready. `now_ms`
 /// (wall clock) times the rollouts. Only the stacks in `scope` are decided (see
-/// [`Decision::scope`]).
+/// [`Decision::scope`]), one stack at a time: each one's assignments are built, rolled,
+/// marked and compared with those held before the next is looked at, and an assignment
+/// left as held is the held one, shared. A pass over every stack of a converged cluster
+/// so holds one stack's assignments at a time rather than a copy of every one.
 pub fn decide(
     world: &World,
     parsed: &Parsed,
@@ -113,29 +120,66 @@ pub fn decide(
     mut scope: Scope,
     last: Option<Placed>,
 ) -> Decision {
-    let Target {
-        placement,
-        placement_keys,
-        placement_kept,
-        mut assignments,
-        addresses,
-    } = target(world, parsed, absent, opts, &mut scope, last);
-    let valid = valid_stacks(parsed);
-    let rolled = roll(world, &valid, parsed, &mut assignments, now_ms, &scope);
-    mark_waiting(
-        &mut assignments,
-        parsed,
-        &placement,
-        world.reports.values().filter(|r| scope.has(&r.stack)),
-    );
-    tombstones(world, parsed, &addresses, now_ms, &scope, &mut assignments);
-    for ((_, stack), a) in assignments.iter_mut() {
-        let network = a.network.name.clone();
-        for slot in a.slots.iter_mut().filter(|s| !s.post_start.is_empty()) {
-            slot.actions_done = world
-                .actions
-                .get(&(stack.clone(), slot.service.clone()))
-                .is_some_and(|r| slot.actions_ran(&r.key, &network));
+    let regs = registrations(world, absent);
+    let (placement, placement_keys, placement_kept) =
+        match last.filter(|l| still_placed(l, world, parsed, &scope, opts)) {
+            Some(l) => (l.placement, l.keys, true),
+            None => {
+                let (placement, keys) = place_afresh(world, parsed, &regs, absent, opts);
+                (placement, keys, false)
+            }
+        };
+    for id in &placement.unsettled {
+        scope.add(id);
+    }
+    let by = ByStack::of(world, &scope, &placement);
+    let ids: BTreeSet<&str> = match &scope {
+        Scope::Everything => parsed
+            .keys()
+            .map(String::as_str)
+            .chain(by.held.keys().copied())
+            .collect(),
+        Scope::Stacks(ids) => ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| parsed.contains_key(*id) || by.held.contains_key(id))
+            .collect(),
+    };
+    let cx = Context {
+        world,
+        placement: &placement,
+        regs: &regs,
+        now_ms,
+    };
+    let none = BTreeMap::new();
+    let mut rolled = Rolled::default();
+    let mut assignments = BTreeMap::new();
+    for id in ids {
+        let held = by.held.get(id).unwrap_or(&none);
+        let reports = by.reports.get(id).map_or(&[][..], Vec::as_slice);
+        let moves = by.moves.get(id).map_or(&[][..], Vec::as_slice);
+        let mine = match parsed.get(id).map(|p| (p.revision, &p.spec)) {
+            Some((rev, Ok(stack))) => {
+                let mut mine = placed_target(&cx, id, stack, rev, held, reports, moves);
+                roll(&cx, id, stack, rev, held, reports, &mut mine, &mut rolled);
+                mark_waiting(id, stack, &mut mine, &placement, reports);
+                mine
+            }
+            // The last valid version keeps running.
+            Some((_, Err(_))) => held
+                .iter()
+                .map(|(h, a)| ((*h).to_owned(), Assignment::clone(a)))
+                .collect(),
+            None => tombstones(&cx, held),
+        };
+        for (host, mut a) in mine {
+            mark_actions_done(world, id, &mut a);
+            // Left as held: the held one, shared, so the decision costs no copy of it.
+            let a = match held.get(host.as_str()) {
+                Some(h) if ***h == a => Arc::clone(h),
+                _ => Arc::new(a),
+            };
+            assignments.insert((host, id.to_owned()), a);
         }
     }
     Decision {
@@ -144,20 +188,65 @@ pub fn decide(
         placement_keys,
         placement_kept,
         assignments,
-        addresses,
+        addresses: regs,
         rollouts: rolled.records,
         rollout_events: rolled.events,
         rollout_due_ms: rolled.due_ms,
     }
 }
 
-/// Where everything should end up, before rollouts hold changed slots back.
-struct Target {
-    placement: Placement,
-    placement_keys: BTreeMap<String, u64>,
-    placement_kept: bool,
-    assignments: BTreeMap<(String, String), Assignment>,
-    addresses: BTreeMap<String, HostRegistration>,
+/// What every stack's decision reads besides its own inputs.
+struct Context<'a> {
+    world: &'a World,
+    placement: &'a Placement,
+    /// Every host a slot may refer to: the registered ones and those in their grace.
+    regs: &'a BTreeMap<String, HostRegistration>,
+    now_ms: u64,
+}
+
+/// The held assignments and reports of the stacks in scope, and the placement's moves,
+/// grouped by stack once, so a pass stays linear in them rather than stacks x slots.
+struct ByStack<'w> {
+    /// Stack -> host -> what it holds.
+    held: BTreeMap<&'w str, BTreeMap<&'w str, &'w Arc<Assignment>>>,
+    reports: BTreeMap<&'w str, Vec<&'w SlotReport>>,
+    moves: BTreeMap<&'w str, Vec<&'w Move>>,
+}
+
+impl<'w> ByStack<'w> {
+    fn of(world: &'w World, scope: &Scope, placement: &'w Placement) -> ByStack<'w> {
+        let mut by = ByStack {
+            held: BTreeMap::new(),
+            reports: BTreeMap::new(),
+            moves: BTreeMap::new(),
+        };
+        for ((host, stack), (a, _)) in world.assignments.iter().filter(|((_, s), _)| scope.has(s)) {
+            by.held
+                .entry(stack.as_str())
+                .or_default()
+                .insert(host.as_str(), a);
+        }
+        for r in world.reports.values().filter(|r| scope.has(&r.stack)) {
+            by.reports.entry(r.stack.as_str()).or_default().push(r);
+        }
+        for m in &placement.moves {
+            by.moves.entry(m.slot.stack.as_str()).or_default().push(m);
+        }
+        by
+    }
+}
+
+/// The registrations of every host a slot may refer to: live ones, and absent ones by
+/// their last registration seen.
+fn registrations(
+    world: &World,
+    absent: &BTreeMap<String, (Liveness, HostRegistration)>,
+) -> BTreeMap<String, HostRegistration> {
+    let mut regs: BTreeMap<String, HostRegistration> = world.hosts.clone();
+    for (h, (_, reg)) in absent {
+        regs.entry(h.clone()).or_insert_with(|| reg.clone());
+    }
+    regs
 }
 
 fn valid_stacks(parsed: &Parsed) -> Vec<(&str, &Stack)> {
@@ -167,111 +256,70 @@ fn valid_stacks(parsed: &Parsed) -> Vec<(&str, &Stack)> {
         .collect()
 }
 
-/// Every stack is placed (placement weighs them all); assignments are built for the
-/// stacks in `scope`, which gains those the placement moved, placed anew or could not
-/// place.
-fn target(
-    world: &World,
-    parsed: &Parsed,
-    absent: &BTreeMap<String, (Liveness, HostRegistration)>,
-    opts: &Options,
-    scope: &mut Scope,
-    last: Option<Placed>,
-) -> Target {
-    let mut regs: BTreeMap<String, HostRegistration> = world.hosts.clone();
-    for (h, (_, reg)) in absent {
-        regs.entry(h.clone()).or_insert_with(|| reg.clone());
-    }
-    let valid = valid_stacks(parsed);
-    let (placement, placement_keys, placement_kept) =
-        match last.filter(|l| still_placed(l, world, parsed, scope, opts)) {
-            Some(l) => (l.placement, l.keys, true),
-            None => {
-                let (placement, keys) = place_afresh(world, parsed, &regs, absent, &valid, opts);
-                (placement, keys, false)
-            }
-        };
-    for id in &placement.unsettled {
-        scope.add(id);
-    }
-    let scope = &*scope;
-
-    // Valid stacks from the plan; an invalid stack keeps what it had (the last valid
-    // version keeps running); a deleted one gets nothing.
-    let mut out: BTreeMap<(String, String), Assignment> = BTreeMap::new();
-    // What stacks that pin digests have now, grouped by stack once (not scanned per stack).
-    let mut held: BTreeMap<&str, (BTreeMap<&str, &Assignment>, Vec<&crate::report::SlotReport>)> =
-        BTreeMap::new();
-    if valid.iter().any(|(_, stack)| stack.pin_digests()) {
-        for ((h, stack), (a, _)) in world.assignments.iter().filter(|((_, s), _)| scope.has(s)) {
-            held.entry(stack).or_default().0.insert(h, a);
-        }
-        for r in world.reports.values().filter(|r| scope.has(&r.stack)) {
-            held.entry(&r.stack).or_default().1.push(r);
-        }
-    }
-    for (id, stack) in valid.iter().filter(|(id, _)| scope.has(id)) {
-        let rev = parsed.get(*id).map_or(0, |p| p.revision);
-        let mut assigned =
-            assign::assignments_for(id, stack, rev, &placement.hosts, &regs, &world.secrets);
-        if stack.pin_digests() {
-            let (current, reports) = held.remove(*id).unwrap_or_default();
-            let pinned = pins::pins(stack, rev, &current, &reports, &assigned);
-            pins::apply(&pinned, rev, &current, &reports, &mut assigned);
-        }
-        for (host, a) in assigned {
-            out.insert((host, (*id).to_owned()), a);
-        }
-    }
-    for ((host, stack), (a, _)) in &world.assignments {
-        if scope.has(stack) && parsed.get(stack).is_some_and(|p| p.spec.is_err()) {
-            out.insert((host.clone(), stack.clone()), a.clone());
-        }
+/// A valid stack's assignments by host, from the placement: each placed slot's container
+/// (with its pins, for a stack that pins digests), and, for a slot moving off a live
+/// host, its old copy kept there until the new one is available.
+fn placed_target(
+    cx: &Context,
+    id: &str,
+    stack: &Stack,
+    rev: i64,
+    held: &BTreeMap<&str, &Arc<Assignment>>,
+    reports: &[&SlotReport],
+    moves: &[&Move],
+) -> BTreeMap<String, Assignment> {
+    let placement = cx.placement;
+    let mut mine =
+        assign::assignments_for(id, stack, rev, &placement.hosts, cx.regs, &cx.world.secrets);
+    if stack.pin_digests() {
+        let current: BTreeMap<&str, &Assignment> =
+            held.iter().map(|(h, a)| (*h, a.as_ref())).collect();
+        let pinned = pins::pins(stack, rev, &current, reports, &mine);
+        pins::apply(&pinned, rev, &current, reports, &mut mine);
     }
 
     // A slot moving off a live host keeps its old copy until the new one is available
     // (or, a one-shot service, completed), so it is never without a running copy (they
     // are on different hosts, so no port clash). Copies on dead hosts need no such care.
     let available = |sid: &SlotId| -> bool {
-        let Some(host) = placement.hosts.get(sid) else {
-            return false;
-        };
-        let rev = parsed.get(&sid.stack).map_or(0, |p| p.revision);
-        world.reports.values().any(|r| {
-            &r.host == host
-                && r.is_for(sid)
-                && r.spec_revision == rev
-                && r.is_available_or_completed()
+        placement.hosts.get(sid).is_some_and(|host| {
+            reports.iter().any(|r| {
+                &r.host == host
+                    && r.is_for(sid)
+                    && r.spec_revision == rev
+                    && r.is_available_or_completed()
+            })
         })
     };
-    let live = |h: &str| world.hosts.contains_key(h);
-    let mut handoffs: BTreeSet<(String, SlotId)> = BTreeSet::new();
-    for ((host, stack), (a, _)) in world.assignments.iter().filter(|((_, s), _)| scope.has(s)) {
+    let live = |h: &str| cx.world.hosts.contains_key(h);
+    let mut handoffs: BTreeSet<(&str, SlotId)> = BTreeSet::new();
+    for (host, a) in held {
         for slot in a.slots.iter().filter(|s| s.handoff) {
-            let sid = slot.id(stack);
-            if live(host) && placement.hosts.get(&sid) != Some(host) && !available(&sid) {
-                handoffs.insert((host.clone(), sid));
+            let sid = slot.id(id);
+            if live(host)
+                && placement.hosts.get(&sid).map(String::as_str) != Some(*host)
+                && !available(&sid)
+            {
+                handoffs.insert((host, sid));
             }
         }
     }
-    for m in &placement.moves {
+    for m in moves {
         if m.reason != MoveReason::HostDown && live(&m.from) && !available(&m.slot) {
-            handoffs.insert((m.from.clone(), m.slot.clone()));
+            handoffs.insert((m.from.as_str(), m.slot.clone()));
         }
     }
     for (host, sid) in handoffs {
-        let Some((old, _)) = world.assignments.get(&(host.clone(), sid.stack.clone())) else {
+        let Some(old) = held.get(host) else {
             continue;
         };
         let Some(slot) = old.slot(&sid) else {
             continue;
         };
-        let a = out
-            .entry((host.clone(), sid.stack.clone()))
-            .or_insert_with(|| Assignment {
-                slots: Vec::new(),
-                ..old.clone()
-            });
+        let a = mine.entry(host.to_owned()).or_insert_with(|| Assignment {
+            slots: Vec::new(),
+            ..Assignment::clone(old)
+        });
         if a.slot(&sid).is_none() {
             a.slots.push(Slot {
                 handoff: true,
@@ -279,14 +327,7 @@ fn target(
             });
         }
     }
-
-    Target {
-        placement,
-        placement_keys,
-        placement_kept,
-        assignments: out,
-        addresses: regs,
-    }
+    mine
 }
 
 /// Place every slot of every valid stack from where the world holds them now, with the
@@ -296,7 +337,6 @@ fn place_afresh(
     parsed: &Parsed,
     regs: &BTreeMap<String, HostRegistration>,
     absent: &BTreeMap<String, (Liveness, HostRegistration)>,
-    valid: &[(&str, &Stack)],
     opts: &Options,
 ) -> (Placement, BTreeMap<String, u64>) {
     let views: Vec<HostView> = regs
@@ -320,7 +360,7 @@ fn place_afresh(
             current.insert(slot.id(stack), host.clone());
         }
     }
-    let placement = plan::plan(valid, &views, &current, opts);
+    let placement = plan::plan(&valid_stacks(parsed), &views, &current, opts);
     let keys = parsed
         .iter()
         .filter_map(|(id, p)| Some((id.clone(), p.placement_key?)))
@@ -379,180 +419,145 @@ fn still_placed(
 /// for [`Deletion::RETENTION_MS`], or until the host leaves the cluster or the stack's
 /// id is used again.
 fn tombstones(
-    world: &World,
-    parsed: &Parsed,
-    hosts: &BTreeMap<String, HostRegistration>,
-    now_ms: u64,
-    scope: &Scope,
-    out: &mut BTreeMap<(String, String), Assignment>,
-) {
-    for ((host, stack), (a, _)) in &world.assignments {
-        if !scope.has(stack) || parsed.contains_key(stack) || !hosts.contains_key(host) {
+    cx: &Context,
+    held: &BTreeMap<&str, &Arc<Assignment>>,
+) -> BTreeMap<String, Assignment> {
+    let mut out = BTreeMap::new();
+    for (host, a) in held {
+        if !cx.regs.contains_key(*host) {
             continue;
         }
-        let at_ms = a.deleted.map_or(now_ms, |d| d.at_ms);
-        if now_ms.saturating_sub(at_ms) >= Deletion::RETENTION_MS {
+        let at_ms = a.deleted.map_or(cx.now_ms, |d| d.at_ms);
+        if cx.now_ms.saturating_sub(at_ms) >= Deletion::RETENTION_MS {
             // Expired: the tombstone itself goes.
-            out.remove(&(host.clone(), stack.clone()));
             continue;
         }
         out.insert(
-            (host.clone(), stack.clone()),
+            (*host).to_owned(),
             Assignment {
                 slots: Vec::new(),
                 deleted: Some(Deletion { at_ms }),
-                ..a.clone()
+                ..Assignment::clone(a)
             },
         );
     }
+    out
 }
 
+/// Whether each slot's post-start actions ran for the version it is assigned (the
+/// stack's action record, `actions/`).
+fn mark_actions_done(world: &World, stack: &str, a: &mut Assignment) {
+    let network = &a.network.name;
+    for slot in a.slots.iter_mut().filter(|s| !s.post_start.is_empty()) {
+        slot.actions_done = world
+            .actions
+            .get(&(stack.to_owned(), slot.service.clone()))
+            .is_some_and(|r| slot.actions_ran(&r.key, network));
+    }
+}
+
+/// The rollouts' part of a decision, over its stacks.
+#[derive(Default)]
 struct Rolled {
     records: BTreeMap<String, Option<Rollout>>,
     events: Vec<(String, RolloutEvent)>,
     due_ms: BTreeMap<String, u64>,
 }
 
-/// Hold back in `out` the changed slots of each valid stack whose batch has not come.
+/// Hold back in `target` (host -> the stack's assignment) the changed slots of stack `id`
+/// whose batch has not come, and keep its rollout record, events and next timer.
+#[allow(clippy::too_many_arguments)]
 fn roll(
-    world: &World,
-    valid: &[(&str, &Stack)],
-    parsed: &Parsed,
-    out: &mut BTreeMap<(String, String), Assignment>,
-    now_ms: u64,
-    scope: &Scope,
-) -> Rolled {
-    let mut rolled = Rolled {
-        records: BTreeMap::new(),
-        events: Vec::new(),
-        due_ms: BTreeMap::new(),
-    };
-    // Grouped by stack once, so a pass stays linear in assignments and reports.
-    let mut targets: BTreeMap<String, BTreeMap<String, Assignment>> = BTreeMap::new();
-    for ((host, stack), a) in std::mem::take(out) {
-        targets.entry(stack).or_default().insert(host, a);
+    cx: &Context,
+    id: &str,
+    stack: &Stack,
+    rev: i64,
+    held: &BTreeMap<&str, &Arc<Assignment>>,
+    reports: &[&SlotReport],
+    target: &mut BTreeMap<String, Assignment>,
+    rolled: &mut Rolled,
+) {
+    if target.is_empty() {
+        return;
     }
-    let mut current: BTreeMap<&str, BTreeMap<&str, &Assignment>> = BTreeMap::new();
-    for ((host, stack), (a, _)) in world.assignments.iter().filter(|((_, s), _)| scope.has(s)) {
-        current
-            .entry(stack.as_str())
-            .or_default()
-            .insert(host.as_str(), a);
-    }
-    let mut reports: BTreeMap<&str, Vec<&crate::report::SlotReport>> = BTreeMap::new();
-    for r in world.reports.values().filter(|r| scope.has(&r.stack)) {
-        reports.entry(r.stack.as_str()).or_default().push(r);
-    }
-    for (id, stack) in valid.iter().filter(|(id, _)| scope.has(id)) {
-        let Some(target) = targets.get_mut(*id) else {
-            continue;
-        };
-        let policies: BTreeMap<String, UpdatePolicy> = stack
-            .item_list_element
-            .iter()
-            .map(|s| (s.name.clone(), stack.update_policy(s)))
-            .collect();
-        // A rotated secret is a new version too: the newest of the spec's revision and
-        // those of the secrets the target pins.
-        let revision = target
-            .values()
-            .map(Assignment::revision)
-            .fold(parsed.get(*id).map_or(0, |p| p.revision), i64::max);
-        let (record, events) = rollout::step(
-            &rollout::Inputs {
-                stack: id,
-                revision,
-                now_ms,
-                previous: world.rollouts.get(*id).map(|(r, _)| r),
-                current: current.remove(*id).unwrap_or_default(),
-                reports: reports.get(*id).map_or(&[], Vec::as_slice),
-                policies: &policies,
-                paused: world.paused.contains(*id),
-            },
-            target,
-        );
-        if let Some(due) = record
-            .as_ref()
-            .and_then(|r| rollout::next_due(r, &policies))
-        {
-            rolled.due_ms.insert((*id).to_owned(), due);
-        }
-        rolled
-            .events
-            .extend(events.into_iter().map(|e| ((*id).to_owned(), e)));
-        rolled.records.insert((*id).to_owned(), record);
-    }
-    for (stack, by_host) in targets {
-        for (host, a) in by_host {
-            out.insert((host, stack.clone()), a);
-        }
+    let policies: BTreeMap<String, UpdatePolicy> = stack
+        .item_list_element
+        .iter()
+        .map(|s| (s.name.clone(), stack.update_policy(s)))
+        .collect();
+    // A rotated secret is a new version too: the newest of the spec's revision and
+    // those of the secrets the target pins.
+    let revision = target
+        .values()
+        .map(Assignment::revision)
+        .fold(rev, i64::max);
+    let (record, events) = rollout::step(
+        &rollout::Inputs {
+            stack: id,
+            revision,
+            now_ms: cx.now_ms,
+            previous: cx.world.rollouts.get(id).map(|(r, _)| r),
+            current: held.iter().map(|(h, a)| (*h, a.as_ref())).collect(),
+            reports,
+            policies: &policies,
+            paused: cx.world.paused.contains(id),
+        },
+        target,
+    );
+    if let Some(due) = record
+        .as_ref()
+        .and_then(|r| rollout::next_due(r, &policies))
+    {
+        rolled.due_ms.insert(id.to_owned(), due);
     }
     rolled
+        .events
+        .extend(events.into_iter().map(|e| (id.to_owned(), e)));
+    rolled.records.insert(id.to_owned(), record);
 }
 
-/// Fill each slot's `waiting_for` with the dependencies it waits for (`condition:
-/// healthy` or `waitForHealthy: true`, and `condition: completed`) that are not there yet:
-/// every replica placed, and reported by its host with the spec it is assigned now (its
-/// hash), so a dependency being replaced counts as not there. `healthy` asks for each
-/// replica running and healthy; `completed`, for each one exited 0 and done.
-pub fn mark_waiting<'r>(
-    out: &mut BTreeMap<(String, String), Assignment>,
-    parsed: &Parsed,
+/// Fill each slot's `waiting_for`, in `out` (host -> stack `id`'s assignment), with the
+/// dependencies it waits for (`condition: healthy` or `waitForHealthy: true`, and
+/// `condition: completed`) that are not there yet: every replica placed, and reported by
+/// its host with the spec it is assigned now (its hash), so a dependency being replaced
+/// counts as not there. `healthy` asks for each replica running and healthy;
+/// `completed`, for each one exited 0 and done.
+pub fn mark_waiting(
+    id: &str,
+    spec: &Stack,
+    out: &mut BTreeMap<String, Assignment>,
     placement: &Placement,
-    reports: impl IntoIterator<Item = &'r crate::report::SlotReport>,
+    reports: &[&SlotReport],
 ) {
-    // slot -> (host, its slot, its network), from what is being assigned. The spec hash
-    // is computed only for the slots some dependent asks about, not for every slot of
-    // the cluster on every pass.
-    // Only stacks with a dependency that waits (healthy, completed) are looked at: the
-    // others' slots would be indexed, at a pass over every stack, for nothing.
-    let waits_for_some = |stack: &str| {
-        parsed.get(stack).is_some_and(|p| {
-            p.spec.as_ref().is_ok_and(|spec| {
-                spec.item_list_element.iter().any(|svc| {
-                    svc.software_requirements
-                        .iter()
-                        .any(|d| d.condition() != DependencyCondition::Started)
-                })
-            })
-        })
+    // A stack with no dependency that waits (healthy, completed) has nothing to mark,
+    // and its slots are not indexed for nothing.
+    let waits = |svc: &crate::spec::Service| {
+        svc.software_requirements
+            .iter()
+            .any(|d| d.condition() != DependencyCondition::Started)
     };
-    let asking: BTreeSet<&str> = out
-        .keys()
-        .map(|(_, stack)| stack.as_str())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .filter(|s| waits_for_some(s))
-        .collect();
+    if !spec.item_list_element.iter().any(waits) {
+        return;
+    }
+    // slot -> (host, its slot, its network), from what is being assigned. The spec hash
+    // is computed only for the slots some dependent asks about.
     let mut expected: BTreeMap<SlotId, (&str, &Slot, &str)> = BTreeMap::new();
-    for ((host, stack), a) in out.iter().filter(|((_, s), _)| asking.contains(s.as_str())) {
+    for (host, a) in out.iter() {
         for slot in a.slots.iter().filter(|s| !s.handoff) {
-            expected.insert(
-                slot.id(stack),
-                (host.as_str(), slot, a.network.name.as_str()),
-            );
+            expected.insert(slot.id(id), (host.as_str(), slot, a.network.name.as_str()));
         }
     }
-    // Reports by (host, stack, service, replica), looked up rather than scanned.
-    let mut reported: BTreeMap<(&str, &str, &str, u32), Vec<&crate::report::SlotReport>> =
-        BTreeMap::new();
-    for r in reports
-        .into_iter()
-        .filter(|r| asking.contains(r.stack.as_str()))
-    {
+    // Reports by (host, service, replica), looked up rather than scanned.
+    let mut reported: BTreeMap<(&str, &str, u32), Vec<&SlotReport>> = BTreeMap::new();
+    for r in reports {
         reported
-            .entry((
-                r.host.as_str(),
-                r.stack.as_str(),
-                r.service.as_str(),
-                r.replica,
-            ))
+            .entry((r.host.as_str(), r.service.as_str(), r.replica))
             .or_default()
             .push(r);
     }
     // `Err` says what is awaited, as the dependent's status shows it.
     let there = |sid: &SlotId, condition: DependencyCondition| -> Result<(), String> {
-        let (met, awaited): (fn(&crate::report::SlotReport) -> bool, &str) = match condition {
+        let (met, awaited): (fn(&SlotReport) -> bool, &str) = match condition {
             DependencyCondition::Completed => (|r| r.is_completed(), "to complete"),
             // `started` asks for nothing more than the start order, and never gets here.
             DependencyCondition::Healthy | DependencyCondition::Started => {
@@ -569,7 +574,7 @@ pub fn mark_waiting<'r>(
         };
         let hash = slot.container.hash(network);
         let ok = reported
-            .get(&(*host, sid.stack.as_str(), sid.service.as_str(), sid.replica))
+            .get(&(*host, sid.service.as_str(), sid.replica))
             .is_some_and(|rs| rs.iter().any(|r| r.spec_hash == hash && met(r)));
         if ok {
             Ok(())
@@ -579,10 +584,7 @@ pub fn mark_waiting<'r>(
     };
     // (host, slot) -> the dependencies it waits for.
     let mut waits: BTreeMap<(String, SlotId), Vec<String>> = BTreeMap::new();
-    for ((host, stack), a) in out.iter().filter(|((_, s), _)| asking.contains(s.as_str())) {
-        let Some(Ok(spec)) = parsed.get(stack).map(|p| &p.spec) else {
-            continue;
-        };
+    for (host, a) in out.iter() {
         for slot in &a.slots {
             let Some(svc) = spec
                 .item_list_element
@@ -603,19 +605,19 @@ pub fn mark_waiting<'r>(
                     .find(|s| s.name == dep.name)
                     .map_or(1, |s| s.replica_count());
                 if let Some(Err(w)) = (1..=replicas)
-                    .map(|r| there(&SlotId::new(stack, &dep.name, r), condition))
+                    .map(|r| there(&SlotId::new(id, &dep.name, r), condition))
                     .find(Result::is_err)
                 {
                     waiting.push(w);
                 }
             }
             if !waiting.is_empty() {
-                waits.insert((host.clone(), slot.id(stack)), waiting);
+                waits.insert((host.clone(), slot.id(id)), waiting);
             }
         }
     }
     for ((host, sid), w) in waits {
-        if let Some(a) = out.get_mut(&(host, sid.stack.clone())) {
+        if let Some(a) = out.get_mut(&host) {
             if let Some(slot) = a.slots.iter_mut().find(|s| s.is(&sid)) {
                 slot.waiting_for = w;
             }
@@ -673,11 +675,7 @@ pub fn preview_apply(
 ) -> ApplyPreview {
     let next = world.stacks.get(stack).map_or(1, |(r, _)| r + 1);
     world.stacks.insert(stack.to_owned(), (next, raw));
-    let Target {
-        mut placement,
-        assignments,
-        ..
-    } = preview(world, stack, false, max_unavailable_fraction);
+    let (mut placement, target) = preview(world, stack, false, max_unavailable_fraction);
     placement.hosts.retain(|sid, _| sid.stack == stack);
     placement.unschedulable.retain(|(s, _), _| s == stack);
     let rollouts = match world
@@ -695,12 +693,7 @@ pub fn preview_apply(
                 .assignments
                 .iter()
                 .filter(|((_, s), _)| s == stack)
-                .map(|((h, _), (a, _))| (h.as_str(), a))
-                .collect();
-            let target: BTreeMap<String, Assignment> = assignments
-                .into_iter()
-                .filter(|((_, s), _)| s == stack)
-                .map(|((h, _), a)| (h, a))
+                .map(|((h, _), (a, _))| (h.as_str(), a.as_ref()))
                 .collect();
             rollout::plan(stack, &current, &target, &policies)
         }
@@ -714,13 +707,19 @@ pub fn preview_apply(
 
 /// What `berth rebalance STACK` would do now: the moves of placing that stack afresh.
 pub fn preview_rebalance(world: &World, stack: &str, max_unavailable_fraction: f64) -> Placement {
-    preview(world, stack, true, max_unavailable_fraction).placement
+    preview(world, stack, true, max_unavailable_fraction).0
 }
 
-/// The controller's target as the CLI can compute it: without the controller's grace
-/// clock, hosts that are assigned but unregistered count as not ready (their slots stay,
-/// nothing new goes there). Moves are kept for `stack` only.
-fn preview(world: &World, stack: &str, rebalance: bool, max_unavailable_fraction: f64) -> Target {
+/// The controller's placement, and `stack`'s assignments by host before rollouts hold
+/// anything back, as the CLI can compute them: without the controller's grace clock,
+/// hosts that are assigned but unregistered count as not ready (their slots stay, nothing
+/// new goes there). Moves are kept for `stack` only.
+fn preview(
+    world: &World,
+    stack: &str,
+    rebalance: bool,
+    max_unavailable_fraction: f64,
+) -> (Placement, BTreeMap<String, Assignment>) {
     let parsed: Parsed = world
         .stacks
         .iter()
@@ -748,11 +747,37 @@ fn preview(world: &World, stack: &str, rebalance: bool, max_unavailable_fraction
             BTreeSet::new()
         },
     };
+    let regs = registrations(world, &absent);
+    let (mut placement, _) = place_afresh(world, &parsed, &regs, &absent, &opts);
+    placement.moves.retain(|m| m.slot.stack == stack);
     // Only `stack` is asked about: the others are placed, but not built.
-    let mut scope = Scope::Stacks(BTreeSet::from([stack.to_owned()]));
-    let mut t = target(world, &parsed, &absent, &opts, &mut scope, None);
-    t.placement.moves.retain(|m| m.slot.stack == stack);
-    t
+    let target = match parsed.get(stack) {
+        Some(ParsedSpec {
+            revision,
+            spec: Ok(spec),
+            ..
+        }) => {
+            let only = Scope::Stacks(BTreeSet::from([stack.to_owned()]));
+            let by = ByStack::of(world, &only, &placement);
+            let cx = Context {
+                world,
+                placement: &placement,
+                regs: &regs,
+                now_ms: 0,
+            };
+            placed_target(
+                &cx,
+                stack,
+                spec,
+                *revision,
+                by.held.get(stack).unwrap_or(&BTreeMap::new()),
+                by.reports.get(stack).map_or(&[][..], Vec::as_slice),
+                by.moves.get(stack).map_or(&[][..], Vec::as_slice),
+            )
+        }
+        _ => BTreeMap::new(),
+    };
+    (placement, target)
 }
 
 #[cfg(test)]
@@ -809,19 +834,13 @@ mod tests {
             let h = svc.target_host.clone().unwrap_or_default();
             placement.hosts.insert(SlotId::new("s", &svc.name, 1), h);
         }
-        let parsed: Parsed =
-            BTreeMap::from([("s".to_owned(), ParsedSpec::new(1, Ok(stack.clone())))]);
-        let base: BTreeMap<(String, String), Assignment> =
-            assignments_for("s", &stack, 1, &placement.hosts, &hosts, &BTreeMap::new())
-                .into_iter()
-                .map(|(h, a)| ((h, "s".to_owned()), a))
-                .collect();
+        let base: BTreeMap<String, Assignment> =
+            assignments_for("s", &stack, 1, &placement.hosts, &hosts, &BTreeMap::new());
         move |reports: Vec<SlotReport>| {
             let mut out = base.clone();
-            mark_waiting(&mut out, &parsed, &placement, &reports);
-            out[&("h2".to_owned(), "s".to_owned())].slots[0]
-                .waiting_for
-                .clone()
+            let reports: Vec<&SlotReport> = reports.iter().collect();
+            mark_waiting("s", &stack, &mut out, &placement, &reports);
+            out["h2"].slots[0].waiting_for.clone()
         }
     }
 
@@ -1099,7 +1118,8 @@ mod tests {
                     },
                     ..a.clone()
                 };
-                w.assignments.insert((h.clone(), "s".into()), (a, 1));
+                w.assignments
+                    .insert((h.clone(), "s".into()), (Arc::new(a), 1));
             }
             (w, parsed)
         };
@@ -1148,15 +1168,24 @@ mod tests {
                 vec![],
             ),
         ];
-        for (name, (w, parsed), hosts, want) in cases {
-            let hosts: BTreeMap<String, HostRegistration> = hosts
+        for (name, (mut w, parsed), hosts, want) in cases {
+            w.hosts = hosts
                 .into_iter()
-                .map(|h| (h.to_owned(), HostRegistration::default()))
+                .map(|h| {
+                    let reg = HostRegistration {
+                        id: h.to_owned(),
+                        ..Default::default()
+                    };
+                    (h.to_owned(), reg)
+                })
                 .collect();
-            let mut out = BTreeMap::new();
-            tombstones(&w, &parsed, &hosts, NOW, &Scope::Everything, &mut out);
-            let got: Vec<(&str, u64)> = out
+            let opts = Options::default();
+            let none = BTreeMap::new();
+            let d = decide(&w, &parsed, &none, &opts, NOW, Scope::Everything, None);
+            let got: Vec<(&str, u64)> = d
+                .assignments
                 .iter()
+                .filter(|(_, a)| a.is_tombstone())
                 .map(|((h, _), a)| {
                     assert!(a.slots.is_empty(), "{name}: a tombstone runs nothing");
                     (h.as_str(), a.deleted.expect("a tombstone").at_ms)
@@ -1243,6 +1272,57 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A pass holds no copy of what it leaves as held: over a converged cluster, every
+    /// decided assignment is the world's own; after a change to one stack, only that
+    /// stack's are new.
+    #[test]
+    fn a_pass_shares_the_assignments_it_leaves_as_held() {
+        let (mut world, mut parsed) = converged();
+        let shared = |world: &World, d: &Decision| -> BTreeMap<String, (usize, usize)> {
+            let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+            for ((host, stack), a) in &d.assignments {
+                let held = world.assignments.get(&(host.clone(), stack.clone()));
+                let n = out.entry(stack.clone()).or_default();
+                if held.is_some_and(|(h, _)| Arc::ptr_eq(h, a)) {
+                    n.0 += 1;
+                } else {
+                    n.1 += 1;
+                }
+            }
+            out
+        };
+        let full = |world: &World, parsed: &Parsed| {
+            let none = BTreeMap::new();
+            let opts = Options::default();
+            decide(world, parsed, &none, &opts, 0, Scope::Everything, None)
+        };
+        let held_of = |world: &World, stack: &str| {
+            world.assignments.keys().filter(|(_, s)| s == stack).count()
+        };
+        let (a, b, c) = (
+            held_of(&world, "a"),
+            held_of(&world, "b"),
+            held_of(&world, "c"),
+        );
+        assert!(a > 0 && b > 0 && c > 0, "every stack is held somewhere");
+        let d = full(&world, &parsed);
+        // (shared, new) by stack.
+        let want = BTreeMap::from([
+            ("a".to_owned(), (a, 0)),
+            ("b".to_owned(), (b, 0)),
+            ("c".to_owned(), (c, 0)),
+        ]);
+        assert_eq!(shared(&world, &d), want, "converged: all shared");
+        set_spec(&mut world, &mut parsed, "b", &spread_stack("2", 1, None));
+        let d = full(&world, &parsed);
+        let want = BTreeMap::from([
+            ("a".to_owned(), (a, 0)),
+            ("b".to_owned(), (0, b)),
+            ("c".to_owned(), (c, 0)),
+        ]);
+        assert_eq!(shared(&world, &d), want, "b changed: only b's are new");
     }
 
     /// The invariant behind deciding only the stacks that changed: for each change, a
@@ -1371,13 +1451,13 @@ mod tests {
             let want: BTreeSet<String> = want_scope.iter().map(|s| s.to_string()).collect();
             assert_eq!(covered, &want, "{name}: stacks covered");
             assert_eq!(full.placement, narrow.placement, "{name}: placement");
-            let of = |m: &BTreeMap<(String, String), Assignment>, inside: bool| {
+            let of = |m: &BTreeMap<(String, String), Arc<Assignment>>, inside: bool| {
                 m.iter()
                     .filter(|((_, s), _)| covered.contains(s) == inside)
                     .map(|(k, a)| (k.clone(), a.clone()))
                     .collect::<BTreeMap<_, _>>()
             };
-            let held: BTreeMap<(String, String), Assignment> = world
+            let held: BTreeMap<(String, String), Arc<Assignment>> = world
                 .assignments
                 .iter()
                 .map(|(k, (a, _))| (k.clone(), a.clone()))

@@ -2,6 +2,7 @@
 //! controller's (and `berth rebalance`'s) view of the cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -76,8 +77,9 @@ pub struct World {
     pub maintenance: BTreeMap<String, Maintenance>,
     /// Stack id -> mod_revision of its rebalance request.
     pub rebalance: BTreeMap<String, i64>,
-    /// (host, stack) -> (assignment, mod_revision).
-    pub assignments: BTreeMap<(String, String), (Assignment, i64)>,
+    /// (host, stack) -> (assignment, mod_revision). Shared: a pass's decision holds the
+    /// ones it leaves as they are rather than copies of them.
+    pub assignments: BTreeMap<(String, String), (Arc<Assignment>, i64)>,
     /// Report key -> the report.
     pub reports: BTreeMap<String, SlotReport>,
     /// Stack id -> (decoded status if readable, mod_revision).
@@ -350,8 +352,10 @@ impl World {
                 match serde_json::from_slice::<Assignment>(&kv.value) {
                     Ok(mut a) => {
                         a.compact();
-                        self.assignments
-                            .insert((host.to_owned(), stack.to_owned()), (a, kv.mod_revision));
+                        self.assignments.insert(
+                            (host.to_owned(), stack.to_owned()),
+                            (Arc::new(a), kv.mod_revision),
+                        );
                     }
                     Err(e) => {
                         tracing::warn!(key = %kv.key, error = %e, "unreadable assignment ignored")

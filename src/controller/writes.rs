@@ -3,6 +3,7 @@
 //! compare-and-swap fenced by the leadership, so a stale or deposed leader writes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::world::{Decoded, World};
@@ -453,8 +454,10 @@ fn copies_in_scope<'w>(
     let scope = &decision.scope;
     let agentless = |h: &str| world.agentless.contains_key(h);
     if scope.is_everything() {
-        let needs =
-            hostsecrets::needs(desired.iter().map(|((h, _), a)| (h.as_str(), a)), agentless);
+        let needs = hostsecrets::needs(
+            desired.iter().map(|((h, _), a)| (h.as_str(), a.as_ref())),
+            agentless,
+        );
         (
             needs,
             world
@@ -481,11 +484,11 @@ fn copies_in_scope<'w>(
                 .range((h.to_string(), String::new())..)
                 .take_while(move |((host, _), _)| host == h)
                 .filter(|((_, s), _)| !scope.has(s))
-                .map(|((host, _), (a, _))| (host.as_str(), a));
+                .map(|((host, _), (a, _))| (host.as_str(), a.as_ref()));
             let decided = desired
                 .range((h.to_string(), String::new())..)
                 .take_while(move |((host, _), _)| host == h)
-                .map(|((host, _), a)| (host.as_str(), a));
+                .map(|((host, _), a)| (host.as_str(), a.as_ref()));
             held.chain(decided)
         });
         let needs = hostsecrets::needs(on_host, agentless);
@@ -525,12 +528,13 @@ fn assignment_writes(world: &World, decision: &decide::Decision) -> Vec<Write> {
             deletes.push(delete(gone, *rev));
         }
         let existing = held.next_if(|(k, _)| *k == at).map(|(_, e)| e);
-        if existing.is_some_and(|(e, _)| e == a) {
+        // Most are the held one itself, shared by the decision (`decide`): no compare.
+        if existing.is_some_and(|(e, _)| Arc::ptr_eq(e, a) || e == a) {
             continue;
         }
         writes.push(Write::Put {
             key: keys::assignment(&at.0, &at.1),
-            value: serde_json::to_vec(a).unwrap_or_default(),
+            value: serde_json::to_vec(a.as_ref()).unwrap_or_default(),
             expect: existing.map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev)),
         });
     }
