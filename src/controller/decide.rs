@@ -1,5 +1,6 @@
 //! The controller's decision, pure: from the decoded world, the parsed stacks and each
-//! host's liveness, the placement and every assignment that should exist.
+//! host's liveness, the placement and every assignment that should exist, decided one
+//! stack at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
