@@ -94,24 +94,6 @@ struct Row {
     keys: BTreeMap<String, (u64, u64)>,
 }
 
-async fn http_get(addr: &str, path: &str) -> Res<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(err)?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").as_bytes())
-        .await
-        .map_err(err)?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .map_err(err)?
-        .map_err(err)?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    Ok(text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default())
-}
-
 /// etcd's own counters: requests by method, database size, watchers.
 struct EtcdStats {
     requests: BTreeMap<String, f64>,
@@ -121,7 +103,7 @@ struct EtcdStats {
 
 async fn etcd_stats(url: &str) -> Res<EtcdStats> {
     let addr = url.trim_start_matches("http://");
-    let m = Metrics::parse(http_get(addr, "/metrics").await?);
+    let m = Metrics::parse(support::http_get(addr, "/metrics").await?.1);
     Ok(EtcdStats {
         requests: m.by("grpc_server_msg_received_total", "grpc_method"),
         db_bytes: m.sum("etcd_mvcc_db_total_size_in_bytes", |_| true),

@@ -158,28 +158,7 @@ impl Proc {
     }
 
     pub async fn get(&self, path: &str) -> Res<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(&self.metrics)
-            .await
-            .map_err(err)?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .map_err(err)?;
-        let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-            .await
-            .map_err(err)?
-            .map_err(err)?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let code = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        Ok((code, body.to_owned()))
+        http_get(&self.metrics, path).await
     }
 
     pub async fn scrape(&self) -> Metrics {
@@ -857,4 +836,28 @@ pub fn sweep() {
             docker_cli(&["network", "rm", net]);
         }
     }
+}
+
+/// `GET path` from the HTTP server at `addr` (`host:port`): the status code and the body.
+pub async fn http_get(addr: &str, path: &str) -> Res<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(err)?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(err)?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .map_err(err)?
+        .map_err(err)?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok((code, body.to_owned()))
 }
