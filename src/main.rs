@@ -99,9 +99,10 @@ fn main() -> ExitCode {
     // No transparent huge pages, whatever the machine's THP mode: mimalloc would otherwise
     // have its arenas backed by 2 MiB pages (it asks for them, and the `no_thp` feature
     // only stops the asking), each resident in full however little of it is in use. At
-    // 1,000 hosts the controller's peak RSS was 134 MB with them and 116 MB without, for
-    // a heap of 77 MB and the same CPU (docs/scale.md). Best effort: a kernel without the
-    // call keeps its default.
+    // 1,000 hosts the controller's peak RSS was 134 MB with them and 119 MB without, for
+    // a heap of 77 MB and the same CPU (docs/scale.md). The processes Berth starts inherit
+    // it (the etcd of `berth up`). Best effort: a kernel without the call keeps its
+    // default.
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
