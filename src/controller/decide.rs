@@ -152,18 +152,16 @@ pub fn decide(
         regs: &regs,
         now_ms,
     };
-    let none = BTreeMap::new();
     let mut rolled = Rolled::default();
     let mut assignments = BTreeMap::new();
     for id in ids {
-        let held = by.held.get(id).unwrap_or(&none);
-        let reports = by.reports.get(id).map_or(&[][..], Vec::as_slice);
-        let moves = by.moves.get(id).map_or(&[][..], Vec::as_slice);
+        let held = by.held_of(id);
         let mine = match parsed.get(id).map(|p| (p.revision, &p.spec)) {
             Some((rev, Ok(stack))) => {
-                let mut mine = placed_target(&cx, id, stack, rev, held, reports, moves);
-                roll(&cx, id, stack, rev, held, reports, &mut mine, &mut rolled);
-                mark_waiting(id, stack, &mut mine, &placement, reports);
+                let own = by.inputs(id, stack, rev);
+                let mut mine = placed_target(&cx, &own);
+                roll(&cx, &own, &mut mine, &mut rolled);
+                mark_waiting(id, stack, &mut mine, &placement, own.reports);
                 mine
             }
             // The last valid version keeps running.
@@ -205,6 +203,19 @@ struct Context<'a> {
     now_ms: u64,
 }
 
+/// A valid stack's own inputs to its decision.
+struct StackInputs<'a> {
+    id: &'a str,
+    stack: &'a Stack,
+    /// Its spec key's `mod_revision`.
+    rev: i64,
+    /// Host -> what the host holds of it.
+    held: &'a BTreeMap<&'a str, &'a Arc<Assignment>>,
+    reports: &'a [&'a SlotReport],
+    /// The placement's moves of its slots.
+    moves: &'a [&'a Move],
+}
+
 /// The held assignments and reports of the stacks in scope, and the placement's moves,
 /// grouped by stack once, so a pass stays linear in them rather than stacks x slots.
 struct ByStack<'w> {
@@ -235,6 +246,24 @@ impl<'w> ByStack<'w> {
         }
         by
     }
+
+    /// What each host holds of stack `id`.
+    fn held_of(&self, id: &str) -> &BTreeMap<&'w str, &'w Arc<Assignment>> {
+        static NONE: BTreeMap<&str, &Arc<Assignment>> = BTreeMap::new();
+        self.held.get(id).unwrap_or(&NONE)
+    }
+
+    /// Valid stack `id`'s own inputs, its spec being `stack` at `rev`.
+    fn inputs<'a>(&'a self, id: &'a str, stack: &'a Stack, rev: i64) -> StackInputs<'a> {
+        StackInputs {
+            id,
+            stack,
+            rev,
+            held: self.held_of(id),
+            reports: self.reports.get(id).map_or(&[], Vec::as_slice),
+            moves: self.moves.get(id).map_or(&[], Vec::as_slice),
+        }
+    }
 }
 
 /// The registrations of every host a slot may refer to: live ones, and absent ones by
@@ -260,15 +289,8 @@ fn valid_stacks(parsed: &Parsed) -> Vec<(&str, &Stack)> {
 /// A valid stack's assignments by host, from the placement: each placed slot's container
 /// (with its pins, for a stack that pins digests), and, for a slot moving off a live
 /// host, its old copy kept there until the new one is available.
-fn placed_target(
-    cx: &Context,
-    id: &str,
-    stack: &Stack,
-    rev: i64,
-    held: &BTreeMap<&str, &Arc<Assignment>>,
-    reports: &[&SlotReport],
-    moves: &[&Move],
-) -> BTreeMap<String, Assignment> {
+fn placed_target(cx: &Context, own: &StackInputs) -> BTreeMap<String, Assignment> {
+    let (id, stack, rev, held, reports) = (own.id, own.stack, own.rev, own.held, own.reports);
     let placement = cx.placement;
     let mut mine =
         assign::assignments_for(id, stack, rev, &placement.hosts, cx.regs, &cx.world.secrets);
@@ -305,7 +327,7 @@ fn placed_target(
             }
         }
     }
-    for m in moves {
+    for m in own.moves {
         if m.reason != MoveReason::HostDown && live(&m.from) && !available(&m.slot) {
             handoffs.insert((m.from.as_str(), m.slot.clone()));
         }
@@ -467,17 +489,13 @@ struct Rolled {
 
 /// Hold back in `target` (host -> the stack's assignment) the changed slots of stack `id`
 /// whose batch has not come, and keep its rollout record, events and next timer.
-#[allow(clippy::too_many_arguments)]
 fn roll(
     cx: &Context,
-    id: &str,
-    stack: &Stack,
-    rev: i64,
-    held: &BTreeMap<&str, &Arc<Assignment>>,
-    reports: &[&SlotReport],
+    own: &StackInputs,
     target: &mut BTreeMap<String, Assignment>,
     rolled: &mut Rolled,
 ) {
+    let (id, stack) = (own.id, own.stack);
     if target.is_empty() {
         return;
     }
@@ -491,15 +509,15 @@ fn roll(
     let revision = target
         .values()
         .map(Assignment::revision)
-        .fold(rev, i64::max);
+        .fold(own.rev, i64::max);
     let (record, events) = rollout::step(
         &rollout::Inputs {
             stack: id,
             revision,
             now_ms: cx.now_ms,
             previous: cx.world.rollouts.get(id).map(|(r, _)| r),
-            current: held.iter().map(|(h, a)| (*h, a.as_ref())).collect(),
-            reports,
+            current: own.held.iter().map(|(h, a)| (*h, a.as_ref())).collect(),
+            reports: own.reports,
             policies: &policies,
             paused: cx.world.paused.contains(id),
         },
@@ -766,15 +784,7 @@ fn preview(
                 regs: &regs,
                 now_ms: 0,
             };
-            placed_target(
-                &cx,
-                stack,
-                spec,
-                *revision,
-                by.held.get(stack).unwrap_or(&BTreeMap::new()),
-                by.reports.get(stack).map_or(&[][..], Vec::as_slice),
-                by.moves.get(stack).map_or(&[][..], Vec::as_slice),
-            )
+            placed_target(&cx, &by.inputs(stack, spec, *revision))
         }
         _ => BTreeMap::new(),
     };
